@@ -1,0 +1,32 @@
+# promptlift: `make demo` sets everything up and runs the main job; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch; on a CUDA machine: make TORCH="torch" setup
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup demo test clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,metrics]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/promptlift tiny-pipeline --output_dir .cache/tiny-sd1
+	$(BIN)/promptlift generate --model .cache/tiny-sd1 "two red boats at sunset" "a lone tree in the snow" \
+		--num_images_per_prompt 2 --output_dir outputs/demo
+
+# pytest exits 5 when it collects no test: that is a broken suite, not a pass.
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) .cache outputs

@@ -1,0 +1,172 @@
+"""The `promptlift` command line: parse, call the library, print where the results went.
+
+Each command's options are built from its config dataclass, so every option is documented once
+(in the dataclass) and `--config FILE.yaml` takes the same keys.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import click
+
+from . import __version__
+from .config import ConfigField, config_fields, load_config
+
+__all__ = ["main", "cli", "config_command"]
+
+
+class _ConfigCommand(click.Command):
+    """A command whose unknown options are answered with the list of valid ones."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            valid = sorted(o for p in self.params for o in p.opts if o.startswith("--"))
+            raise click.UsageError(f"unknown option {e.option_name!r}; valid options: {', '.join(valid)}.", ctx) from None
+
+
+def _is_list(tp: Any) -> bool:
+    inner = typing.get_args(tp)[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) else tp
+    return typing.get_origin(inner) in (list, tuple)
+
+
+def _option(f: ConfigField) -> click.Option:
+    """A click option for one config field; values stay strings so `config.coerce` is the one converter."""
+    default = "" if f.default is None else f" [default: {f.default}]" if f.default not in ([], ()) else ""
+    help_text = f"{f.help}{default}"
+    if f.type is bool:
+        return click.Option([f"--{f.name}/--no-{f.name}"], default=None, help=help_text)
+    if typing.get_origin(f.type) is Literal:
+        return click.Option([f"--{f.name}"], type=click.Choice([str(c) for c in typing.get_args(f.type)]), default=None, help=help_text)
+    if _is_list(f.type):
+        return click.Option([f"--{f.name}"], multiple=True, default=None, help=help_text, metavar="VALUE")
+    metavar = getattr(typing.get_args(f.type)[0] if typing.get_args(f.type) else f.type, "__name__", "VALUE").upper()
+    return click.Option([f"--{f.name}"], default=None, help=help_text, metavar=metavar)
+
+
+def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, arguments: Sequence[str] = ()) -> click.Command:
+    """Command `name`: an option per field of `cfg_cls` (`arguments` are positional), then `run(cfg)`."""
+    fields = config_fields(cfg_cls)
+    params: list[click.Parameter] = [
+        click.Argument([a], nargs=-1 if _is_list(fields[a].type) else 1, required=False) for a in arguments
+    ]
+    params += [_option(f) for f in fields.values() if f.name not in arguments]
+    params.append(click.Option(["--config"], type=click.Path(dir_okay=False), help="YAML file with any of these options as keys."))
+
+    def callback(config: str | None = None, **values: Any) -> None:
+        overrides = {k: v for k, v in values.items() if v is not None and v != ()}
+        try:
+            cfg = load_config(cfg_cls, config, overrides)
+            run(cfg)
+        except (ValueError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from e
+
+    doc = (cfg_cls.__doc__ or "").strip()
+    return _ConfigCommand(name, params=params, callback=callback, help=doc, short_help=doc.split("\n")[0])
+
+
+class LazyGroup(click.Group):
+    """A group whose commands import their (heavy) modules only when run, so `--help` stays fast.
+
+    `lazy` maps a command name to (one-line help, a function building the command).
+    """
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, Callable[[], click.Command]]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            self.add_command(self.lazy[name][1](), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy and name not in self.commands:
+                rows.append((name, self.lazy[name][0]))
+            else:
+                rows.append((name, self.commands[name].get_short_help_str(limit=80)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="promptlift")
+def cli() -> None:
+    """promptlift: high-quality images from plain prompts, on any Stable Diffusion pipeline."""
+
+
+def _run_generate(cfg) -> None:
+    from .generation import generate
+
+    paths = generate(cfg)
+    click.echo(f"wrote {len(paths)} image(s) with JSON sidecars to {cfg.output_dir}")
+
+
+@dataclass
+class TinyPipelineConfig:
+    """Build a tiny random Stable Diffusion pipeline offline (for tests and trying the tools; images are noise)."""
+
+    output_dir: Path = field(default=Path(".cache/tiny-sd1"), metadata={"help": "Folder to save the pipeline in."})
+    arch: Literal["sd1", "sd2", "sdxl"] = field(default="sd1", metadata={"help": "Architecture to mimic."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
+
+
+def _run_tiny_pipeline(cfg: TinyPipelineConfig) -> None:
+    from .tiny import save_tiny_pipeline
+
+    click.echo(f"saved a tiny {cfg.arch} pipeline to {save_tiny_pipeline(cfg.arch, cfg.output_dir, cfg.seed)}")
+
+
+@cli.command("lifts")
+def list_lifts() -> None:
+    """List the registered lifts (for `--lift NAME[=PATH]`)."""
+    from .pipeline import LIFTS
+
+    for spec in LIFTS.values():
+        default = spec.default_path() if spec.default_path else None
+        click.echo(f"{spec.name:16s} {spec.help}" + (f" [default PATH: {default}]" if default else ""))
+
+
+def _generate_command() -> click.Command:
+    from .generation import GenerateConfig
+
+    return config_command("generate", GenerateConfig, _run_generate, arguments=("prompt",))
+
+
+cli.lazy.update(
+    {
+        "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
+        "tiny-pipeline": (
+            TinyPipelineConfig.__doc__.split("\n")[0],
+            lambda: config_command("tiny-pipeline", TinyPipelineConfig, _run_tiny_pipeline),
+        ),
+    }
+)
+
+
+def _quiet_third_party() -> None:
+    """Hide loading progress bars and a transformers notice about torchvision, which promptlift does not use."""
+    import logging
+
+    class _NoTorchvisionNotice(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "requires torchvision (not installed)" not in record.getMessage()
+
+    logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `promptlift` console script."""
+    _quiet_third_party()
+    cli.main(args=list(argv) if argv is not None else None, prog_name="promptlift")

@@ -1,0 +1,154 @@
+"""Generate images with fixed seeds and write each as a PNG with a JSON sidecar."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from diffusers import DiffusionPipeline
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import to_dict
+from .pipeline import Lift, check_prompts, encode_prompts, load_lifts, load_pipeline
+from .utils import atomic_path, atomic_write_json, ensure_output_dir
+
+__all__ = ["GenerateConfig", "generate", "image_seeds"]
+
+
+@dataclass
+class GenerateConfig:
+    """Generate images from prompts; write a PNG and a JSON sidecar (prompt, seed, settings, timings) per image."""
+
+    prompt: list[str] = field(default_factory=list, metadata={"help": "Prompts to generate from."})
+    model: str | None = field(
+        default=None, metadata={"help": "Diffusers pipeline folder or hub id; default: the embedded model."}
+    )
+    lift: list[str] = field(
+        default_factory=list, metadata={"help": "Lift to apply, as NAME[=PATH]; repeatable (see `promptlift lifts`)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the first image of each prompt; image k uses seed+k."})
+    num_images_per_prompt: int = field(default=1, metadata={"help": "Images per prompt."})
+    num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps."})
+    guidance_scale: float = field(default=7.5, metadata={"help": "Classifier-free guidance scale (<= 1 turns CFG off)."})
+    height: int | None = field(default=None, metadata={"help": "Image height in pixels (multiple of 8); default: the model's."})
+    width: int | None = field(default=None, metadata={"help": "Image width in pixels (multiple of 8); default: the model's."})
+    negative_prompt: str | None = field(default=None, metadata={"help": "Negative prompt, shared by all images."})
+    output_dir: Path = field(default=Path("outputs"), metadata={"help": "Folder for the PNGs and their JSON sidecars."})
+    batch_size: int = field(default=4, metadata={"help": "Images generated per forward pass."})
+    on_long_prompt: Literal["error", "truncate"] = field(
+        default="error", metadata={"help": "A prompt over the text encoder's token limit: refuse it, or cut it and record what was cut."}
+    )
+    device: str | None = field(default=None, metadata={"help": "Device (cuda, cpu, ...); default: CUDA when present."})
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = field(
+        default="auto", metadata={"help": "Weights dtype; auto = fp32 on CPU, fp16 on GPU."}
+    )
+
+    def __post_init__(self):
+        if not self.prompt:
+            raise ValueError("no prompt given; pass at least one PROMPT.")
+        for name in ("num_images_per_prompt", "num_inference_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if self.guidance_scale < 0:
+            raise ValueError(f"`guidance_scale` must be >= 0, got {self.guidance_scale}.")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value is not None and (value <= 0 or value % 8):
+                raise ValueError(f"`{name}` must be a positive multiple of 8, got {value}; try {max(8, value // 8 * 8)}.")
+
+
+def image_seeds(seed: int, num_images_per_prompt: int) -> list[int]:
+    """The seed of each image of one prompt: the same for every prompt, so systems compare on equal noise."""
+    return [seed + k for k in range(num_images_per_prompt)]
+
+
+def _slug(text: str, length: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower())[:length].strip("-") or "prompt"
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: list[Lift] | None = None) -> list[Path]:
+    """Generate `num_images_per_prompt` images per prompt; write PNG + JSON sidecar each; return the PNG paths.
+
+    Pass `pipe` (and its `lifts`) to reuse a loaded pipeline; otherwise it is loaded from `cfg.model`.
+    """
+    output_dir = ensure_output_dir(cfg.output_dir)
+    t0 = time.perf_counter()
+    if pipe is None:
+        lifts = load_lifts(cfg.lift)
+        pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, lifts=lifts)
+    lifts = lifts or []
+    load_s = time.perf_counter() - t0
+    prompts = list(cfg.prompt)
+    for lift in lifts:
+        prompts = lift.rewrite_prompts(prompts)
+    cut = check_prompts(pipe, prompts, cfg.on_long_prompt)
+    pipe.set_progress_bar_config(disable=True)
+
+    jobs = [(i, seed) for i in range(len(prompts)) for seed in image_seeds(cfg.seed, cfg.num_images_per_prompt)]
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift")}
+    paths = []
+    with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
+        for batch in _batches(jobs, cfg.batch_size):
+            t1 = time.perf_counter()
+            images = _generate_batch(pipe, cfg, [prompts[i] for i, _ in batch], [s for _, s in batch], lifts)
+            per_image_s = (time.perf_counter() - t1) / len(batch)
+            for (i, seed), image in zip(batch, images):
+                sidecar = {
+                    **settings,
+                    "prompt": cfg.prompt[i],
+                    "prompt_used": prompts[i],
+                    "truncated": cut.get(i),
+                    "seed": seed,
+                    "model": cfg.model or "embedded-default",
+                    "pipeline": type(pipe).__name__,
+                    "scheduler": type(pipe.scheduler).__name__,
+                    "lifts": [lift.describe() for lift in lifts],
+                    "height": image.height,
+                    "width": image.width,
+                    "timings": {"load_s": round(load_s, 4), "generate_s_per_image": round(per_image_s, 4)},
+                    "promptlift_version": __version__,
+                }
+                paths.append(_write_image(output_dir / f"{i:03d}-{_slug(cfg.prompt[i])}-seed{seed}", image, sidecar))
+                bar.update(1)
+    return paths
+
+
+@torch.no_grad()
+def _generate_batch(pipe, cfg: GenerateConfig, prompts: list[str], seeds: list[int], lifts: list[Lift]):
+    """One pipeline call; each image gets its own CPU generator so it does not depend on its batch-mates."""
+    do_cfg = cfg.guidance_scale > 1
+    embeds = encode_prompts(
+        pipe,
+        prompts,
+        negative_prompt=[cfg.negative_prompt] * len(prompts) if cfg.negative_prompt else None,
+        do_classifier_free_guidance=do_cfg,
+        lifts=lifts,
+    )
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    return pipe(
+        **embeds.as_kwargs(),
+        num_inference_steps=cfg.num_inference_steps,
+        guidance_scale=cfg.guidance_scale,
+        height=cfg.height,
+        width=cfg.width,
+        generator=generators,
+    ).images
+
+
+def _write_image(stem: Path, image, sidecar: dict) -> Path:
+    """Write `stem`.png and `stem`.json, each atomically."""
+    png = stem.with_suffix(".png")
+    with atomic_path(png, suffix=".png") as tmp:
+        image.save(tmp, format="PNG")
+    atomic_write_json(stem.with_suffix(".json"), sidecar)
+    return png

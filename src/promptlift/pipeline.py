@@ -1,0 +1,356 @@
+"""Load any diffusers Stable Diffusion pipeline and apply promptlift's "lifts" to it.
+
+A *lift* is a post-training change to a pipeline. It may swap components (a tuned text encoder,
+quality-tuned UNet weights, a LoRA), rewrite prompts (a prompt refiner), or edit the prompt
+embeddings before they reach the UNet (an adapter). Every lift reaches the pipeline through
+one of those three seams, so a lifted pipeline is still a plain diffusers pipeline called with
+``prompt_embeds``. Lifts are chosen by name from a registry (``--lift NAME[=PATH]``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+from .utils import default_device, resolve_dtype
+
+__all__ = [
+    "LIFTS",
+    "Lift",
+    "LiftSpec",
+    "PromptEmbeds",
+    "SUPPORTED_PIPELINES",
+    "apply_lifts",
+    "check_prompts",
+    "default_model_path",
+    "encode_prompts",
+    "load_lifts",
+    "load_pipeline",
+    "parse_lift",
+    "register_lift",
+]
+
+SUPPORTED_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def default_model_path() -> Path | None:
+    """The embedded default pipeline shipped with the package, or None when it is not installed."""
+    path = Path(__file__).parent / "bundle" / "pipeline"
+    return path if (path / "model_index.json").is_file() else None
+
+
+def _check_model_source(source: str) -> None:
+    """Raise a clear error for a local path that cannot be a diffusers pipeline folder."""
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(
+                f"`model` {source!r} is a file, not a diffusers pipeline folder. Pass a folder holding "
+                "model_index.json (a single .safetensors/.ckpt checkpoint must first be converted with "
+                "diffusers' `from_single_file(...).save_pretrained(DIR)`)."
+            )
+        if not (path / "model_index.json").is_file():
+            raise ValueError(
+                f"`model` {source!r} is not a diffusers pipeline folder (no model_index.json in it). "
+                "Pass the folder written by `save_pretrained`, or a hub id such as "
+                "'stable-diffusion-v1-5/stable-diffusion-v1-5'."
+            )
+    elif not _HUB_ID.match(source):
+        raise ValueError(
+            f"`model` {source!r} does not exist and is not a hub id. Pass a local diffusers pipeline "
+            "folder or a hub id of the form 'owner/name'."
+        )
+
+
+def load_pipeline(
+    pretrained_model_name_or_path: str | Path | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = "auto",
+    lifts: Sequence[Lift] = (),
+    **from_pretrained_kwargs,
+) -> DiffusionPipeline:
+    """Load a Stable Diffusion 1.x / 2.x / SDXL pipeline from a hub id or a local folder.
+
+    Args:
+        pretrained_model_name_or_path: hub id or local folder; None means the embedded default.
+        device: where to run; default CUDA when present, else MPS, else CPU.
+        dtype: "auto" (fp32 on CPU, fp16 on GPU), a dtype name, or a torch dtype.
+        lifts: lifts whose component swaps are applied after loading (see `load_lifts`).
+        **from_pretrained_kwargs: passed to `DiffusionPipeline.from_pretrained` (e.g. `variant`).
+
+    v-prediction (SD 2.x 768) needs nothing special: the scheduler config carries `prediction_type`.
+    """
+    if pretrained_model_name_or_path is None:
+        pretrained_model_name_or_path = default_model_path()
+        if pretrained_model_name_or_path is None:
+            raise ValueError(
+                "no `model` given and the embedded default bundle is not installed; pass `--model` "
+                "with a diffusers pipeline folder or hub id (or build one with `promptlift tiny-pipeline`)."
+            )
+    source = str(pretrained_model_name_or_path)
+    _check_model_source(source)
+    device = torch.device(device) if device is not None else default_device()
+    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=torch_dtype, **from_pretrained_kwargs)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise ValueError(
+            f"could not load `model` {source!r}: {e}\nCheck the hub id or folder; offline "
+            "(HF_HUB_OFFLINE=1) a hub id loads only from the local cache."
+        ) from e
+    if not isinstance(pipe, SUPPORTED_PIPELINES):
+        names = ", ".join(c.__name__ for c in SUPPORTED_PIPELINES)
+        raise ValueError(f"`model` {source!r} is a {type(pipe).__name__}; promptlift supports {names}.")
+    pipe.to(device)
+    apply_lifts(pipe, lifts)
+    return pipe
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt embeddings: the seam through which adapters and refiners reach the UNet.
+
+
+@dataclass
+class PromptEmbeds:
+    """The embedding keyword arguments of a Stable Diffusion (XL) pipeline call."""
+
+    prompt_embeds: torch.Tensor  # (B, L, D)
+    negative_prompt_embeds: torch.Tensor | None = None  # (B, L, D), present with CFG
+    pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL only
+    negative_pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL with CFG
+
+    def as_kwargs(self) -> dict[str, torch.Tensor]:
+        """Keyword arguments for `pipe(...)`, leaving out what is absent."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def encode_prompts(
+    pipe: DiffusionPipeline,
+    prompts: list[str],
+    *,
+    negative_prompt: str | list[str] | None = None,
+    do_classifier_free_guidance: bool = True,
+    lifts: Sequence[Lift] = (),
+) -> PromptEmbeds:
+    """Encode prompts with the pipeline's own text encoder(s), then let each lift edit the result."""
+    device = pipe._execution_device
+    with torch.no_grad():
+        if isinstance(pipe, StableDiffusionXLPipeline):
+            pe, npe, pooled, npooled = pipe.encode_prompt(
+                prompt=prompts,
+                device=device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=do_classifier_free_guidance,
+                negative_prompt=negative_prompt,
+            )
+            embeds = PromptEmbeds(pe, npe, pooled, npooled)
+        else:
+            pe, npe = pipe.encode_prompt(
+                prompts, device, 1, do_classifier_free_guidance, negative_prompt=negative_prompt
+            )
+            embeds = PromptEmbeds(pe, npe)
+        for lift in lifts:
+            embeds = lift.edit_prompt_embeds(pipe, embeds, prompts)
+    return embeds
+
+
+def _tokenizers(pipe: DiffusionPipeline) -> list:
+    return [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
+
+
+def check_prompts(
+    pipe: DiffusionPipeline, prompts: Sequence[str], on_long_prompt: str = "error"
+) -> dict[int, str]:
+    """Refuse empty prompts and, unless `on_long_prompt="truncate"`, prompts over the token limit.
+
+    Returns {prompt index: the text that the text encoder will not see} for truncated prompts.
+    """
+    cut: dict[int, str] = {}
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt {i} is empty ({prompt!r}); give a non-empty text.")
+        for tokenizer in _tokenizers(pipe):
+            ids = tokenizer(prompt, truncation=False, verbose=False).input_ids
+            limit = tokenizer.model_max_length
+            if len(ids) <= limit:
+                continue
+            lost = tokenizer.decode(ids[limit - 1 : -1])
+            if on_long_prompt != "truncate":
+                raise ValueError(
+                    f"prompt {i} has {len(ids)} tokens but the text encoder takes {limit} (with start/end), "
+                    f"so this part would be cut: {lost!r}. Shorten the prompt, or pass "
+                    "`--on_long_prompt truncate` to accept the cut."
+                )
+            cut[i] = lost
+    return cut
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifts and their registry.
+
+
+class Lift:
+    """A post-training change to a pipeline. Subclasses override what they change; the defaults change nothing.
+
+    Attributes:
+        name: the registry name it was loaded under.
+        path: the weights it was loaded from, if any.
+    """
+
+    def __init__(self, name: str, path: Path | None = None):
+        self.name = name
+        self.path = path
+
+    def apply(self, pipe: DiffusionPipeline) -> None:
+        """Swap or patch pipeline components in place (tuned text encoder, UNet weights, LoRA)."""
+
+    def rewrite_prompts(self, prompts: list[str]) -> list[str]:
+        """Rewrite the user's prompts before encoding (a prompt refiner)."""
+        return prompts
+
+    def edit_prompt_embeds(self, pipe: DiffusionPipeline, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
+        """Change the prompt embeddings before they reach the UNet (an adapter)."""
+        return embeds
+
+    def describe(self) -> dict:
+        """What to record in an image's sidecar to reproduce it."""
+        return {"name": self.name, "path": str(self.path) if self.path else None}
+
+
+@dataclass(frozen=True)
+class LiftSpec:
+    """A registered lift: how to build it from a path, and where its default weights live."""
+
+    name: str
+    factory: Callable[[str, Path | None], Lift]
+    help: str
+    default_path: Callable[[], Path | None] | None = None
+
+
+LIFTS: dict[str, LiftSpec] = {}
+_LIFT_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def register_lift(name: str, *, help: str, default_path: Callable[[], Path | None] | None = None):
+    """Register a lift factory `(name, path) -> Lift` under `name`; validated on registration."""
+
+    def decorator(factory: Callable[[str, Path | None], Lift]):
+        if not _LIFT_NAME.match(name):
+            raise ValueError(f"lift name {name!r} must be lower-case words joined by '-', e.g. 'sur-adapter'.")
+        if name in LIFTS:
+            raise ValueError(f"a lift named {name!r} is already registered ({LIFTS[name].factory!r}).")
+        if not callable(factory):
+            raise TypeError(f"lift {name!r}: factory must be callable, got {factory!r}.")
+        if not help:
+            raise ValueError(f"lift {name!r}: give a one-line `help`.")
+        LIFTS[name] = LiftSpec(name, factory, help, default_path)
+        return factory
+
+    return decorator
+
+
+def parse_lift(spec: str) -> tuple[str, Path | None]:
+    """`"NAME[=PATH]"` -> (NAME, PATH or None); NAME must be registered."""
+    name, _, path = spec.partition("=")
+    name = name.strip()
+    if name not in LIFTS:
+        known = ", ".join(sorted(LIFTS)) or "(none)"
+        raise ValueError(f"unknown lift {name!r} in `--lift {spec}`; registered lifts: {known}.")
+    return name, (Path(path).expanduser() if path else None)
+
+
+def load_lifts(specs: Sequence[str]) -> list[Lift]:
+    """Build lifts from `NAME[=PATH]` strings, filling each missing PATH with the lift's default."""
+    lifts = []
+    for spec in specs:
+        name, path = parse_lift(spec)
+        lift_spec = LIFTS[name]
+        if path is None and lift_spec.default_path is not None:
+            path = lift_spec.default_path()
+        if path is not None and not path.exists():
+            raise ValueError(f"`--lift {spec}`: {str(path)!r} does not exist; pass NAME=PATH with the lift's weights.")
+        lifts.append(lift_spec.factory(name, path))
+    return lifts
+
+
+def apply_lifts(pipe: DiffusionPipeline, lifts: Sequence[Lift]) -> DiffusionPipeline:
+    """Apply each lift's component swaps, in order."""
+    for lift in lifts:
+        lift.apply(pipe)
+    return pipe
+
+
+def _require_path(name: str, path: Path | None) -> Path:
+    if path is None:
+        raise ValueError(f"lift {name!r} needs weights: pass `--lift {name}=PATH`.")
+    return path
+
+
+class ComponentLift(Lift):
+    """Replace one pipeline component (`text_encoder`, `text_encoder_2`, `unet`) with weights from a folder.
+
+    PATH is the component's own folder (with config.json) or a pipeline folder holding it as a subfolder.
+    This is how a TextCraftor-tuned text encoder or a quality-tuned UNet reaches a pipeline.
+    """
+
+    def __init__(self, name: str, path: Path | None, component: str):
+        super().__init__(name, _require_path(name, path))
+        self.component = component
+
+    def apply(self, pipe: DiffusionPipeline) -> None:
+        current = getattr(pipe, self.component, None)
+        if current is None:
+            raise ValueError(f"lift {self.name!r}: this {type(pipe).__name__} has no `{self.component}`.")
+        folder = self.path / self.component if (self.path / self.component / "config.json").is_file() else self.path
+        if not (folder / "config.json").is_file():
+            raise ValueError(
+                f"lift {self.name!r}: {str(self.path)!r} holds no {self.component} (no config.json in it or in "
+                f"its `{self.component}/` subfolder); pass the folder written by `save_pretrained`."
+            )
+        new = type(current).from_pretrained(folder).to(device=current.device, dtype=current.dtype)
+        _check_same_interface(self.name, self.component, current.config, new.config)
+        pipe.register_modules(**{self.component: new.eval()})
+
+    def describe(self) -> dict:
+        return {**super().describe(), "component": self.component}
+
+
+def _check_same_interface(lift: str, component: str, old, new) -> None:
+    """A swapped component must keep the sizes the rest of the pipeline is wired to."""
+    keys = ("hidden_size", "projection_dim", "cross_attention_dim", "in_channels", "out_channels", "sample_size")
+
+    def get(config, key):
+        return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+
+    diffs = {k: (get(old, k), get(new, k)) for k in keys if get(old, k) != get(new, k)}
+    if diffs:
+        detail = ", ".join(f"{k}: pipeline {a} vs lift {b}" for k, (a, b) in diffs.items())
+        raise ValueError(f"lift {lift!r}: the {component} does not fit this pipeline ({detail}).")
+
+
+class LoraLift(Lift):
+    """Load diffusers-format LoRA weights (UNet and/or text encoders) with `pipe.load_lora_weights`."""
+
+    def __init__(self, name: str, path: Path | None):
+        super().__init__(name, _require_path(name, path))
+
+    def apply(self, pipe: DiffusionPipeline) -> None:
+        pipe.load_lora_weights(str(self.path), adapter_name=self.name.replace("-", "_"))
+
+
+register_lift("lora", help="LoRA weights in diffusers format (pytorch_lora_weights.safetensors); PATH required.")(
+    LoraLift
+)
+register_lift("text-encoder", help="Swap in a tuned text encoder folder (config.json + weights); PATH required.")(
+    lambda name, path: ComponentLift(name, path, "text_encoder")
+)
+register_lift("unet", help="Swap in tuned UNet weights from a folder (config.json + weights); PATH required.")(
+    lambda name, path: ComponentLift(name, path, "unet")
+)

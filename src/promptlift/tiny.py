@@ -1,0 +1,148 @@
+"""Tiny random Stable Diffusion pipelines (SD1.x-, SD2.x- and SDXL-shaped), built offline.
+
+Used by the tests and by anyone who wants to exercise promptlift without downloading a model.
+Their images are noise: they have the architecture of the real thing, not its training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from .utils import atomic_dir
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+__all__ = ["Arch", "ARCHS", "byte_level_clip_tokenizer", "build_tiny_pipeline", "save_tiny_pipeline"]
+
+Arch = Literal["sd1", "sd2", "sdxl"]
+ARCHS: tuple[str, ...] = ("sd1", "sd2", "sdxl")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible map from bytes to printable unicode characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def byte_level_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
+    """A CLIP tokenizer with one token per byte (and per word-final byte), made without any download."""
+    chars = list(_bytes_to_unicode().values())
+    tokens = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+
+
+def _text_config(vocab_size: int, hidden_size: int = 32, projection_dim: int = 32, act: str = "quick_gelu") -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=projection_dim,
+        hidden_act=act,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+
+
+def _vae(latent_channels: int = 4, sample_size: int = 32) -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(16, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=latent_channels,
+        norm_num_groups=8,
+        sample_size=sample_size,
+    )
+
+
+def build_tiny_pipeline(arch: Arch = "sd1", seed: int = 0):
+    """A random pipeline of the given architecture, about 1M parameters, 16 px latents for 32 px images.
+
+    sd1: epsilon prediction, quick-GELU text encoder, cross-attention 32.
+    sd2: v-prediction, GELU text encoder, linear projections in the transformer blocks.
+    sdxl: two text encoders (the second with projection), pooled embeddings and time ids.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"`arch` must be one of {list(ARCHS)}, got {arch!r}.")
+    torch.manual_seed(seed)
+    tokenizer = byte_level_clip_tokenizer()
+    vocab = len(tokenizer)
+    common = dict(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
+    scheduler_kwargs = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
+    if arch == "sdxl":
+        unet = UNet2DConditionModel(
+            **common,
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            cross_attention_dim=64,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids x 8 + pooled text (32)
+        )
+        return StableDiffusionXLPipeline(
+            vae=_vae(),
+            text_encoder=CLIPTextModel(_text_config(vocab, act="gelu")),
+            text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab, act="gelu")),
+            tokenizer=tokenizer,
+            tokenizer_2=byte_level_clip_tokenizer(),
+            unet=unet,
+            scheduler=EulerDiscreteScheduler(**{k: v for k, v in scheduler_kwargs.items() if k != "clip_sample"}),
+        )
+    sd2 = arch == "sd2"
+    unet = UNet2DConditionModel(
+        **common,
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4) if sd2 else 8,
+        use_linear_projection=sd2,
+    )
+    scheduler = DDIMScheduler(**scheduler_kwargs, prediction_type="v_prediction" if sd2 else "epsilon",
+                              set_alpha_to_one=False, steps_offset=1)
+    return StableDiffusionPipeline(
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config(vocab, act="gelu" if sd2 else "quick_gelu")),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_pipeline(arch: Arch, output_dir: str | Path, seed: int = 0) -> Path:
+    """Build a tiny random pipeline and save it as a diffusers folder (model_index.json + components)."""
+    with atomic_dir(output_dir) as tmp:
+        build_tiny_pipeline(arch, seed).save_pretrained(tmp)
+    return Path(output_dir)

@@ -1,0 +1,115 @@
+"""Small helpers every part shares: atomic file output, output folders, devices and dtypes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "ensure_output_dir",
+    "default_device",
+    "default_dtype",
+    "resolve_dtype",
+]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A reader never sees a half-written file, and a failure leaves nothing behind.
+    `suffix` keeps the extension for writers that read it (PIL, safetensors).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write `obj` as indented JSON to `path` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def ensure_output_dir(output_dir: str | Path, name: str = "output_dir") -> Path:
+    """Create `output_dir` if needed; a path that exists as a file is an error naming the fix."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"`{name}` {str(output_dir)!r} is a file, not a folder; pass a folder path.")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return output_dir
+
+
+def default_device() -> torch.device:
+    """CUDA when present, then Apple MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU; fp16 on CUDA and MPS (the Stable Diffusion inference convention)."""
+    return torch.float32 if device.type == "cpu" else torch.float16
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`"auto"`/None -> the device's default; a name -> the torch dtype; half precision on CPU is refused."""
+    if dtype is None or dtype == "auto":
+        return default_dtype(device)
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"`dtype` must be one of {['auto', *_DTYPES]}, got {dtype!r}.")
+        dtype = _DTYPES[dtype]
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ValueError("`dtype` float16 is not supported on CPU; use float32 (or bfloat16).")
+    return dtype
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; pass a folder path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
