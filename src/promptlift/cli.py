@@ -155,6 +155,72 @@ cli.lazy.update(
 )
 
 
+@cli.group("world", cls=LazyGroup)
+def world() -> None:
+    """The procedural world: render scenes, build datasets and prompt sets, measure it."""
+
+
+def _world_command(name: str, config: str, run: Callable[[Any], Any]) -> Callable[[], click.Command]:
+    """A lazily built `world` command whose config class lives in promptlift.world.config."""
+
+    def build() -> click.Command:
+        from .world import config as world_config
+
+        return config_command(name, getattr(world_config, config), run)
+
+    return build
+
+
+def _run_world_render(cfg) -> None:
+    from .world.dataset import render_scenes
+    import json
+
+    for png in render_scenes(cfg):
+        record = json.loads(png.with_suffix(".json").read_text())
+        click.echo(f"{png}\n  complex:   {record['complex']}\n  literal:   {record['literal']}\n"
+                   f"  narrative: {record['narrative']}")
+
+
+def _run_world_dataset(cfg) -> None:
+    from .world.dataset import build_dataset
+
+    click.echo(f"wrote {cfg.num_scenes} scenes to {build_dataset(cfg)}")
+
+
+def _run_world_prompts(cfg) -> None:
+    from .world.dataset import write_prompt_set
+
+    result = write_prompt_set(cfg)
+    click.echo(f"wrote {cfg.num_prompts} prompts to {result}" if cfg.output else result, nl=bool(cfg.output))
+
+
+def _run_world_contact_sheet(cfg) -> None:
+    from .world.dataset import contact_sheet
+
+    click.echo(f"wrote {contact_sheet(cfg)}")
+
+
+def _run_world_stats(cfg) -> None:
+    import json
+
+    from .world.dataset import world_stats
+
+    click.echo(json.dumps(world_stats(cfg), indent=2))
+
+
+world.lazy.update(
+    {
+        "render": ("Render world scenes to PNGs with their prompts.", _world_command("render", "RenderConfig", _run_world_render)),
+        "dataset": ("Build a world dataset (imagefolder + metadata.jsonl).", _world_command("dataset", "DatasetConfig", _run_world_dataset)),
+        "prompts": ("Write a named world prompt set as JSONL.", _world_command("prompts", "PromptSetConfig", _run_world_prompts)),
+        "contact-sheet": ("Scenes sorted by aesthetic score with their prompts, as one PNG.",
+                          _world_command("contact-sheet", "ContactSheetConfig", _run_world_contact_sheet)),
+        "stats": ("Score distribution, narrative indirection and pool disjointness.",
+                  _world_command("stats", "StatsConfig", _run_world_stats)),
+    }
+)
+
+
 def _quiet_third_party() -> None:
     """Hide loading progress bars and a transformers notice about torchvision, which promptlift does not use."""
     import logging
