@@ -208,8 +208,23 @@ def _run_world_stats(cfg) -> None:
     click.echo(json.dumps(world_stats(cfg), indent=2))
 
 
+def _run_train_bundle(cfg) -> None:
+    import json
+
+    from .world.bundle import train_bundle
+
+    click.echo(json.dumps(train_bundle(cfg), indent=2))
+
+
+def _train_bundle_command() -> click.Command:
+    from .world.bundle import BundleConfig
+
+    return config_command("train-bundle", BundleConfig, _run_train_bundle)
+
+
 world.lazy.update(
     {
+        "train-bundle": ("Train the embedded default bundle (resumable, part by part).", _train_bundle_command),
         "render": ("Render world scenes to PNGs with their prompts.", _world_command("render", "RenderConfig", _run_world_render)),
         "dataset": ("Build a world dataset (imagefolder + metadata.jsonl).", _world_command("dataset", "DatasetConfig", _run_world_dataset)),
         "prompts": ("Write a named world prompt set as JSONL.", _world_command("prompts", "PromptSetConfig", _run_world_prompts)),

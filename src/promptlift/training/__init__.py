@@ -1,0 +1,5 @@
+"""What every promptlift trainer shares: the accelerate loop, checkpoints with exact resume, EMA, logging."""
+
+from .loop import FitResult, TrainConfig, find_checkpoint, fit
+
+__all__ = ["FitResult", "TrainConfig", "find_checkpoint", "fit"]

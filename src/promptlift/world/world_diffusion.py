@@ -1,0 +1,157 @@
+"""The bundle's diffusion model: UNet pre-training on the world, and the pipeline folder it ships in.
+
+The UNet learns from complex and literal captions only (never narrative), 10 % of them dropped for
+classifier-free guidance, with the VAE and the world-CLIP text tower frozen, as in Stable Diffusion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.training_utils import compute_snr
+from transformers import CLIPTextModel
+
+from ..training import fit
+from ..utils import atomic_dir
+from .batches import world_batch
+from .bundle import (
+    BundleConfig,
+    PART_SEEDS,
+    _train_config,
+    _write_card,
+    attribute_accuracy,
+    load_judge,
+    load_tokenizer,
+    load_vae,
+)
+from .dataset import iter_prompt_set
+from .prompts import complex_prompt, literal_prompt
+from .scene import ATTRIBUTES
+
+__all__ = ["assemble", "build_unet", "noise_scheduler", "train_unet", "world_pipeline"]
+
+SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+
+def build_unet() -> UNet2DConditionModel:
+    """UNet2DConditionModel on 16x16x4 latents: channels (64, 128, 192), cross-attention at 16 and 8 px."""
+    return UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(64, 128, 192),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32,
+    )
+
+
+def noise_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(**SCHEDULER_CONFIG, prediction_type="epsilon")
+
+
+def inference_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(**SCHEDULER_CONFIG, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def load_text_encoder(cfg: BundleConfig) -> CLIPTextModel:
+    path = Path(cfg.output_dir) / "pipeline" / "text_encoder"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no text encoder at {path}; run the `clip` part first.")
+    return CLIPTextModel.from_pretrained(path).eval().requires_grad_(False)
+
+
+def world_pipeline(cfg: BundleConfig, unet: UNet2DConditionModel) -> StableDiffusionPipeline:
+    """A StableDiffusionPipeline of the bundle's parts around `unet`."""
+    pipe = StableDiffusionPipeline(
+        vae=load_vae(cfg), text_encoder=load_text_encoder(cfg), tokenizer=load_tokenizer(cfg), unet=unet,
+        scheduler=inference_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _check_vae_gate(cfg: BundleConfig) -> None:
+    import json
+
+    card = Path(cfg.output_dir) / "card.json"
+    vae = json.loads(card.read_text()).get("vae", {}) if card.is_file() else {}
+    if not vae.get("gate_passed"):
+        raise RuntimeError(f"the VAE has not passed its gate (every round-trip accuracy >= {cfg.vae_gate}: "
+                           f"{vae.get('round_trip')}); train the `vae` part further before the UNet.")
+
+
+def train_unet(cfg: BundleConfig) -> dict:
+    """Pre-train the UNet on complex+literal captions with caption dropout; judge generations as it goes."""
+    _check_vae_gate(cfg)
+    seed = PART_SEEDS["unet"]
+    torch.manual_seed(seed)
+    unet = build_unet()
+    vae, text_encoder, tokenizer = load_vae(cfg), load_text_encoder(cfg), load_tokenizer(cfg)
+    scheduler = noise_scheduler()
+    scale = vae.config.scaling_factor
+    gen = torch.Generator()
+
+    @torch.no_grad()
+    def batch_fn(i: int):
+        batch = world_batch(i, cfg.unet_batch_size, seed)
+        gen.manual_seed(seed * 7919 + i)
+        u = torch.rand(len(batch.scenes), generator=gen).tolist()
+        captions = ["" if p < cfg.caption_dropout else complex_prompt(s) if p < (1 + cfg.caption_dropout) / 2
+                    else literal_prompt(s) for s, p in zip(batch.scenes, u)]
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids
+        latents = vae.encode(batch.images * 2 - 1).latent_dist.sample(generator=gen) * scale
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=gen)
+        return {"noisy": scheduler.add_noise(latents, noise, t), "noise": noise, "t": t,
+                "encoder_hidden_states": text_encoder(ids)[0]}
+
+    def loss_fn(model, batch):
+        pred = model(batch["noisy"], batch["t"], batch["encoder_hidden_states"]).sample
+        # min-SNR-5 weighting (Hang et al. 2023) for faster convergence
+        snr = compute_snr(scheduler, batch["t"])
+        weight = torch.clamp(snr, max=5.0) / snr
+        loss = (F.mse_loss(pred, batch["noise"], reduction="none").mean((1, 2, 3)) * weight).mean()
+        return loss, {}
+
+    prompts = list(iter_prompt_set("complex", 64, seed=1))
+    judge = load_judge(cfg, "attributes")
+
+    def eval_fn(model, step):
+        pipe = world_pipeline(cfg, model)
+        return {"complex_prompts": generation_accuracy(pipe, judge, prompts)}
+
+    tc = _train_config(cfg, "unet", max_train_steps=cfg.unet_steps, train_batch_size=cfg.unet_batch_size,
+                       learning_rate=cfg.unet_learning_rate, lr_warmup_steps=500, checkpointing_steps=250,
+                       eval_steps=cfg.unet_eval_steps, use_ema=True, ema_decay=0.999, adam_weight_decay=0.01)
+    result = fit(tc, unet, loss_fn, batch_fn, eval_fn=eval_fn, desc="unet")
+    with atomic_dir(Path(cfg.output_dir) / "pipeline" / "unet") as tmp:
+        result.model.eval().save_pretrained(tmp)
+    metrics = {"steps": result.step, **result.metrics}
+    _write_card(cfg, "unet", metrics)
+    return metrics
+
+
+@torch.no_grad()
+def generation_accuracy(pipe, judge, lines: list[dict], guidance_scale: float = 4.0, seed: int = 0) -> dict:
+    """Generate one image per prompt (25 DDIM steps) and judge it against the prompt's expected attributes."""
+    gens = [torch.Generator().manual_seed(seed) for _ in lines]
+    images = pipe([x["prompt"] for x in lines], num_inference_steps=25, guidance_scale=guidance_scale,
+                  generator=gens, output_type="pt").images  # (B, 3, H, W) in [0, 1]
+    return attribute_accuracy(judge, images, [x["expected"] for x in lines])
+
+
+def assemble(cfg: BundleConfig) -> dict:
+    """Write the complete diffusers pipeline folder (model_index.json + every component) atomically."""
+    unet_dir = Path(cfg.output_dir) / "pipeline" / "unet"
+    if not (unet_dir / "config.json").is_file():
+        raise FileNotFoundError(f"no UNet at {unet_dir}; run the `unet` part first.")
+    pipe = world_pipeline(cfg, UNet2DConditionModel.from_pretrained(unet_dir))
+    target = Path(cfg.output_dir) / "pipeline"
+    with atomic_dir(target) as tmp:
+        pipe.save_pretrained(tmp)
+    size = sum(f.stat().st_size for f in Path(cfg.output_dir).rglob("*") if f.is_file())
+    metrics = {"bundle_size_mb": round(size / 2**20, 2)}
+    _write_card(cfg, "assemble", metrics)
+    return metrics
