@@ -204,9 +204,9 @@ def fit(
                 ema.step(params)
         bar.update(1)
         if step % cfg.logging_steps == 0 and accelerator.is_main_process:
-            record = {"step": step, "loss": float(loss), "lr": scheduler.get_last_lr()[0],
+            record = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
                       "elapsed_s": round(time.perf_counter() - t0, 1), **{k: float(v) for k, v in logs.items()}}
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             _log(log_path, record)
         last = step == cfg.max_train_steps
         if eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last):

@@ -60,6 +60,7 @@ class BundleConfig:
     unet_batch_size: int = field(default=32, metadata={"help": "UNet micro-batch size."})
     unet_learning_rate: float = field(default=2e-4, metadata={"help": "UNet peak learning rate."})
     unet_eval_steps: int = field(default=1000, metadata={"help": "Generate and judge held-out prompts every N UNet steps."})
+    unet_eval_prompts: int = field(default=64, metadata={"help": "Held-out complex prompts judged at each UNet evaluation."})
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions (classifier-free guidance)."})
 
     def __post_init__(self):

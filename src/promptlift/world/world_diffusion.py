@@ -115,7 +115,7 @@ def train_unet(cfg: BundleConfig) -> dict:
         loss = (F.mse_loss(pred, batch["noise"], reduction="none").mean((1, 2, 3)) * weight).mean()
         return loss, {}
 
-    prompts = list(iter_prompt_set("complex", 64, seed=1))
+    prompts = list(iter_prompt_set("complex", cfg.unet_eval_prompts, seed=1))
     judge = load_judge(cfg, "attributes")
 
     def eval_fn(model, step):

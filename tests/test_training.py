@@ -1,0 +1,97 @@
+"""The shared training loop: learning, exact resume after a crash, the non-finite guard, checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+from promptlift.training import TrainConfig, find_checkpoint, fit
+
+
+def toy_problem(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    w = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
+
+    def batch_fn(i):
+        g = torch.Generator().manual_seed(1000 + i)
+        x = torch.randn(8, 4, generator=g)
+        return x, x @ w.t()
+
+    def loss_fn(m, batch):
+        x, y = batch
+        return torch.nn.functional.mse_loss(m(x), y), {}
+
+    return model, loss_fn, batch_fn
+
+
+def cfg(tmp_path, **kw):
+    base = dict(output_dir=tmp_path, max_train_steps=12, train_batch_size=8, learning_rate=1e-2, lr_warmup_steps=2,
+                checkpointing_steps=4, logging_steps=1, use_ema=True, ema_decay=0.9, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_fit_learns_and_logs(tmp_path):
+    model, loss_fn, batch_fn = toy_problem()
+    before = loss_fn(model, batch_fn(999))[0].item()
+    result = fit(cfg(tmp_path, max_train_steps=60, use_ema=False), model, loss_fn, batch_fn)
+    assert result.step == 60
+    assert loss_fn(result.model, batch_fn(999))[0].item() < 0.5 * before
+    logs = [json.loads(x) for x in (tmp_path / "logs.jsonl").read_text().splitlines()]
+    assert logs[-1]["step"] == 60 and "lr" in logs[-1]
+
+
+def test_resume_after_crash_is_bitwise_identical(tmp_path):
+    model, loss_fn, batch_fn = toy_problem()
+    straight = fit(cfg(tmp_path / "a", gradient_accumulation_steps=2), model, loss_fn, batch_fn).model
+
+    model, loss_fn, batch_fn = toy_problem()
+
+    def crashing(i):
+        if i == 2 * 7:  # micro-batch of step 8, after checkpoint-4, before checkpoint-8
+            raise KeyboardInterrupt
+        return batch_fn(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg(tmp_path / "b", gradient_accumulation_steps=2), model, loss_fn, crashing)
+    assert find_checkpoint(tmp_path / "b", "latest").name == "checkpoint-4"
+    model, loss_fn, batch_fn = toy_problem(seed=123)  # other init: everything must come from the checkpoint
+    resumed = fit(cfg(tmp_path / "b", gradient_accumulation_steps=2, resume_from_checkpoint="latest"),
+                  model, loss_fn, batch_fn).model
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoints_are_pruned_and_complete(tmp_path):
+    model, loss_fn, batch_fn = toy_problem()
+    fit(cfg(tmp_path, checkpoints_total_limit=2), model, loss_fn, batch_fn)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["checkpoint-12", "checkpoint-8"]
+    assert json.loads((tmp_path / "checkpoints" / "checkpoint-12" / "trainer_state.json").read_text())["step"] == 12
+
+
+def test_nonfinite_losses_are_skipped_then_stop(tmp_path):
+    model, loss_fn, batch_fn = toy_problem()
+    bad_steps = {3, 4}
+
+    def sometimes_nan(m, batch):
+        loss, logs = loss_fn(m, batch)
+        return (loss * float("nan"), logs) if batch[0][0, 0].item() in bad else (loss, logs)
+
+    bad = {batch_fn(i)[0][0, 0].item() for i in bad_steps}
+    result = fit(cfg(tmp_path / "a"), model, sometimes_nan, batch_fn)
+    events = [json.loads(x) for x in (tmp_path / "a" / "logs.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e.get("event") == "nonfinite_loss_skipped"] == [4, 5]
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+    model, loss_fn, batch_fn = toy_problem()
+    with pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
+        fit(cfg(tmp_path / "b", max_nonfinite_steps=3), model, lambda m, b: (loss_fn(m, b)[0] * float("nan"), {}), batch_fn)
+
+
+def test_bad_config_and_bad_resume_path(tmp_path):
+    with pytest.raises(ValueError, match="`max_train_steps` must be >= 1"):
+        TrainConfig(max_train_steps=0)
+    with pytest.raises(ValueError, match="is not a checkpoint folder"):
+        find_checkpoint(tmp_path, str(tmp_path / "nope"))
+    assert find_checkpoint(tmp_path, "latest") is None
