@@ -32,7 +32,7 @@ def toy_config(tmp_path, **kw):
     base = dict(output_dir=tmp_path / "bundle", work_dir=tmp_path / "work", eval_size=8, judge_steps=2,
                 judge_batch_size=4, vae_steps=2, vae_batch_size=2, vae_eval_steps=1, clip_steps=2, clip_batch_size=4,
                 aesthetic_steps=2, aesthetic_batch_size=2, unet_steps=2, unet_batch_size=2, unet_eval_steps=2,
-                unet_eval_prompts=2)
+                unet_eval_prompts=2, measure_prompts=2, measure_seeds=1, measure_guidance_scales=[3.0])
     return BundleConfig(**{**base, **kw})
 
 
@@ -50,6 +50,8 @@ def test_recipe_end_to_end_and_plain_diffusers_loads_it(tmp_path):
     assert set(results) == set(cfg.parts)
     card = json.loads((tmp_path / "bundle" / "card.json").read_text())
     assert card["vae"]["gate_passed"] and "round_trip" in card["vae"] and card["assemble"]["bundle_size_mb"] > 0
+    assert set(card["measure"]["prompt_sets"]) == {"complex", "literal", "narrative-train", "narrative-val"}
+    assert card["measure"]["seconds_per_image_batch1"] > 0
 
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "bundle" / "pipeline")  # no promptlift code
     image = pipe("a trio of crimson sailboats", num_inference_steps=2, output_type="np").images[0]

@@ -8,7 +8,8 @@ Parts, in order (each can run on its own once what it needs exists):
   aesthetic-reward  aesthetic predictor A (training and curation), on renders and VAE round-trips
   aesthetic         aesthetic predictor B (evaluation only), another design and seed
   unet              UNet2DConditionModel on complex+literal captions (never narrative), caption dropout
-  assemble          the diffusers StableDiffusionPipeline folder and the bundle card
+  assemble          the diffusers StableDiffusionPipeline folder
+  measure           judges, base model on the world prompt sets, quality-keyword effect, speed, size -> card.json
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .scene import ATTRIBUTES
 
 __all__ = ["BundleConfig", "PARTS", "BUNDLE_DIR", "train_bundle"]
 
-PARTS = ("judge-attributes", "vae", "tokenizer", "clip", "aesthetic-reward", "aesthetic", "unet", "assemble")
+PARTS = ("judge-attributes", "vae", "tokenizer", "clip", "aesthetic-reward", "aesthetic", "unet", "assemble",
+         "measure")
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
 EVAL_SEED = 9_000  # held-out scenes for every part's evaluation
@@ -61,6 +63,11 @@ class BundleConfig:
     unet_learning_rate: float = field(default=2e-4, metadata={"help": "UNet peak learning rate."})
     unet_eval_steps: int = field(default=1000, metadata={"help": "Generate and judge held-out prompts every N UNet steps."})
     unet_eval_prompts: int = field(default=64, metadata={"help": "Held-out complex prompts judged at each UNet evaluation."})
+    measure_prompts: int = field(default=200, metadata={"help": "Prompts per world prompt set when measuring."})
+    measure_seeds: int = field(default=2, metadata={"help": "Seeds per prompt when measuring."})
+    measure_guidance_scales: list[float] = field(
+        default_factory=lambda: [2.0, 3.0, 4.0, 5.0], metadata={"help": "Guidance scales to choose the default from."}
+    )
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions (classifier-free guidance)."})
 
     def __post_init__(self):
@@ -365,7 +372,7 @@ def train_aesthetic(cfg: BundleConfig, name: str) -> dict:
 
 def _part_fn(name: str) -> Callable[[BundleConfig], dict]:
     """The function that trains a part (the later parts live in their own modules)."""
-    from . import world_clip, world_diffusion
+    from . import measure, world_clip, world_diffusion
 
     return {
         "judge-attributes": train_attribute_judge,
@@ -376,6 +383,7 @@ def _part_fn(name: str) -> Callable[[BundleConfig], dict]:
         "aesthetic": lambda cfg: train_aesthetic(cfg, "aesthetic"),
         "unet": world_diffusion.train_unet,
         "assemble": world_diffusion.assemble,
+        "measure": measure.measure_bundle,
     }[name]
 
 

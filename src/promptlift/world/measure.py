@@ -1,0 +1,118 @@
+"""The bundle's measured numbers: judges on held-out renders, the base model on world prompt sets, the
+"model-preferred prompt" effect, generation time and size. Written into bundle/card.json.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from .batches import blur
+from .bundle import (
+    BundleConfig,
+    _write_card,
+    attribute_accuracy,
+    eval_renders,
+    load_judge,
+    load_vae,
+    spearman,
+    vae_round_trip,
+)
+from .dataset import iter_prompt_set
+from .prompts import SCENERY
+
+__all__ = ["measure_bundle", "generate_for_eval"]
+
+
+@torch.no_grad()
+def generate_for_eval(pipe, prompts: list[str], seeds: list[int], guidance_scale: float, batch_size: int = 64,
+                      num_inference_steps: int = 25) -> torch.Tensor:
+    """Images (N, 3, H, W) in [0, 1] for prompt i with seed seeds[i] (25 DDIM steps)."""
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        p, s = prompts[start : start + batch_size], seeds[start : start + batch_size]
+        gens = [torch.Generator().manual_seed(x) for x in s]
+        out.append(pipe(p, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=gens,
+                        output_type="pt").images)
+    return torch.cat(out)
+
+
+def _judges_on_held_out(cfg: BundleConfig) -> dict:
+    held_out = eval_renders(cfg)
+    truth = [s.attributes for s in held_out.scenes]
+    scores = torch.tensor([s.aesthetic for s in held_out.scenes])
+    trip = vae_round_trip(load_vae(cfg), held_out.images)
+    judge = load_judge(cfg, "attributes")
+    result = {"attributes": {"clean": attribute_accuracy(judge, held_out.images, truth),
+                             "blur_0.8": attribute_accuracy(judge, blur(held_out.images, 0.8), truth),
+                             "vae_round_trip": attribute_accuracy(judge, trip, truth)}}
+    for name in ("aesthetic-reward", "aesthetic"):
+        model = load_judge(cfg, name)
+        with torch.no_grad():
+            result[name] = {"spearman_renders": round(spearman(model(held_out.images), scores), 4),
+                            "spearman_vae_round_trips": round(spearman(model(trip), scores), 4)}
+    return result
+
+
+def _set_scores(pipe, judge, aesthetic, lines: list[dict], seeds: tuple[int, ...], guidance_scale: float) -> dict:
+    prompts = [x["prompt"] for x in lines for _ in seeds]
+    expected = [x["expected"] for x in lines for _ in seeds]
+    images = generate_for_eval(pipe, prompts, [s for _ in lines for s in seeds], guidance_scale)
+    with torch.no_grad():
+        aest = aesthetic(images)
+    return {"n": len(prompts), **attribute_accuracy(judge, images, expected), "aesthetic": round(float(aest.mean()), 3)}
+
+
+def _strip_quality(prompt: str) -> str:
+    """A complex prompt without its quality keywords: content + scenery only."""
+    parts = prompt.split(", ")
+    for scenery in SCENERY.values():
+        n = len(scenery.split(", "))
+        if ", ".join(parts[1 : 1 + n]) == scenery:
+            return ", ".join(parts[: 1 + n])
+    return prompt
+
+
+def measure_bundle(cfg: BundleConfig) -> dict:
+    """Measure the assembled bundle and record the numbers in its card."""
+    pipe = StableDiffusionPipeline.from_pretrained(Path(cfg.output_dir) / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    judge, aesthetic = load_judge(cfg, "attributes"), load_judge(cfg, "aesthetic")
+    seeds = tuple(range(cfg.measure_seeds))
+    n = cfg.measure_prompts
+    # 1. guidance: pick the scale that gets the complex prompts right most often (on a separate slice)
+    tune = list(iter_prompt_set("complex", min(64, n), seed=7))
+    by_scale = {g: _set_scores(pipe, judge, aesthetic, tune, (0,), g) for g in cfg.measure_guidance_scales}
+    best = max(by_scale, key=lambda g: (by_scale[g]["all"], by_scale[g]["aesthetic"]))
+    # 2. the base model on every world prompt set
+    sets = {name: _set_scores(pipe, judge, aesthetic, list(iter_prompt_set(name, n, seed=0)), seeds, best)
+            for name in ("complex", "literal", "narrative-train", "narrative-val")}
+    # 3. model-preferred prompts: the same content with and without the quality keywords
+    complex_lines = list(iter_prompt_set("complex", n, seed=0))
+    plain = [{**x, "prompt": _strip_quality(x["prompt"])} for x in complex_lines]
+    keywords_effect = {"with_quality_keywords": sets["complex"],
+                       "without_quality_keywords": _set_scores(pipe, judge, aesthetic, plain, seeds, best)}
+    # 4. speed and size
+    timing = _generation_time(pipe, best)
+    size = sum(f.stat().st_size for f in Path(cfg.output_dir).rglob("*") if f.is_file())
+    metrics = {"guidance_scale": best, "guidance_search": by_scale, "judges": _judges_on_held_out(cfg),
+               "prompt_sets": sets, "quality_keywords": keywords_effect, **timing,
+               "bundle_size_mb": round(size / 2**20, 2), "seeds": list(seeds), "prompts_per_set": n}
+    _write_card(cfg, "measure", metrics)
+    return metrics
+
+
+def _generation_time(pipe, guidance_scale: float) -> dict:
+    """Seconds per image at 25 steps: one image alone, and per image in a batch of 16 (best of 3)."""
+    def once(batch: int) -> float:
+        t0 = time.perf_counter()
+        generate_for_eval(pipe, ["two red boats at sunset"] * batch, list(range(batch)), guidance_scale)
+        return (time.perf_counter() - t0) / batch
+
+    once(1)  # warm-up
+    return {"seconds_per_image_batch1": round(min(once(1) for _ in range(3)), 4),
+            "seconds_per_image_batch16": round(min(once(16) for _ in range(3)), 4),
+            "torch_threads": torch.get_num_threads()}
