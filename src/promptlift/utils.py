@@ -14,6 +14,7 @@ import torch
 
 __all__ = [
     "atomic_dir",
+    "image_grid",
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
@@ -124,3 +125,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def image_grid(images, cols: int = 8, scale: int = 1):
+    """A PIL grid of images given as a (N, 3, H, W) [0, 1] tensor or a list of PIL images."""
+    from PIL import Image
+
+    if isinstance(images, torch.Tensor):
+        arr = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        images = [Image.fromarray(a) for a in arr]
+    w, h = images[0].size
+    rows = (len(images) + cols - 1) // cols
+    grid = Image.new("RGB", (cols * w * scale, rows * h * scale), (255, 255, 255))
+    for i, im in enumerate(images):
+        grid.paste(im.resize((w * scale, h * scale), Image.NEAREST), ((i % cols) * w * scale, (i // cols) * h * scale))
+    return grid

@@ -51,7 +51,8 @@ class BundleConfig:
     judge_batch_size: int = field(default=48, metadata={"help": "Attribute judge batch size."})
     vae_steps: int = field(default=8000, metadata={"help": "Maximum VAE steps (stops early at `vae_target`)."})
     vae_batch_size: int = field(default=8, metadata={"help": "VAE batch size."})
-    vae_target: float = field(default=0.98, metadata={"help": "Stop the VAE when every round-trip accuracy reaches this."})
+    vae_target: float = field(default=0.98, metadata={"help": "Stop the VAE when every round-trip accuracy reaches this..."})
+    vae_min_steps: int = field(default=4000, metadata={"help": "...but not before this many steps (detail keeps improving)."})
     vae_gate: float = field(default=0.95, metadata={"help": "The UNet starts only if every VAE round-trip accuracy is at least this."})
     vae_eval_steps: int = field(default=500, metadata={"help": "Evaluate the VAE gate every N steps."})
     clip_steps: int = field(default=3000, metadata={"help": "World CLIP steps."})
@@ -232,7 +233,7 @@ def train_vae(cfg: BundleConfig) -> dict:
 
     def eval_fn(model, step):
         recon = vae_round_trip(model, held_out.images)
-        metrics = {"recon_l1_255": round(float((recon - held_out.images).abs().mean() * 255), 3)}
+        metrics = {"step": step, "recon_l1_255": round(float((recon - held_out.images).abs().mean() * 255), 3)}
         if "attributes" not in judges and (Path(cfg.output_dir) / "judges" / "attributes" / "config.json").is_file():
             judges["attributes"] = load_judge(cfg, "attributes")
         if "attributes" in judges:
@@ -240,7 +241,9 @@ def train_vae(cfg: BundleConfig) -> dict:
         return metrics
 
     def stop_fn(metrics):
-        return "round_trip" in metrics and min(metrics["round_trip"][k] for k in ATTRIBUTES) >= cfg.vae_target
+        if "round_trip" not in metrics or metrics["step"] < cfg.vae_min_steps:
+            return False
+        return min(metrics["round_trip"][k] for k in ATTRIBUTES) >= cfg.vae_target
 
     tc = _train_config(cfg, "vae", max_train_steps=cfg.vae_steps, train_batch_size=cfg.vae_batch_size,
                        learning_rate=1e-3, lr_warmup_steps=200, checkpointing_steps=250,

@@ -23,21 +23,9 @@ from .bundle import (
 )
 from .dataset import iter_prompt_set
 from .prompts import SCENERY
+from .world_diffusion import generate_for_eval
 
-__all__ = ["measure_bundle", "generate_for_eval"]
-
-
-@torch.no_grad()
-def generate_for_eval(pipe, prompts: list[str], seeds: list[int], guidance_scale: float, batch_size: int = 64,
-                      num_inference_steps: int = 25) -> torch.Tensor:
-    """Images (N, 3, H, W) in [0, 1] for prompt i with seed seeds[i] (25 DDIM steps)."""
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        p, s = prompts[start : start + batch_size], seeds[start : start + batch_size]
-        gens = [torch.Generator().manual_seed(x) for x in s]
-        out.append(pipe(p, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=gens,
-                        output_type="pt").images)
-    return torch.cat(out)
+__all__ = ["measure_bundle"]
 
 
 def _judges_on_held_out(cfg: BundleConfig) -> dict:

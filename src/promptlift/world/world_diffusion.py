@@ -15,7 +15,7 @@ from diffusers.training_utils import compute_snr
 from transformers import CLIPTextModel
 
 from ..training import fit
-from ..utils import atomic_dir
+from ..utils import atomic_dir, atomic_path, image_grid
 from .batches import world_batch
 from .bundle import (
     BundleConfig,
@@ -31,7 +31,7 @@ from .dataset import iter_prompt_set
 from .prompts import complex_prompt, literal_prompt
 from .scene import ATTRIBUTES
 
-__all__ = ["assemble", "build_unet", "noise_scheduler", "train_unet", "world_pipeline"]
+__all__ = ["assemble", "build_unet", "generate_for_eval", "noise_scheduler", "train_unet", "world_pipeline"]
 
 SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
@@ -118,9 +118,15 @@ def train_unet(cfg: BundleConfig) -> dict:
     prompts = list(iter_prompt_set("complex", cfg.unet_eval_prompts, seed=1))
     judge = load_judge(cfg, "attributes")
 
+    samples = Path(cfg.work_dir) / "unet" / "samples"
+
     def eval_fn(model, step):
         pipe = world_pipeline(cfg, model)
-        return {"complex_prompts": generation_accuracy(pipe, judge, prompts)}
+        images = generate_for_eval(pipe, [x["prompt"] for x in prompts], [0] * len(prompts), guidance_scale=4.0)
+        samples.mkdir(parents=True, exist_ok=True)
+        with atomic_path(samples / f"step-{step:06d}.png", suffix=".png") as tmp:
+            image_grid(images, cols=8, scale=2).save(tmp)
+        return {"complex_prompts": attribute_accuracy(judge, images, [x["expected"] for x in prompts])}
 
     tc = _train_config(cfg, "unet", max_train_steps=cfg.unet_steps, train_batch_size=cfg.unet_batch_size,
                        learning_rate=cfg.unet_learning_rate, lr_warmup_steps=500, checkpointing_steps=250,
@@ -134,12 +140,16 @@ def train_unet(cfg: BundleConfig) -> dict:
 
 
 @torch.no_grad()
-def generation_accuracy(pipe, judge, lines: list[dict], guidance_scale: float = 4.0, seed: int = 0) -> dict:
-    """Generate one image per prompt (25 DDIM steps) and judge it against the prompt's expected attributes."""
-    gens = [torch.Generator().manual_seed(seed) for _ in lines]
-    images = pipe([x["prompt"] for x in lines], num_inference_steps=25, guidance_scale=guidance_scale,
-                  generator=gens, output_type="pt").images  # (B, 3, H, W) in [0, 1]
-    return attribute_accuracy(judge, images, [x["expected"] for x in lines])
+def generate_for_eval(pipe, prompts: list[str], seeds: list[int], guidance_scale: float, batch_size: int = 64,
+                      num_inference_steps: int = 25) -> torch.Tensor:
+    """Images (N, 3, H, W) in [0, 1] for prompt i with seed seeds[i] (25 DDIM steps)."""
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        p, s = prompts[start : start + batch_size], seeds[start : start + batch_size]
+        gens = [torch.Generator().manual_seed(x) for x in s]
+        out.append(pipe(p, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=gens,
+                        output_type="pt").images)
+    return torch.cat(out)
 
 
 def assemble(cfg: BundleConfig) -> dict:
