@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,9 @@ class BundleConfig:
     unet_batch_size: int = field(default=32, metadata={"help": "UNet micro-batch size."})
     unet_learning_rate: float = field(default=2e-4, metadata={"help": "UNet peak learning rate."})
     unet_eval_steps: int = field(default=1000, metadata={"help": "Generate and judge held-out prompts every N UNet steps."})
+    unet_init: Literal["scratch", "bundle"] = field(
+        default="scratch", metadata={"help": "Start a UNet run with no checkpoint from scratch, or from the bundle's UNet."}
+    )
     unet_eval_prompts: int = field(default=64, metadata={"help": "Held-out complex prompts judged at each UNet evaluation."})
     measure_prompts: int = field(default=200, metadata={"help": "Prompts per world prompt set when measuring."})
     measure_seeds: int = field(default=2, metadata={"help": "Seeds per prompt when measuring."})
@@ -299,9 +302,14 @@ def make_tokenizer(cfg: BundleConfig) -> dict:
 
 
 def load_tokenizer(cfg: BundleConfig):
+    return load_tokenizer_from(cfg.output_dir)
+
+
+def load_tokenizer_from(bundle_dir: str | Path):
+    """The bundle's tokenizer."""
     from transformers import AutoTokenizer
 
-    path = Path(cfg.output_dir) / "pipeline" / "tokenizer"
+    path = Path(bundle_dir) / "pipeline" / "tokenizer"
     if not path.is_dir():
         raise FileNotFoundError(f"no tokenizer at {path}; run the `tokenizer` part first.")
     return AutoTokenizer.from_pretrained(path)

@@ -44,19 +44,19 @@ def clip_pixel_values(images: torch.Tensor) -> torch.Tensor:
     return (images - 0.5) / 0.5
 
 
-def _projected(out) -> torch.Tensor:
+def projected(out) -> torch.Tensor:
     """CLIP features as a tensor (transformers < 5 returns one; >= 5 returns an output with pooler_output)."""
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def text_features(model: CLIPModel, **tokens) -> torch.Tensor:
     """Projected text features (B, P)."""
-    return _projected(model.get_text_features(**tokens))
+    return projected(model.get_text_features(**tokens))
 
 
 def image_features(model: CLIPModel, images: torch.Tensor) -> torch.Tensor:
     """Projected image features (B, P) of [0, 1] images."""
-    return _projected(model.get_image_features(pixel_values=clip_pixel_values(images)))
+    return projected(model.get_image_features(pixel_values=clip_pixel_values(images)))
 
 
 def _captions(scenes, generator: torch.Generator) -> list[str]:

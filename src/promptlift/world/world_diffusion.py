@@ -14,7 +14,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNe
 from diffusers.training_utils import compute_snr
 from transformers import CLIPTextModel
 
-from ..training import fit
+from ..training import find_checkpoint, fit
 from ..utils import atomic_dir, atomic_path, image_grid
 from .batches import world_batch
 from .bundle import (
@@ -87,6 +87,11 @@ def train_unet(cfg: BundleConfig) -> dict:
     seed = PART_SEEDS["unet"]
     torch.manual_seed(seed)
     unet = build_unet()
+    shipped = Path(cfg.output_dir) / "pipeline" / "unet"
+    if cfg.unet_init == "bundle" and find_checkpoint(Path(cfg.work_dir) / "unet", "latest") is None:
+        if not (shipped / "config.json").is_file():
+            raise FileNotFoundError(f"`unet_init` bundle: no UNet at {shipped} to start from.")
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(shipped).state_dict())
     vae, text_encoder, tokenizer = load_vae(cfg), load_text_encoder(cfg), load_tokenizer(cfg)
     scheduler = noise_scheduler()
     scale = vae.config.scaling_factor
@@ -134,7 +139,7 @@ def train_unet(cfg: BundleConfig) -> dict:
     result = fit(tc, unet, loss_fn, batch_fn, eval_fn=eval_fn, desc="unet")
     with atomic_dir(Path(cfg.output_dir) / "pipeline" / "unet") as tmp:
         result.model.eval().save_pretrained(tmp)
-    metrics = {"steps": result.step, **result.metrics}
+    metrics = {"steps": result.step, "init": cfg.unet_init, **result.metrics}
     _write_card(cfg, "unet", metrics)
     return metrics
 

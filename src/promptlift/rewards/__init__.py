@@ -1,0 +1,9 @@
+"""One reward zoo: `reward(images (B, 3, H, W) in [0, 1], prompts) -> (B,)`, a validating registry, and a
+check that lists every missing weight before a run starts.
+"""
+
+from .base import REWARDS, MissingWeightsError, Reward, RewardSpec, WeightSource, check_rewards, load_reward, register_reward
+from . import clip, world  # noqa: F401  (register the built-in rewards)
+
+__all__ = ["REWARDS", "MissingWeightsError", "Reward", "RewardSpec", "WeightSource", "check_rewards", "load_reward",
+           "register_reward"]

@@ -1,0 +1,158 @@
+"""The reward protocol, its registry, and the check that every weight a run needs is there before it starts.
+
+A reward is a callable module: ``reward(images, prompts) -> Tensor  # (B,)`` with images (B, 3, H, W)
+in [0, 1]. Where the underlying model allows it the score is differentiable in the images, so
+TextCraftor can back-propagate through it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "REWARDS",
+    "MissingWeightsError",
+    "Reward",
+    "RewardSpec",
+    "WeightSource",
+    "check_rewards",
+    "clip_preprocess",
+    "load_reward",
+    "register_reward",
+]
+
+
+class Reward(torch.nn.Module):
+    """Base class: `forward(images (B, 3, H, W) in [0, 1], prompts: list[str]) -> (B,)`.
+
+    Rewards hold frozen models: every parameter has requires_grad False, so gradients reach the images
+    (and what produced them) but never pile up in the reward model.
+    """
+
+    differentiable: bool = True
+    score_range: tuple[float, float] = (float("-inf"), float("inf"))  # bounds every score lies within
+
+    def freeze(self) -> Reward:
+        self.requires_grad_(False)
+        return self.eval()
+
+    @staticmethod
+    def check_inputs(images: torch.Tensor, prompts: Sequence[str]) -> None:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"`images` must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}.")
+        if len(prompts) != images.shape[0]:
+            raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts; give one prompt per image.")
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """A file or hub id a reward needs, and where a user gets it."""
+
+    what: str
+    location: str  # local path or hub id
+    where_to_get: str
+
+    def is_available(self) -> bool:
+        if Path(self.location).expanduser().exists():
+            return True
+        if not re.match(r"^[\w.-]+/[\w.-]+$", self.location):
+            return False
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if not constants.HF_HUB_OFFLINE and not os.environ.get("HF_HUB_OFFLINE"):
+            return True  # online: from_pretrained will download it
+        return isinstance(try_to_load_from_cache(self.location, "config.json"), str)
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """A registered reward: its factory, its help line, the weights it needs, and its optional package."""
+
+    name: str
+    factory: Callable[..., Reward]
+    help: str
+    sources: Callable[..., list[WeightSource]] = field(default=lambda **kw: [])
+    requires: str | None = None  # import name of an optional dependency
+    install: str | None = None  # how to install it
+    eval_only: bool = False  # kept out of training, so that reward hacking shows in evaluation
+
+
+REWARDS: dict[str, RewardSpec] = {}
+_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def register_reward(name: str, *, help: str, sources=None, requires: str | None = None, install: str | None = None,
+                    eval_only: bool = False):
+    """Register a reward factory `(**options) -> Reward`; the name, help and factory are validated now."""
+
+    def decorator(factory):
+        if not _NAME.match(name):
+            raise ValueError(f"reward name {name!r} must be lower-case words joined by '-', e.g. 'clip-score'.")
+        if name in REWARDS:
+            raise ValueError(f"a reward named {name!r} is already registered.")
+        if not callable(factory):
+            raise TypeError(f"reward {name!r}: factory must be callable, got {factory!r}.")
+        if not help:
+            raise ValueError(f"reward {name!r}: give a one-line `help`.")
+        if (requires is None) != (install is None):
+            raise ValueError(f"reward {name!r}: give both `requires` and `install`, or neither.")
+        REWARDS[name] = RewardSpec(name, factory, help, sources or (lambda **kw: []), requires, install, eval_only)
+        return factory
+
+    return decorator
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Every missing weight file, hub id or package of the requested rewards, listed at once."""
+
+
+def _spec(name: str) -> RewardSpec:
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward {name!r}; registered rewards: {', '.join(sorted(REWARDS))}.")
+    return REWARDS[name]
+
+
+def check_rewards(names: Sequence[str], options: dict[str, dict] | None = None) -> None:
+    """Raise MissingWeightsError listing everything the rewards `names` lack, before any generation starts."""
+    import importlib.util
+
+    options = options or {}
+    missing = []
+    for name in names:
+        spec = _spec(name)
+        if spec.requires and importlib.util.find_spec(spec.requires) is None:
+            missing.append(f"- {name}: the package `{spec.requires}` is not installed: {spec.install}")
+            continue
+        for src in spec.sources(**options.get(name, {})):
+            if not src.is_available():
+                missing.append(f"- {name}: {src.what} not found at {src.location!r}; {src.where_to_get}")
+    if missing:
+        raise MissingWeightsError("rewards cannot start; missing:\n" + "\n".join(missing))
+
+
+def load_reward(name: str, device: str | torch.device | None = None, **options) -> Reward:
+    """Build a registered reward (frozen) after checking its weights."""
+    check_rewards([name], {name: options})
+    reward = _spec(name).factory(**options).freeze()
+    return reward.to(device) if device is not None else reward
+
+
+def clip_preprocess(images: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """CLIP's resize (shortest side, bicubic) + centre crop + normalise, in torch so gradients flow."""
+    h, w = images.shape[-2:]
+    scale = size / min(h, w)
+    if (h, w) != (size, size):
+        images = F.interpolate(images, size=(max(size, round(h * scale)), max(size, round(w * scale))),
+                               mode="bicubic", align_corners=False, antialias=True)
+        top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
+        images = images[..., top : top + size, left : left + size]
+    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean_t) / std_t
