@@ -24,3 +24,22 @@ def arch(request):
 @pytest.fixture
 def tiny_dir(tiny_pipeline_dirs, arch):
     return tiny_pipeline_dirs[arch]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory):
+    """Judges with random weights and a tiny world CLIP, laid out like the shipped bundle."""
+    import torch
+
+    from promptlift.world.bundle import build_tokenizer
+    from promptlift.world.judges import JUDGE_CLASSES
+    from promptlift.world.world_clip import build_clip, save_world_clip
+
+    root = tmp_path_factory.mktemp("bundle")
+    torch.manual_seed(0)
+    for name, cls in JUDGE_CLASSES.items():
+        cls().save_pretrained(root / "judges" / name)
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(root / "pipeline" / "tokenizer")
+    save_world_clip(build_clip(tokenizer), root)
+    return root

@@ -28,29 +28,14 @@ def _tiny_clip_folder(root, projection_dim=16):
     return str(root)
 
 
-def _tiny_bundle(root):
-    """judges with random weights + a tiny world CLIP, laid out like the shipped bundle."""
-    from promptlift.world.bundle import build_tokenizer
-    from promptlift.world.judges import JUDGE_CLASSES
-    from promptlift.world.world_clip import build_clip, save_world_clip
-
-    torch.manual_seed(0)
-    for name, cls in JUDGE_CLASSES.items():
-        cls().save_pretrained(root / "judges" / name)
-    tokenizer = build_tokenizer()
-    tokenizer.save_pretrained(root / "pipeline" / "tokenizer")
-    save_world_clip(build_clip(tokenizer), root)
-    return str(root)
-
-
 @pytest.fixture(scope="module")
-def reward_options(tmp_path_factory):
+def reward_options(tmp_path_factory, tiny_bundle_dir):
     """Options that point every registered reward at tiny local weights."""
     root = tmp_path_factory.mktemp("rewards")
     clip_dir = _tiny_clip_folder(root / "clip")
     torch.manual_seed(1)
     torch.save(AestheticMLP(16).state_dict(), root / "aesthetic.pth")
-    bundle = _tiny_bundle(root / "bundle")
+    bundle = str(tiny_bundle_dir)
     return {
         "clip-score": {"model": clip_dir},
         "pickscore": {"model": clip_dir, "processor": clip_dir},

@@ -144,8 +144,59 @@ def _generate_command() -> click.Command:
     return config_command("generate", GenerateConfig, _run_generate, arguments=("prompt",))
 
 
+def _run_eval(cfg) -> None:
+    import json
+
+    from .evaluation.run import evaluate
+
+    out = evaluate(cfg)
+    click.echo(json.dumps(json.loads((out / "summary.json").read_text()), indent=2))
+    click.echo(f"run folder: {out} (report.html, summary.json, scores.jsonl)")
+
+
+def _run_compare(cfg) -> None:
+    import json
+
+    from .evaluation.compare import compare
+
+    click.echo(json.dumps(compare(cfg), indent=2))
+
+
+def _eval_command() -> click.Command:
+    from .evaluation.run import EvalConfig
+
+    return config_command("eval", EvalConfig, _run_eval)
+
+
+def _compare_command() -> click.Command:
+    from .evaluation.compare import CompareConfig
+
+    return config_command("compare", CompareConfig, _run_compare, arguments=("run_a", "run_b"))
+
+
+@cli.command("rewards")
+def list_rewards() -> None:
+    """List the registered rewards (for `--rewards` and `--judge`)."""
+    from .rewards import REWARDS
+
+    for spec in REWARDS.values():
+        tag = " [evaluation only]" if spec.eval_only else ""
+        click.echo(f"{spec.name:24s} {spec.help}{tag}")
+
+
+@cli.command("prompt-sets")
+def list_prompt_sets() -> None:
+    """List the named prompt sets (for `--prompts`)."""
+    from .evaluation import PROMPT_SETS
+
+    for spec in PROMPT_SETS.values():
+        click.echo(f"{spec.name:22s} {spec.help}")
+
+
 cli.lazy.update(
     {
+        "eval": ("Generate a prompt set with fixed seeds, score, summarise and report.", _eval_command),
+        "compare": ("Win rate of run A over run B with a bootstrap 95 % interval.", _compare_command),
         "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
         "tiny-pipeline": (
             TinyPipelineConfig.__doc__.split("\n")[0],

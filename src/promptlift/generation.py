@@ -17,28 +17,24 @@ from .config import to_dict
 from .pipeline import Lift, check_prompts, encode_prompts, load_lifts, load_pipeline
 from .utils import atomic_path, atomic_write_json, ensure_output_dir
 
-__all__ = ["GenerateConfig", "generate", "image_seeds"]
+__all__ = ["GenerateConfig", "SamplingConfig", "generate", "generate_images", "image_seeds", "load_sampling"]
 
 
 @dataclass
-class GenerateConfig:
-    """Generate images from prompts; write a PNG and a JSON sidecar (prompt, seed, settings, timings) per image."""
+class SamplingConfig:
+    """How images are sampled: model, lifts and sampler settings (shared by generate and eval)."""
 
-    prompt: list[str] = field(default_factory=list, metadata={"help": "Prompts to generate from."})
     model: str | None = field(
         default=None, metadata={"help": "Diffusers pipeline folder or hub id; default: the embedded model."}
     )
     lift: list[str] = field(
         default_factory=list, metadata={"help": "Lift to apply, as NAME[=PATH]; repeatable (see `promptlift lifts`)."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the first image of each prompt; image k uses seed+k."})
-    num_images_per_prompt: int = field(default=1, metadata={"help": "Images per prompt."})
     num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps."})
     guidance_scale: float = field(default=7.5, metadata={"help": "Classifier-free guidance scale (<= 1 turns CFG off)."})
     height: int | None = field(default=None, metadata={"help": "Image height in pixels (multiple of 8); default: the model's."})
     width: int | None = field(default=None, metadata={"help": "Image width in pixels (multiple of 8); default: the model's."})
     negative_prompt: str | None = field(default=None, metadata={"help": "Negative prompt, shared by all images."})
-    output_dir: Path = field(default=Path("outputs"), metadata={"help": "Folder for the PNGs and their JSON sidecars."})
     batch_size: int = field(default=4, metadata={"help": "Images generated per forward pass."})
     on_long_prompt: Literal["error", "truncate"] = field(
         default="error", metadata={"help": "A prompt over the text encoder's token limit: refuse it, or cut it and record what was cut."}
@@ -49,9 +45,7 @@ class GenerateConfig:
     )
 
     def __post_init__(self):
-        if not self.prompt:
-            raise ValueError("no prompt given; pass at least one PROMPT.")
-        for name in ("num_images_per_prompt", "num_inference_steps", "batch_size"):
+        for name in ("num_inference_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
         if self.guidance_scale < 0:
@@ -60,6 +54,29 @@ class GenerateConfig:
             value = getattr(self, name)
             if value is not None and (value <= 0 or value % 8):
                 raise ValueError(f"`{name}` must be a positive multiple of 8, got {value}; try {max(8, value // 8 * 8)}.")
+
+
+@dataclass
+class GenerateConfig(SamplingConfig):
+    """Generate images from prompts; write a PNG and a JSON sidecar (prompt, seed, settings, timings) per image."""
+
+    prompt: list[str] = field(default_factory=list, metadata={"help": "Prompts to generate from."})
+    seed: int = field(default=0, metadata={"help": "Seed of the first image of each prompt; image k uses seed+k."})
+    num_images_per_prompt: int = field(default=1, metadata={"help": "Images per prompt."})
+    output_dir: Path = field(default=Path("outputs"), metadata={"help": "Folder for the PNGs and their JSON sidecars."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.prompt:
+            raise ValueError("no prompt given; pass at least one PROMPT.")
+        if self.num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` must be >= 1, got {self.num_images_per_prompt}.")
+
+
+def load_sampling(cfg: SamplingConfig) -> tuple[DiffusionPipeline, list[Lift]]:
+    """The pipeline and lifts a sampling config names."""
+    lifts = load_lifts(cfg.lift)
+    return load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, lifts=lifts), lifts
 
 
 def image_seeds(seed: int, num_images_per_prompt: int) -> list[int]:
@@ -84,8 +101,7 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     output_dir = ensure_output_dir(cfg.output_dir)
     t0 = time.perf_counter()
     if pipe is None:
-        lifts = load_lifts(cfg.lift)
-        pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, lifts=lifts)
+        pipe, lifts = load_sampling(cfg)
     lifts = lifts or []
     load_s = time.perf_counter() - t0
     prompts = list(cfg.prompt)
@@ -100,7 +116,7 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
         for batch in _batches(jobs, cfg.batch_size):
             t1 = time.perf_counter()
-            images = _generate_batch(pipe, cfg, [prompts[i] for i, _ in batch], [s for _, s in batch], lifts)
+            images = generate_images(pipe, cfg, [prompts[i] for i, _ in batch], [s for _, s in batch], lifts)
             per_image_s = (time.perf_counter() - t1) / len(batch)
             for (i, seed), image in zip(batch, images):
                 sidecar = {
@@ -124,8 +140,8 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
 
 
 @torch.no_grad()
-def _generate_batch(pipe, cfg: GenerateConfig, prompts: list[str], seeds: list[int], lifts: list[Lift]):
-    """One pipeline call; each image gets its own CPU generator so it does not depend on its batch-mates."""
+def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[int], lifts: list[Lift]) -> list:
+    """One pipeline call -> PIL images; each image has its own CPU generator, so it does not depend on its batch-mates."""
     do_cfg = cfg.guidance_scale > 1
     embeds = encode_prompts(
         pipe,

@@ -1,0 +1,80 @@
+"""`promptlift compare RUN_A RUN_B --judge REWARD`: pairwise win rate over shared (prompt, seed) pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..utils import atomic_write_json
+from .report import write_compare_report
+from .run import _image_tensor, read_scores
+from .stats import win_rate
+
+__all__ = ["CompareConfig", "compare"]
+
+
+@dataclass
+class CompareConfig:
+    """Win rate of run A over run B = P(A > B) + 1/2 P(tie) over shared (prompt, seed) pairs, with a bootstrap 95 % CI."""
+
+    run_a: Path | None = field(default=None, metadata={"help": "Run folder of system A."})
+    run_b: Path | None = field(default=None, metadata={"help": "Run folder of system B."})
+    judge: str = field(default="world-aesthetic", metadata={"help": "Reward that judges each pair (scored now if a run lacks it)."})
+    tie_tolerance: float = field(default=0.0, metadata={"help": "Scores this close count as a tie."})
+    output: Path | None = field(default=None, metadata={"help": "Folder for compare.json and compare.html; default: RUN_A/compare-vs-<B>."})
+
+    def __post_init__(self):
+        for name in ("run_a", "run_b"):
+            run = getattr(self, name)
+            if run is None or not (Path(run) / "scores.jsonl").is_file():
+                raise ValueError(f"`{name}` {str(run)!r} is not an eval run folder (no scores.jsonl); pass the "
+                                 "output_dir of a `promptlift eval` run.")
+        if self.tie_tolerance < 0:
+            raise ValueError(f"`tie_tolerance` must be >= 0, got {self.tie_tolerance}.")
+
+
+def _judge_scores(run: Path, rows: list[dict], judge: str) -> dict:
+    """{(prompt, seed): score}, from scores.jsonl, or by scoring the run's images with the judge now."""
+    if all(judge in r["scores"] for r in rows):
+        return {(r["prompt"], r["seed"]): r["scores"][judge] for r in rows}
+    from ..rewards import load_reward
+
+    reward = load_reward(judge)
+    out = {}
+    for start in range(0, len(rows), 32):
+        part = rows[start : start + 32]
+        with torch.no_grad():
+            values = reward(_image_tensor([Image.open(run / r["image"]) for r in part]), [r["prompt"] for r in part])
+        out.update({(r["prompt"], r["seed"]): float(v) for r, v in zip(part, values)})
+    return out
+
+
+def compare(cfg: CompareConfig) -> dict:
+    """Write compare.json ({judge, n, win_rate, ci95, ties, by_category}) and compare.html; return the result."""
+    run_a, run_b = Path(cfg.run_a), Path(cfg.run_b)
+    rows_a, rows_b = read_scores(run_a), read_scores(run_b)
+    by_key_b = {(r["prompt"], r["seed"]): r for r in rows_b}
+    shared = [r for r in rows_a if (r["prompt"], r["seed"]) in by_key_b]
+    if not shared:
+        raise ValueError(f"runs {str(run_a)!r} and {str(run_b)!r} share no (prompt, seed) pair; evaluate both on the "
+                         "same prompt set and seeds.")
+    sa, sb = _judge_scores(run_a, shared, cfg.judge), _judge_scores(run_b, [by_key_b[(r["prompt"], r["seed"])] for r in shared], cfg.judge)
+    pairs = [{"prompt": r["prompt"], "seed": r["seed"], "category": r.get("category"),
+              "a": sa[(r["prompt"], r["seed"])], "b": sb[(r["prompt"], r["seed"])],
+              "image_a": r["image"], "image_b": by_key_b[(r["prompt"], r["seed"])]["image"]} for r in shared]
+    result = {"judge": cfg.judge, **win_rate([p["a"] for p in pairs], [p["b"] for p in pairs],
+                                             [p["prompt"] for p in pairs], cfg.tie_tolerance)}
+    categories = sorted({p["category"] for p in pairs if p["category"]})
+    if len(categories) > 1:
+        result["by_category"] = {c: win_rate([p["a"] for p in pairs if p["category"] == c],
+                                             [p["b"] for p in pairs if p["category"] == c],
+                                             [p["prompt"] for p in pairs if p["category"] == c], cfg.tie_tolerance)
+                                 for c in categories}
+    out = Path(cfg.output) if cfg.output else run_a / f"compare-vs-{run_b.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "compare.json", {**result, "run_a": str(run_a), "run_b": str(run_b)})
+    write_compare_report(out / "compare.html", result, pairs, run_a, run_b)
+    return result

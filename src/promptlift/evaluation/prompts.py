@@ -1,0 +1,195 @@
+"""Prompt sets: the world's, any JSONL file, and loaders for the public benchmarks.
+
+Every set loads as a list of records ``{"id", "prompt", "expected"?, "category"?, "meta"?}``. Public
+benchmark files are never shipped: loaders read a local copy (`path`) or, online, their original address.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["PROMPT_SETS", "PromptSetSpec", "load_prompt_set", "register_prompt_set"]
+
+CACHE = Path("~/.cache/promptlift/benchmarks").expanduser()
+
+
+@dataclass(frozen=True)
+class PromptSetSpec:
+    """A named prompt set: a loader `(text_or_path, subset) -> records`, its original address, and help."""
+
+    name: str
+    loader: Callable[..., list[dict]]
+    help: str
+    url: str | None = None  # original address ({subset} filled in); None: a local path is needed
+    default_subset: str | None = None
+    builtin: bool = False  # made by promptlift itself (the world's sets): no file at all
+
+
+PROMPT_SETS: dict[str, PromptSetSpec] = {}
+
+
+def register_prompt_set(name: str, *, help: str, url: str | None = None, default_subset: str | None = None,
+                        builtin: bool = False):
+    """Register a loader under `name`, validated now."""
+
+    def decorator(loader):
+        if not re.match(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", name):
+            raise ValueError(f"prompt set name {name!r} must be lower-case words joined by '-'.")
+        if name in PROMPT_SETS:
+            raise ValueError(f"a prompt set named {name!r} is already registered.")
+        if not help:
+            raise ValueError(f"prompt set {name!r}: give a one-line `help`.")
+        PROMPT_SETS[name] = PromptSetSpec(name, loader, help, url, default_subset, builtin)
+        return loader
+
+    return decorator
+
+
+def _read_source(spec: PromptSetSpec, path: str | None, subset: str | None) -> Path:
+    """The benchmark file: `path` (a file, or a folder holding it), else downloaded once into the cache."""
+    url = spec.url.format(subset=subset) if spec.url else None
+    if path is not None:
+        p = Path(path).expanduser()
+        if p.is_dir() and url and (p / Path(url).name).exists():
+            p = p / Path(url).name
+        if not p.exists():
+            raise FileNotFoundError(f"prompt set {spec.name!r}: {str(p)!r} does not exist; pass the benchmark file "
+                                    f"(original address: {url or 'see the README of the benchmark'}).")
+        return p
+    if url is None:
+        raise FileNotFoundError(f"prompt set {spec.name!r} has no single file to download; pass `--prompts_path`.")
+    cached = CACHE / spec.name / Path(url).name
+    if not cached.is_file():
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                data = response.read()
+        except OSError as e:
+            raise FileNotFoundError(f"prompt set {spec.name!r}: could not download {url} ({e}); pass "
+                                    "`--prompts_path` with a local copy of the file.") from e
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(data)
+    return cached
+
+
+def load_prompt_set(name_or_file: str, path: str | None = None, subset: str | None = None,
+                    num_prompts: int | None = None) -> list[dict]:
+    """Records of a named set or of a JSONL file of {"prompt", "expected"?}; the first `num_prompts` if given."""
+    if name_or_file in PROMPT_SETS:
+        spec = PROMPT_SETS[name_or_file]
+        subset = subset or spec.default_subset
+        records = spec.loader(None if spec.builtin else _read_source(spec, path, subset), subset)
+    elif Path(name_or_file).suffix == ".jsonl" or Path(name_or_file).is_file():
+        records = _jsonl_records(Path(name_or_file))
+    else:
+        raise ValueError(f"unknown prompt set {name_or_file!r}: give a .jsonl file or one of "
+                         f"{', '.join(sorted(PROMPT_SETS))}.")
+    if not records:
+        raise ValueError(f"prompt set {name_or_file!r} is empty.")
+    return records[:num_prompts] if num_prompts else records
+
+
+def _jsonl_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist.")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n} is not valid JSON ({e.msg}); each line must be {{\"prompt\": ...}}.") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise ValueError(f"{path}:{n} has no non-empty \"prompt\" string.")
+        records.append({"id": str(row.get("id", n - 1)), **row})
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# The world's sets
+
+
+def _world(name: str):
+    def loader(_text, subset, num_prompts: int = 1000) -> list[dict]:
+        from ..world.dataset import iter_prompt_set
+
+        return [{"id": str(i), "prompt": x["prompt"], "expected": x["expected"], "category": x["style"]}
+                for i, x in enumerate(iter_prompt_set(name, num_prompts, seed=0))]
+
+    return loader
+
+
+for _name in ("complex", "literal", "narrative-train", "narrative-val"):
+    register_prompt_set(f"world-{_name}", help=f"The world's {_name} prompt set (held-out scenes, with expected attributes).",
+                        builtin=True)(_world(_name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Public benchmarks
+
+
+@register_prompt_set("partiprompts", help="PartiPrompts (Yu et al. 2022): 1632 prompts, 12 categories.",
+                     url="https://raw.githubusercontent.com/google-research/parti/main/PartiPrompts.tsv")
+def _parti(path: Path, subset) -> list[dict]:
+    rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t")
+    return [{"id": str(i), "prompt": r["Prompt"], "category": r["Category"], "meta": {"challenge": r["Challenge"]}}
+            for i, r in enumerate(rows) if subset in (None, r["Category"], r["Challenge"])]
+
+
+@register_prompt_set("drawbench", help="DrawBench (Saharia et al. 2022): 200 prompts, 11 categories.",
+                     url="https://raw.githubusercontent.com/mwomick/VaReSynth/main/data/DrawBench.csv")
+def _drawbench(path: Path, subset) -> list[dict]:
+    rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    return [{"id": str(i), "prompt": r["Prompts"], "category": r["Category"].strip()}
+            for i, r in enumerate(rows) if subset in (None, r["Category"].strip())]
+
+
+@register_prompt_set("t2i-compbench", help="T2I-CompBench val split of one category (subset, default color).",
+                     url="https://raw.githubusercontent.com/Karine-Huang/T2I-CompBench/main/examples/dataset/{subset}_val.txt",
+                     default_subset="color")
+def _t2i(path: Path, subset) -> list[dict]:
+    return [{"id": str(i), "prompt": line.strip(), "category": subset}
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if line.strip()]
+
+
+@register_prompt_set("geneval", help="GenEval metadata (Ghosh et al. 2023): 553 prompts with include/exclude, 6 tags.",
+                     url="https://raw.githubusercontent.com/djghosh13/geneval/main/prompts/evaluation_metadata.jsonl")
+def _geneval(path: Path, subset) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{"id": str(i), "prompt": r["prompt"], "category": r["tag"], "meta": {"geneval": r}}
+            for i, r in enumerate(rows) if subset in (None, r["tag"])]
+
+
+@register_prompt_set("dpg-bench", help="DPG-Bench (ELLA): 1065 dense prompts; a folder of <item_id>.txt or a JSONL of {item_id, prompt}.")
+def _dpg(path: Path, subset) -> list[dict]:
+    if path.is_dir():
+        rows = [{"item_id": f.stem, "prompt": f.read_text(encoding="utf-8").strip()} for f in sorted(path.glob("*.txt"))]
+    else:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{"id": str(r["item_id"]), "prompt": r["prompt"], "category": re.sub(r"\d+$", "", str(r["item_id"])) or "dpg"}
+            for r in rows]
+
+
+def _pae(source: str):
+    def loader(path: Path, subset) -> list[dict]:
+        if path.suffix == ".npy":  # the original release: an array of strings
+            import numpy as np
+
+            rows = [{"idx": i, "prompt": str(p)} for i, p in enumerate(np.load(path, allow_pickle=False))]
+        else:
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [{"id": str(r.get("idx", i)), "prompt": r["prompt"], "category": source} for i, r in enumerate(rows)]
+
+    return loader
+
+
+for _source, _file in (("coco", "COCO"), ("diffusiondb", "diffusiondb"), ("lexica", "lexica")):
+    register_prompt_set(f"pae-{_source}", help=f"Short user prompts: PAE's {_file} test 1k (.npy original, or JSONL).",
+                        url=f"https://github.com/Mowenyii/PAE/raw/main/data/{_file}_test_1k.npy")(_pae(_source))

@@ -1,0 +1,219 @@
+"""`promptlift eval`: generate with fixed seeds, score with rewards and judges, summarise, report.
+
+A run folder holds config.yaml, images/, scores.jsonl (one line per image, appended as it goes),
+summary.json and report.html. An interrupted run resumes without redoing finished images; nothing
+is held in memory beyond one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import to_dict
+from ..generation import SamplingConfig, generate_images, load_sampling
+from ..pipeline import check_prompts
+from ..rewards import check_rewards, load_reward
+from ..utils import atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
+from .prompts import load_prompt_set
+from .stats import bootstrap_mean
+
+__all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
+
+WORLD_ATTRIBUTES = ("setting", "kind", "color", "count")
+# Settings that change the images: a run folder resumes only with the same values.
+_IMAGE_KEYS = ("model", "lift", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
+               "on_long_prompt", "prompts", "prompts_subset")
+
+
+@dataclass
+class EvalConfig(SamplingConfig):
+    """Generate a prompt set with fixed seeds, score every image, and write scores, a summary and a report."""
+
+    prompts: str = field(default="world-narrative-val", metadata={"help": "A named prompt set or a .jsonl file of {\"prompt\", \"expected\"?}."})
+    prompts_path: str | None = field(default=None, metadata={"help": "Local copy of a public benchmark file (or its folder)."})
+    prompts_subset: str | None = field(default=None, metadata={"help": "Category/split of the set (e.g. T2I-CompBench 'numeracy')."})
+    num_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only."})
+    seeds: int = field(default=1, metadata={"help": "Images per prompt, with seeds 0..N-1."})
+    rewards: list[str] = field(default_factory=lambda: ["world-aesthetic", "world-clip"],
+                               metadata={"help": "Rewards to score with (see `promptlift rewards`)."})
+    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
+    output_dir: Path = field(default=Path("runs/eval"), metadata={"help": "Run folder (resumed if it holds the same run)."})
+    report_images: int = field(default=96, metadata={"help": "Images shown in report.html."})
+    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.seeds < 1:
+            raise ValueError(f"`seeds` must be >= 1, got {self.seeds}.")
+        if not self.rewards:
+            raise ValueError("`rewards` is empty; name at least one reward.")
+        for opt in self.reward_option:
+            if not re_option(opt):
+                raise ValueError(f"`reward_option` {opt!r} must look like REWARD.KEY=VALUE, e.g. pickscore.paper_protocol=true.")
+
+
+def re_option(text: str):
+    import re
+
+    return re.match(r"^([a-z0-9-]+)\.([a-z_][a-z0-9_]*)=(.*)$", text)
+
+
+def reward_options(cfg: EvalConfig) -> dict[str, dict]:
+    """{reward: {key: value}} from REWARD.KEY=VALUE strings (true/false become booleans)."""
+    options: dict[str, dict] = defaultdict(dict)
+    for opt in cfg.reward_option:
+        name, key, value = re_option(opt).groups()
+        options[name][key] = {"true": True, "false": False}.get(value.lower(), value)
+    return dict(options)
+
+
+def _check_resume(out: Path, cfg: EvalConfig) -> None:
+    """A run folder holding a different run is an error, not something to mix into."""
+    saved = out / "config.json"
+    if not saved.is_file():
+        return
+    old = json.loads(saved.read_text())
+    new = to_dict(cfg)
+    diff = [k for k in _IMAGE_KEYS if old.get(k) != new.get(k)]
+    if diff:
+        raise ValueError(f"`output_dir` {str(out)!r} holds a run with other settings ({', '.join(diff)}); "
+                         "choose a new output_dir, or repeat the same settings to resume it.")
+
+
+def read_scores(run_dir: Path) -> list[dict]:
+    """The finished lines of a run's scores.jsonl (a line cut off by a crash is dropped)."""
+    path = Path(run_dir) / "scores.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def _image_tensor(images) -> torch.Tensor:
+    arr = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (B, H, W, 3) uint8
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def evaluate(cfg: EvalConfig) -> Path:
+    """Run (or resume) an evaluation; returns the run folder."""
+    out = ensure_output_dir(cfg.output_dir)
+    _check_resume(out, cfg)
+    records = load_prompt_set(cfg.prompts, cfg.prompts_path, cfg.prompts_subset, cfg.num_prompts)
+    options = reward_options(cfg)
+    check_rewards(cfg.rewards, options)  # everything missing, listed before any generation
+    atomic_write_json(out / "config.json", to_dict(cfg))
+    done = {(r["id"], r["seed"]) for r in read_scores(out)}
+    _rewrite_scores(out, read_scores(out))  # drop a half-written last line before appending
+    jobs = [(rec, seed) for rec in records for seed in range(cfg.seeds) if (str(rec["id"]), seed) not in done]
+    if jobs:
+        _run_jobs(cfg, out, jobs, options)
+    summary = summarise(out)
+    from .report import write_report
+
+    write_report(out, summary, max_images=cfg.report_images)
+    return out
+
+
+def _rewrite_scores(out: Path, rows: list[dict]) -> None:
+    path = out / "scores.jsonl"
+    if path.is_file():
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict) -> None:
+    rewards = {name: load_reward(name, **options.get(name, {})) for name in cfg.rewards}
+    judge = _attribute_judge(cfg.judge_bundle) if any(_world_expected(rec) for rec, _ in jobs) else None
+    pipe, lifts = load_sampling(cfg)
+    pipe.set_progress_bar_config(disable=True)
+    check_prompts(pipe, sorted({rec["prompt"] for rec, _ in jobs}), cfg.on_long_prompt)
+    for reward in rewards.values():
+        reward.to(pipe.device)
+    (out / "images").mkdir(exist_ok=True)
+    with open(out / "scores.jsonl", "a") as scores, tqdm(total=len(jobs), desc="eval", unit="img") as bar:
+        for start in range(0, len(jobs), cfg.batch_size):
+            batch = jobs[start : start + cfg.batch_size]
+            t0 = time.perf_counter()
+            images = generate_images(pipe, cfg, [r["prompt"] for r, _ in batch], [s for _, s in batch], lifts)
+            t1 = time.perf_counter()
+            rows = _score_batch(batch, images, rewards, judge, pipe.device)
+            t2 = time.perf_counter()
+            for row, image in zip(rows, images):
+                with atomic_path(out / row["image"], suffix=".png") as tmp:
+                    image.save(tmp, format="PNG")
+                row["timings"] = {"generate_s": (t1 - t0) / len(batch), "score_s": (t2 - t1) / len(batch)}
+                scores.write(json.dumps(row) + "\n")
+            scores.flush()
+            bar.update(len(batch))
+
+
+def _world_expected(rec: dict) -> bool:
+    expected = rec.get("expected")
+    return isinstance(expected, dict) and set(WORLD_ATTRIBUTES) <= set(expected)
+
+
+def _attribute_judge(bundle_dir: Path | None):
+    from ..world.bundle import BUNDLE_DIR, load_judge
+
+    return load_judge(bundle_dir or BUNDLE_DIR, "attributes")
+
+
+@torch.no_grad()
+def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> list[dict]:
+    x = _image_tensor(images).to(device)
+    prompts = [r["prompt"] for r, _ in batch]
+    scores = {name: reward(x, prompts).float().cpu().tolist() for name, reward in rewards.items()}
+    predicted = judge.predict(x.cpu()) if judge is not None else None
+    rows = []
+    for i, (rec, seed) in enumerate(batch):
+        row = {"id": str(rec["id"]), "prompt": rec["prompt"], "seed": seed, "category": rec.get("category"),
+               "image": f"images/{_safe(str(rec['id']))}-s{seed}.png",
+               "scores": {name: values[i] for name, values in scores.items()}}
+        if predicted is not None and _world_expected(rec):
+            row["expected"] = rec["expected"]
+            row["semantic"] = {k: predicted[k][i] == rec["expected"][k] for k in WORLD_ATTRIBUTES}
+        rows.append(row)
+    return rows
+
+
+def _safe(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+def summarise(run_dir: Path) -> dict:
+    """summary.json: n, per-metric mean + 95 % CI (bootstrap over prompts), semantic accuracy, timings."""
+    rows = read_scores(run_dir)
+    if not rows:
+        raise ValueError(f"run {str(run_dir)!r} has no scored images yet.")
+    groups = [r["id"] for r in rows]
+    metrics = {name: bootstrap_mean([r["scores"][name] for r in rows], groups) for name in rows[0]["scores"]}
+    summary = {"n": len(rows), "prompts": len(set(groups)), "metrics": metrics}
+    judged = [r for r in rows if "semantic" in r]
+    if judged:
+        ids = [r["id"] for r in judged]
+        semantic = {k: bootstrap_mean([float(r["semantic"][k]) for r in judged], ids) for k in WORLD_ATTRIBUTES}
+        semantic["all"] = bootstrap_mean([float(all(r["semantic"].values())) for r in judged], ids)
+        summary["semantic_accuracy"] = {k: v["mean"] for k, v in semantic.items()}
+        summary["semantic_accuracy_ci95"] = {k: v["ci95"] for k, v in semantic.items()}
+    categories = sorted({r["category"] for r in rows if r.get("category")})
+    if len(categories) > 1:
+        summary["by_category"] = {c: {name: float(np.mean([r["scores"][name] for r in rows if r["category"] == c]))
+                                      for name in metrics} for c in categories}
+    summary["timings"] = {k: float(np.sum([r["timings"][k] for r in rows if "timings" in r]))
+                          for k in ("generate_s", "score_s")}
+    atomic_write_json(Path(run_dir) / "summary.json", summary)
+    return summary

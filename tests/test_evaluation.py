@@ -1,0 +1,130 @@
+"""Prompt sets, eval runs (resume, summary, report), win rates and compare, end to end on tiny parts."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from promptlift.cli import cli
+from promptlift.evaluation import PROMPT_SETS, load_prompt_set
+from promptlift.evaluation.stats import bootstrap_mean, win_rate
+
+BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+needs_bench = pytest.mark.skipif(not BENCH.is_dir(), reason="../shared/benchmarks is not beside the project")
+
+
+@needs_bench
+@pytest.mark.parametrize("name, path, subset, rows, first", [
+    ("partiprompts", "PartiPrompts.tsv", None, 1632, "bond"),
+    ("drawbench", ".", None, 200, "A red colored car."),
+    ("drawbench", ".", "Counting", 19, None),
+    ("t2i-compbench", "t2i_compbench", "numeracy", 300, "two boys"),
+    ("geneval", "geneval_evaluation_metadata.jsonl", None, 553, "a photo of a bench"),
+    ("geneval", "geneval_evaluation_metadata.jsonl", "counting", 80, None),
+    ("dpg-bench", "dpg_bench/dpg_bench_prompts.jsonl", None, 1065, None),
+    ("pae-coco", "prompt_pairs_and_collections/pae_COCO_test_1k.jsonl", None, 1000, None),
+    ("pae-lexica", "prompt_pairs_and_collections/pae_lexica_test_1k.jsonl", None, 1000, None),
+])
+def test_benchmark_loaders_read_the_shared_copies(name, path, subset, rows, first):
+    records = load_prompt_set(name, str(BENCH / path), subset)
+    assert len(records) == rows
+    assert all(r["prompt"].strip() and r["id"] for r in records)
+    assert len({r["id"] for r in records}) == rows
+    if first:
+        assert records[0]["prompt"] == first
+
+
+def test_world_sets_and_jsonl_files(tmp_path):
+    assert {"world-complex", "world-literal", "world-narrative-train", "world-narrative-val"} <= set(PROMPT_SETS)
+    records = load_prompt_set("world-narrative-val", num_prompts=5)
+    assert len(records) == 5 and set(records[0]["expected"]) == {"setting", "kind", "color", "count"}
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "a red ball", "expected": {"color": "red"}}\n\n{"prompt": "x", "id": "q"}\n')
+    assert [r["id"] for r in load_prompt_set(str(f))] == ["0", "q"]
+    f.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
+    with pytest.raises(ValueError, match=r"p.jsonl:2 has no non-empty \"prompt\""):
+        load_prompt_set(str(f))
+    with pytest.raises(ValueError, match="unknown prompt set 'nope'"):
+        load_prompt_set("nope")
+    with pytest.raises(FileNotFoundError, match="pass the benchmark file"):
+        load_prompt_set("partiprompts", str(tmp_path / "missing.tsv"))
+
+
+def test_bootstrap_and_win_rate_statistics():
+    rng = np.random.default_rng(0)
+    values = rng.normal(3.0, 1.0, 400)
+    s = bootstrap_mean(values)
+    assert s["ci95"][0] < 3.0 < s["ci95"][1] and s["ci95"][1] - s["ci95"][0] < 0.4
+    assert win_rate([1, 2, 3], [1, 2, 3]) == {"win_rate": 0.5, "ci95": [0.5, 0.5], "n": 3, "ties": 3}
+    w = win_rate([2, 2, 0, 1], [1, 1, 1, 1])
+    assert w["win_rate"] == pytest.approx((1 + 1 + 0 + 0.5) / 4) and w["ties"] == 1
+    with pytest.raises(ValueError, match="equal-length"):
+        win_rate([1], [1, 2])
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _eval(model, out, bundle, *extra):
+    return run("eval", "--model", model, "--prompts", "world-literal", "--num_prompts", 3, "--seeds", 2,
+               "--rewards", "world-attributes", "--rewards", "world-clip",
+               "--reward_option", f"world-attributes.bundle_dir={bundle}", "--reward_option", f"world-clip.bundle_dir={bundle}",
+               "--judge_bundle", bundle, "--num_inference_steps", 2, "--batch_size", 4, "--output_dir", out, *extra)
+
+
+def test_eval_run_writes_scores_summary_report_and_resumes(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, monkeypatch):
+    out = tmp_path / "run"
+    result = _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all((out / r["image"]).is_file() for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 6 and set(summary["metrics"]) == {"world-attributes", "world-clip"}
+    for m in summary["metrics"].values():
+        assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
+    assert set(summary["semantic_accuracy"]) == {"setting", "kind", "color", "count", "all"}
+    report = (out / "report.html").read_text()
+    assert report.count("<img") == 6 and "<svg" in report and "world-clip" in report
+
+    # resume: a crash left 4 finished lines and half a line; only the 2 missing images are made again
+    lines = (out / "scores.jsonl").read_text().splitlines()
+    (out / "scores.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
+    import promptlift.evaluation.run as R
+
+    made = []
+    original = R.generate_images
+    monkeypatch.setattr(R, "generate_images", lambda pipe, cfg, prompts, *a: made.extend(prompts) or original(pipe, cfg, prompts, *a))
+    assert _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir).exit_code == 0
+    assert len(made) == 2
+    again = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["seed"]) for r in again] == [(r["id"], r["seed"]) for r in rows]
+    np.testing.assert_allclose([r["scores"]["world-clip"] for r in again], [r["scores"]["world-clip"] for r in rows], rtol=1e-5)
+
+    other = _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir, "--guidance_scale", 3)
+    assert other.exit_code != 0 and "holds a run with other settings (guidance_scale)" in other.output
+
+
+def test_compare_runs(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _eval(tiny_pipeline_dirs["sd1"], a, tiny_bundle_dir).exit_code == 0
+    assert _eval(tiny_pipeline_dirs["sd2"], b, tiny_bundle_dir).exit_code == 0
+    same = run("compare", a, a, "--judge", "world-clip", "--output", tmp_path / "same")
+    assert same.exit_code == 0, same.output
+    result = json.loads((tmp_path / "same" / "compare.json").read_text())
+    assert result["win_rate"] == 0.5 and result["ties"] == result["n"] == 6
+    diff = run("compare", a, b, "--judge", "world-clip", "--output", tmp_path / "ab")
+    result = json.loads((tmp_path / "ab" / "compare.json").read_text())
+    assert 0 <= result["ci95"][0] <= result["win_rate"] <= result["ci95"][1] <= 1 and result["n"] == 6
+    assert (tmp_path / "ab" / "compare.html").read_text().count("<img") == 12
+    bad = run("compare", a, tmp_path / "nothing")
+    assert bad.exit_code != 0 and "is not an eval run folder" in bad.output
+
+
+def test_missing_reward_weights_stop_before_generation(tmp_path, tiny_pipeline_dirs):
+    result = run("eval", "--model", tiny_pipeline_dirs["sd1"], "--prompts", "world-literal", "--rewards", "laion-aesthetic",
+                 "--reward_option", f"laion-aesthetic.weights={tmp_path / 'none.pth'}", "--output_dir", tmp_path / "r")
+    assert result.exit_code != 0 and "missing" in result.output and "none.pth" in result.output
+    assert not (tmp_path / "r" / "images").exists()
