@@ -128,3 +128,18 @@ def test_missing_reward_weights_stop_before_generation(tmp_path, tiny_pipeline_d
                  "--reward_option", f"laion-aesthetic.weights={tmp_path / 'none.pth'}", "--output_dir", tmp_path / "r")
     assert result.exit_code != 0 and "missing" in result.output and "none.pth" in result.output
     assert not (tmp_path / "r" / "images").exists()
+
+
+@needs_bench
+def test_export_layouts(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
+    out = tmp_path / "run"
+    result = run("eval", "--model", tiny_pipeline_dirs["sd1"], "--prompts", "geneval", "--prompts_path",
+                 BENCH / "geneval_evaluation_metadata.jsonl", "--num_prompts", 2, "--seeds", 2, "--rewards", "world-clip",
+                 "--reward_option", f"world-clip.bundle_dir={tiny_bundle_dir}", "--num_inference_steps", 1,
+                 "--output_dir", out)
+    assert result.exit_code == 0, result.output
+    assert run("export", out, "--format", "geneval", "--output_dir", tmp_path / "g").exit_code == 0
+    meta = json.loads((tmp_path / "g" / "00001" / "metadata.jsonl").read_text())
+    assert meta["prompt"] == "a photo of a cow" and (tmp_path / "g" / "00001" / "samples" / "0001.png").is_file()
+    assert run("export", out, "--format", "t2i-compbench", "--output_dir", tmp_path / "t").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "t" / "samples").iterdir())[0] == "a photo of a bench_000000.png"

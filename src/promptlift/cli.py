@@ -174,6 +174,18 @@ def _compare_command() -> click.Command:
     return config_command("compare", CompareConfig, _run_compare, arguments=("run_a", "run_b"))
 
 
+def _run_export(cfg) -> None:
+    from .evaluation.export import export_run
+
+    click.echo(f"wrote {export_run(cfg)}")
+
+
+def _export_command() -> click.Command:
+    from .evaluation.export import ExportConfig
+
+    return config_command("export", ExportConfig, _run_export, arguments=("run",))
+
+
 @cli.command("rewards")
 def list_rewards() -> None:
     """List the registered rewards (for `--rewards` and `--judge`)."""
@@ -197,6 +209,7 @@ cli.lazy.update(
     {
         "eval": ("Generate a prompt set with fixed seeds, score, summarise and report.", _eval_command),
         "compare": ("Win rate of run A over run B with a bootstrap 95 % interval.", _compare_command),
+        "export": ("Lay out a run's images for GenEval or T2I-CompBench.", _export_command),
         "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
         "tiny-pipeline": (
             TinyPipelineConfig.__doc__.split("\n")[0],

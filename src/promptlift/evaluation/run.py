@@ -181,6 +181,8 @@ def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> lis
         row = {"id": str(rec["id"]), "prompt": rec["prompt"], "seed": seed, "category": rec.get("category"),
                "image": f"images/{_safe(str(rec['id']))}-s{seed}.png",
                "scores": {name: values[i] for name, values in scores.items()}}
+        if rec.get("meta"):
+            row["meta"] = rec["meta"]
         if predicted is not None and _world_expected(rec):
             row["expected"] = rec["expected"]
             row["semantic"] = {k: predicted[k][i] == rec["expected"][k] for k in WORLD_ATTRIBUTES}

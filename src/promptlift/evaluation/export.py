@@ -1,0 +1,57 @@
+"""Lay out an eval run's images the way external benchmark tools expect them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..utils import atomic_dir
+from .run import read_scores
+
+__all__ = ["ExportConfig", "export_run"]
+
+
+@dataclass
+class ExportConfig:
+    """Copy an eval run's images into the folder layout of GenEval or T2I-CompBench, for their own scorers."""
+
+    run: Path | None = field(default=None, metadata={"help": "Eval run folder."})
+    format: Literal["geneval", "t2i-compbench"] = field(default="geneval", metadata={"help": "Target layout."})
+    output_dir: Path = field(default=Path("runs/export"), metadata={"help": "Folder to write (atomically)."})
+
+    def __post_init__(self):
+        if self.run is None or not (Path(self.run) / "scores.jsonl").is_file():
+            raise ValueError(f"`run` {str(self.run)!r} is not an eval run folder (no scores.jsonl).")
+
+
+def _geneval(rows: list[dict], run: Path, out: Path) -> None:
+    """<out>/<prompt index:05d>/metadata.jsonl + samples/<seed:04d>.png (GenEval's evaluate_images.py input)."""
+    for row in rows:
+        meta = (row.get("meta") or {}).get("geneval")
+        if meta is None:
+            raise ValueError(f"run {str(run)!r} was not made from the `geneval` prompt set (row {row['id']} has no "
+                             "GenEval metadata); evaluate with `--prompts geneval`.")
+        folder = out / f"{int(row['id']):05d}"
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        (folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
+        shutil.copyfile(run / row["image"], folder / "samples" / f"{row['seed']:04d}.png")
+
+
+def _t2i(rows: list[dict], run: Path, out: Path) -> None:
+    """<out>/samples/<prompt>_<n:06d>.png, n counting all images (T2I-CompBench's scripts read the prompt from it)."""
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    for n, row in enumerate(rows):
+        name = row["prompt"].replace("/", " ").strip()
+        shutil.copyfile(run / row["image"], out / "samples" / f"{name}_{n:06d}.png")
+
+
+def export_run(cfg: ExportConfig) -> Path:
+    """Write the layout to `output_dir`; returns it."""
+    run = Path(cfg.run)
+    rows = read_scores(run)
+    with atomic_dir(cfg.output_dir) as tmp:
+        (_geneval if cfg.format == "geneval" else _t2i)(rows, run, tmp)
+    return Path(cfg.output_dir)
