@@ -72,6 +72,7 @@ class BundleConfig:
     measure_guidance_scales: list[float] = field(
         default_factory=lambda: [2.0, 3.0, 4.0, 5.0], metadata={"help": "Guidance scales to choose the default from."}
     )
+    measure_timing_batch: int = field(default=16, metadata={"help": "Batch size of the batched generation timing."})
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions (classifier-free guidance)."})
 
     def __post_init__(self):
