@@ -2,53 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
 
-import numpy as np
-
+from ..html import fmt, histogram_svg, img_tag as _img, page as _page
 from ..utils import atomic_write_text
 
 __all__ = ["write_report", "write_compare_report"]
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222} h1{font-size:22px} h2{font-size:17px;margin-top:28px}
-table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
-.grid{display:flex;flex-wrap:wrap;gap:10px} .cell{width:150px;font-size:11px} .cell img{width:150px;image-rendering:pixelated}
-.pair{display:flex;gap:6px;align-items:flex-start;margin:6px 0;font-size:12px} .pair img{width:128px;image-rendering:pixelated}
-.win{outline:3px solid #2a2} .plots{display:flex;flex-wrap:wrap;gap:16px}
-"""
-
-
-def _img(path: Path, css: str = "") -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img class="{css}" src="data:image/png;base64,{data}">'
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def histogram_svg(values: list[float], title: str, bins: int = 20, width: int = 320, height: int = 160) -> str:
-    """A histogram as an inline SVG string."""
-    counts, edges = np.histogram(np.asarray(values, float), bins=bins)
-    top = max(int(counts.max()), 1)
-    bw = (width - 40) / bins
-    bars = "".join(
-        f'<rect x="{30 + i * bw:.1f}" y="{height - 25 - (c / top) * (height - 45):.1f}" width="{bw - 1:.1f}" '
-        f'height="{(c / top) * (height - 45):.1f}" fill="#4a7fc1"><title>{_fmt(edges[i])}..{_fmt(edges[i + 1])}: {c}</title></rect>'
-        for i, c in enumerate(counts))
-    return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-            f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="12">{html.escape(title)}</text>{bars}'
-            f'<text x="30" y="{height - 8}" font-size="10">{_fmt(edges[0])}</text>'
-            f'<text x="{width - 10}" y="{height - 8}" font-size="10" text-anchor="end">{_fmt(edges[-1])}</text></svg>')
-
-
 def _metric_table(summary: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['mean'])}</td><td>[{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}]</td></tr>"
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{fmt(v['mean'])}</td><td>[{fmt(v['ci95'][0])}, {fmt(v['ci95'][1])}]</td></tr>"
                    for k, v in summary["metrics"].items())
     table = f"<table><tr><th>metric</th><th>mean</th><th>95 % CI</th></tr>{rows}</table>"
     if "semantic_accuracy" in summary:
@@ -69,7 +33,7 @@ def write_report(run_dir: Path, summary: dict, max_images: int = 96) -> Path:
     plots = "".join(histogram_svg([r["scores"][m] for r in rows], m) for m in summary["metrics"])
     cells = "".join(
         f'<div class="cell">{_img(run_dir / r["image"])}<br>{html.escape(r["prompt"])} <i>(seed {r["seed"]})</i><br>'
-        + " ".join(f"{k}={_fmt(v)}" for k, v in r["scores"].items()) + "</div>"
+        + " ".join(f"{k}={fmt(v)}" for k, v in r["scores"].items()) + "</div>"
         for r in rows[:max_images])
     body = (f"<h1>promptlift eval: {html.escape(str(config.get('prompts', '')))}</h1>"
             f"<p>model {html.escape(str(config.get('model') or 'embedded default'))}; lifts {html.escape(str(config.get('lift')))}; "
@@ -79,11 +43,6 @@ def write_report(run_dir: Path, summary: dict, max_images: int = 96) -> Path:
     return atomic_write_text(run_dir / "report.html", _page("promptlift eval", body))
 
 
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{body}</body></html>")
-
-
 def write_compare_report(path: Path, result: dict, pairs: list[dict], run_a: Path, run_b: Path, max_pairs: int = 48) -> Path:
     """compare.html: the win rate with its interval, per category, and side-by-side pairs."""
     cats = "".join(f"<tr><td>{html.escape(c)}</td><td>{v['win_rate']:.3f}</td><td>[{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]</td>"
@@ -91,7 +50,7 @@ def write_compare_report(path: Path, result: dict, pairs: list[dict], run_a: Pat
     shown = "".join(
         f'<div class="pair">{_img(run_a / p["image_a"], "win" if p["a"] > p["b"] else "")}'
         f'{_img(run_b / p["image_b"], "win" if p["b"] > p["a"] else "")}'
-        f'<div>{html.escape(p["prompt"])} (seed {p["seed"]})<br>A {_fmt(p["a"])} vs B {_fmt(p["b"])}</div></div>'
+        f'<div>{html.escape(p["prompt"])} (seed {p["seed"]})<br>A {fmt(p["a"])} vs B {fmt(p["b"])}</div></div>'
         for p in pairs[:max_pairs])
     body = (f"<h1>A vs B judged by {html.escape(result['judge'])}</h1>"
             f"<p>A = {html.escape(str(run_a))}<br>B = {html.escape(str(run_b))}</p>"
