@@ -186,6 +186,19 @@ def _export_command() -> click.Command:
     return config_command("export", ExportConfig, _run_export, arguments=("run",))
 
 
+def _run_curate(cfg) -> None:
+    from .data.curation import curate
+
+    out = curate(cfg)
+    click.echo(f"curated set, decisions.jsonl and report.html in {out}")
+
+
+def _curate_command() -> click.Command:
+    from .data.curation import CurateConfig
+
+    return config_command("curate", CurateConfig, _run_curate)
+
+
 @cli.command("rewards")
 def list_rewards() -> None:
     """List the registered rewards (for `--rewards` and `--judge`)."""
@@ -210,6 +223,7 @@ cli.lazy.update(
         "eval": ("Generate a prompt set with fixed seeds, score, summarise and report.", _eval_command),
         "compare": ("Win rate of run A over run B with a bootstrap 95 % interval.", _compare_command),
         "export": ("Lay out a run's images for GenEval or T2I-CompBench.", _export_command),
+        "curate": ("Curate a few very aesthetic images from a large pool (Emu's funnel).", _curate_command),
         "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
         "tiny-pipeline": (
             TinyPipelineConfig.__doc__.split("\n")[0],

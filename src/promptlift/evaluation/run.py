@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 from ..config import to_dict
 from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts
-from ..rewards import check_rewards, load_reward
+from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..utils import atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
 from .prompts import load_prompt_set
 from .stats import bootstrap_mean
@@ -55,24 +54,7 @@ class EvalConfig(SamplingConfig):
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}.")
         if not self.rewards:
             raise ValueError("`rewards` is empty; name at least one reward.")
-        for opt in self.reward_option:
-            if not re_option(opt):
-                raise ValueError(f"`reward_option` {opt!r} must look like REWARD.KEY=VALUE, e.g. pickscore.paper_protocol=true.")
-
-
-def re_option(text: str):
-    import re
-
-    return re.match(r"^([a-z0-9-]+)\.([a-z_][a-z0-9_]*)=(.*)$", text)
-
-
-def reward_options(cfg: EvalConfig) -> dict[str, dict]:
-    """{reward: {key: value}} from REWARD.KEY=VALUE strings (true/false become booleans)."""
-    options: dict[str, dict] = defaultdict(dict)
-    for opt in cfg.reward_option:
-        name, key, value = re_option(opt).groups()
-        options[name][key] = {"true": True, "false": False}.get(value.lower(), value)
-    return dict(options)
+        parse_reward_options(self.reward_option)
 
 
 def _check_resume(out: Path, cfg: EvalConfig) -> None:
@@ -112,7 +94,7 @@ def evaluate(cfg: EvalConfig) -> Path:
     out = ensure_output_dir(cfg.output_dir)
     _check_resume(out, cfg)
     records = load_prompt_set(cfg.prompts, cfg.prompts_path, cfg.prompts_subset, cfg.num_prompts)
-    options = reward_options(cfg)
+    options = parse_reward_options(cfg.reward_option)
     check_rewards(cfg.rewards, options)  # everything missing, listed before any generation
     atomic_write_json(out / "config.json", to_dict(cfg))
     done = {(r["id"], r["seed"]) for r in read_scores(out)}

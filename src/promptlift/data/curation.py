@@ -1,0 +1,261 @@
+"""`promptlift curate`: Emu's automatic curation funnel (Dai et al. 2023, arXiv 2309.15807, section 3.3).
+
+1. Score: every image is read (unreadable -> dropped with the reason), checked for size and aspect ratio,
+   and scored by an aesthetic reward and optionally a CLIP image-text reward; each process of an
+   `accelerate launch` scores its own shard and writes its own score file.
+2. Select (main process): images under a threshold are dropped; the rest are ranked by aesthetic score
+   and taken greedily, skipping near-duplicates of images already kept and classes over their quota,
+   until `num_keep`.
+3. Write: the curated imagefolder, decisions.jsonl (every image, kept or dropped and why) and report.html.
+The input is streamed: only scores and 16x16 thumbnails (for de-duplication) are held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..html import histogram_svg, img_tag, page
+from ..utils import atomic_dir, atomic_write_json, atomic_write_text
+from .records import Record, iter_records
+
+__all__ = ["CurateConfig", "curate"]
+
+
+@dataclass
+class CurateConfig:
+    """Curate a small set of very aesthetic images from a large pool (automatic stage of Emu's quality-tuning data)."""
+
+    input: str = field(default="", metadata={"help": "Imagefolder with metadata.jsonl, or a Hugging Face dataset id."})
+    output_dir: Path = field(default=Path("data/curated"), metadata={"help": "Curated imagefolder + decisions.jsonl + report.html."})
+    split: str = field(default="train", metadata={"help": "Split of a hub dataset."})
+    image_column: str = field(default="image", metadata={"help": "Image column of a hub dataset."})
+    caption_column: str | None = field(default="caption", metadata={"help": "Caption column (for the CLIP filter and the output)."})
+    num_keep: int = field(default=2000, metadata={"help": "Images to keep (the top N after the filters)."})
+    min_size: int = field(default=64, metadata={"help": "Drop images whose shorter side is below this (px)."})
+    max_aspect: float = field(default=2.0, metadata={"help": "Drop images whose long/short side ratio exceeds this."})
+    aesthetic_reward: str = field(default="world-aesthetic-reward", metadata={"help": "Reward that scores and ranks aesthetics."})
+    min_aesthetic: float | None = field(default=None, metadata={"help": "Drop images scoring below this aesthetic."})
+    clip_reward: str | None = field(default="world-clip", metadata={"help": "Image-text reward for the CLIP filter (none to skip)."})
+    min_clip: float | None = field(default=None, metadata={"help": "Drop images whose caption scores below this."})
+    dedup_threshold: float | None = field(default=0.985, metadata={"help": "Cosine of 16x16 thumbnails above which an image duplicates a kept one."})
+    balance_column: str | None = field(default=None, metadata={"help": "Metadata column holding each image's class (concept balance)."})
+    max_share_per_class: float = field(default=1.0, metadata={"help": "Largest share of num_keep one class may take."})
+    text_filter: bool = field(default=False, metadata={"help": "Drop images with text in them (needs pytesseract and tesseract)."})
+    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
+    batch_size: int = field(default=64, metadata={"help": "Images per scoring forward pass."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
+    report_images: int = field(default=64, metadata={"help": "Kept images shown in the report's contact sheet."})
+
+    def __post_init__(self):
+        from ..rewards import parse_reward_options
+
+        parse_reward_options(self.reward_option)
+        if not self.input:
+            raise ValueError("`input` is empty; pass an imagefolder path or a dataset id.")
+        if self.num_keep < 1 or self.batch_size < 1:
+            raise ValueError(f"`num_keep` and `batch_size` must be >= 1, got {self.num_keep} and {self.batch_size}.")
+        if not 0 < self.max_share_per_class <= 1:
+            raise ValueError(f"`max_share_per_class` must be in (0, 1], got {self.max_share_per_class}.")
+        if self.min_clip is not None and not self.clip_reward:
+            raise ValueError("`min_clip` needs a `clip_reward`.")
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Score
+
+
+def _thumbnail(image) -> np.ndarray:
+    """A unit-norm 16x16 grey thumbnail, mean removed: near-duplicates have cosine close to 1."""
+    v = np.asarray(image.convert("L").resize((16, 16)), dtype=np.float32).ravel()
+    v = v - v.mean()
+    return (v / (np.linalg.norm(v) + 1e-6)).astype(np.float16)
+
+
+def _size_reason(image, cfg: CurateConfig) -> str | None:
+    w, h = image.size
+    if min(w, h) < cfg.min_size:
+        return f"size: {w}x{h} below {cfg.min_size}px"
+    if max(w, h) / min(w, h) > cfg.max_aspect:
+        return f"aspect: {max(w, h) / min(w, h):.2f} above {cfg.max_aspect}"
+    return None
+
+
+def _has_text(image) -> bool:
+    try:
+        import pytesseract
+    except ImportError as e:
+        raise ImportError("`text_filter` needs pytesseract and the tesseract binary: pip install pytesseract; "
+                          "apt-get install tesseract-ocr") from e
+    return bool(pytesseract.image_to_string(image).strip())
+
+
+def _to_tensor(images) -> torch.Tensor:
+    arr = np.stack([np.asarray(im.resize(images[0].size)) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.no_grad()
+def _score_batch(batch: list[Record], rewards: dict, cfg: CurateConfig) -> list[dict]:
+    x = _to_tensor([r.image for r in batch])
+    captions = [r.caption or "" for r in batch]
+    aesthetic = rewards["aesthetic"](x, captions).tolist()
+    clip = rewards["clip"](x, captions).tolist() if "clip" in rewards else [None] * len(batch)
+    return [{"index": r.index, "key": r.key, "aesthetic": a, "clip": c, "caption": r.caption,
+             "class": r.meta.get(cfg.balance_column) if cfg.balance_column else None}
+            for r, a, c in zip(batch, aesthetic, clip)]
+
+
+def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
+    """Score this process's shard; writes scores-{rank}.jsonl (one line per image) and thumbs-{rank}.npy."""
+    from ..rewards import check_rewards, load_reward, parse_reward_options
+
+    options = parse_reward_options(cfg.reward_option)
+    names = {"aesthetic": cfg.aesthetic_reward, **({"clip": cfg.clip_reward} if cfg.clip_reward else {})}
+    check_rewards(list(names.values()), options)
+    rewards = {role: load_reward(name, **options.get(name, {})) for role, name in names.items()}
+    thumbs, batch = [], []
+    out_path = work / f"scores-{rank}.jsonl"
+    with open(out_path, "w") as out, tqdm(desc=f"score[{rank}]", unit="img", disable=rank != 0) as bar:
+        def flush():
+            for row in _score_batch(batch, rewards, cfg):
+                out.write(json.dumps(row) + "\n")
+            batch.clear()
+
+        for rec in iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column,
+                                caption_column=cfg.caption_column, shard=(rank, world)):
+            reason = rec.error or _size_reason(rec.image, cfg)
+            if reason is None and cfg.text_filter and _has_text(rec.image):
+                reason = "text: the image contains text"
+            if reason:
+                out.write(json.dumps({"index": rec.index, "key": rec.key, "dropped": reason}) + "\n")
+            else:
+                thumbs.append((rec.index, _thumbnail(rec.image)))
+                batch.append(rec)
+                if len(batch) == cfg.batch_size:
+                    flush()
+            bar.update(1)
+        if batch:
+            flush()
+    index = np.array([i for i, _ in thumbs], dtype=np.int64)
+    np.savez(work / f"thumbs-{rank}.npz", index=index, thumbs=np.stack([t for _, t in thumbs]) if thumbs else
+             np.zeros((0, 256), np.float16))
+    return out_path
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Select
+
+
+def select(rows: list[dict], thumbs: dict[int, np.ndarray], cfg: CurateConfig) -> list[dict]:
+    """Decide every image: thresholds, then rank by aesthetic, skipping duplicates and full classes."""
+    decisions = []
+    candidates = []
+    for row in rows:
+        if "dropped" in row:
+            decisions.append({**row, "kept": False, "reason": row.pop("dropped")})
+        elif cfg.min_aesthetic is not None and row["aesthetic"] < cfg.min_aesthetic:
+            decisions.append({**row, "kept": False, "reason": f"aesthetic {row['aesthetic']:.3f} < {cfg.min_aesthetic}"})
+        elif cfg.min_clip is not None and row["clip"] < cfg.min_clip:
+            decisions.append({**row, "kept": False, "reason": f"clip {row['clip']:.3f} < {cfg.min_clip}"})
+        else:
+            candidates.append(row)
+    quota = math.ceil(cfg.max_share_per_class * cfg.num_keep)
+    per_class: Counter = Counter()
+    kept_thumbs: list[np.ndarray] = []
+    kept_keys: list[str] = []
+    for row in sorted(candidates, key=lambda r: (-r["aesthetic"], r["index"])):
+        reason = None
+        if len(kept_keys) >= cfg.num_keep:
+            reason = f"rank: below the top {cfg.num_keep}"
+        elif cfg.balance_column and per_class[row["class"]] >= quota:
+            reason = f"balance: class {row['class']!r} has its quota of {quota}"
+        elif cfg.dedup_threshold is not None and kept_thumbs:
+            sims = np.stack(kept_thumbs).astype(np.float32) @ thumbs[row["index"]].astype(np.float32)
+            j = int(sims.argmax())
+            if sims[j] >= cfg.dedup_threshold:
+                reason = f"near-duplicate of {kept_keys[j]} (cosine {sims[j]:.3f})"
+        if reason:
+            decisions.append({**row, "kept": False, "reason": reason})
+            continue
+        per_class[row["class"]] += 1
+        kept_thumbs.append(thumbs[row["index"]])
+        kept_keys.append(row["key"])
+        decisions.append({**row, "kept": True, "reason": f"rank {len(kept_keys)}"})
+    return sorted(decisions, key=lambda d: d["index"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Write
+
+
+def _write_curated(cfg: CurateConfig, decisions: list[dict], out: Path) -> None:
+    """Copy (or save) kept images into out/images and write out/metadata.jsonl with the curation scores."""
+    kept = {d["index"]: d for d in decisions if d["kept"]}
+    (out / "images").mkdir(parents=True)
+    with open(out / "metadata.jsonl", "w") as meta:
+        for rec in iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column, caption_column=cfg.caption_column):
+            d = kept.get(rec.index)
+            if d is None:
+                continue
+            name = f"images/{rec.index:08d}.png"
+            rec.image.save(out / name, format="PNG")
+            meta.write(json.dumps({**rec.meta, "file_name": name, "source_key": rec.key,
+                                   "curation": {"aesthetic": d["aesthetic"], "clip": d["clip"], "rank": d["reason"]}}) + "\n")
+
+
+def _write_report(cfg: CurateConfig, decisions: list[dict], out: Path) -> None:
+    counts = Counter(d["reason"].split(":")[0].split(" ")[0] if not d["kept"] else "kept" for d in decisions)
+    rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in sorted(counts.items()))
+    scored = [d for d in decisions if "aesthetic" in d]
+    kept = [d for d in decisions if d["kept"]]
+    plots = histogram_svg([d["aesthetic"] for d in scored], "aesthetic, all scored")
+    plots += histogram_svg([d["aesthetic"] for d in kept], "aesthetic, kept") if kept else ""
+    if scored and scored[0].get("clip") is not None:
+        plots += histogram_svg([d["clip"] for d in scored], "clip, all scored")
+    images = sorted((out / "images").glob("*.png"))[: cfg.report_images]
+    sheet = "".join(f"<div class='cell'>{img_tag(p)}</div>" for p in images)
+    body = (f"<h1>promptlift curate: {len(kept)} of {len(decisions)} kept</h1><p>input {cfg.input}</p>"
+            f"<h2>Decisions</h2><table><tr><th>outcome</th><th>images</th></tr>{rows}</table>"
+            f"<h2>Scores</h2><div class='plots'>{plots}</div><h2>Kept (first {len(images)})</h2><div class='grid'>{sheet}</div>")
+    atomic_write_text(out / "report.html", page("promptlift curate", body))
+
+
+def curate(cfg: CurateConfig) -> Path:
+    """Run the funnel; under `accelerate launch` every process scores a shard and the main process selects."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    out = Path(cfg.output_dir)
+    if state.is_main_process and out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise ValueError(f"`output_dir` {str(out)!r} already holds files; pass `--overwrite` or choose another folder.")
+    work = out.with_name(f".{out.name}.scores")
+    if state.is_main_process:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    state.wait_for_everyone()
+    score_shard(cfg, work, state.process_index, state.num_processes)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        rows, thumbs = [], {}
+        for rank in range(state.num_processes):
+            rows += [json.loads(x) for x in (work / f"scores-{rank}.jsonl").read_text().splitlines()]
+            data = np.load(work / f"thumbs-{rank}.npz")
+            thumbs.update(zip(data["index"].tolist(), data["thumbs"]))
+        decisions = select(rows, thumbs, cfg)
+        with atomic_dir(out) as tmp:
+            _write_curated(cfg, decisions, tmp)
+            atomic_write_text(tmp / "decisions.jsonl", "".join(json.dumps(d) + "\n" for d in decisions))
+            atomic_write_json(tmp / "curate_config.json", {k: str(v) for k, v in vars(cfg).items()})
+            _write_report(cfg, decisions, tmp)
+        shutil.rmtree(work, ignore_errors=True)
+    state.wait_for_everyone()
+    return out

@@ -1,0 +1,83 @@
+"""Stream (image, caption, metadata) records from an imagefolder with metadata.jsonl or a Hugging Face dataset.
+
+Records are read one at a time; an unreadable image becomes a record with `error` set, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from PIL import Image
+
+__all__ = ["Record", "iter_records"]
+
+
+@dataclass
+class Record:
+    """One input item. `image` is None when it could not be read; `error` then says why."""
+
+    index: int
+    key: str
+    image: Image.Image | None
+    caption: str | None
+    meta: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def _open(path: Path) -> tuple[Image.Image | None, str | None]:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB"), None
+    except Exception as e:  # any decoder error: the image is dropped with its reason
+        return None, f"unreadable: {type(e).__name__}: {e}"
+
+
+def _imagefolder(root: Path, caption_column: str | None, shard: tuple[int, int]) -> Iterator[Record]:
+    meta_path = root / "metadata.jsonl"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{str(root)!r} has no metadata.jsonl; pass an imagefolder (file_name + columns per line) "
+                                "or a Hugging Face dataset id.")
+    rank, world = shard
+    with open(meta_path) as f:
+        for index, line in enumerate(f):
+            if index % world != rank or not line.strip():
+                continue
+            meta = json.loads(line)
+            name = meta.get("file_name")
+            image, error = _open(root / name) if name else (None, "no file_name in metadata")
+            caption = meta.get(caption_column) if caption_column else None
+            yield Record(index, str(name), image, caption, meta, error)
+
+
+def _hf_dataset(name: str, split: str, image_column: str, caption_column: str | None,
+                shard: tuple[int, int]) -> Iterator[Record]:
+    from datasets import load_dataset
+
+    rank, world = shard
+    ds = load_dataset(name, split=split, streaming=True)
+    for index, row in enumerate(ds):
+        if index % world != rank:
+            continue
+        image = row.get(image_column)
+        error = None
+        if not isinstance(image, Image.Image):
+            image, error = None, f"unreadable: column {image_column!r} holds no image"
+        else:
+            image = image.convert("RGB")
+        meta = {k: v for k, v in row.items() if k != image_column and isinstance(v, (str, int, float, bool, type(None)))}
+        yield Record(index, str(row.get("id", index)), image, row.get(caption_column) if caption_column else None, meta, error)
+
+
+def iter_records(source: str | Path, *, split: str = "train", image_column: str = "image",
+                 caption_column: str | None = None, shard: tuple[int, int] = (0, 1)) -> Iterator[Record]:
+    """Records of `source` (a local imagefolder or a hub dataset id); `shard=(rank, world)` keeps every world-th."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _imagefolder(path, caption_column, shard)
+    if path.exists():
+        raise ValueError(f"input {str(source)!r} is a file; pass an imagefolder (with metadata.jsonl) or a dataset id.")
+    return _hf_dataset(str(source), split, image_column, caption_column, shard)
