@@ -82,7 +82,7 @@ def test_select_ranks_skips_duplicates_and_full_classes():
     rows = [{"index": i, "key": f"k{i}", "aesthetic": a, "clip": 0.0, "class": c}
             for i, (a, c) in enumerate([(9, "a"), (8, "a"), (7, "a"), (6, "b"), (1, "b"), (8.5, "b")])]
     rows.append({"index": 6, "key": "k6", "dropped": "unreadable: broken"})
-    cfg = CurateConfig(input="x", num_keep=3, balance_column="class", max_share_per_class=0.6, min_aesthetic=2)
+    cfg = CurateConfig(input="x", num_keep=3, balance_column="class", max_share_per_class=0.6, min_aesthetic=2.0)
     d = {x["key"]: x for x in select(rows, thumbs, cfg)}
     assert [k for k in sorted(d) if d[k]["kept"]] == ["k0", "k1", "k3"]
     assert d["k5"]["reason"].startswith("near-duplicate of k0")
