@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from promptlift.cli import cli
 from promptlift.evaluation import PROMPT_SETS, load_prompt_set
-from promptlift.evaluation.stats import bootstrap_mean, win_rate
+from promptlift.stats import bootstrap_mean, win_rate
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 needs_bench = pytest.mark.skipif(not BENCH.is_dir(), reason="../shared/benchmarks is not beside the project")

@@ -131,8 +131,9 @@ def _run_tiny_pipeline(cfg: TinyPipelineConfig) -> None:
 @cli.command("lifts")
 def list_lifts() -> None:
     """List the registered lifts (for `--lift NAME[=PATH]`)."""
-    from .pipeline import LIFTS
+    from .pipeline import LIFTS, _register_method_lifts
 
+    _register_method_lifts()
     for spec in LIFTS.values():
         default = spec.default_path() if spec.default_path else None
         click.echo(f"{spec.name:16s} {spec.help}" + (f" [default PATH: {default}]" if default else ""))
@@ -197,6 +198,27 @@ def _curate_command() -> click.Command:
     from .data.curation import CurateConfig
 
     return config_command("curate", CurateConfig, _run_curate)
+
+
+@cli.group("train", cls=LazyGroup)
+def train() -> None:
+    """Train a method (each takes --config FILE.yaml and --key value overrides)."""
+
+
+def _run_quality_tuning(cfg) -> None:
+    from .methods.quality_tuning.trainer import train as train_qt
+
+    click.echo(f"quality-tuned weights in {train_qt(cfg) / 'best'}")
+
+
+def _quality_tuning_command() -> click.Command:
+    from .methods.quality_tuning.config import QualityTuningConfig
+
+    return config_command("quality-tuning", QualityTuningConfig, _run_quality_tuning)
+
+
+train.lazy.update({"quality-tuning": ("Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
+                                      _quality_tuning_command)})
 
 
 @cli.command("rewards")

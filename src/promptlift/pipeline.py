@@ -256,8 +256,17 @@ def register_lift(name: str, *, help: str, default_path: Callable[[], Path | Non
     return decorator
 
 
+def _register_method_lifts() -> None:
+    """Import the methods, whose packages register their lifts (kept lazy: methods import this module)."""
+    import importlib
+
+    for method in ("quality_tuning",):
+        importlib.import_module(f"promptlift.methods.{method}")
+
+
 def parse_lift(spec: str) -> tuple[str, Path | None]:
     """`"NAME[=PATH]"` -> (NAME, PATH or None); NAME must be registered."""
+    _register_method_lifts()
     name, _, path = spec.partition("=")
     name = name.strip()
     if name not in LIFTS:

@@ -11,7 +11,7 @@ from PIL import Image
 from ..utils import atomic_write_json
 from .report import write_compare_report
 from .run import _image_tensor, read_scores
-from .stats import win_rate
+from ..stats import win_rate
 
 __all__ = ["CompareConfig", "compare"]
 

@@ -22,7 +22,7 @@ from ..pipeline import check_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..utils import atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
 from .prompts import load_prompt_set
-from .stats import bootstrap_mean
+from ..stats import bootstrap_mean
 
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
 

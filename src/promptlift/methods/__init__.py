@@ -1,0 +1,1 @@
+"""The four post-training methods, one folder each: config.py (dataclass), trainer.py (the loop)."""

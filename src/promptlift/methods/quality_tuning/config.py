@@ -1,0 +1,43 @@
+"""Config of quality-tuning (Emu, Dai et al. 2023, arXiv 2309.15807)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...training import TrainConfig
+
+__all__ = ["QualityTuningConfig"]
+
+
+@dataclass
+class QualityTuningConfig(TrainConfig):
+    """Supervised fine-tuning of the UNet (full or LoRA) on a small curated set of very aesthetic images (Emu)."""
+
+    pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
+    train_data_dir: Path | None = field(default=None, metadata={"help": "Curated imagefolder (metadata.jsonl), e.g. from `promptlift curate`."})
+    caption_column: list[str] = field(default_factory=lambda: ["caption"], metadata={"help": "Caption column(s); one is drawn per sample."})
+    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA of the UNet instead of all its weights."})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
+    noise_offset: float = field(default=0.1, metadata={"help": "Noise offset (Emu uses 0.1)."})
+    eval_prompts: str = field(default="literal", metadata={"help": "Held-out prompts: a world set (complex, literal, narrative-val) or a .jsonl file."})
+    num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
+    eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging win rate vs base; not the curation scorer."})
+    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of the eval judge; repeatable."})
+    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
+    eval_guidance_scale: float = field(default=4.0, metadata={"help": "Guidance scale of the evaluation images."})
+    eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
+    early_stopping_patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without a better win rate."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.train_data_dir is None or not (Path(self.train_data_dir) / "metadata.jsonl").is_file():
+            raise ValueError(f"`train_data_dir` {str(self.train_data_dir)!r} is not an imagefolder with metadata.jsonl; "
+                             "pass the output_dir of `promptlift curate`.")
+        if self.max_train_steps > 15_000:
+            raise ValueError(f"`max_train_steps` {self.max_train_steps} exceeds Emu's 15k; quality-tuning stops early.")
+        if not self.caption_column:
+            raise ValueError("`caption_column` is empty; name at least one column.")
+        if self.noise_offset < 0:
+            raise ValueError(f"`noise_offset` must be >= 0, got {self.noise_offset}.")

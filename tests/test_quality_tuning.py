@@ -1,0 +1,95 @@
+"""Quality-tuning: trainable weights change, frozen ones don't, outputs load in diffusers and via the lift, exact resume."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+from diffusers import UNet2DConditionModel
+
+from promptlift.cli import cli
+from promptlift.pipeline import load_lifts, load_pipeline
+from promptlift.world.config import DatasetConfig
+from promptlift.world.dataset import build_dataset
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("curated") / "set"
+    build_dataset(DatasetConfig(num_scenes=6, output_dir=root, num_workers=1))
+    return root
+
+
+def run_qt(model, data, out, bundle, *extra):
+    args = ["train", "quality-tuning", "--pretrained_model_name_or_path", model, "--train_data_dir", data,
+            "--output_dir", out, "--caption_column", "complex", "--caption_column", "literal", "--max_train_steps", 4,
+            "--train_batch_size", 2, "--gradient_accumulation_steps", 2, "--eval_steps", 2, "--checkpointing_steps", 2,
+            "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--eval_judge", "world-aesthetic",
+            "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle, "--lr_warmup_steps", 1,
+            "--learning_rate", 1e-3, *extra]
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_full_finetune_changes_only_the_unet_and_loads_everywhere(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated):
+    model = tiny_pipeline_dirs["sd1"]
+    result = run_qt(model, curated, tmp_path / "qt", tiny_bundle_dir)
+    assert result.exit_code == 0, result.output
+    base = load_pipeline(model)
+    tuned_unet = UNet2DConditionModel.from_pretrained(tmp_path / "qt" / "best" / "unet")  # plain diffusers
+    changed = [not torch.equal(a, b) for a, b in zip(base.unet.state_dict().values(), tuned_unet.state_dict().values())]
+    assert sum(changed) / len(changed) > 0.9, "nearly every UNet tensor is trained"
+    lifted = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"]))
+    for a, b in zip(lifted.unet.state_dict().values(), tuned_unet.state_dict().values()):
+        assert torch.equal(a, b)
+    for name in ("vae", "text_encoder"):  # frozen parts are those of the base
+        for a, b in zip(getattr(lifted, name).state_dict().values(), getattr(base, name).state_dict().values()):
+            assert torch.equal(a, b)
+    assert (tmp_path / "qt" / "best" / "eval.json").is_file() and (tmp_path / "qt" / "eval_history.json").is_file()
+
+
+def test_lora_on_sdxl_trains_only_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated):
+    model = tiny_pipeline_dirs["sdxl"]
+    result = run_qt(model, curated, tmp_path / "qt", tiny_bundle_dir, "--use_lora", "--lora_rank", 4)
+    assert result.exit_code == 0, result.output
+    weights = tmp_path / "qt" / "best" / "pytorch_lora_weights.safetensors"
+    assert weights.is_file()
+    from safetensors.torch import load_file
+
+    state = load_file(str(weights))
+    assert state and all("lora" in k for k in state) and any(v.abs().sum() > 0 for v in state.values())
+    base = load_pipeline(model)
+    lifted = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"]))
+    x, t, c = torch.randn(1, 4, 16, 16), torch.tensor([10]), torch.randn(1, 77, 64)
+    added = {"text_embeds": torch.randn(1, 32), "time_ids": torch.tensor([[32.0, 32, 0, 0, 32, 32]])}
+    with torch.no_grad():
+        a = base.unet(x, t, c, added_cond_kwargs=added).sample
+        b = lifted.unet(x, t, c, added_cond_kwargs=added).sample
+    assert not torch.allclose(a, b)
+
+
+def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated, monkeypatch):
+    import promptlift.methods.quality_tuning.trainer as T
+
+    model = tiny_pipeline_dirs["sd1"]
+    extra = ("--eval_steps", 100)  # no evaluation in between: only the weights at the end matter here
+    assert run_qt(model, curated, tmp_path / "a", tiny_bundle_dir, *extra).exit_code == 0
+    calls = {"n": 0}
+    original = T.diffusion_loss
+
+    def crash_on_sixth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # micro-batch 6 = step 3, after checkpoint-2
+            raise RuntimeError("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(T, "diffusion_loss", crash_on_sixth)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_qt(model, curated, tmp_path / "b", tiny_bundle_dir, *extra)
+    monkeypatch.setattr(T, "diffusion_loss", original)
+    assert run_qt(model, curated, tmp_path / "b", tiny_bundle_dir, *extra, "--resume_from_checkpoint", "latest").exit_code == 0
+    a = UNet2DConditionModel.from_pretrained(tmp_path / "a" / "best" / "unet").state_dict()
+    b = UNet2DConditionModel.from_pretrained(tmp_path / "b" / "best" / "unet").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_training_data_is_named(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "quality-tuning", "--train_data_dir", str(tmp_path)])
+    assert result.exit_code != 0 and "is not an imagefolder with metadata.jsonl" in result.output
