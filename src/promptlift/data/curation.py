@@ -197,19 +197,32 @@ def select(rows: list[dict], thumbs: dict[int, np.ndarray], cfg: CurateConfig) -
 # 3. Write
 
 
+def _kept_records(cfg: CurateConfig, kept: dict[int, dict]):
+    """(index, metadata, write(path)) of kept images: files are copied from an imagefolder, decoded only from a hub set."""
+    root = Path(cfg.input).expanduser()
+    if root.is_dir():
+        with open(root / "metadata.jsonl") as f:
+            for index, line in enumerate(f):
+                if index in kept:
+                    meta = json.loads(line)
+                    yield index, meta, lambda dst, src=root / meta["file_name"]: shutil.copyfile(src, dst)
+        return
+    for rec in iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column, caption_column=cfg.caption_column):
+        if rec.index in kept:
+            yield rec.index, rec.meta, lambda dst, image=rec.image: image.save(dst, format="PNG")
+
+
 def _write_curated(cfg: CurateConfig, decisions: list[dict], out: Path) -> None:
-    """Copy (or save) kept images into out/images and write out/metadata.jsonl with the curation scores."""
+    """Kept images into out/images, and out/metadata.jsonl with their metadata and curation scores."""
     kept = {d["index"]: d for d in decisions if d["kept"]}
     (out / "images").mkdir(parents=True)
-    with open(out / "metadata.jsonl", "w") as meta:
-        for rec in iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column, caption_column=cfg.caption_column):
-            d = kept.get(rec.index)
-            if d is None:
-                continue
-            name = f"images/{rec.index:08d}.png"
-            rec.image.save(out / name, format="PNG")
-            meta.write(json.dumps({**rec.meta, "file_name": name, "source_key": rec.key,
-                                   "curation": {"aesthetic": d["aesthetic"], "clip": d["clip"], "rank": d["reason"]}}) + "\n")
+    with open(out / "metadata.jsonl", "w") as meta_file:
+        for index, meta, write in _kept_records(cfg, kept):
+            d = kept[index]
+            name = f"images/{index:08d}.png"
+            write(out / name)
+            meta_file.write(json.dumps({**meta, "file_name": name, "source_key": d["key"],
+                                        "curation": {"aesthetic": d["aesthetic"], "clip": d["clip"], "rank": d["reason"]}}) + "\n")
 
 
 def _write_report(cfg: CurateConfig, decisions: list[dict], out: Path) -> None:
