@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
+from .registry import check_registration
 from .utils import default_device, resolve_dtype
 
 __all__ = [
@@ -235,21 +236,13 @@ class LiftSpec:
 
 
 LIFTS: dict[str, LiftSpec] = {}
-_LIFT_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
 def register_lift(name: str, *, help: str, default_path: Callable[[], Path | None] | None = None):
     """Register a lift factory `(name, path) -> Lift` under `name`; validated on registration."""
 
     def decorator(factory: Callable[[str, Path | None], Lift]):
-        if not _LIFT_NAME.match(name):
-            raise ValueError(f"lift name {name!r} must be lower-case words joined by '-', e.g. 'sur-adapter'.")
-        if name in LIFTS:
-            raise ValueError(f"a lift named {name!r} is already registered ({LIFTS[name].factory!r}).")
-        if not callable(factory):
-            raise TypeError(f"lift {name!r}: factory must be callable, got {factory!r}.")
-        if not help:
-            raise ValueError(f"lift {name!r}: give a one-line `help`.")
+        check_registration("lift", LIFTS, name, factory, help)
         LIFTS[name] = LiftSpec(name, factory, help, default_path)
         return factory
 

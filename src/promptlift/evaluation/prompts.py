@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..registry import check_registration
+
 __all__ = ["PROMPT_SETS", "PromptSetSpec", "load_prompt_set", "register_prompt_set"]
 
 CACHE = Path("~/.cache/promptlift/benchmarks").expanduser()
@@ -40,12 +42,7 @@ def register_prompt_set(name: str, *, help: str, url: str | None = None, default
     """Register a loader under `name`, validated now."""
 
     def decorator(loader):
-        if not re.match(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", name):
-            raise ValueError(f"prompt set name {name!r} must be lower-case words joined by '-'.")
-        if name in PROMPT_SETS:
-            raise ValueError(f"a prompt set named {name!r} is already registered.")
-        if not help:
-            raise ValueError(f"prompt set {name!r}: give a one-line `help`.")
+        check_registration("prompt set", PROMPT_SETS, name, loader, help)
         PROMPT_SETS[name] = PromptSetSpec(name, loader, help, url, default_subset, builtin)
         return loader
 

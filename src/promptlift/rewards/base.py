@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..registry import check_registration
+
 __all__ = [
     "REWARDS",
     "MissingWeightsError",
@@ -86,7 +88,6 @@ class RewardSpec:
 
 
 REWARDS: dict[str, RewardSpec] = {}
-_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
 def register_reward(name: str, *, help: str, sources=None, requires: str | None = None, install: str | None = None,
@@ -94,14 +95,7 @@ def register_reward(name: str, *, help: str, sources=None, requires: str | None 
     """Register a reward factory `(**options) -> Reward`; the name, help and factory are validated now."""
 
     def decorator(factory):
-        if not _NAME.match(name):
-            raise ValueError(f"reward name {name!r} must be lower-case words joined by '-', e.g. 'clip-score'.")
-        if name in REWARDS:
-            raise ValueError(f"a reward named {name!r} is already registered.")
-        if not callable(factory):
-            raise TypeError(f"reward {name!r}: factory must be callable, got {factory!r}.")
-        if not help:
-            raise ValueError(f"reward {name!r}: give a one-line `help`.")
+        check_registration("reward", REWARDS, name, factory, help)
         if (requires is None) != (install is None):
             raise ValueError(f"reward {name!r}: give both `requires` and `install`, or neither.")
         REWARDS[name] = RewardSpec(name, factory, help, sources or (lambda **kw: []), requires, install, eval_only)
