@@ -10,6 +10,7 @@ Parts, in order (each can run on its own once what it needs exists):
   unet              UNet2DConditionModel on complex+literal captions (never narrative), caption dropout
   assemble          the diffusers StableDiffusionPipeline folder
   measure           judges, base model on the world prompt sets, quality-keyword effect, speed, size -> card.json
+On request: unet-snapshot exports the EMA weights of the UNet run's latest checkpoint while it still trains.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = ["BundleConfig", "PARTS", "BUNDLE_DIR", "train_bundle"]
 
 PARTS = ("judge-attributes", "vae", "tokenizer", "clip", "aesthetic-reward", "aesthetic", "unet", "assemble",
          "measure")
+EXTRA_PARTS = ("unet-snapshot",)  # run on request only: export a UNet run's latest EMA weights while it trains
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
 EVAL_SEED = 9_000  # held-out scenes for every part's evaluation
@@ -76,9 +78,9 @@ class BundleConfig:
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions (classifier-free guidance)."})
 
     def __post_init__(self):
-        unknown = [p for p in self.parts if p not in PARTS]
+        unknown = [p for p in self.parts if p not in PARTS + EXTRA_PARTS]
         if unknown:
-            raise ValueError(f"unknown bundle part(s) {unknown}; valid parts: {list(PARTS)}.")
+            raise ValueError(f"unknown bundle part(s) {unknown}; valid parts: {list(PARTS + EXTRA_PARTS)}.")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}.")
 
@@ -394,6 +396,7 @@ def _part_fn(name: str) -> Callable[[BundleConfig], dict]:
         "aesthetic-reward": lambda cfg: train_aesthetic(cfg, "aesthetic-reward"),
         "aesthetic": lambda cfg: train_aesthetic(cfg, "aesthetic"),
         "unet": world_diffusion.train_unet,
+        "unet-snapshot": world_diffusion.snapshot_unet,
         "assemble": world_diffusion.assemble,
         "measure": measure.measure_bundle,
     }[name]

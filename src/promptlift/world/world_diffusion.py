@@ -157,6 +157,26 @@ def generate_for_eval(pipe, prompts: list[str], seeds: list[int], guidance_scale
     return torch.cat(out)
 
 
+def snapshot_unet(cfg: BundleConfig) -> dict:
+    """Write the EMA weights of the UNet run's latest checkpoint to pipeline/unet (training goes on)."""
+    ckpt = find_checkpoint(Path(cfg.work_dir) / "unet", "latest")
+    if ckpt is None:
+        raise FileNotFoundError(f"no UNet checkpoint in {Path(cfg.work_dir) / 'unet'}; run the `unet` part first.")
+    ema = torch.load(ckpt / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=False)
+    unet = build_unet()
+    params = list(unet.parameters())
+    if len(params) != len(ema["shadow_params"]):
+        raise ValueError(f"{ckpt} holds {len(ema['shadow_params'])} EMA tensors, the UNet has {len(params)}.")
+    with torch.no_grad():
+        for p, shadow in zip(params, ema["shadow_params"]):
+            p.copy_(shadow)
+    with atomic_dir(Path(cfg.output_dir) / "pipeline" / "unet") as tmp:
+        unet.save_pretrained(tmp)
+    metrics = {"snapshot_of_step": ema["optimization_step"], "status": "training in progress", "init": cfg.unet_init}
+    _write_card(cfg, "unet", metrics)
+    return metrics
+
+
 def assemble(cfg: BundleConfig) -> dict:
     """Write the complete diffusers pipeline folder (model_index.json + every component) atomically."""
     unet_dir = Path(cfg.output_dir) / "pipeline" / "unet"
