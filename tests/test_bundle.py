@@ -60,6 +60,16 @@ def test_recipe_end_to_end_and_plain_diffusers_loads_it(tmp_path):
     for name in ("attributes", "aesthetic-reward", "aesthetic"):
         load_judge(tmp_path / "bundle", name)
 
+    # a running UNet's EMA weights can be exported: they are the EMA shadow of its latest checkpoint
+    snap = train_bundle(toy_config(tmp_path, parts=["unet-snapshot"], vae_gate=0.0))
+    assert snap["unet-snapshot"]["snapshot_of_step"] == 2
+    from diffusers import UNet2DConditionModel
+
+    shadow = torch.load(tmp_path / "work" / "unet" / "checkpoints" / "checkpoint-2" / "custom_checkpoint_0.pkl",
+                        weights_only=False)["shadow_params"]
+    exported = UNet2DConditionModel.from_pretrained(tmp_path / "bundle" / "pipeline" / "unet")
+    assert all(torch.equal(a, b) for a, b in zip(exported.parameters(), shadow))
+
     # every part resumes: more VAE steps continue from its last checkpoint
     more = train_bundle(toy_config(tmp_path, parts=["vae"], vae_steps=3, vae_gate=0.0))
     assert more["vae"]["steps"] == 3
