@@ -157,51 +157,20 @@ def fit(
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
 
-    step, state = 0, {"nonfinite_in_a_row": 0, "nonfinite_total": 0}
-    if cfg.resume_from_checkpoint:
-        ckpt = find_checkpoint(out, cfg.resume_from_checkpoint)
-        if ckpt is not None:
-            accelerator.load_state(str(ckpt))
-            state = json.loads((ckpt / "trainer_state.json").read_text())
-            step = state.pop("step")
-            accelerator.print(f"resumed from {ckpt} at step {step}")
+    step, state = _resume(accelerator, cfg, out)
 
     metrics: dict = {}
     stopped = False
     log_path = out / "logs.jsonl"
-    accum = cfg.gradient_accumulation_steps
     bar = tqdm(total=cfg.max_train_steps, initial=step, desc=desc, disable=not accelerator.is_main_process)
     t0 = time.perf_counter()
     while step < cfg.max_train_steps:
-        model.train()
-        logs: dict = {}
-        skipped = False
-        for micro in range(accum):
-            with accelerator.accumulate(model):
-                loss, logs = loss_fn(model, batch_fn((step * accum + micro) * accelerator.num_processes
-                                                     + accelerator.process_index))
-                if not torch.isfinite(loss):
-                    skipped = True
-                else:
-                    accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0 and not skipped:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                if not skipped:
-                    optimizer.step()
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+        loss, logs, skipped = _optimizer_step(accelerator, cfg, model, optimizer, scheduler, params, loss_fn,
+                                              batch_fn, step)
         step += 1
-        if skipped:
-            state["nonfinite_in_a_row"] += 1
-            state["nonfinite_total"] += 1
-            _log(log_path, {"step": step, "event": "nonfinite_loss_skipped"})
-            if state["nonfinite_in_a_row"] >= cfg.max_nonfinite_steps:
-                raise RuntimeError(f"{cfg.max_nonfinite_steps} non-finite losses in a row at step {step}; "
-                                   "lower `learning_rate` or check the data.")
-        else:
-            state["nonfinite_in_a_row"] = 0
-            if ema is not None:
-                ema.step(params)
+        _track_nonfinite(state, skipped, cfg, step, log_path)
+        if not skipped and ema is not None:
+            ema.step(params)
         bar.update(1)
         if step % cfg.logging_steps == 0 and accelerator.is_main_process:
             record = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
@@ -223,6 +192,54 @@ def fit(
     if ema is not None:
         ema.copy_to(params)
     return FitResult(model=model, step=step, metrics=metrics, stopped_early=stopped)
+
+
+def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path) -> tuple[int, dict]:
+    """(step, trainer state) of the checkpoint to resume from, restoring model/optimizer/scheduler/EMA/RNG; else 0."""
+    state = {"nonfinite_in_a_row": 0, "nonfinite_total": 0}
+    ckpt = find_checkpoint(out, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
+    if ckpt is None:
+        return 0, state
+    accelerator.load_state(str(ckpt))
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    step = state.pop("step")
+    accelerator.print(f"resumed from {ckpt} at step {step}")
+    return step, state
+
+
+def _optimizer_step(accelerator, cfg: TrainConfig, model, optimizer, scheduler, params, loss_fn, batch_fn, step: int):
+    """One optimizer step over `gradient_accumulation_steps` micro-batches; a non-finite loss skips the update."""
+    model.train()
+    accum = cfg.gradient_accumulation_steps
+    skipped = False
+    for micro in range(accum):
+        with accelerator.accumulate(model):
+            index = (step * accum + micro) * accelerator.num_processes + accelerator.process_index
+            loss, logs = loss_fn(model, batch_fn(index))
+            if not torch.isfinite(loss):
+                skipped = True
+            else:
+                accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0 and not skipped:
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            if not skipped:
+                optimizer.step()
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    return loss, logs, skipped
+
+
+def _track_nonfinite(state: dict, skipped: bool, cfg: TrainConfig, step: int, log_path: Path) -> None:
+    """Count skipped steps; log each, and stop after `max_nonfinite_steps` in a row."""
+    if not skipped:
+        state["nonfinite_in_a_row"] = 0
+        return
+    state["nonfinite_in_a_row"] += 1
+    state["nonfinite_total"] += 1
+    _log(log_path, {"step": step, "event": "nonfinite_loss_skipped"})
+    if state["nonfinite_in_a_row"] >= cfg.max_nonfinite_steps:
+        raise RuntimeError(f"{cfg.max_nonfinite_steps} non-finite losses in a row at step {step}; "
+                           "lower `learning_rate` or check the data.")
 
 
 @torch.no_grad()
