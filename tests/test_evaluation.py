@@ -116,6 +116,7 @@ def test_compare_runs(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
     result = json.loads((tmp_path / "same" / "compare.json").read_text())
     assert result["win_rate"] == 0.5 and result["ties"] == result["n"] == 6
     diff = run("compare", a, b, "--judge", "world-clip", "--output", tmp_path / "ab")
+    assert diff.exit_code == 0, diff.output
     result = json.loads((tmp_path / "ab" / "compare.json").read_text())
     assert 0 <= result["ci95"][0] <= result["win_rate"] <= result["ci95"][1] <= 1 and result["n"] == 6
     assert (tmp_path / "ab" / "compare.html").read_text().count("<img") == 12

@@ -101,7 +101,7 @@ def load_pipeline(
     torch_dtype = resolve_dtype(dtype, device)
     try:
         pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=torch_dtype, **from_pretrained_kwargs)
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         raise ValueError(
             f"could not load `model` {source!r}: {e}\nCheck the hub id or folder; offline "
             "(HF_HUB_OFFLINE=1) a hub id loads only from the local cache."

@@ -10,7 +10,6 @@ index, so the data position is the step and a resumed run sees exactly the batch
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import time

@@ -16,7 +16,7 @@ On request: unet-snapshot exports the EMA weights of the UNet run's latest check
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 

@@ -7,7 +7,6 @@ The bundle stores the text tower once (pipeline/text_encoder) and the rest in cl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

@@ -29,7 +29,6 @@ from .bundle import (
 )
 from .dataset import iter_prompt_set
 from .prompts import complex_prompt, literal_prompt
-from .scene import ATTRIBUTES
 
 __all__ = ["assemble", "build_unet", "generate_for_eval", "noise_scheduler", "train_unet", "world_pipeline"]
 
