@@ -27,9 +27,9 @@ from ..stats import bootstrap_mean
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
 
 WORLD_ATTRIBUTES = ("setting", "kind", "color", "count")
-# Settings that change the images: a run folder resumes only with the same values.
-_IMAGE_KEYS = ("model", "lift", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
-               "on_long_prompt", "prompts", "prompts_subset")
+# Settings that change the images or their scores: a run folder resumes only with the same values.
+_RUN_KEYS = ("model", "lift", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
+             "on_long_prompt", "prompts", "prompts_subset", "rewards", "reward_option", "judge_bundle")
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _check_resume(out: Path, cfg: EvalConfig) -> None:
         return
     old = json.loads(saved.read_text())
     new = to_dict(cfg)
-    diff = [k for k in _IMAGE_KEYS if old.get(k) != new.get(k)]
+    diff = [k for k in _RUN_KEYS if old.get(k) != new.get(k)]
     if diff:
         raise ValueError(f"`output_dir` {str(out)!r} holds a run with other settings ({', '.join(diff)}); "
                          "choose a new output_dir, or repeat the same settings to resume it.")
@@ -97,8 +97,9 @@ def evaluate(cfg: EvalConfig) -> Path:
     options = parse_reward_options(cfg.reward_option)
     check_rewards(cfg.rewards, options)  # everything missing, listed before any generation
     atomic_write_json(out / "config.json", to_dict(cfg))
-    done = {(r["id"], r["seed"]) for r in read_scores(out)}
-    _rewrite_scores(out, read_scores(out))  # drop a half-written last line before appending
+    finished = read_scores(out)
+    done = {(r["id"], r["seed"]) for r in finished}
+    _rewrite_scores(out, finished)  # drop a half-written last line before appending
     jobs = [(rec, seed) for rec in records for seed in range(cfg.seeds) if (str(rec["id"]), seed) not in done]
     if jobs:
         _run_jobs(cfg, out, jobs, options)
