@@ -103,13 +103,23 @@ def train_unet(cfg: BundleConfig) -> dict:
         u = torch.rand(len(batch.scenes), generator=gen).tolist()
         captions = ["" if p < cfg.caption_dropout else complex_prompt(s) if p < (1 + cfg.caption_dropout) / 2
                     else literal_prompt(s) for s, p in zip(batch.scenes, u)]
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
         latents = vae.encode(batch.images * 2 - 1).latent_dist.sample(generator=gen) * scale
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=gen)
         return {"noisy": scheduler.add_noise(latents, noise, t), "noise": noise, "t": t,
-                "encoder_hidden_states": text_encoder(ids)[0]}
+                "encoder_hidden_states": encode(captions)}
+
+    cache: dict[str, torch.Tensor] = {}  # the world repeats captions: encode each once (the encoder is frozen)
+
+    def encode(captions: list[str]) -> torch.Tensor:
+        for c in captions:
+            if c not in cache:  # one at a time: a caption's embedding must not depend on its batch (exact resume)
+                if len(cache) >= 50_000:
+                    cache.clear()
+                ids = tokenizer([c], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                                return_tensors="pt").input_ids
+                cache[c] = text_encoder(ids)[0][0]
+        return torch.stack([cache[c] for c in captions])  # (B, 77, D)
 
     def loss_fn(model, batch):
         pred = model(batch["noisy"], batch["t"], batch["encoder_hidden_states"]).sample
