@@ -1,0 +1,66 @@
+"""The SUR-adapter (Zhong et al. 2023, arXiv 2305.05189): a small adapter on the text encoder's output.
+
+Architecture (DESIGN.md section 1): two transformer-encoder layers over the text embedding x (B, L, D), a token
+attention whose queries come from the transformer output and whose keys and values are x (with a residual),
+an MLP with a residual, and a zero-initialised output Linear; the result is beta * adapter(x) + (1 - beta) * x.
+Fixed here (the official code's defects): batch-first attention with a padding mask, so samples (and the
+CFG pair) never mix; a trainable LLM projection saved with the adapter; dimensions from the text encoder;
+no dropout at inference (eval mode).
+"""
+
+from __future__ import annotations
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+__all__ = ["SURAdapter"]
+
+
+class SURAdapter(nn.Module, PyTorchModelHubMixin):
+    """Adapter over (B, L, D) prompt embeddings, with a projection of pooled LLM features (B, D_llm) to D.
+
+    Args:
+        dim: the text encoder's hidden size (768 SD1.x, 1024 SD2.x, 2048 for SDXL's concatenation).
+        llm_dim: the LLM teacher's feature size (384 for all-MiniLM-L6-v2, 4096 for LLaMA-7B).
+        beta: mixing weight of the adapter's output (the paper's 0.1).
+        llm_at_inference: also add the projected LLM features to the transformer output at inference
+            (a mode the paper lacks, for phrasings the adapter never saw).
+    """
+
+    def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
+                 dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False):
+        super().__init__()
+        if not 0 < beta <= 1:
+            raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
+        if dim % num_heads:
+            raise ValueError(f"`dim` {dim} must be divisible by `num_heads` {num_heads}.")
+        self.beta, self.llm_at_inference = beta, llm_at_inference
+        layer = nn.TransformerEncoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.token_attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
+        self.out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.llm_projection = nn.Linear(llm_dim, dim)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                llm_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(adapted embeddings (B, L, D), transformer output (B, L, D) for the LLM distillation term).
+
+        padding_mask: (B, L) bool, True where a token is padding (it is neither attended to nor changes others).
+        """
+        h = self.encoder(x, src_key_padding_mask=padding_mask)  # (B, L, D)
+        if self.llm_at_inference and llm_features is not None:
+            h = h + self.llm_projection(llm_features)[:, None, :]
+        # Token attention: queries from the transformer output, keys and values the original embedding.
+        a, _ = self.token_attention(h, x, x, key_padding_mask=padding_mask, need_weights=False)
+        a = a + h
+        m = a + self.mlp(a)
+        y = self.beta * self.out(m) + (1 - self.beta) * x  # (B, L, D)
+        return y, h
+
+    def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
+        """Pooled LLM features (B, D_llm) -> (B, D), the teacher side of the LLM distillation term."""
+        return self.llm_projection(llm_features)

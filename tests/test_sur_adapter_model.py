@@ -1,0 +1,68 @@
+"""The SUR-adapter module is free of the official code's defects (DESIGN.md section 1)."""
+
+import pytest
+import torch
+
+from promptlift.methods.sur_adapter import SURAdapter
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    adapter = SURAdapter(dim=32, llm_dim=12, num_heads=8, **kw)
+    with torch.no_grad():  # leave the zero init so the adapter's output is not trivially x
+        adapter.out.weight.normal_(0, 0.1)
+    return adapter.eval()
+
+
+def test_samples_in_a_batch_do_not_mix():
+    adapter = make()
+    x = torch.randn(3, 7, 32)
+    together, _ = adapter(x)
+    alone, _ = adapter(x[1:2])
+    torch.testing.assert_close(together[1:2], alone, rtol=1e-5, atol=1e-5)
+    changed = x.clone()
+    changed[0] += 5.0  # another sample (e.g. the CFG pair's unconditional half) changes: sample 1 does not
+    torch.testing.assert_close(adapter(changed)[0][1], together[1], rtol=1e-5, atol=1e-5)
+
+
+def test_padding_neither_attends_nor_changes_real_tokens():
+    adapter = make()
+    x = torch.randn(1, 6, 32)
+    mask = torch.tensor([[False, False, False, True, True, True]])
+    a, _ = adapter(x, mask)
+    noisy = x.clone()
+    noisy[:, 3:] = torch.randn(1, 3, 32) * 10
+    b, _ = adapter(noisy, mask)
+    torch.testing.assert_close(a[:, :3], b[:, :3], rtol=1e-5, atol=1e-5)
+
+
+def test_zero_init_output_and_beta_mix():
+    torch.manual_seed(0)
+    adapter = SURAdapter(dim=32, llm_dim=12, beta=0.1).eval()
+    x = torch.randn(2, 5, 32)
+    y, _ = adapter(x)
+    torch.testing.assert_close(y, 0.9 * x)
+    with pytest.raises(ValueError, match="`beta` must be in"):
+        SURAdapter(dim=32, llm_dim=12, beta=0.0)
+    with pytest.raises(ValueError, match="divisible by `num_heads`"):
+        SURAdapter(dim=30, llm_dim=12)
+
+
+def test_inference_is_deterministic_and_the_llm_projection_reloads(tmp_path):
+    adapter = make(llm_at_inference=True)
+    x, llm = torch.randn(2, 5, 32), torch.randn(2, 12)
+    assert torch.equal(adapter(x, llm_features=llm)[0], adapter(x, llm_features=llm)[0])  # eval: no dropout
+    assert not torch.allclose(adapter(x, llm_features=llm)[0], adapter(x)[0])
+    adapter.save_pretrained(tmp_path / "adapter")
+    again = SURAdapter.from_pretrained(tmp_path / "adapter").eval()
+    torch.testing.assert_close(again.project_llm(llm), adapter.project_llm(llm))
+    torch.testing.assert_close(again(x, llm_features=llm)[0], adapter(x, llm_features=llm)[0])
+    assert again.llm_at_inference is True
+
+
+def test_gradient_reaches_every_adapter_weight():
+    adapter = make().train()
+    x, llm = torch.randn(2, 5, 32), torch.randn(2, 12)
+    y, h = adapter(x)
+    (y.pow(2).mean() + (h - adapter.project_llm(llm)[:, None]).pow(2).mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
