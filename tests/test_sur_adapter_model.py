@@ -66,3 +66,19 @@ def test_gradient_reaches_every_adapter_weight():
     y, h = adapter(x)
     (y.pow(2).mean() + (h - adapter.project_llm(llm)[:, None]).pow(2).mean()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
+
+
+def test_feature_kl_is_zero_on_agreement_and_ignores_padding():
+    from promptlift.methods.sur_adapter.losses import feature_kl, sur_objective
+
+    x = torch.randn(2, 4, 8)
+    assert feature_kl(x, x).abs() < 1e-6
+    assert feature_kl(x, x + 0.5 * torch.randn(2, 4, 8)) > 0
+    pooled = torch.randn(2, 1, 8)
+    mask = torch.tensor([[False, False, True, True]] * 2)
+    junk = x.clone()
+    junk[:, 2:] = 100 * torch.randn(2, 2, 8)
+    torch.testing.assert_close(feature_kl(x, pooled, mask), feature_kl(junk, pooled, mask))
+    total, parts = sur_objective(torch.tensor(0.3), x, pooled[:, 0], x, x, mask, llm_weight=1.0, complex_weight=0.0)
+    torch.testing.assert_close(total, 0.3 + parts["kl_llm"])
+    assert parts["kl_complex"].abs() < 1e-6

@@ -1,0 +1,36 @@
+"""SUR-adapter's distillation terms (pure functions); the diffusion term is training.diffusion.diffusion_loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["feature_kl", "sur_objective"]
+
+
+def feature_kl(student: torch.Tensor, teacher: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(softmax(teacher) || softmax(student)) over the feature axis, per token, averaged over real tokens.
+
+    student (B, L, D); teacher (B, L, D) or (B, 1, D) (a pooled vector broadcast to every token);
+    padding_mask (B, L) bool, True at padding.
+    """
+    log_p_student = F.log_softmax(student.float(), dim=-1)
+    log_p_teacher = F.log_softmax(teacher.float(), dim=-1).expand_as(log_p_student)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)  # (B, L)
+    if padding_mask is None:
+        return kl.mean()
+    real = (~padding_mask).float()
+    return (kl * real).sum() / real.sum().clamp_min(1.0)
+
+
+def sur_objective(diffusion: torch.Tensor, transformer_out: torch.Tensor, llm_projected: torch.Tensor,
+                  adapted: torch.Tensor, complex_embeds: torch.Tensor, padding_mask: torch.Tensor | None,
+                  llm_weight: float = 1e-5, complex_weight: float = 1e-5) -> tuple[torch.Tensor, dict]:
+    """Diffusion MSE + llm_weight * KL(LLM -> transformer output) + complex_weight * KL(complex prompt -> output).
+
+    The paper's weights are 1e-5 for both distillation terms (DESIGN.md section 1).
+    """
+    llm = feature_kl(transformer_out, llm_projected[:, None, :], padding_mask)
+    comp = feature_kl(adapted, complex_embeds, None)
+    total = diffusion + llm_weight * llm + complex_weight * comp
+    return total, {"diffusion": diffusion.detach(), "kl_llm": llm.detach(), "kl_complex": comp.detach()}
