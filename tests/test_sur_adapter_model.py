@@ -82,3 +82,26 @@ def test_feature_kl_is_zero_on_agreement_and_ignores_padding():
     total, parts = sur_objective(torch.tensor(0.3), x, pooled[:, 0], x, x, mask, llm_weight=1.0, complex_weight=0.0)
     torch.testing.assert_close(total, 0.3 + parts["kl_llm"])
     assert parts["kl_complex"].abs() < 1e-6
+
+
+def test_lift_edits_conditional_embeddings_only_unless_asked(tmp_path, tiny_pipeline_dirs):
+    from promptlift.methods.sur_adapter.lift import SURAdapterLift, padding_mask
+    from promptlift.pipeline import encode_prompts, load_pipeline
+
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    adapter = SURAdapter(dim=32, llm_dim=12, num_heads=8)
+    with torch.no_grad():
+        adapter.out.weight.normal_(0, 0.5)
+    adapter.save_pretrained(tmp_path / "adapter")
+    base = encode_prompts(pipe, ["a red ball", "two boats"])
+    lifted = encode_prompts(pipe, ["a red ball", "two boats"], lifts=[SURAdapterLift("sur-adapter", tmp_path / "adapter")])
+    assert not torch.allclose(base.prompt_embeds, lifted.prompt_embeds)
+    torch.testing.assert_close(base.negative_prompt_embeds, lifted.negative_prompt_embeds)
+    both = encode_prompts(pipe, ["a red ball", "two boats"],
+                          lifts=[SURAdapterLift("sur-adapter", tmp_path / "adapter", apply_to_unconditional=True)])
+    assert not torch.allclose(base.negative_prompt_embeds, both.negative_prompt_embeds)
+    mask = padding_mask(pipe.tokenizer, ["a red ball"], 77)
+    n = len(pipe.tokenizer("a red ball").input_ids)  # start + tokens + end
+    assert mask.shape == (1, 77) and n < 77 and not mask[0, :n].any() and mask[0, n:].all()
+    with pytest.raises(ValueError, match="holds no adapter"):
+        SURAdapterLift("sur-adapter", tmp_path / "nothing")

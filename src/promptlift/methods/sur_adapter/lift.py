@@ -1,0 +1,57 @@
+"""The `sur-adapter` lift: the adapter edits the prompt embeddings before the UNet (the `prompt_embeds` seam)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ...pipeline import Lift, PromptEmbeds
+from .model import SURAdapter
+
+__all__ = ["SURAdapterLift", "padding_mask"]
+
+
+def padding_mask(tokenizer, prompts: list[str], length: int) -> torch.Tensor:
+    """(B, length) bool, True at the padding after each prompt's tokens (start and end tokens included)."""
+    lengths = [min(len(ids), length) for ids in tokenizer(prompts, truncation=True, max_length=length).input_ids]
+    return torch.arange(length)[None, :] >= torch.tensor(lengths)[:, None]
+
+
+class SURAdapterLift(Lift):
+    """Apply a trained SUR-adapter to the conditional prompt embeddings (and the unconditional ones if asked).
+
+    PATH holds the adapter (config.json + model.safetensors) and, when it was trained to read LLM features at
+    inference, `teacher.json` naming the LLM teacher and layer.
+    """
+
+    def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False):
+        if path is None or not (Path(path) / "config.json").is_file():
+            raise ValueError(f"lift {name!r}: {str(path)!r} holds no adapter (config.json); pass `--lift {name}=PATH` "
+                             "with the output of `promptlift train sur-adapter`.")
+        super().__init__(name, Path(path))
+        self.adapter = SURAdapter.from_pretrained(self.path).eval().requires_grad_(False)
+        self.apply_to_unconditional = apply_to_unconditional
+        self.teacher = None
+        if self.adapter.llm_at_inference:
+            from .llm import LLMFeatures
+
+            spec = json.loads((self.path / "teacher.json").read_text())
+            self.teacher = LLMFeatures(spec["model"], spec["layer"])
+
+    def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
+        x = embeds.prompt_embeds
+        self.adapter.to(device=x.device, dtype=x.dtype)
+        mask = padding_mask(pipe.tokenizer, prompts, x.shape[1]).to(x.device)
+        llm = self.teacher(prompts).to(x) if self.teacher is not None else None
+        with torch.no_grad():
+            embeds.prompt_embeds = self.adapter(x, mask, llm)[0]
+            if self.apply_to_unconditional and embeds.negative_prompt_embeds is not None:
+                n = embeds.negative_prompt_embeds
+                embeds.negative_prompt_embeds = self.adapter(n, padding_mask(pipe.tokenizer, [""] * len(prompts), n.shape[1]).to(n.device))[0]
+        return embeds
+
+    def describe(self) -> dict:
+        return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional,
+                "llm_at_inference": self.adapter.llm_at_inference}
