@@ -253,7 +253,7 @@ def _register_method_lifts() -> None:
     """Import the methods, whose packages register their lifts (kept lazy: methods import this module)."""
     import importlib
 
-    for method in ("quality_tuning",):
+    for method in ("quality_tuning", "sur_adapter"):
         importlib.import_module(f"promptlift.methods.{method}")
 
 
