@@ -18,10 +18,11 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# The main job: generate with the embedded default model (src/promptlift/bundle/pipeline), offline.
 demo: setup
-	$(BIN)/promptlift tiny-pipeline --output_dir .cache/tiny-sd1
-	$(BIN)/promptlift generate --model .cache/tiny-sd1 "two red boats at sunset" "a lone tree in the snow" \
-		--num_images_per_prompt 2 --output_dir outputs/demo
+	$(BIN)/promptlift generate "two red boats at sunset" "a lone white tree in the snow" \
+		"Picture a lone sphere the color of a grape by the seaside." --num_images_per_prompt 2 \
+		--guidance_scale 4 --output_dir outputs/demo
 
 # pytest exits 5 when it collects no test: that is a broken suite, not a pass.
 test: setup
