@@ -16,9 +16,10 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from promptlift.data.curation import CurateConfig, _to_tensor, curate  # noqa: E402
+from promptlift.data.curation import CurateConfig, curate  # noqa: E402
 from promptlift.data.records import iter_records  # noqa: E402
 from promptlift.rewards import load_reward  # noqa: E402
+from promptlift.utils import images_to_tensor  # noqa: E402
 from promptlift.world.config import DatasetConfig  # noqa: E402
 from promptlift.world.dataset import build_dataset  # noqa: E402
 
@@ -37,7 +38,7 @@ def main() -> None:
     with torch.no_grad():
         for start in range(0, len(records), args.batch_size):
             part = records[start : start + args.batch_size]
-            x = _to_tensor([r.image for r in part])
+            x = images_to_tensor([r.image for r in part])
             for reward in rewards:
                 reward(x, [r.caption for r in part])
     bare = len(records) / (time.perf_counter() - t0)

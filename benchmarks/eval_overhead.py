@@ -17,7 +17,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from promptlift.evaluation.prompts import load_prompt_set  # noqa: E402
-from promptlift.evaluation.run import EvalConfig, _image_tensor, evaluate  # noqa: E402
+from promptlift.evaluation.run import EvalConfig, evaluate  # noqa: E402
+from promptlift.utils import images_to_tensor  # noqa: E402
 from promptlift.generation import generate_images, load_sampling  # noqa: E402
 from promptlift.rewards import load_reward  # noqa: E402
 from promptlift.tiny import save_tiny_pipeline  # noqa: E402
@@ -48,7 +49,7 @@ def main() -> None:
         images = generate_images(pipe, cfg, [p for p, _ in batch], [s for _, s in batch], lifts)
         with torch.no_grad():
             for reward in scorers:
-                reward(_image_tensor(images), [p for p, _ in batch])
+                reward(images_to_tensor(images), [p for p, _ in batch])
     baseline = time.perf_counter() - t0
 
     t0 = time.perf_counter()

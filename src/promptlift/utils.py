@@ -15,6 +15,7 @@ import torch
 __all__ = [
     "atomic_dir",
     "image_grid",
+    "images_to_tensor",
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
@@ -140,3 +141,12 @@ def image_grid(images, cols: int = 8, scale: int = 1):
     for i, im in enumerate(images):
         grid.paste(im.resize((w * scale, h * scale), Image.NEAREST), ((i % cols) * w * scale, (i // cols) * h * scale))
     return grid
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """PIL images -> (B, 3, H, W) float in [0, 1]; images of another size are resized to the first one's."""
+    import numpy as np
+
+    size = images[0].size
+    arr = np.stack([np.array(im.convert("RGB").resize(size) if im.size != size else im.convert("RGB")) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)

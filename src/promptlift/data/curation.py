@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..html import histogram_svg, img_tag, page
-from ..utils import atomic_dir, atomic_write_json, atomic_write_text
+from ..utils import atomic_dir, atomic_write_json, atomic_write_text, images_to_tensor
 from .records import Record, iter_records
 
 __all__ = ["CurateConfig", "curate"]
@@ -98,14 +98,9 @@ def _has_text(image) -> bool:
     return bool(pytesseract.image_to_string(image).strip())
 
 
-def _to_tensor(images) -> torch.Tensor:
-    arr = np.stack([np.asarray(im.resize(images[0].size)) for im in images])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
-
-
 @torch.no_grad()
 def _score_batch(batch: list[Record], rewards: dict, cfg: CurateConfig) -> list[dict]:
-    x = _to_tensor([r.image for r in batch])
+    x = images_to_tensor([r.image for r in batch])
     captions = [r.caption or "" for r in batch]
     aesthetic = rewards["aesthetic"](x, captions).tolist()
     clip = rewards["clip"](x, captions).tolist() if "clip" in rewards else [None] * len(batch)

@@ -10,7 +10,8 @@ from PIL import Image
 
 from ..utils import atomic_write_json
 from .report import write_compare_report
-from .run import _image_tensor, read_scores
+from ..utils import images_to_tensor
+from .run import read_scores
 from ..stats import win_rate
 
 __all__ = ["CompareConfig", "compare"]
@@ -47,7 +48,7 @@ def _judge_scores(run: Path, rows: list[dict], judge: str) -> dict:
     for start in range(0, len(rows), 32):
         part = rows[start : start + 32]
         with torch.no_grad():
-            values = reward(_image_tensor([Image.open(run / r["image"]) for r in part]), [r["prompt"] for r in part])
+            values = reward(images_to_tensor([Image.open(run / r["image"]) for r in part]), [r["prompt"] for r in part])
         out.update({(r["prompt"], r["seed"]): float(v) for r, v in zip(part, values)})
     return out
 

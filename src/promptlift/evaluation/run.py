@@ -20,7 +20,7 @@ from ..config import to_dict
 from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
-from ..utils import atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
+from ..utils import images_to_tensor, atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
 from .prompts import load_prompt_set
 from ..stats import bootstrap_mean
 
@@ -82,11 +82,6 @@ def read_scores(run_dir: Path) -> list[dict]:
         except json.JSONDecodeError:
             break
     return rows
-
-
-def _image_tensor(images) -> torch.Tensor:
-    arr = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (B, H, W, 3) uint8
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def evaluate(cfg: EvalConfig) -> Path:
@@ -155,7 +150,7 @@ def _attribute_judge(bundle_dir: Path | None):
 
 @torch.no_grad()
 def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> list[dict]:
-    x = _image_tensor(images).to(device)
+    x = images_to_tensor(images).to(device)
     prompts = [r["prompt"] for r, _ in batch]
     scores = {name: reward(x, prompts).float().cpu().tolist() for name, reward in rewards.items()}
     predicted = judge.predict(x.cpu()) if judge is not None else None

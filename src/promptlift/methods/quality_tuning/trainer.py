@@ -23,14 +23,10 @@ from ...rewards import load_reward, parse_reward_options
 from ...stats import win_rate
 from ...training import fit
 from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
-from ...utils import atomic_dir, atomic_write_json
+from ...utils import atomic_dir, atomic_write_json, images_to_tensor
 from .config import QualityTuningConfig
 
 __all__ = ["train", "save_weights"]
-
-
-def _to_tensor(image) -> torch.Tensor:
-    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float().div_(255.0)
 
 
 @torch.no_grad()
@@ -44,7 +40,7 @@ def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
         missing = [c for c in cfg.caption_column if not rec.meta.get(c)]
         if missing:
             raise ValueError(f"curated image {rec.key!r} has no caption in {missing}; valid columns: {sorted(rec.meta)}.")
-        entry = {"params": latent_dist_params(pipe.vae, _to_tensor(rec.image)[None].to(pipe.device))[0].cpu()}
+        entry = {"params": latent_dist_params(pipe.vae, images_to_tensor([rec.image]).to(pipe.device))[0].cpu()}
         for column in cfg.caption_column:
             embeds = encode_prompts(pipe, [rec.meta[column]], do_classifier_free_guidance=False)
             entry[column] = (embeds.prompt_embeds[0].cpu(),
