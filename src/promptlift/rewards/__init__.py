@@ -3,7 +3,7 @@ check that lists every missing weight before a run starts.
 """
 
 from .base import REWARDS, MissingWeightsError, Reward, RewardSpec, WeightSource, check_rewards, load_reward, parse_reward_options, register_reward
-from . import clip, world  # noqa: F401  (register the built-in rewards)
+from . import clip, iqa, preference, world  # noqa: F401  (register the built-in rewards)
 
 __all__ = ["REWARDS", "MissingWeightsError", "Reward", "RewardSpec", "WeightSource", "check_rewards", "load_reward",
            "parse_reward_options", "register_reward"]

@@ -61,6 +61,7 @@ class WeightSource:
     what: str
     location: str  # local path or hub id
     where_to_get: str
+    filename: str = "config.json"  # the file of a hub repo that must be in the cache when offline
 
     def is_available(self) -> bool:
         if Path(self.location).expanduser().exists():
@@ -71,7 +72,7 @@ class WeightSource:
 
         if not constants.HF_HUB_OFFLINE and not os.environ.get("HF_HUB_OFFLINE"):
             return True  # online: from_pretrained will download it
-        return isinstance(try_to_load_from_cache(self.location, "config.json"), str)
+        return isinstance(try_to_load_from_cache(self.location, self.filename), str)
 
 
 @dataclass(frozen=True)
