@@ -22,7 +22,7 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/promptlift generate "two red boats at sunset" "a lone white tree in the snow" \
 		"Picture a lone sphere the color of a grape by the seaside." --num_images_per_prompt 2 \
-		--guidance_scale 4 --output_dir outputs/demo
+		--output_dir outputs/demo
 
 # pytest exits 5 when it collects no test: that is a broken suite, not a pass.
 test: setup

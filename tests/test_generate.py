@@ -111,3 +111,20 @@ def test_tiny_pipeline_command_then_generate(tmp_path):
     assert result.exit_code == 0, result.output
     assert _generate(tmp_path / "m", tmp_path / "o", "a tree").exit_code == 0
     assert len(list((tmp_path / "o").glob("*.png"))) == 1
+
+
+def test_guidance_default_comes_from_the_model_folder(tmp_path, tiny_pipeline_dirs):
+    import shutil
+
+    from promptlift.generation import SamplingConfig
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dirs["sd1"], model)
+    assert SamplingConfig(model=str(model)).guidance_scale == 7.5  # diffusers' default when the folder says nothing
+    (model / "promptlift.json").write_text(json.dumps({"guidance_scale": 3.0}))
+    assert SamplingConfig(model=str(model)).guidance_scale == 3.0
+    assert SamplingConfig(model=str(model), guidance_scale=6.0).guidance_scale == 6.0  # the user's choice wins
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["generate", "a red ball", "--model", str(model), "--num_inference_steps", "2",
+                                    "--output_dir", str(out)]).exit_code == 0
+    assert json.loads(next(out.glob("*.json")).read_text())["guidance_scale"] == 3.0

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import to_dict
-from .pipeline import Lift, check_prompts, encode_prompts, load_lifts, load_pipeline
+from .pipeline import Lift, check_prompts, encode_prompts, load_lifts, load_pipeline, recommended_guidance_scale
 from .utils import atomic_path, atomic_write_json, ensure_output_dir
 
 __all__ = ["GenerateConfig", "SamplingConfig", "generate", "generate_images", "image_seeds", "load_sampling"]
@@ -31,7 +31,9 @@ class SamplingConfig:
         default_factory=list, metadata={"help": "Lift to apply, as NAME[=PATH]; repeatable (see `promptlift lifts`)."}
     )
     num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps."})
-    guidance_scale: float = field(default=7.5, metadata={"help": "Classifier-free guidance scale (<= 1 turns CFG off)."})
+    guidance_scale: float | None = field(default=None, metadata={
+        "help": "Classifier-free guidance scale (<= 1 turns CFG off); default: the model's promptlift.json "
+                "(the embedded model's measured best), else 7.5."})
     height: int | None = field(default=None, metadata={"help": "Image height in pixels (multiple of 8); default: the model's."})
     width: int | None = field(default=None, metadata={"help": "Image width in pixels (multiple of 8); default: the model's."})
     negative_prompt: str | None = field(default=None, metadata={"help": "Negative prompt, shared by all images."})
@@ -48,6 +50,8 @@ class SamplingConfig:
         for name in ("num_inference_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if self.guidance_scale is None:
+            self.guidance_scale = recommended_guidance_scale(self.model)
         if self.guidance_scale < 0:
             raise ValueError(f"`guidance_scale` must be >= 0, got {self.guidance_scale}.")
         for name in ("height", "width"):

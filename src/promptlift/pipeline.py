@@ -9,6 +9,7 @@ one of those three seams, so a lifted pipeline is still a plain diffusers pipeli
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -44,6 +45,20 @@ def default_model_path() -> Path | None:
     """The embedded default pipeline shipped with the package, or None when it is not installed."""
     path = Path(__file__).parent / "bundle" / "pipeline"
     return path if (path / "model_index.json").is_file() else None
+
+
+MODEL_DEFAULTS_FILE = "promptlift.json"  # beside model_index.json; diffusers ignores it
+FALLBACK_GUIDANCE_SCALE = 7.5  # diffusers' default for Stable Diffusion
+
+
+def recommended_guidance_scale(model: str | Path | None) -> float:
+    """The guidance scale a pipeline folder recommends in its promptlift.json (the embedded model records the
+    scale measured best for it), else diffusers' 7.5."""
+    folder = Path(model).expanduser() if model is not None else default_model_path()
+    defaults = folder / MODEL_DEFAULTS_FILE if folder is not None else None
+    if defaults is not None and defaults.is_file():
+        return float(json.loads(defaults.read_text()).get("guidance_scale", FALLBACK_GUIDANCE_SCALE))
+    return FALLBACK_GUIDANCE_SCALE
 
 
 def _check_model_source(source: str) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
+from ..pipeline import MODEL_DEFAULTS_FILE
+from ..utils import atomic_write_json
 from .batches import blur
 from .bundle import (
     BundleConfig,
@@ -90,6 +92,8 @@ def measure_bundle(cfg: BundleConfig) -> dict:
                "prompt_sets": sets, "quality_keywords": keywords_effect, **timing,
                "bundle_size_mb": round(size / 2**20, 2), "seeds": list(seeds), "prompts_per_set": n}
     _write_card(cfg, "measure", metrics)
+    atomic_write_json(Path(cfg.output_dir) / "pipeline" / MODEL_DEFAULTS_FILE,
+                      {"guidance_scale": best, "measured_by": "promptlift world train-bundle --parts measure"})
     return metrics
 
 
