@@ -41,6 +41,18 @@ def test_fit_learns_and_logs(tmp_path):
     assert logs[-1]["step"] == 60 and "lr" in logs[-1]
 
 
+def test_tensorboard_logging(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, loss_fn, batch_fn = toy_problem()
+    fit(cfg(tmp_path, max_train_steps=4, report_to="tensorboard"), model, loss_fn, batch_fn,
+        eval_fn=lambda m, step: {"score": float(step)})
+    events = EventAccumulator(str(next((tmp_path / "tensorboard").rglob("events.out.tfevents.*")).parent)).Reload()
+    assert {"loss", "lr", "eval/score"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3, 4]
+
+
 def test_resume_after_crash_is_bitwise_identical(tmp_path):
     model, loss_fn, batch_fn = toy_problem()
     straight = fit(cfg(tmp_path / "a", gradient_accumulation_steps=2), model, loss_fn, batch_fn).model

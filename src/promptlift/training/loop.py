@@ -57,6 +57,9 @@ class TrainConfig:
     eval_steps: int = field(default=0, metadata={"help": "Run the evaluation every N steps (0 = only at the end)."})
     max_nonfinite_steps: int = field(default=10, metadata={"help": "Stop after this many non-finite losses in a row."})
     num_threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)."})
+    report_to: Literal["none", "tensorboard"] = field(
+        default="none", metadata={"help": "Also log to TensorBoard (in output_dir/tensorboard; needs `pip install tensorboard`)."}
+    )
 
     def __post_init__(self):
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",
@@ -115,9 +118,34 @@ def _save_checkpoint(accelerator: Accelerator, cfg: TrainConfig, step: int, stat
     return final
 
 
-def _log(path: Path, record: dict) -> None:
+def _log(path: Path, record: dict, accelerator: Accelerator | None = None) -> None:
+    """Append `record` to logs.jsonl; with a tracker (TensorBoard) also log its numbers, nested keys joined by '/'."""
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+    if accelerator is not None and accelerator.trackers:
+        def flat(d, prefix=""):
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    yield from flat(v, f"{prefix}{k}/")
+                elif isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
+                    yield f"{prefix}{k}", v
+
+        accelerator.log(dict(flat(record)), step=record.get("step"))
+
+
+def _make_accelerator(cfg: TrainConfig, out: Path, desc: str) -> Accelerator:
+    tracking = cfg.report_to == "tensorboard"
+    if tracking:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+            raise ImportError("`report_to tensorboard` needs TensorBoard: pip install tensorboard")
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              mixed_precision=cfg.mixed_precision, log_with="tensorboard" if tracking else None,
+                              project_dir=str(out / "tensorboard") if tracking else None)
+    if tracking:
+        accelerator.init_trackers(desc)
+    return accelerator
 
 
 def fit(
@@ -141,12 +169,10 @@ def fit(
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    accelerator = accelerator or Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=cfg.mixed_precision
-    )
-    set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    accelerator = accelerator or _make_accelerator(cfg, out, desc)
+    set_seed(cfg.seed)
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
     scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
@@ -175,11 +201,11 @@ def fit(
             record = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
                       "elapsed_s": round(time.perf_counter() - t0, 1), **{k: float(v) for k, v in logs.items()}}
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            _log(log_path, record)
+            _log(log_path, record, accelerator)
         last = step == cfg.max_train_steps
         if eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last):
             metrics = _evaluate(eval_fn, accelerator.unwrap_model(model), ema, params, step)
-            _log(log_path, {"step": step, "eval": metrics})
+            _log(log_path, {"step": step, "eval": metrics}, accelerator)
             accelerator.print(f"step {step}: {metrics}")
             stopped = bool(stop_fn and stop_fn(metrics))
         if step % cfg.checkpointing_steps == 0 or last or stopped:
@@ -187,6 +213,7 @@ def fit(
         if stopped:
             break
     bar.close()
+    accelerator.end_training()
     model = accelerator.unwrap_model(model)
     if ema is not None:
         ema.copy_to(params)
