@@ -52,6 +52,12 @@ def test_recipe_end_to_end_and_plain_diffusers_loads_it(tmp_path):
     assert card["vae"]["gate_passed"] and "round_trip" in card["vae"] and card["assemble"]["bundle_size_mb"] > 0
     assert set(card["measure"]["prompt_sets"]) == {"complex", "literal", "narrative-train", "narrative-val"}
     assert card["measure"]["seconds_per_image_batch1"] > 0
+    # the sets were scored by the evaluation harness: real run folders, and the numbers are theirs
+    complex_run = tmp_path / "work" / "measure" / "complex"
+    summary = json.loads((complex_run / "summary.json").read_text())
+    assert card["measure"]["prompt_sets"]["complex"]["all"] == round(summary["semantic_accuracy"]["all"], 4)
+    assert (complex_run / "report.html").is_file() and summary["n"] == 2
+    assert json.loads((tmp_path / "bundle" / "pipeline" / "promptlift.json").read_text())["guidance_scale"] == 3.0
 
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "bundle" / "pipeline")  # no promptlift code
     image = pipe("a trio of crimson sailboats", num_inference_steps=2, output_type="np").images[0]

@@ -1,9 +1,14 @@
 """The bundle's measured numbers: judges on held-out renders, the base model on world prompt sets, the
 "model-preferred prompt" effect, generation time and size. Written into bundle/card.json.
+
+The prompt sets are scored by the evaluation harness itself (`promptlift eval`): the runs land in
+work_dir/measure/<set>/ with their images, scores and report.html, and are the base runs that every
+method's `promptlift compare` is measured against.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,7 +16,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from ..pipeline import MODEL_DEFAULTS_FILE
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, atomic_write_text
 from .batches import blur
 from .bundle import (
     BundleConfig,
@@ -66,31 +71,48 @@ def _strip_quality(prompt: str) -> str:
     return prompt
 
 
+def _eval_set(cfg: BundleConfig, name: str, prompts: str, guidance_scale: float) -> dict:
+    """Run `promptlift eval` on one prompt set with the bundle being measured; the summary numbers."""
+    from ..evaluation.run import EvalConfig, evaluate
+
+    bundle = str(Path(cfg.output_dir).resolve())
+    run = evaluate(EvalConfig(
+        model=str(Path(bundle) / "pipeline"), prompts=prompts, num_prompts=cfg.measure_prompts, seeds=cfg.measure_seeds,
+        guidance_scale=guidance_scale, rewards=["world-aesthetic", "world-clip"], judge_bundle=Path(bundle),
+        reward_option=[f"world-aesthetic.bundle_dir={bundle}", f"world-clip.bundle_dir={bundle}"],
+        output_dir=Path(cfg.work_dir) / "measure" / name, batch_size=16))
+    summary = json.loads((run / "summary.json").read_text())
+    return {"n": summary["n"], **{k: round(v, 4) for k, v in summary["semantic_accuracy"].items()},
+            "aesthetic": round(summary["metrics"]["world-aesthetic"]["mean"], 3),
+            "aesthetic_ci95": [round(v, 3) for v in summary["metrics"]["world-aesthetic"]["ci95"]],
+            "world_clip": round(summary["metrics"]["world-clip"]["mean"], 2), "run": str(run)}
+
+
 def measure_bundle(cfg: BundleConfig) -> dict:
     """Measure the assembled bundle and record the numbers in its card."""
     pipe = StableDiffusionPipeline.from_pretrained(Path(cfg.output_dir) / "pipeline")
     pipe.set_progress_bar_config(disable=True)
     judge, aesthetic = load_judge(cfg, "attributes"), load_judge(cfg, "aesthetic")
-    seeds = tuple(range(cfg.measure_seeds))
-    n = cfg.measure_prompts
     # 1. guidance: pick the scale that gets the complex prompts right most often (on a separate slice)
-    tune = list(iter_prompt_set("complex", min(64, n), seed=7))
+    tune = list(iter_prompt_set("complex", min(64, cfg.measure_prompts), seed=7))
     by_scale = {g: _set_scores(pipe, judge, aesthetic, tune, (0,), g) for g in cfg.measure_guidance_scales}
     best = max(by_scale, key=lambda g: (by_scale[g]["all"], by_scale[g]["aesthetic"]))
-    # 2. the base model on every world prompt set
-    sets = {name: _set_scores(pipe, judge, aesthetic, list(iter_prompt_set(name, n, seed=0)), seeds, best)
+    # 2. the base model on every world prompt set, through the evaluation harness
+    sets = {name: _eval_set(cfg, name, f"world-{name}", best)
             for name in ("complex", "literal", "narrative-train", "narrative-val")}
     # 3. model-preferred prompts: the same content with and without the quality keywords
-    complex_lines = list(iter_prompt_set("complex", n, seed=0))
-    plain = [{**x, "prompt": _strip_quality(x["prompt"])} for x in complex_lines]
+    plain = Path(cfg.work_dir) / "measure" / "complex-without-quality-keywords.jsonl"
+    atomic_write_text(plain, "".join(json.dumps({"id": str(i), **x, "prompt": _strip_quality(x["prompt"])}) + "\n"
+                                     for i, x in enumerate(iter_prompt_set("complex", cfg.measure_prompts, seed=0))))
     keywords_effect = {"with_quality_keywords": sets["complex"],
-                       "without_quality_keywords": _set_scores(pipe, judge, aesthetic, plain, seeds, best)}
+                       "without_quality_keywords": _eval_set(cfg, "complex-without-quality-keywords", str(plain), best)}
     # 4. speed and size
     timing = _generation_time(pipe, best, cfg.measure_timing_batch)
     size = sum(f.stat().st_size for f in Path(cfg.output_dir).rglob("*") if f.is_file())
     metrics = {"guidance_scale": best, "guidance_search": by_scale, "judges": _judges_on_held_out(cfg),
                "prompt_sets": sets, "quality_keywords": keywords_effect, **timing,
-               "bundle_size_mb": round(size / 2**20, 2), "seeds": list(seeds), "prompts_per_set": n}
+               "bundle_size_mb": round(size / 2**20, 2), "seeds": list(range(cfg.measure_seeds)),
+               "prompts_per_set": cfg.measure_prompts}
     _write_card(cfg, "measure", metrics)
     atomic_write_json(Path(cfg.output_dir) / "pipeline" / MODEL_DEFAULTS_FILE,
                       {"guidance_scale": best, "measured_by": "promptlift world train-bundle --parts measure"})
