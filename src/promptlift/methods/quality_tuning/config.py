@@ -21,13 +21,15 @@ class QualityTuningConfig(TrainConfig):
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
     noise_offset: float = field(default=0.1, metadata={"help": "Noise offset (Emu uses 0.1)."})
+    caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions, so classifier-free guidance keeps working."})
     eval_prompts: str = field(default="literal", metadata={"help": "Held-out prompts: a world set (complex, literal, narrative-val) or a .jsonl file."})
     num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
     eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging win rate vs base; not the curation scorer."})
     reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of the eval judge; repeatable."})
     judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
-    eval_guidance_scale: float = field(default=4.0, metadata={"help": "Guidance scale of the evaluation images."})
+    eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
     eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
+    max_semantic_drop: float = field(default=0.03, metadata={"help": "A checkpoint whose semantic accuracy falls more than this below base is never kept as best."})
     early_stopping_patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without a better win rate."})
 
     def __post_init__(self):
@@ -39,5 +41,11 @@ class QualityTuningConfig(TrainConfig):
             raise ValueError(f"`max_train_steps` {self.max_train_steps} exceeds Emu's 15k; quality-tuning stops early.")
         if not self.caption_column:
             raise ValueError("`caption_column` is empty; name at least one column.")
+        if self.eval_guidance_scale is None:
+            from ...pipeline import recommended_guidance_scale
+
+            self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)
+        if not 0 <= self.caption_dropout < 1:
+            raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}.")
         if self.noise_offset < 0:
             raise ValueError(f"`noise_offset` must be >= 0, got {self.noise_offset}.")

@@ -143,6 +143,9 @@ def train(cfg: QualityTuningConfig) -> Path:
     else:
         unet.requires_grad_(True)
     cache = build_cache(pipe, cfg)
+    with torch.no_grad():
+        empty = encode_prompts(pipe, [""], do_classifier_free_guidance=False)
+    empty = (empty.prompt_embeds[0].cpu(), None if empty.pooled_prompt_embeds is None else empty.pooled_prompt_embeds[0].cpu())
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     scale = pipe.vae.config.scaling_factor
     xl = isinstance(pipe, StableDiffusionXLPipeline)
@@ -152,12 +155,14 @@ def train(cfg: QualityTuningConfig) -> Path:
         idx = _indices(i, len(cache), cfg.train_batch_size, cfg.seed)
         gen.manual_seed(cfg.seed * 1_000_003 + i)
         cols = [cfg.caption_column[j] for j in torch.randint(len(cfg.caption_column), (len(idx),), generator=gen).tolist()]
+        drop = (torch.rand(len(idx), generator=gen) < cfg.caption_dropout).tolist()
+        texts = [empty if d else cache[k][c] for k, c, d in zip(idx, cols, drop)]
         params = torch.stack([cache[k]["params"] for k in idx])
-        embeds = torch.stack([cache[k][c][0] for k, c in zip(idx, cols)])
+        embeds = torch.stack([t[0] for t in texts])
         batch = {"latents": sample_latents(params, scale, gen), "embeds": embeds, "seed": cfg.seed * 7919 + i}
         if xl:
             h, w = (s * pipe.vae_scale_factor for s in params.shape[-2:])
-            batch["added"] = {"text_embeds": torch.stack([cache[k][c][1] for k, c in zip(idx, cols)]),
+            batch["added"] = {"text_embeds": torch.stack([t[1] for t in texts]),
                               "time_ids": sdxl_time_ids(h, w, len(idx))}
         return batch
 
@@ -178,7 +183,8 @@ def train(cfg: QualityTuningConfig) -> Path:
     def eval_fn(model, step):
         metrics = evaluator(model, step)
         state["history"].append({"step": step, **metrics})
-        if metrics["win_rate_vs_base"] > state["best"]:
+        semantic_kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - cfg.max_semantic_drop
+        if semantic_kept and metrics["win_rate_vs_base"] > state["best"]:
             state.update(best=metrics["win_rate_vs_base"], since_best=0)
             save_weights(model, cfg, out / "best")
             atomic_write_json(out / "best" / "eval.json", {"step": step, **metrics})
