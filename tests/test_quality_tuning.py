@@ -93,3 +93,31 @@ def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_pipeline_dir
 def test_bad_training_data_is_named(tmp_path):
     result = CliRunner().invoke(cli, ["train", "quality-tuning", "--train_data_dir", str(tmp_path)])
     assert result.exit_code != 0 and "is not an imagefolder with metadata.jsonl" in result.output
+
+
+def test_max_train_samples_takes_the_best_ranked(tmp_path, tiny_pipeline_dirs, curated):
+    import json
+    import shutil
+
+    from promptlift.methods.quality_tuning.config import QualityTuningConfig
+    from promptlift.methods.quality_tuning.trainer import build_cache
+
+    data = tmp_path / "ranked"
+    shutil.copytree(curated, data)
+    rows = [json.loads(x) for x in (data / "metadata.jsonl").read_text().splitlines()]
+    ranks = [4, 1, 6, 2, 5, 3]  # as `promptlift curate` records them
+    for row, rank in zip(rows, ranks):
+        row["curation"] = {"rank": f"rank {rank}"}
+        row["complex"] = f"image {rank}"
+    (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    cfg = QualityTuningConfig(train_data_dir=data, caption_column=["complex"], max_train_samples=2)
+    cache = build_cache(pipe, cfg)
+    from promptlift.pipeline import encode_prompts
+
+    expected = [encode_prompts(pipe, [f"image {r}"], do_classifier_free_guidance=False).prompt_embeds[0] for r in (1, 2)]
+    assert len(cache) == 2
+    for entry, embeds in zip(cache, expected):
+        torch.testing.assert_close(entry["complex"][0], embeds)
+    with pytest.raises(ValueError, match="max_train_samples"):
+        QualityTuningConfig(train_data_dir=data, max_train_samples=0)

@@ -17,6 +17,7 @@ class QualityTuningConfig(TrainConfig):
     pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
     train_data_dir: Path | None = field(default=None, metadata={"help": "Curated imagefolder (metadata.jsonl), e.g. from `promptlift curate`."})
     caption_column: list[str] = field(default_factory=lambda: ["caption"], metadata={"help": "Caption column(s); one is drawn per sample."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the N best-ranked curated images only (curation rank; else file order)."})
     use_lora: bool = field(default=False, metadata={"help": "Train a LoRA of the UNet instead of all its weights."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
@@ -45,6 +46,8 @@ class QualityTuningConfig(TrainConfig):
             from ...pipeline import recommended_guidance_scale
 
             self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"`max_train_samples` must be >= 1, got {self.max_train_samples}.")
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}.")
         if self.noise_offset < 0:

@@ -34,6 +34,8 @@ def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
     """Per curated image: VAE posterior parameters and the prompt embeddings of each caption column."""
     cache = []
     records = list(iter_records(cfg.train_data_dir))
+    if cfg.max_train_samples is not None:
+        records = sorted(records, key=_curation_rank)[: cfg.max_train_samples]
     for rec in tqdm(records, desc="cache", unit="img"):
         if rec.image is None:
             raise ValueError(f"curated image {rec.key!r} is unreadable ({rec.error}); curate again.")
@@ -49,6 +51,12 @@ def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
     if not cache:
         raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds no images.")
     return cache
+
+
+def _curation_rank(rec) -> int:
+    """The rank `promptlift curate` gave an image ("rank 12" -> 12); unranked images keep their order after."""
+    rank = str((rec.meta.get("curation") or {}).get("rank", ""))
+    return int(rank.split()[-1]) if rank.startswith("rank ") else 1 << 62
 
 
 def _indices(i: int, n: int, batch: int, seed: int) -> list[int]:
