@@ -217,8 +217,23 @@ def _quality_tuning_command() -> click.Command:
     return config_command("quality-tuning", QualityTuningConfig, _run_quality_tuning)
 
 
+def _run_sur_adapter(cfg) -> None:
+    from .methods.sur_adapter.trainer import train as train_sur
+
+    out = train_sur(cfg)
+    click.echo(f"SUR-adapter in {out / 'best'} (best held-out) and {out / 'final'}")
+
+
+def _sur_adapter_command() -> click.Command:
+    from .methods.sur_adapter.config import SURAdapterConfig
+
+    return config_command("sur-adapter", SURAdapterConfig, _run_sur_adapter)
+
+
 train.lazy.update({"quality-tuning": ("Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
-                                      _quality_tuning_command)})
+                                      _quality_tuning_command),
+                   "sur-adapter": ("SUR-adapter: adapter on the prompt embeddings, LLM-distilled, frozen diffusion model.",
+                                   _sur_adapter_command)})
 
 
 @cli.command("rewards")

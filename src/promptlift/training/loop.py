@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -116,6 +117,16 @@ def _save_checkpoint(accelerator: Accelerator, cfg: TrainConfig, step: int, stat
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def epoch_indices(i: int, n: int, batch: int, seed: int) -> list[int]:
+    """Sample indices of micro-batch i over a dataset of n: epochs of seeded permutations, a pure function of i
+    (so a resumed run draws exactly the batches an uninterrupted one would)."""
+    out = []
+    for pos in range(i * batch, (i + 1) * batch):
+        epoch, k = divmod(pos, n)
+        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[k]))
+    return out
 
 
 def _log(path: Path, record: dict, accelerator: Accelerator | None = None) -> None:

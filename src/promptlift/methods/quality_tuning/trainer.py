@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
 from ...data.records import iter_records
 from ...pipeline import encode_prompts, load_pipeline
-from ...rewards import load_reward, parse_reward_options
-from ...stats import win_rate
-from ...training import fit
+from ...evaluation.heldout import HeldOutEvaluator
+from ...training import epoch_indices, fit
 from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
 from ...utils import atomic_dir, atomic_write_json, images_to_tensor
 from .config import QualityTuningConfig
@@ -57,65 +55,6 @@ def _curation_rank(rec) -> int:
     """The rank `promptlift curate` gave an image ("rank 12" -> 12); unranked images keep their order after."""
     rank = str((rec.meta.get("curation") or {}).get("rank", ""))
     return int(rank.split()[-1]) if rank.startswith("rank ") else 1 << 62
-
-
-def _indices(i: int, n: int, batch: int, seed: int) -> list[int]:
-    """Sample indices of micro-batch i: epochs of seeded permutations, a pure function of i (exact resume)."""
-    out = []
-    for pos in range(i * batch, (i + 1) * batch):
-        epoch, k = divmod(pos, n)
-        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[k]))
-    return out
-
-
-class Evaluator:
-    """Held-out prompts with fixed seeds; the base model's images are judged once, the tuned model's every time."""
-
-    def __init__(self, pipe, cfg: QualityTuningConfig):
-        self.pipe, self.cfg = pipe, cfg
-        self.lines = _eval_lines(cfg.eval_prompts, cfg.num_eval_prompts)
-        self.judge = load_reward(cfg.eval_judge, **parse_reward_options(cfg.reward_option).get(cfg.eval_judge, {}))
-        self.attributes = None
-        if all(isinstance(x.get("expected"), dict) for x in self.lines):
-            from ...world.bundle import BUNDLE_DIR, load_judge
-
-            self.attributes = load_judge(cfg.judge_bundle or BUNDLE_DIR, "attributes")
-        self.base = self.score(self.images())
-
-    @torch.no_grad()
-    def images(self) -> torch.Tensor:
-        prompts = [x["prompt"] for x in self.lines]
-        gens = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
-        self.pipe.set_progress_bar_config(disable=True)
-        return self.pipe(prompts, num_inference_steps=self.cfg.eval_inference_steps, generator=gens,
-                         guidance_scale=self.cfg.eval_guidance_scale, output_type="pt").images
-
-    @torch.no_grad()
-    def score(self, images: torch.Tensor) -> dict:
-        out = {"judge": self.judge(images, [x["prompt"] for x in self.lines]).float().cpu().tolist()}
-        if self.attributes is not None:
-            pred = self.attributes.predict(images.cpu())
-            out["semantic_all"] = float(np.mean([all(pred[k][i] == x["expected"][k] for k in x["expected"])
-                                                 for i, x in enumerate(self.lines)]))
-        return out
-
-    def __call__(self, model, step: int) -> dict:
-        now = self.score(self.images())
-        result = win_rate(now["judge"], self.base["judge"], [x["prompt"] for x in self.lines])
-        metrics = {"win_rate_vs_base": result["win_rate"], "win_rate_ci95": result["ci95"],
-                   "judge_mean": float(np.mean(now["judge"])), "judge_mean_base": float(np.mean(self.base["judge"]))}
-        if "semantic_all" in now:
-            metrics.update(semantic_all=now["semantic_all"], semantic_all_base=self.base["semantic_all"])
-        return metrics
-
-
-def _eval_lines(source: str, n: int) -> list[dict]:
-    if source.endswith(".jsonl"):
-        lines = [json.loads(x) for x in Path(source).read_text().splitlines() if x.strip()]
-        return lines[:n]
-    from ...world.dataset import iter_prompt_set
-
-    return list(iter_prompt_set(source, n, seed=3))
 
 
 def save_weights(unet, cfg: QualityTuningConfig, folder: Path) -> Path:
@@ -160,7 +99,7 @@ def train(cfg: QualityTuningConfig) -> Path:
     gen = torch.Generator()
 
     def batch_fn(i: int) -> dict:
-        idx = _indices(i, len(cache), cfg.train_batch_size, cfg.seed)
+        idx = epoch_indices(i, len(cache), cfg.train_batch_size, cfg.seed)
         gen.manual_seed(cfg.seed * 1_000_003 + i)
         cols = [cfg.caption_column[j] for j in torch.randint(len(cfg.caption_column), (len(idx),), generator=gen).tolist()]
         drop = (torch.rand(len(idx), generator=gen) < cfg.caption_dropout).tolist()
@@ -182,14 +121,15 @@ def train(cfg: QualityTuningConfig) -> Path:
                               cfg.noise_offset, added)
         return loss, {}
 
-    evaluator = Evaluator(pipe, cfg)
+    evaluator = HeldOutEvaluator(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option,
+                                 cfg.judge_bundle, cfg.eval_guidance_scale, cfg.eval_inference_steps)
     out = Path(cfg.output_dir)
     best_file = out / "best" / "eval.json"  # a resumed run keeps competing with its earlier best
     state = {"best": json.loads(best_file.read_text())["win_rate_vs_base"] if best_file.is_file() else -1.0,
              "since_best": 0, "history": []}
 
     def eval_fn(model, step):
-        metrics = evaluator(model, step)
+        metrics = evaluator()  # the pipeline's UNet is the model in training
         state["history"].append({"step": step, **metrics})
         semantic_kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - cfg.max_semantic_drop
         if semantic_kept and metrics["win_rate_vs_base"] > state["best"]:

@@ -26,19 +26,22 @@ class SURAdapterLift(Lift):
     inference, `teacher.json` naming the LLM teacher and layer.
     """
 
-    def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False):
-        if path is None or not (Path(path) / "config.json").is_file():
-            raise ValueError(f"lift {name!r}: {str(path)!r} holds no adapter (config.json); pass `--lift {name}=PATH` "
-                             "with the output of `promptlift train sur-adapter`.")
-        super().__init__(name, Path(path))
-        self.adapter = SURAdapter.from_pretrained(self.path).eval().requires_grad_(False)
-        self.apply_to_unconditional = apply_to_unconditional
-        self.teacher = None
-        if self.adapter.llm_at_inference:
-            from .llm import LLMFeatures
+    def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *,
+                 adapter: SURAdapter | None = None, teacher=None):
+        """Load the adapter from `path`, or wrap an `adapter` (and its LLM `teacher`) in memory, as a trainer does."""
+        if adapter is None:
+            if path is None or not (Path(path) / "config.json").is_file():
+                raise ValueError(f"lift {name!r}: {str(path)!r} holds no adapter (config.json); pass `--lift {name}=PATH` "
+                                 "with the output of `promptlift train sur-adapter`.")
+            adapter = SURAdapter.from_pretrained(Path(path)).eval().requires_grad_(False)
+            if adapter.llm_at_inference:
+                from .llm import LLMFeatures
 
-            spec = json.loads((self.path / "teacher.json").read_text())
-            self.teacher = LLMFeatures(spec["model"], spec["layer"])
+                spec = json.loads((Path(path) / "teacher.json").read_text())
+                teacher = LLMFeatures(spec["model"], spec["layer"])
+        super().__init__(name, Path(path) if path is not None else None)
+        self.adapter, self.apply_to_unconditional = adapter, apply_to_unconditional
+        self.teacher = teacher if adapter.llm_at_inference else None
 
     def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
         x = embeds.prompt_embeds

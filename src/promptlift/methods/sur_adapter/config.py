@@ -1,0 +1,56 @@
+"""Config of SUR-adapter training (Zhong et al. 2023, arXiv 2305.05189)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...training import TrainConfig
+
+__all__ = ["SURAdapterConfig"]
+
+
+@dataclass
+class SURAdapterConfig(TrainConfig):
+    """Train a SUR-adapter on (simple prompt, complex prompt, image) triples; the diffusion model stays frozen."""
+
+    pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
+    train_data_dir: Path | None = field(default=None, metadata={"help": "Imagefolder of triples (metadata.jsonl with the two prompt columns)."})
+    simple_column: str = field(default="narrative", metadata={"help": "Column of the simple (narrative) prompt."})
+    complex_column: str = field(default="complex", metadata={"help": "Column of the complex (keyword) prompt."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N triples only."})
+    llm_model: str | None = field(default=None, metadata={"help": "LLM teacher: transformers id or folder; default: the packaged all-MiniLM-L6-v2."})
+    llm_layer: int = field(default=-1, metadata={"help": "Hidden layer of the teacher to pool (negative counts from the top)."})
+    llm_cache_dir: Path | None = field(default=None, metadata={"help": "On-disk cache of teacher features; default: output_dir/llm-cache."})
+    beta: float = field(default=0.1, metadata={"help": "Adapter mixing weight (the paper's 0.1)."})
+    num_layers: int = field(default=2, metadata={"help": "Transformer-encoder layers of the adapter."})
+    num_heads: int = field(default=8, metadata={"help": "Attention heads of the adapter."})
+    adapter_dropout: float = field(default=0.1, metadata={"help": "Dropout inside the adapter (training only)."})
+    llm_at_inference: bool = field(default=False, metadata={"help": "The adapter also reads the LLM features at inference (not in the paper)."})
+    diffusion_weight: float = field(default=1.0, metadata={"help": "Weight of the diffusion loss (0 = ablation without it)."})
+    llm_weight: float = field(default=1e-5, metadata={"help": "Weight of the LLM distillation KL (the paper's 1e-5; 0 = ablation)."})
+    complex_weight: float = field(default=1e-5, metadata={"help": "Weight of the complex-prompt distillation KL (the paper's 1e-5; 0 = ablation)."})
+    eval_prompts: str = field(default="narrative-val", metadata={"help": "Held-out prompts: a world set or a .jsonl file."})
+    num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
+    eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging the aesthetic win rate vs base."})
+    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of the eval judge; repeatable."})
+    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
+    eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
+    eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.train_data_dir is None or not (Path(self.train_data_dir) / "metadata.jsonl").is_file():
+            raise ValueError(f"`train_data_dir` {str(self.train_data_dir)!r} is not an imagefolder with metadata.jsonl; "
+                             "pass `promptlift world dataset` output or `promptlift sur-triples` output.")
+        if not 0 < self.beta <= 1:
+            raise ValueError(f"`beta` must be in (0, 1], got {self.beta}.")
+        for name in ("diffusion_weight", "llm_weight", "complex_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:
+            raise ValueError("every loss weight is 0; nothing would train the adapter.")
+        if self.eval_guidance_scale is None:
+            from ...pipeline import recommended_guidance_scale
+
+            self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)

@@ -1,0 +1,109 @@
+"""SUR-adapter training: the diffusion loss trains the adapter, everything else stays frozen, the saved adapter
+(LLM projection included) reloads to identical outputs, and SD1/SD2/SDXL tiny pipelines train and generate."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from promptlift.cli import cli
+from promptlift.methods.sur_adapter.config import SURAdapterConfig
+from promptlift.methods.sur_adapter.lift import SURAdapterLift
+from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
+from promptlift.world.config import DatasetConfig
+from promptlift.world.dataset import build_dataset
+
+
+@pytest.fixture(scope="module")
+def triples(tmp_path_factory):
+    root = tmp_path_factory.mktemp("triples") / "set"
+    build_dataset(DatasetConfig(num_scenes=6, output_dir=root, num_workers=1))
+    return root
+
+
+def run_sur(model, data, out, bundle, *extra):
+    args = ["train", "sur-adapter", "--pretrained_model_name_or_path", model, "--train_data_dir", data,
+            "--output_dir", out, "--max_train_steps", 4, "--train_batch_size", 3, "--eval_steps", 2,
+            "--checkpointing_steps", 2, "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--num_heads", 4,
+            "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,
+            "--lr_warmup_steps", 1, "--learning_rate", 1e-2, *extra]
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_trains_saves_and_generates_on_every_architecture(tmp_path, arch, tiny_dir, tiny_bundle_dir, triples):
+    result = run_sur(tiny_dir, triples, tmp_path / "sur", tiny_bundle_dir)
+    assert result.exit_code == 0, result.output
+    for folder in ("best", "final"):
+        assert (tmp_path / "sur" / folder / "model.safetensors").is_file()
+    lift = load_lifts([f"sur-adapter={tmp_path / 'sur' / 'final'}"])
+    assert lift[0].adapter.out.weight.abs().sum() > 0, "the zero-initialised output layer was trained"
+    pipe = load_pipeline(tiny_dir, lifts=lift)
+    base = load_pipeline(tiny_dir)
+    prompts = ["Picture a lone sphere the color of a grape by the seaside.", "two red boats"]
+    lifted = encode_prompts(pipe, prompts, lifts=lift)
+    plain = encode_prompts(base, prompts)
+    assert not torch.allclose(lifted.prompt_embeds, plain.prompt_embeds)
+    torch.testing.assert_close(lifted.negative_prompt_embeds, plain.negative_prompt_embeds)  # uncond untouched
+    image = pipe(**lifted.as_kwargs(), num_inference_steps=2, output_type="np").images
+    assert image.shape[0] == 2 and (image >= 0).all()
+    logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines()]
+    assert any("eval" in x and "semantic_all" in x["eval"] for x in logs)
+
+
+def test_diffusion_gradient_reaches_the_adapter_and_nothing_else(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir,
+                                                                 triples, monkeypatch):
+    """Only the diffusion term (distillation weights 0): the adapter still learns; UNet, encoder and VAE don't."""
+    from promptlift.methods.sur_adapter import trainer
+
+    seen = {}
+    real_fit = trainer.fit
+
+    def spy_fit(cfg, model, loss_fn, batch_fn, **kw):
+        pipe_params = {n: p.clone() for n, p in spy_fit.pipe.unet.named_parameters()}
+        loss, _ = loss_fn(model, batch_fn(0))
+        loss.backward()
+        seen["grad"] = model.out.weight.grad.abs().sum().item()
+        seen["unet_grads"] = [p.grad for p in spy_fit.pipe.unet.parameters() if p.grad is not None]
+        model.zero_grad()
+        result = real_fit(cfg, model, loss_fn, batch_fn, **kw)
+        seen["unet_same"] = all(torch.equal(p, pipe_params[n]) for n, p in spy_fit.pipe.unet.named_parameters())
+        return result
+
+    real_load = trainer.load_pipeline
+
+    def spy_load(*a, **kw):
+        spy_fit.pipe = real_load(*a, **kw)
+        return spy_fit.pipe
+
+    monkeypatch.setattr(trainer, "fit", spy_fit)
+    monkeypatch.setattr(trainer, "load_pipeline", spy_load)
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir,
+                     "--llm_weight", 0, "--complex_weight", 0)
+    assert result.exit_code == 0, result.output
+    assert seen["grad"] > 0 and seen["unet_grads"] == [] and seen["unet_same"]
+
+
+def test_saved_adapter_reloads_to_identical_outputs(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "sur" / "final"
+    a, b = SURAdapterLift("sur-adapter", folder), SURAdapterLift("sur-adapter", folder)
+    assert a.teacher is not None, "an adapter trained to read the LLM at inference loads its teacher"
+    torch.testing.assert_close(a.adapter.state_dict(), b.adapter.state_dict())
+    assert a.adapter.llm_projection.weight.abs().sum() > 0
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    prompts = ["Someone spotted a solitary lavender plaything where the waves meet the sand."]
+    x = encode_prompts(pipe, prompts, lifts=[a]).prompt_embeds
+    torch.testing.assert_close(x, encode_prompts(pipe, prompts, lifts=[b]).prompt_embeds)  # deterministic, no dropout
+
+
+def test_bad_config_is_named(tmp_path, triples):
+    with pytest.raises(ValueError, match="not an imagefolder"):
+        SURAdapterConfig(train_data_dir=tmp_path)
+    with pytest.raises(ValueError, match="every loss weight is 0"):
+        SURAdapterConfig(train_data_dir=triples, diffusion_weight=0, llm_weight=0, complex_weight=0)
+    with pytest.raises(ValueError, match="simple_column"):
+        from promptlift.methods.sur_adapter.trainer import build_cache
+
+        build_cache(None, SURAdapterConfig(train_data_dir=triples, simple_column="nope"), None)
