@@ -107,3 +107,64 @@ def test_bad_config_is_named(tmp_path, triples):
         from promptlift.methods.sur_adapter.trainer import build_cache
 
         build_cache(None, SURAdapterConfig(train_data_dir=triples, simple_column="nope"), None)
+
+
+def _tiny_captioner(root):
+    """A tiny random BLIP captioner (the architecture SURD used), saved like a hub model."""
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    from promptlift.world.bundle import build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(model_max_length=32)
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                         num_attention_heads=4, max_position_embeddings=32, encoder_hidden_size=32,
+                         bos_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=8))
+    BlipForConditionalGeneration(config).save_pretrained(root)
+    image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(root)
+    return str(root)
+
+
+def test_triples_from_a_column_with_semantic_correction(tmp_path, tiny_bundle_dir, triples):
+    from promptlift.methods.sur_adapter.triples import TriplesConfig, build_triples
+
+    # one corrupt image: dropped with its reason, never a crash
+    data = tmp_path / "pairs"
+    import shutil
+
+    shutil.copytree(triples, data)
+    rows = [json.loads(x) for x in (data / "metadata.jsonl").read_text().splitlines()]
+    (data / rows[0]["file_name"]).write_bytes(b"not a png")
+    opt = [f"world-clip.bundle_dir={tiny_bundle_dir}"]
+    cfg = dict(input=str(data), simple_column="literal", complex_column="complex", clip_reward="world-clip",
+               reward_option=opt)
+    out = build_triples(TriplesConfig(output_dir=tmp_path / "all", **cfg))
+    decisions = [json.loads(x) for x in (out / "decisions.jsonl").read_text().splitlines()]
+    assert len(decisions) == 6 and not decisions[0]["kept"] and "unreadable" in decisions[0]["reason"]
+    kept = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(kept) == 5 and all({"simple", "complex", "image_clip", "text_agreement"} <= set(k) for k in kept)
+    # a threshold between the scores drops exactly the triples below it, and says why
+    scores = sorted(d["text_agreement"] for d in decisions if d["kept"])
+    strict = build_triples(TriplesConfig(output_dir=tmp_path / "strict", min_text_agreement=scores[2], **cfg))
+    strict_decisions = [json.loads(x) for x in (strict / "decisions.jsonl").read_text().splitlines()]
+    dropped = [d for d in strict_decisions if "complex one" in d["reason"]]
+    assert len(dropped) == 2 and all(d["text_agreement"] < scores[2] for d in dropped)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        build_triples(TriplesConfig(output_dir=tmp_path / "all", **cfg))
+
+
+def test_triples_with_a_captioning_model(tmp_path, tiny_bundle_dir, triples):
+    from promptlift.methods.sur_adapter.triples import TriplesConfig, build_triples
+
+    out = build_triples(TriplesConfig(input=str(triples), output_dir=tmp_path / "captioned", complex_column="complex",
+                                      captioner=_tiny_captioner(tmp_path / "blip"), max_caption_tokens=5,
+                                      clip_reward="world-clip", reward_option=[f"world-clip.bundle_dir={tiny_bundle_dir}"]))
+    kept = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(kept) == 6 and all(isinstance(k["simple"], str) for k in kept)
+    with pytest.raises(ValueError, match="captioner"):
+        TriplesConfig(input=str(triples))

@@ -236,6 +236,19 @@ train.lazy.update({"quality-tuning": ("Emu quality-tuning: UNet SFT on a curated
                                    _sur_adapter_command)})
 
 
+def _run_sur_triples(cfg) -> None:
+    from .methods.sur_adapter.triples import build_triples
+
+    out = build_triples(cfg)
+    click.echo(f"triples in {out} (decisions.jsonl says why each input was kept or dropped)")
+
+
+def _sur_triples_command() -> click.Command:
+    from .methods.sur_adapter.triples import TriplesConfig
+
+    return config_command("sur-triples", TriplesConfig, _run_sur_triples)
+
+
 @cli.command("rewards")
 def list_rewards() -> None:
     """List the registered rewards (for `--rewards` and `--judge`)."""
@@ -262,6 +275,8 @@ cli.lazy.update(
         "export": ("Lay out a run's images for GenEval or T2I-CompBench.", _export_command),
         "curate": ("Curate a few very aesthetic images from a large pool (Emu's funnel).", _curate_command),
         "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
+        "sur-triples": ("SUR-adapter triples from (image, complex prompt) pairs, with semantic correction.",
+                        _sur_triples_command),
         "tiny-pipeline": (
             TinyPipelineConfig.__doc__.split("\n")[0],
             lambda: config_command("tiny-pipeline", TinyPipelineConfig, _run_tiny_pipeline),

@@ -73,12 +73,16 @@ class WorldCLIPScore(Reward):
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
 
+    def text_features(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Normalised text features (B, P)."""
+        device = next(self.model.parameters()).device
+        tokens = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt").to(device)
+        return F.normalize(text_features(self.model, **tokens), dim=-1)
+
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         self.check_inputs(images, prompts)
-        tokens = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt").to(images.device)
         img = F.normalize(image_features(self.model, images), dim=-1)
-        txt = F.normalize(text_features(self.model, **tokens), dim=-1)
-        return 100.0 * (img * txt).sum(-1)  # (B,)
+        return 100.0 * (img * self.text_features(prompts)).sum(-1)  # (B,)
 
 
 @register_reward("world-aesthetic", help="World aesthetic predictor B (evaluation only).", eval_only=True,
