@@ -43,3 +43,14 @@ def tiny_bundle_dir(tmp_path_factory):
     tokenizer.save_pretrained(root / "pipeline" / "tokenizer")
     save_world_clip(build_clip(tokenizer), root)
     return root
+
+
+@pytest.fixture(scope="session")
+def world_set(tmp_path_factory):
+    """A 6-scene world imagefolder (image + complex, literal, narrative columns): training data for method tests."""
+    from promptlift.world.config import DatasetConfig
+    from promptlift.world.dataset import build_dataset
+
+    root = tmp_path_factory.mktemp("world-set") / "set"
+    build_dataset(DatasetConfig(num_scenes=6, output_dir=root, num_workers=1))
+    return root

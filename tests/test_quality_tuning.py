@@ -7,15 +7,12 @@ from diffusers import UNet2DConditionModel
 
 from promptlift.cli import cli
 from promptlift.pipeline import load_lifts, load_pipeline
-from promptlift.world.config import DatasetConfig
-from promptlift.world.dataset import build_dataset
 
 
-@pytest.fixture(scope="module")
-def curated(tmp_path_factory):
-    root = tmp_path_factory.mktemp("curated") / "set"
-    build_dataset(DatasetConfig(num_scenes=6, output_dir=root, num_workers=1))
-    return root
+@pytest.fixture
+def curated(world_set):
+    """The curated set the trainer reads: a small world imagefolder."""
+    return world_set
 
 
 def run_qt(model, data, out, bundle, *extra):

@@ -11,15 +11,12 @@ from promptlift.cli import cli
 from promptlift.methods.sur_adapter.config import SURAdapterConfig
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
 from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
-from promptlift.world.config import DatasetConfig
-from promptlift.world.dataset import build_dataset
 
 
-@pytest.fixture(scope="module")
-def triples(tmp_path_factory):
-    root = tmp_path_factory.mktemp("triples") / "set"
-    build_dataset(DatasetConfig(num_scenes=6, output_dir=root, num_workers=1))
-    return root
+@pytest.fixture
+def triples(world_set):
+    """Triples: a small world imagefolder with its narrative and complex columns."""
+    return world_set
 
 
 def run_sur(model, data, out, bundle, *extra):
