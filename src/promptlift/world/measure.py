@@ -52,15 +52,6 @@ def _judges_on_held_out(cfg: BundleConfig) -> dict:
     return result
 
 
-def _set_scores(pipe, judge, aesthetic, lines: list[dict], seeds: tuple[int, ...], guidance_scale: float) -> dict:
-    prompts = [x["prompt"] for x in lines for _ in seeds]
-    expected = [x["expected"] for x in lines for _ in seeds]
-    images = generate_for_eval(pipe, prompts, [s for _ in lines for s in seeds], guidance_scale)
-    with torch.no_grad():
-        aest = aesthetic(images)
-    return {"n": len(prompts), **attribute_accuracy(judge, images, expected), "aesthetic": round(float(aest.mean()), 3)}
-
-
 def _strip_quality(prompt: str) -> str:
     """A complex prompt without its quality keywords: content + scenery only."""
     parts = prompt.split(", ")
@@ -71,13 +62,18 @@ def _strip_quality(prompt: str) -> str:
     return prompt
 
 
-def _eval_set(cfg: BundleConfig, name: str, prompts: str, guidance_scale: float) -> dict:
+def _write_prompts(path: Path, lines) -> str:
+    atomic_write_text(path, "".join(json.dumps({"id": str(i), **x}) + "\n" for i, x in enumerate(lines)))
+    return str(path)
+
+
+def _eval_set(cfg: BundleConfig, name: str, prompts: str, guidance_scale: float, seeds: int | None = None) -> dict:
     """Run `promptlift eval` on one prompt set with the bundle being measured; the summary numbers."""
     from ..evaluation.run import EvalConfig, evaluate
 
     bundle = str(Path(cfg.output_dir).resolve())
     run = evaluate(EvalConfig(
-        model=str(Path(bundle) / "pipeline"), prompts=prompts, num_prompts=cfg.measure_prompts, seeds=cfg.measure_seeds,
+        model=str(Path(bundle) / "pipeline"), prompts=prompts, num_prompts=cfg.measure_prompts, seeds=seeds or cfg.measure_seeds,
         guidance_scale=guidance_scale, rewards=["world-aesthetic", "world-clip"], judge_bundle=Path(bundle),
         reward_option=[f"world-aesthetic.bundle_dir={bundle}", f"world-clip.bundle_dir={bundle}"],
         output_dir=Path(cfg.work_dir) / "measure" / name, batch_size=16))
@@ -90,23 +86,23 @@ def _eval_set(cfg: BundleConfig, name: str, prompts: str, guidance_scale: float)
 
 def measure_bundle(cfg: BundleConfig) -> dict:
     """Measure the assembled bundle and record the numbers in its card."""
-    pipe = StableDiffusionPipeline.from_pretrained(Path(cfg.output_dir) / "pipeline")
-    pipe.set_progress_bar_config(disable=True)
-    judge, aesthetic = load_judge(cfg, "attributes"), load_judge(cfg, "aesthetic")
-    # 1. guidance: pick the scale that gets the complex prompts right most often (on a separate slice)
-    tune = list(iter_prompt_set("complex", min(64, cfg.measure_prompts), seed=7))
-    by_scale = {g: _set_scores(pipe, judge, aesthetic, tune, (0,), g) for g in cfg.measure_guidance_scales}
+    measure_dir = Path(cfg.work_dir) / "measure"
+    # 1. guidance: pick the scale that gets the complex prompts right most often (on a separate slice, one seed)
+    tune = _write_prompts(measure_dir / "guidance-search.jsonl", iter_prompt_set("complex", min(64, cfg.measure_prompts), seed=7))
+    by_scale = {g: _eval_set(cfg, f"guidance-{g:g}", tune, g, seeds=1) for g in cfg.measure_guidance_scales}
     best = max(by_scale, key=lambda g: (by_scale[g]["all"], by_scale[g]["aesthetic"]))
     # 2. the base model on every world prompt set, through the evaluation harness
     sets = {name: _eval_set(cfg, name, f"world-{name}", best)
             for name in ("complex", "literal", "narrative-train", "narrative-val")}
     # 3. model-preferred prompts: the same content with and without the quality keywords
-    plain = Path(cfg.work_dir) / "measure" / "complex-without-quality-keywords.jsonl"
-    atomic_write_text(plain, "".join(json.dumps({"id": str(i), **x, "prompt": _strip_quality(x["prompt"])}) + "\n"
-                                     for i, x in enumerate(iter_prompt_set("complex", cfg.measure_prompts, seed=0))))
+    plain = _write_prompts(measure_dir / "complex-without-quality-keywords.jsonl",
+                           ({**x, "prompt": _strip_quality(x["prompt"])}
+                            for x in iter_prompt_set("complex", cfg.measure_prompts, seed=0)))
     keywords_effect = {"with_quality_keywords": sets["complex"],
-                       "without_quality_keywords": _eval_set(cfg, "complex-without-quality-keywords", str(plain), best)}
+                       "without_quality_keywords": _eval_set(cfg, "complex-without-quality-keywords", plain, best)}
     # 4. speed and size
+    pipe = StableDiffusionPipeline.from_pretrained(Path(cfg.output_dir) / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
     timing = _generation_time(pipe, best, cfg.measure_timing_batch)
     size = sum(f.stat().st_size for f in Path(cfg.output_dir).rglob("*") if f.is_file())
     metrics = {"guidance_scale": best, "guidance_search": by_scale, "judges": _judges_on_held_out(cfg),
