@@ -8,13 +8,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 
 __all__ = [
     "atomic_dir",
     "image_grid",
+    "prefetch",
     "images_to_tensor",
     "atomic_path",
     "atomic_write_json",
@@ -150,3 +151,49 @@ def images_to_tensor(images) -> torch.Tensor:
     size = images[0].size
     arr = np.stack([np.array(im.convert("RGB").resize(size) if im.size != size else im.convert("RGB")) for im in images])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def prefetch(items: Iterable[T], fn: Callable[[T], R], depth: int = 128) -> Iterator[R]:
+    """`fn(item)` for every item, in order, computed by a background thread up to `depth` items ahead.
+
+    For reading and decoding (PIL and file I/O release the GIL) while the caller runs a model. An exception in
+    the thread is raised in the caller at the item that caused it; leaving the loop early stops the thread.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((True, fn(item)))
+        except BaseException as e:  # handed to the caller, raised there
+            q.put((False, e))
+        q.put((True, done))
+
+    thread = threading.Thread(target=work, name="promptlift-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, value = q.get()
+            if not ok:
+                raise value
+            if value is done:
+                return
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)

@@ -7,7 +7,8 @@
    and taken greedily, skipping near-duplicates of images already kept and classes over their quota,
    until `num_keep`.
 3. Write: the curated imagefolder, decisions.jsonl (every image, kept or dropped and why) and report.html.
-The input is streamed: only scores and 16x16 thumbnails (for de-duplication) are held in memory.
+The input is streamed (read and decoded by a thread ahead of the scoring models): only scores and 16x16
+thumbnails (for de-duplication) are held in memory.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..html import histogram_svg, img_tag, page
-from ..utils import atomic_dir, atomic_write_json, atomic_write_text, images_to_tensor
+from ..utils import atomic_dir, atomic_write_json, atomic_write_text, images_to_tensor, prefetch
 from .records import Record, iter_records
 
 __all__ = ["CurateConfig", "curate"]
@@ -125,15 +126,20 @@ def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
                 out.write(json.dumps(row) + "\n")
             batch.clear()
 
-        for rec in iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column,
-                                caption_column=cfg.caption_column, shard=(rank, world)):
+        def prepare(rec: Record) -> tuple[Record, str | None, np.ndarray | None]:
+            """Decoding, the size and text checks and the thumbnail: run ahead of scoring in a thread."""
             reason = rec.error or _size_reason(rec.image, cfg)
             if reason is None and cfg.text_filter and _has_text(rec.image):
                 reason = "text: the image contains text"
+            return rec, reason, None if reason else _thumbnail(rec.image)
+
+        records = iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column,
+                               caption_column=cfg.caption_column, shard=(rank, world))
+        for rec, reason, thumb in prefetch(records, prepare, depth=4 * cfg.batch_size):
             if reason:
                 out.write(json.dumps({"index": rec.index, "key": rec.key, "dropped": reason}) + "\n")
             else:
-                thumbs.append((rec.index, _thumbnail(rec.image)))
+                thumbs.append((rec.index, thumb))
                 batch.append(rec)
                 if len(batch) == cfg.batch_size:
                     flush()
@@ -165,7 +171,8 @@ def select(rows: list[dict], thumbs: dict[int, np.ndarray], cfg: CurateConfig) -
             candidates.append(row)
     quota = math.ceil(cfg.max_share_per_class * cfg.num_keep)
     per_class: Counter = Counter()
-    kept_thumbs: list[np.ndarray] = []
+    dim = next(iter(thumbs.values())).shape[0] if thumbs else 0
+    kept_thumbs = np.zeros((cfg.num_keep, dim), np.float32)  # row i: the i-th kept image's thumbnail
     kept_keys: list[str] = []
     for row in sorted(candidates, key=lambda r: (-r["aesthetic"], r["index"])):
         reason = None
@@ -173,8 +180,8 @@ def select(rows: list[dict], thumbs: dict[int, np.ndarray], cfg: CurateConfig) -
             reason = f"rank: below the top {cfg.num_keep}"
         elif cfg.balance_column and per_class[row["class"]] >= quota:
             reason = f"balance: class {row['class']!r} has its quota of {quota}"
-        elif cfg.dedup_threshold is not None and kept_thumbs:
-            sims = np.stack(kept_thumbs).astype(np.float32) @ thumbs[row["index"]].astype(np.float32)
+        elif cfg.dedup_threshold is not None and kept_keys:
+            sims = kept_thumbs[: len(kept_keys)] @ thumbs[row["index"]].astype(np.float32)
             j = int(sims.argmax())
             if sims[j] >= cfg.dedup_threshold:
                 reason = f"near-duplicate of {kept_keys[j]} (cosine {sims[j]:.3f})"
@@ -182,7 +189,7 @@ def select(rows: list[dict], thumbs: dict[int, np.ndarray], cfg: CurateConfig) -
             decisions.append({**row, "kept": False, "reason": reason})
             continue
         per_class[row["class"]] += 1
-        kept_thumbs.append(thumbs[row["index"]])
+        kept_thumbs[len(kept_keys)] = thumbs[row["index"]]
         kept_keys.append(row["key"])
         decisions.append({**row, "kept": True, "reason": f"rank {len(kept_keys)}"})
     return sorted(decisions, key=lambda d: d["index"])
