@@ -47,6 +47,12 @@ class HeldOutEvaluator:
             self.attributes = load_judge(judge_bundle or BUNDLE_DIR, "attributes")
         self.base = self.score(self.images([]))
 
+    @classmethod
+    def from_config(cls, pipe, cfg) -> "HeldOutEvaluator":
+        """From a trainer's `MethodTrainConfig` (its eval_* fields)."""
+        return cls(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option, cfg.judge_bundle,
+                   cfg.eval_guidance_scale, cfg.eval_inference_steps)
+
     @torch.no_grad()
     def images(self, lifts: Sequence[Lift]) -> torch.Tensor:
         gens = [torch.Generator().manual_seed(i) for i in range(len(self.prompts))]

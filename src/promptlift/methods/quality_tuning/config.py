@@ -5,16 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...training import TrainConfig
+from ...training import MethodTrainConfig
 
 __all__ = ["QualityTuningConfig"]
 
 
 @dataclass
-class QualityTuningConfig(TrainConfig):
+class QualityTuningConfig(MethodTrainConfig):
     """Supervised fine-tuning of the UNet (full or LoRA) on a small curated set of very aesthetic images (Emu)."""
 
-    pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
     train_data_dir: Path | None = field(default=None, metadata={"help": "Curated imagefolder (metadata.jsonl), e.g. from `promptlift curate`."})
     caption_column: list[str] = field(default_factory=lambda: ["caption"], metadata={"help": "Caption column(s); one is drawn per sample."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the N best-ranked curated images only (curation rank; else file order)."})
@@ -23,13 +22,6 @@ class QualityTuningConfig(TrainConfig):
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
     noise_offset: float = field(default=0.1, metadata={"help": "Noise offset (Emu uses 0.1)."})
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions, so classifier-free guidance keeps working."})
-    eval_prompts: str = field(default="literal", metadata={"help": "Held-out prompts: a world set (complex, literal, narrative-val) or a .jsonl file."})
-    num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
-    eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging win rate vs base; not the curation scorer."})
-    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of the eval judge; repeatable."})
-    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
-    eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
-    eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
     max_semantic_drop: float = field(default=0.03, metadata={"help": "A checkpoint whose semantic accuracy falls more than this below base is never kept as best."})
     early_stopping_patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without a better win rate."})
 
@@ -42,10 +34,6 @@ class QualityTuningConfig(TrainConfig):
             raise ValueError(f"`max_train_steps` {self.max_train_steps} exceeds Emu's 15k; quality-tuning stops early.")
         if not self.caption_column:
             raise ValueError("`caption_column` is empty; name at least one column.")
-        if self.eval_guidance_scale is None:
-            from ...pipeline import recommended_guidance_scale
-
-            self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"`max_train_samples` must be >= 1, got {self.max_train_samples}.")
         if not 0 <= self.caption_dropout < 1:

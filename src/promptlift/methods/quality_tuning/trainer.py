@@ -121,8 +121,7 @@ def train(cfg: QualityTuningConfig) -> Path:
                               cfg.noise_offset, added)
         return loss, {}
 
-    evaluator = HeldOutEvaluator(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option,
-                                 cfg.judge_bundle, cfg.eval_guidance_scale, cfg.eval_inference_steps)
+    evaluator = HeldOutEvaluator.from_config(pipe, cfg)
     out = Path(cfg.output_dir)
     best_file = out / "best" / "eval.json"  # a resumed run keeps competing with its earlier best
     state = {"best": json.loads(best_file.read_text())["win_rate_vs_base"] if best_file.is_file() else -1.0,

@@ -5,16 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...training import TrainConfig
+from ...training import MethodTrainConfig
 
 __all__ = ["SURAdapterConfig"]
 
 
 @dataclass
-class SURAdapterConfig(TrainConfig):
+class SURAdapterConfig(MethodTrainConfig):
     """Train a SUR-adapter on (simple prompt, complex prompt, image) triples; the diffusion model stays frozen."""
 
-    pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
     train_data_dir: Path | None = field(default=None, metadata={"help": "Imagefolder of triples (metadata.jsonl with the two prompt columns)."})
     simple_column: str = field(default="narrative", metadata={"help": "Column of the simple (narrative) prompt."})
     complex_column: str = field(default="complex", metadata={"help": "Column of the complex (keyword) prompt."})
@@ -31,12 +30,6 @@ class SURAdapterConfig(TrainConfig):
     llm_weight: float = field(default=1e-5, metadata={"help": "Weight of the LLM distillation KL (the paper's 1e-5; 0 = ablation)."})
     complex_weight: float = field(default=1e-5, metadata={"help": "Weight of the complex-prompt distillation KL (the paper's 1e-5; 0 = ablation)."})
     eval_prompts: str = field(default="narrative-val", metadata={"help": "Held-out prompts: a world set or a .jsonl file."})
-    num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
-    eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging the aesthetic win rate vs base."})
-    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of the eval judge; repeatable."})
-    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
-    eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
-    eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -50,7 +43,4 @@ class SURAdapterConfig(TrainConfig):
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:
             raise ValueError("every loss weight is 0; nothing would train the adapter.")
-        if self.eval_guidance_scale is None:
-            from ...pipeline import recommended_guidance_scale
 
-            self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)

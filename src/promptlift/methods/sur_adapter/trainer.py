@@ -119,9 +119,7 @@ def train(cfg: SURAdapterConfig) -> Path:
         logs["diffusion"] = diffusion.detach()
         return total, logs
 
-    evaluator = HeldOutEvaluator(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option,
-                                 judge_bundle=cfg.judge_bundle, guidance_scale=cfg.eval_guidance_scale,
-                                 num_inference_steps=cfg.eval_inference_steps)
+    evaluator = HeldOutEvaluator.from_config(pipe, cfg)
     best_file = out / "best" / "eval.json"
     state = {"best": json.loads(best_file.read_text())["score"] if best_file.is_file() else -1.0, "history": []}
 
