@@ -136,7 +136,9 @@ def list_lifts() -> None:
     _register_method_lifts()
     for spec in LIFTS.values():
         default = spec.default_path() if spec.default_path else None
-        click.echo(f"{spec.name:16s} {spec.help}" + (f" [default PATH: {default}]" if default else ""))
+        options = spec.options()
+        click.echo(f"{spec.name:16s} {spec.help}" + (f" [default PATH: {default}]" if default else "")
+                   + (f" [--lift_option {spec.name}.{'|'.join(options)}=VALUE]" if options else ""))
 
 
 def _generate_command() -> click.Command:

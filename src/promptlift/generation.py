@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import to_dict
-from .pipeline import Lift, check_prompts, encode_prompts, load_lifts, load_pipeline, recommended_guidance_scale
+from .pipeline import (Lift, check_prompts, encode_prompts, load_lifts, load_pipeline, recommended_guidance_scale,
+                       run_pipeline)
 from .utils import atomic_path, atomic_write_json, ensure_output_dir
 
 __all__ = ["GenerateConfig", "SamplingConfig", "generate", "generate_images", "image_seeds", "load_sampling"]
@@ -29,6 +30,9 @@ class SamplingConfig:
     )
     lift: list[str] = field(
         default_factory=list, metadata={"help": "Lift to apply, as NAME[=PATH]; repeatable (see `promptlift lifts`)."}
+    )
+    lift_option: list[str] = field(
+        default_factory=list, metadata={"help": "Option of a lift, as LIFT.KEY=VALUE (e.g. textcraftor.alpha=0.5); repeatable."}
     )
     num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps."})
     guidance_scale: float | None = field(default=None, metadata={
@@ -79,7 +83,7 @@ class GenerateConfig(SamplingConfig):
 
 def load_sampling(cfg: SamplingConfig) -> tuple[DiffusionPipeline, list[Lift]]:
     """The pipeline and lifts a sampling config names."""
-    lifts = load_lifts(cfg.lift)
+    lifts = load_lifts(cfg.lift, cfg.lift_option)
     return load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, lifts=lifts), lifts
 
 
@@ -115,7 +119,7 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     pipe.set_progress_bar_config(disable=True)
 
     jobs = [(i, seed) for i in range(len(prompts)) for seed in image_seeds(cfg.seed, cfg.num_images_per_prompt)]
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift")}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option")}
     paths = []
     with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
         for batch in _batches(jobs, cfg.batch_size):
@@ -155,8 +159,10 @@ def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[i
         lifts=lifts,
     )
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-    return pipe(
-        **embeds.as_kwargs(),
+    return run_pipeline(
+        pipe,
+        embeds,
+        lifts,
         num_inference_steps=cfg.num_inference_steps,
         guidance_scale=cfg.guidance_scale,
         height=cfg.height,

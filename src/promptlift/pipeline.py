@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from .registry import check_registration
+from .registry import check_registration, parse_named_options
 from .utils import default_device, resolve_dtype
 
 __all__ = [
@@ -31,10 +31,13 @@ __all__ = [
     "check_prompts",
     "default_model_path",
     "encode_prompts",
+    "load_component_strict",
     "load_lifts",
     "load_pipeline",
     "parse_lift",
+    "parse_lift_options",
     "register_lift",
+    "run_pipeline",
 ]
 
 SUPPORTED_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
@@ -154,10 +157,14 @@ def encode_prompts(
     negative_prompt: str | list[str] | None = None,
     do_classifier_free_guidance: bool = True,
     lifts: Sequence[Lift] = (),
+    grad: bool = False,
 ) -> PromptEmbeds:
-    """Encode prompts with the pipeline's own text encoder(s), then let each lift edit the result."""
+    """Encode prompts with the pipeline's own text encoder(s), then let each lift edit the result.
+
+    `grad=True` keeps the autograd graph through the text encoders (for training them, as TextCraftor does).
+    """
     device = pipe._execution_device
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         if isinstance(pipe, StableDiffusionXLPipeline):
             pe, npe, pooled, npooled = pipe.encode_prompt(
                 prompt=prompts,
@@ -175,6 +182,20 @@ def encode_prompts(
         for lift in lifts:
             embeds = lift.edit_prompt_embeds(pipe, embeds, prompts)
     return embeds
+
+
+def run_pipeline(pipe: DiffusionPipeline, embeds: PromptEmbeds, lifts: Sequence[Lift] = (), **kwargs):
+    """`pipe(**embeds, **kwargs)` with the step callbacks of the lifts that schedule their tensors."""
+    scheduled = [lift for lift in lifts if lift.callback_tensor_inputs]
+    if scheduled:
+        def on_step_end(p, step, timestep, tensors):
+            for lift in scheduled:
+                tensors.update(lift.on_step_end(p, step, timestep, tensors))
+            return tensors
+
+        kwargs["callback_on_step_end"] = on_step_end
+        kwargs["callback_on_step_end_tensor_inputs"] = sorted({n for lift in scheduled for n in lift.callback_tensor_inputs})
+    return pipe(**embeds.as_kwargs(), **kwargs)
 
 
 def _tokenizers(pipe: DiffusionPipeline) -> list:
@@ -235,6 +256,14 @@ class Lift:
         """Change the prompt embeddings before they reach the UNet (an adapter)."""
         return embeds
 
+    # Pipeline tensors `on_step_end` reads or replaces (diffusers' `callback_on_step_end_tensor_inputs`).
+    callback_tensor_inputs: tuple[str, ...] = ()
+
+    def on_step_end(self, pipe: DiffusionPipeline, step: int, timestep, tensors: dict) -> dict:
+        """Called after denoising step `step`; returns the tensors to replace from the next step on (a schedule
+        of conditionings, as TextCraftor's hybrid sampling). Only lifts with `callback_tensor_inputs` are asked."""
+        return {}
+
     def describe(self) -> dict:
         """What to record in an image's sidecar to reproduce it."""
         return {"name": self.name, "path": str(self.path) if self.path else None}
@@ -245,23 +274,37 @@ class LiftSpec:
     """A registered lift: how to build it from a path, and where its default weights live."""
 
     name: str
-    factory: Callable[[str, Path | None], Lift]
+    factory: Callable[..., Lift]
     help: str
     default_path: Callable[[], Path | None] | None = None
+    path_is_spec: bool = False  # PATH is a spec the factory parses (e.g. "a:0.7,b:0.3"), not one path
+
+    def options(self) -> list[str]:
+        """The keyword options the factory takes (`--lift_option NAME.KEY=VALUE`)."""
+        import inspect
+
+        params = list(inspect.signature(self.factory).parameters.values())[2:]
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 LIFTS: dict[str, LiftSpec] = {}
 
 
-def register_lift(name: str, *, help: str, default_path: Callable[[], Path | None] | None = None):
-    """Register a lift factory `(name, path) -> Lift` under `name`; validated on registration."""
+def register_lift(name: str, *, help: str, default_path: Callable[[], Path | None] | None = None,
+                  path_is_spec: bool = False):
+    """Register a lift factory `(name, path, **options) -> Lift` under `name`; validated on registration."""
 
-    def decorator(factory: Callable[[str, Path | None], Lift]):
+    def decorator(factory: Callable[..., Lift]):
         check_registration("lift", LIFTS, name, factory, help)
-        LIFTS[name] = LiftSpec(name, factory, help, default_path)
+        LIFTS[name] = LiftSpec(name, factory, help, default_path, path_is_spec)
         return factory
 
     return decorator
+
+
+def parse_lift_options(options: Sequence[str]) -> dict[str, dict]:
+    """{lift: {key: value}} from "LIFT.KEY=VALUE" strings (`--lift_option`)."""
+    return parse_named_options(options, "lift option", "textcraftor.alpha=0.5")
 
 
 def _register_method_lifts() -> None:
@@ -283,17 +326,27 @@ def parse_lift(spec: str) -> tuple[str, Path | None]:
     return name, (Path(path).expanduser() if path else None)
 
 
-def load_lifts(specs: Sequence[str]) -> list[Lift]:
-    """Build lifts from `NAME[=PATH]` strings, filling each missing PATH with the lift's default."""
+def load_lifts(specs: Sequence[str], options: Sequence[str] = ()) -> list[Lift]:
+    """Build lifts from `NAME[=PATH]` strings, filling each missing PATH with the lift's default; `options`
+    are `LIFT.KEY=VALUE` strings passed to the lift's factory."""
+    parsed = parse_lift_options(options)
+    names = [parse_lift(spec)[0] for spec in specs]
+    for name, opts in parsed.items():
+        if name not in names:
+            raise ValueError(f"`--lift_option {name}.…` is given but no `--lift {name}`; add the lift or drop the option.")
+        unknown = sorted(set(opts) - set(LIFTS[name].options()))
+        if unknown:
+            raise ValueError(f"lift {name!r} has no option {', '.join(unknown)}; its options: "
+                             f"{', '.join(LIFTS[name].options()) or '(none)'}.")
     lifts = []
     for spec in specs:
         name, path = parse_lift(spec)
         lift_spec = LIFTS[name]
         if path is None and lift_spec.default_path is not None:
             path = lift_spec.default_path()
-        if path is not None and not path.exists():
+        if path is not None and not lift_spec.path_is_spec and not path.exists():
             raise ValueError(f"`--lift {spec}`: {str(path)!r} does not exist; pass NAME=PATH with the lift's weights.")
-        lifts.append(lift_spec.factory(name, path))
+        lifts.append(lift_spec.factory(name, path, **parsed.get(name, {})))
     return lifts
 
 
@@ -331,12 +384,26 @@ class ComponentLift(Lift):
                 f"lift {self.name!r}: {str(self.path)!r} holds no {self.component} (no config.json in it or in "
                 f"its `{self.component}/` subfolder); pass the folder written by `save_pretrained`."
             )
-        new = type(current).from_pretrained(folder).to(device=current.device, dtype=current.dtype)
+        new = load_component_strict(type(current), folder, f"lift {self.name!r}")
+        new = new.to(device=current.device, dtype=current.dtype)
         _check_same_interface(self.name, self.component, current.config, new.config)
         pipe.register_modules(**{self.component: new.eval()})
 
     def describe(self) -> dict:
         return {**super().describe(), "component": self.component}
+
+
+def load_component_strict(cls, folder: Path, what: str):
+    """`cls.from_pretrained(folder)` that refuses weights with missing or unexpected keys (never a partial load)."""
+    model, info = cls.from_pretrained(folder, output_loading_info=True)
+    bad = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        detail = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:5]))}{' …' if len(v) > 5 else ''} ({len(v)})"
+                           for k, v in bad.items())
+        raise ValueError(f"{what}: the weights in {str(folder)!r} do not match {cls.__name__} ({detail}); "
+                         "pass a folder saved by `save_pretrained` from the same architecture.")
+    return model
 
 
 def _check_same_interface(lift: str, component: str, old, new) -> None:

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..pipeline import Lift, encode_prompts
+from ..pipeline import Lift, encode_prompts, run_pipeline
 from ..rewards import load_reward, parse_reward_options
 from ..stats import win_rate
 
@@ -59,7 +59,7 @@ class HeldOutEvaluator:
         embeds = encode_prompts(self.pipe, self.prompts, do_classifier_free_guidance=self.guidance_scale > 1,
                                 lifts=list(lifts))
         self.pipe.set_progress_bar_config(disable=True)
-        return self.pipe(**embeds.as_kwargs(), num_inference_steps=self.steps, generator=gens,
+        return run_pipeline(self.pipe, embeds, lifts, num_inference_steps=self.steps, generator=gens,
                          guidance_scale=self.guidance_scale, output_type="pt").images
 
     @torch.no_grad()

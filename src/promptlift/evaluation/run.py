@@ -28,7 +28,7 @@ __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
 
 WORLD_ATTRIBUTES = ("setting", "kind", "color", "count")
 # Settings that change the images or their scores: a run folder resumes only with the same values.
-_RUN_KEYS = ("model", "lift", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
+_RUN_KEYS = ("model", "lift", "lift_option", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
              "on_long_prompt", "prompts", "prompts_subset", "rewards", "reward_option", "judge_bundle")
 
 

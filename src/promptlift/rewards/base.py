@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..registry import check_registration
+from ..registry import check_registration, parse_named_options
 
 __all__ = [
     "REWARDS",
@@ -140,19 +140,9 @@ def load_reward(name: str, device: str | torch.device | None = None, **options) 
     return reward.to(device) if device is not None else reward
 
 
-_OPTION = re.compile(r"^([a-z0-9-]+)\.([a-z_][a-z0-9_]*)=(.*)$")
-
-
 def parse_reward_options(options: Sequence[str]) -> dict[str, dict]:
     """{reward: {key: value}} from "REWARD.KEY=VALUE" strings; "true"/"false" become booleans."""
-    parsed: dict[str, dict] = {}
-    for opt in options:
-        m = _OPTION.match(opt)
-        if not m:
-            raise ValueError(f"reward option {opt!r} must look like REWARD.KEY=VALUE, e.g. pickscore.paper_protocol=true.")
-        name, key, value = m.groups()
-        parsed.setdefault(name, {})[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return parsed
+    return parse_named_options(options, "reward option", "pickscore.paper_protocol=true")
 
 
 def clip_preprocess(images: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
