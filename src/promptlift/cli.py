@@ -232,10 +232,24 @@ def _sur_adapter_command() -> click.Command:
     return config_command("sur-adapter", SURAdapterConfig, _run_sur_adapter)
 
 
+def _run_textcraftor(cfg) -> None:
+    from .methods.textcraftor.trainer import train as train_tc
+
+    click.echo(f"TextCraftor run in {train_tc(cfg)} (tuned weights in best/ and final/)")
+
+
+def _textcraftor_command() -> click.Command:
+    from .methods.textcraftor.config import TextCraftorConfig
+
+    return config_command("textcraftor", TextCraftorConfig, _run_textcraftor)
+
+
 train.lazy.update({"quality-tuning": ("Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
                                       _quality_tuning_command),
                    "sur-adapter": ("SUR-adapter: adapter on the prompt embeddings, LLM-distilled, frozen diffusion model.",
-                                   _sur_adapter_command)})
+                                   _sur_adapter_command),
+                   "textcraftor": ("TextCraftor: reward fine-tuning of the text encoder through the last sampling steps.",
+                                   _textcraftor_command)})
 
 
 def _run_sur_triples(cfg) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -144,10 +144,12 @@ class PromptEmbeds:
     negative_prompt_embeds: torch.Tensor | None = None  # (B, L, D), present with CFG
     pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL only
     negative_pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL with CFG
+    negative_prompt: str | list[str] | None = field(default=None, metadata={"kwarg": False})  # the text, for lifts that re-encode
 
     def as_kwargs(self) -> dict[str, torch.Tensor]:
         """Keyword arguments for `pipe(...)`, leaving out what is absent."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.metadata.get("kwarg", True) and getattr(self, f.name) is not None}
 
 
 def encode_prompts(
@@ -173,12 +175,12 @@ def encode_prompts(
                 do_classifier_free_guidance=do_classifier_free_guidance,
                 negative_prompt=negative_prompt,
             )
-            embeds = PromptEmbeds(pe, npe, pooled, npooled)
+            embeds = PromptEmbeds(pe, npe, pooled, npooled, negative_prompt)
         else:
             pe, npe = pipe.encode_prompt(
                 prompts, device, 1, do_classifier_free_guidance, negative_prompt=negative_prompt
             )
-            embeds = PromptEmbeds(pe, npe)
+            embeds = PromptEmbeds(pe, npe, negative_prompt=negative_prompt)
         for lift in lifts:
             embeds = lift.edit_prompt_embeds(pipe, embeds, prompts)
     return embeds
@@ -311,7 +313,7 @@ def _register_method_lifts() -> None:
     """Import the methods, whose packages register their lifts (kept lazy: methods import this module)."""
     import importlib
 
-    for method in ("quality_tuning", "sur_adapter"):
+    for method in ("quality_tuning", "sur_adapter", "textcraftor"):
         importlib.import_module(f"promptlift.methods.{method}")
 
 

@@ -1,0 +1,178 @@
+"""The `textcraftor` lift: tuned text encoders with the paper's inference controls (arXiv 2403.18978, section 4).
+
+- Weight-space mixes of several tuned encoders, `--lift textcraftor=a:0.7,b:0.3` (`base` names the pipeline's
+  own encoder, so `base:0.5,a:0.5` is half-way in weight space); LoRA outputs mix through diffusers' adapters.
+- Embedding interpolation `alpha`: embeds = original + alpha x (tuned - original); 0 is the base model, 1 the
+  tuned one, values between blend the styles.
+- The hybrid schedule `switch_step`: the original encoder conditions the first N denoising steps, the tuned one
+  the rest (the paper: 10 of 25).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionXLPipeline
+
+from ...pipeline import Lift, PromptEmbeds, encode_prompts, load_component_strict
+
+__all__ = ["ENCODERS", "TextCraftorLift", "mix_encoders", "parse_mix", "swapped"]
+
+ENCODERS = ("text_encoder", "text_encoder_2")
+LORA_FILE = "pytorch_lora_weights.safetensors"
+INFO_FILE = "textcraftor.json"
+
+
+@contextlib.contextmanager
+def swapped(pipe, modules: dict[str, torch.nn.Module]):
+    """Temporarily set pipeline components (e.g. the original encoders, to encode as the base model does)."""
+    saved = {name: getattr(pipe, name) for name in modules}
+    try:
+        for name, module in modules.items():
+            setattr(pipe, name, module)
+        yield pipe
+    finally:
+        for name, module in saved.items():
+            setattr(pipe, name, module)
+
+
+def parse_mix(spec: str) -> list[tuple[str, float]]:
+    """"a:0.7,b:0.3" -> [("a", 0.7), ("b", 0.3)]; one PATH without a weight means weight 1. Weights sum to 1."""
+    parts = []
+    for item in str(spec).split(","):
+        path, sep, weight = item.strip().rpartition(":")
+        if not sep or not _is_number(weight):
+            path, weight = item.strip(), "1"
+        parts.append((path, float(weight)))
+    if not all(p for p, _ in parts):
+        raise ValueError(f"textcraftor mix {spec!r} has an empty entry; write PATH[:WEIGHT],PATH[:WEIGHT].")
+    total = sum(w for _, w in parts)
+    if abs(total - 1) > 1e-6:
+        raise ValueError(f"textcraftor mix {spec!r}: the weights sum to {total:g}, not 1; for a blend beyond the two "
+                         "encoders use `--lift_option textcraftor.alpha=...` instead.")
+    return parts
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def mix_encoders(originals: dict[str, torch.nn.Module], parts: list[tuple[str, float]]) -> dict[str, torch.nn.Module]:
+    """Weight-space mixes sum_i w_i * theta_i of full tuned encoders (`base` = the original) per encoder name.
+
+    Each tuned folder must hold the encoder's complete weights with the original's keys (loaded strictly).
+    """
+    mixed = {}
+    for name, original in originals.items():
+        tuned = []
+        for path, weight in parts:
+            if path == "base":
+                tuned.append((original.state_dict(), weight))
+                continue
+            folder = Path(path) / name
+            if (folder / "config.json").is_file():
+                tuned.append((load_component_strict(type(original), folder, f"textcraftor {path!r}").state_dict(), weight))
+            else:
+                tuned.append((original.state_dict(), weight))  # this run left that encoder as it was
+        state = {k: sum(w * sd[k].float() for sd, w in tuned).to(v.dtype) for k, v in original.state_dict().items()}
+        module = copy.deepcopy(original)
+        module.load_state_dict(state, strict=True)
+        mixed[name] = module.eval()
+    return mixed
+
+
+class TextCraftorLift(Lift):
+    """Apply TextCraftor-tuned encoders (full folders or LoRA, mixed by weight) with alpha and the hybrid schedule."""
+
+    def __init__(self, name: str, path: Path | str | None, alpha: float = 1.0, switch_step: int | None = None, *,
+                 originals: dict[str, torch.nn.Module] | None = None):
+        """PATH: a `promptlift train textcraftor` output (or best/, final/), or a mix "a:0.7,b:0.3".
+        `originals`: in memory, the untuned encoders (a trainer evaluating the encoders it is training)."""
+        super().__init__(name, Path(str(path)) if path is not None and originals is None else None)
+        self.alpha = float(alpha)
+        self.parts = parse_mix(str(path)) if originals is None else []
+        if originals is None and path is None:
+            raise ValueError(f"lift {name!r} needs weights: pass `--lift {name}=PATH` (a `promptlift train "
+                             "textcraftor` output) or a mix `--lift textcraftor=a:0.7,b:0.3`.")
+        for folder, _ in self.parts:
+            if folder != "base" and not _tuned_parts(Path(folder)):
+                raise ValueError(f"lift {name!r}: {folder!r} holds no tuned encoder (no text_encoder/ folder and no "
+                                 f"{LORA_FILE}); pass the output of `promptlift train textcraftor`.")
+        if switch_step is None:
+            info = next((Path(f) / INFO_FILE for f, _ in self.parts if (Path(f) / INFO_FILE).is_file()), None)
+            switch_step = json.loads(info.read_text()).get("switch_step", 0) if info else 0
+        self.switch_step = int(switch_step)
+        if self.switch_step < 0:
+            raise ValueError(f"`switch_step` must be >= 0, got {self.switch_step}.")
+        self.originals = originals or {}
+        self._later: dict[str, torch.Tensor] = {}
+
+    @property
+    def callback_tensor_inputs(self) -> tuple[str, ...]:
+        return tuple(self._later) if self.switch_step > 0 else ()
+
+    def apply(self, pipe) -> None:
+        names = [n for n in ENCODERS if getattr(pipe, n, None) is not None]
+        self.originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval() for n in names}
+        lora = [(f, w) for f, w in self.parts if f != "base" and (Path(f) / LORA_FILE).is_file()]
+        full = [(f, w) for f, w in self.parts if (f, w) not in lora]
+        if lora and full != [("base", w) for f, w in full]:
+            raise ValueError(f"lift {self.name!r}: cannot mix LoRA outputs with full encoder folders by weight; "
+                             "mix runs of one kind.")
+        if lora:
+            adapters = []
+            for i, (folder, _) in enumerate(lora):
+                adapters.append(f"textcraftor_{i}")
+                pipe.load_lora_weights(folder, adapter_name=adapters[-1])
+            pipe.set_adapters(adapters, adapter_weights=[w for _, w in lora])
+            return
+        for name, module in mix_encoders(self.originals, self.parts).items():
+            device, dtype = getattr(pipe, name).device, getattr(pipe, name).dtype
+            pipe.register_modules(**{name: module.to(device=device, dtype=dtype)})
+
+    def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
+        if self.alpha == 1 and self.switch_step == 0:
+            return embeds
+        with swapped(pipe, {n: m.to(pipe.device) for n, m in self.originals.items()}):
+            original = encode_prompts(pipe, prompts, negative_prompt=embeds.negative_prompt,
+                                      do_classifier_free_guidance=embeds.negative_prompt_embeds is not None)
+        tuned = PromptEmbeds(**{f: _lerp(getattr(original, f), getattr(embeds, f), self.alpha) for f in
+                                ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                                 "negative_pooled_prompt_embeds")}, negative_prompt=embeds.negative_prompt)
+        if self.switch_step == 0:
+            return tuned
+        # the pipeline stacks [negative; positive] when guiding; the callback hands the tuned ones over at the switch
+        self._later = {"prompt_embeds": _stacked(tuned.negative_prompt_embeds, tuned.prompt_embeds)}
+        if isinstance(pipe, StableDiffusionXLPipeline):
+            self._later["add_text_embeds"] = _stacked(tuned.negative_pooled_prompt_embeds, tuned.pooled_prompt_embeds)
+        return original
+
+    def on_step_end(self, pipe, step: int, timestep, tensors: dict) -> dict:
+        if step + 1 != self.switch_step:
+            return {}
+        return {k: v.to(tensors[k]) for k, v in self._later.items()}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "mix": self.parts, "alpha": self.alpha, "switch_step": self.switch_step}
+
+
+def _tuned_parts(folder: Path) -> bool:
+    return (folder / LORA_FILE).is_file() or any((folder / n / "config.json").is_file() for n in ENCODERS)
+
+
+def _lerp(a: torch.Tensor | None, b: torch.Tensor | None, alpha: float) -> torch.Tensor | None:
+    if a is None or b is None:
+        return b
+    return a + alpha * (b - a)
+
+
+def _stacked(negative: torch.Tensor | None, positive: torch.Tensor) -> torch.Tensor:
+    return positive if negative is None else torch.cat([negative, positive])
