@@ -22,14 +22,11 @@ class Conditioning:
     """The UNet's text conditioning for one sampling call: [unconditional; conditional] stacked when CFG is on."""
 
     hidden: torch.Tensor  # (B or 2B, L, D)
-    added: dict[str, torch.Tensor] | None = None  # SDXL: text_embeds (pooled) and time_ids
+    added: dict[str, torch.Tensor] | None = None  # SDXL: text_embeds (pooled) and time_ids, stacked the same way
 
 
-def _guided_noise(unet, latents, t, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
-    cfg = guidance_scale > 1
-    x = torch.cat([latents, latents]) if cfg else latents
-    pred = unet(x, t, encoder_hidden_states=cond.hidden, added_cond_kwargs=cond.added).sample
-    if not cfg:
+def _combine(pred: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    if guidance_scale <= 1:
         return pred
     uncond, text = pred.chunk(2)
     return uncond + guidance_scale * (text - uncond)
@@ -39,28 +36,33 @@ def sample_with_grad(unet, scheduler, latents: torch.Tensor, frozen: Conditionin
                      num_inference_steps: int, grad_steps: int, guidance_scale: float,
                      gradient_checkpointing: bool = True) -> torch.Tensor:
     """Denoise `latents` (already scaled by `init_noise_sigma`); returns the final latents, differentiable in
-    `trainable` (and in any trainable UNet weights) through the last `grad_steps` steps."""
+    `trainable` (and in any trainable UNet weights) through the last `grad_steps` steps.
+
+    With checkpointing, the unconditional and conditional UNet passes of a gradient step are separate checkpoints,
+    so the backward pass recomputes one batch of B at a time, not the CFG batch of 2B.
+    """
     if not 1 <= grad_steps <= num_inference_steps:
         raise ValueError(f"`grad_steps` must be in [1, num_inference_steps={num_inference_steps}], got {grad_steps}.")
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     first_grad = num_inference_steps - grad_steps
-    added_keys = sorted(trainable.added) if trainable.added else []
+    keys = sorted(trainable.added) if trainable.added else []
+    guided = guidance_scale > 1
 
-    def noise(x, t, hidden, *added):
-        cond = Conditioning(hidden, dict(zip(added_keys, added)) if added_keys else None)
-        return _guided_noise(unet, x, t, cond, guidance_scale)
+    def unet_pass(x, t, hidden, *added):
+        return unet(x, t, encoder_hidden_states=hidden, added_cond_kwargs=dict(zip(keys, added)) if keys else None).sample
 
     for i, t in enumerate(scheduler.timesteps):
         with_grad = i >= first_grad
         cond = trainable if with_grad else frozen
         x = scheduler.scale_model_input(latents, t)
-        added = [cond.added[k] for k in added_keys] if added_keys else []
+        added = [cond.added[k] for k in keys]
         with torch.set_grad_enabled(with_grad):
             if with_grad and gradient_checkpointing:
-                eps = checkpoint(noise, x, t, cond.hidden, *added, use_reentrant=False)
+                halves = zip(cond.hidden.chunk(2), *(a.chunk(2) for a in added)) if guided else [(cond.hidden, *added)]
+                pred = torch.cat([checkpoint(unet_pass, x, t, *h, use_reentrant=False) for h in halves])
             else:
-                eps = noise(x, t, cond.hidden, *added)
-            latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+                pred = unet_pass(torch.cat([x, x]) if guided else x, t, cond.hidden, *added)
+            latents = scheduler.step(_combine(pred, guidance_scale), t, latents, return_dict=False)[0]
     return latents
 
 

@@ -1,0 +1,135 @@
+"""TextCraftor memory and time: K-step truncated, checkpointed back-propagation vs the whole chain, against one
+plain training step (ratios).
+
+    .venv/bin/python benchmarks/textcraftor_memory.py [--steps 10 25 50] [--grad_steps 5] [--batch_size 8]
+
+Every configuration trains the embedded model's text encoder for one step with the world rewards:
+- plain: the denoising loss of one noisy latent through the UNet (what a plain fine-tuning step costs);
+- truncated: TextCraftor, T sampling steps, gradient through the last K, each UNet call checkpointed;
+- full: gradient through all T steps, nothing checkpointed.
+Peak memory is the step's peak above the memory held before it: on CUDA torch's peak allocation; on CPU the
+process's resident set sampled every millisecond (each configuration runs in a fresh child process, so one run's
+freed-but-kept memory never counts against the next). Goal: truncated peak flat in T and <= 1.5x plain.
+"""
+
+import argparse
+import multiprocessing as mp
+import os
+import threading
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakSampler:
+    """Highest resident set size seen while the block runs, sampled by a thread (CPU)."""
+
+    def __enter__(self):
+        self.base = self.peak = _rss()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def extra(self) -> int:
+        return self.peak - self.base
+
+
+def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: int, queue) -> None:
+    import torch
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from promptlift.methods.textcraftor.lift import swapped
+    from promptlift.methods.textcraftor.sampling import decode, sample_with_grad
+    from promptlift.methods.textcraftor.trainer import _conditioning
+    from promptlift.pipeline import encode_prompts, load_pipeline
+    from promptlift.rewards import load_reward
+    from promptlift.training.diffusion import diffusion_loss
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    pipe = load_pipeline(None, dtype="float32")
+    for m in (pipe.vae, pipe.unet):
+        m.requires_grad_(False)
+    original = {"text_encoder": __import__("copy").deepcopy(pipe.text_encoder).requires_grad_(False)}
+    rewards = [(1.0, load_reward("world-aesthetic-reward")), (0.01, load_reward("world-clip"))]
+    prompts = ["two red boats at sunset", "a white ball on the beach"] * (batch_size // 2)
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    shape = (batch_size, pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
+    cuda = pipe.device.type == "cuda"
+
+    def step():
+        if mode == "plain":
+            embeds = encode_prompts(pipe, prompts, do_classifier_free_guidance=False, grad=True).prompt_embeds
+            latents = torch.randn(shape, device=pipe.device)
+            loss = diffusion_loss(pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config), latents, embeds)
+        else:
+            with swapped(pipe, original):
+                frozen = _conditioning(pipe, encode_prompts(pipe, prompts), size)
+            trainable = _conditioning(pipe, encode_prompts(pipe, prompts, grad=True), size)
+            k = grad_steps if mode == "truncated" else steps
+            latents = sample_with_grad(pipe.unet, DDIMScheduler.from_config(pipe.scheduler.config),
+                                       torch.randn(shape, device=pipe.device), frozen, trainable, steps, k, 5.0,
+                                       gradient_checkpointing=mode == "truncated")
+            images = decode(pipe.vae, latents, gradient_checkpointing=mode == "truncated")
+            loss = -sum(w * r(images, prompts).mean() for w, r in rewards)
+        loss.backward()
+        pipe.text_encoder.zero_grad(set_to_none=True)
+
+    step()  # warm-up: allocator pools, kernels
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    t0 = time.perf_counter()
+    with PeakSampler() as sampler:
+        step()
+    seconds = time.perf_counter() - t0
+    extra = torch.cuda.max_memory_allocated() - before if cuda else sampler.extra
+    queue.put((extra, seconds))
+
+
+def run(mode: str, steps: int, args) -> tuple[int, float]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(mode, steps, args.grad_steps, args.batch_size, args.num_threads, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
+    parser.add_argument("--grad_steps", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_threads", type=int, default=2)
+    args = parser.parse_args()
+    plain_mem, plain_s = run("plain", 1, args)
+    print(f"plain training step: peak +{plain_mem / 2**20:.1f} MiB, {plain_s:.2f} s (batch {args.batch_size})")
+    print(f"{'T':>4} {'mode':>10} {'peak MiB':>9} {'x plain':>8} {'time s':>7} {'x plain':>8}")
+    for steps in args.steps:
+        for mode in ("truncated", "full"):
+            mem, sec = run(mode, steps, args)
+            print(f"{steps:>4} {mode:>10} {mem / 2**20:>9.1f} {mem / plain_mem:>8.2f} {sec:>7.2f} {sec / plain_s:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
