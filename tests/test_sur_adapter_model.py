@@ -79,9 +79,13 @@ def test_feature_kl_is_zero_on_agreement_and_ignores_padding():
     junk = x.clone()
     junk[:, 2:] = 100 * torch.randn(2, 2, 8)
     torch.testing.assert_close(feature_kl(x, pooled, mask), feature_kl(junk, pooled, mask))
-    total, parts = sur_objective(torch.tensor(0.3), x, pooled[:, 0], x, x, mask, llm_weight=1.0, complex_weight=0.0)
+    total, parts = sur_objective(torch.tensor(0.3), x, pooled[:, 0], feature_kl(x, x), mask, llm_weight=1.0,
+                                 complex_weight=0.0)
     torch.testing.assert_close(total, 0.3 + parts["kl_llm"])
-    assert parts["kl_complex"].abs() < 1e-6
+    assert parts["complex"].abs() < 1e-6
+    total, _ = sur_objective(torch.tensor(0.3), x, pooled[:, 0], torch.tensor(2.0), mask, llm_weight=0.0,
+                             complex_weight=0.5)
+    torch.testing.assert_close(total, torch.tensor(1.3))
 
 
 def test_lift_edits_conditional_embeddings_only_unless_asked(tmp_path, tiny_pipeline_dirs):

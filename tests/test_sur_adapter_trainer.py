@@ -81,6 +81,16 @@ def test_diffusion_gradient_reaches_the_adapter_and_nothing_else(tmp_path, tiny_
     assert seen["grad"] > 0 and seen["unet_grads"] == [] and seen["unet_same"]
 
 
+def test_unet_output_distillation_alone_trains_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--diffusion_weight", 0,
+                     "--llm_weight", 0, "--complex_weight", 1, "--complex_target", "unet", "--logging_steps", 1)
+    assert result.exit_code == 0, result.output
+    logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert logs and all(x["diffusion"] == 0 and x["complex"] > 0 for x in logs)
+    lift = SURAdapterLift("sur-adapter", tmp_path / "sur" / "final")
+    assert lift.adapter.out.weight.abs().sum() > 0
+
+
 def test_saved_adapter_reloads_to_identical_outputs(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
     result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference")
     assert result.exit_code == 0, result.output

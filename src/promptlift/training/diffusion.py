@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["diffusion_loss", "sdxl_time_ids", "latent_dist_params", "sample_latents"]
+__all__ = ["diffusion_loss", "noised", "sdxl_time_ids", "latent_dist_params", "sample_latents"]
 
 
 @torch.no_grad()
@@ -27,19 +27,11 @@ def sdxl_time_ids(height: int, width: int, batch: int, device=None, dtype=torch.
     return torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype, device=device).repeat(batch, 1)
 
 
-def diffusion_loss(
-    unet,
-    scheduler,
-    latents: torch.Tensor,
-    encoder_hidden_states: torch.Tensor,
-    generator: torch.Generator | None = None,
-    noise_offset: float = 0.0,
-    added_cond_kwargs: dict | None = None,
-) -> torch.Tensor:
-    """MSE between the UNet's prediction and its target (noise, or velocity for v-prediction) at random timesteps.
-
-    `noise_offset` adds a per-channel constant to the noise (Guttenberg 2023), as Emu's quality-tuning does.
-    """
+def noised(
+    scheduler, latents: torch.Tensor, generator: torch.Generator | None = None, noise_offset: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy latents, timesteps, target) at random timesteps: the target is the noise, or the velocity for
+    v-prediction. `noise_offset` adds a per-channel constant to the noise (Guttenberg 2023), as Emu does."""
     b = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator).to(latents)
     if noise_offset:
@@ -53,5 +45,19 @@ def diffusion_loss(
         target = scheduler.get_velocity(latents, noise, t)
     else:
         raise ValueError(f"prediction_type {kind!r} is not supported; use epsilon or v_prediction.")
+    return noisy, t, target
+
+
+def diffusion_loss(
+    unet,
+    scheduler,
+    latents: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    generator: torch.Generator | None = None,
+    noise_offset: float = 0.0,
+    added_cond_kwargs: dict | None = None,
+) -> torch.Tensor:
+    """MSE between the UNet's prediction and its target (noise, or velocity for v-prediction) at random timesteps."""
+    noisy, t, target = noised(scheduler, latents, generator, noise_offset)
     pred = unet(noisy, t, encoder_hidden_states, added_cond_kwargs=added_cond_kwargs).sample
     return F.mse_loss(pred.float(), target.float())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ...training import MethodTrainConfig
 
@@ -28,7 +29,9 @@ class SURAdapterConfig(MethodTrainConfig):
     llm_at_inference: bool = field(default=False, metadata={"help": "The adapter also reads the LLM features at inference (not in the paper)."})
     diffusion_weight: float = field(default=1.0, metadata={"help": "Weight of the diffusion loss (0 = ablation without it)."})
     llm_weight: float = field(default=1e-5, metadata={"help": "Weight of the LLM distillation KL (the paper's 1e-5; 0 = ablation)."})
-    complex_weight: float = field(default=1e-5, metadata={"help": "Weight of the complex-prompt distillation KL (the paper's 1e-5; 0 = ablation)."})
+    complex_weight: float = field(default=1e-5, metadata={"help": "Weight of the complex-prompt term (the paper's 1e-5; 0 = ablation)."})
+    complex_target: Literal["embedding", "unet"] = field(
+        default="embedding", metadata={"help": "Complex-prompt term: the paper's KL to the complex embedding, or MSE to the frozen UNet's prediction from it."})
     eval_prompts: str = field(default="narrative-val", metadata={"help": "Held-out prompts: a world set or a .jsonl file."})
 
     def __post_init__(self):

@@ -24,13 +24,14 @@ def feature_kl(student: torch.Tensor, teacher: torch.Tensor, padding_mask: torch
 
 
 def sur_objective(diffusion: torch.Tensor, transformer_out: torch.Tensor, llm_projected: torch.Tensor,
-                  adapted: torch.Tensor, complex_embeds: torch.Tensor, padding_mask: torch.Tensor | None,
-                  llm_weight: float = 1e-5, complex_weight: float = 1e-5) -> tuple[torch.Tensor, dict]:
-    """Diffusion MSE + llm_weight * KL(LLM -> transformer output) + complex_weight * KL(complex prompt -> output).
+                  complex_term: torch.Tensor, padding_mask: torch.Tensor | None, llm_weight: float = 1e-5,
+                  complex_weight: float = 1e-5) -> tuple[torch.Tensor, dict]:
+    """Diffusion MSE + llm_weight * KL(LLM -> transformer output) + complex_weight * the complex-prompt term.
 
-    The paper's weights are 1e-5 for both distillation terms (DESIGN.md section 1).
+    The paper's complex term is `feature_kl(adapted, complex_embeds)` and its weights are 1e-5 for both
+    distillation terms (DESIGN.md section 1); `complex_term` is computed by the caller so it may also be the
+    UNet-output distillation the trainer offers.
     """
     llm = feature_kl(transformer_out, llm_projected[:, None, :], padding_mask)
-    comp = feature_kl(adapted, complex_embeds, None)
-    total = diffusion + llm_weight * llm + complex_weight * comp
-    return total, {"diffusion": diffusion.detach(), "kl_llm": llm.detach(), "kl_complex": comp.detach()}
+    total = diffusion + llm_weight * llm + complex_weight * complex_term
+    return total, {"diffusion": diffusion.detach(), "kl_llm": llm.detach(), "complex": complex_term.detach()}

@@ -4,7 +4,10 @@
    the complex prompt, the simple prompt's padding mask, and the LLM teacher's pooled features (on disk too).
 2. Train the adapter on: the diffusion loss of the frozen UNet on the image conditioned on the *adapted* simple
    embedding (its gradient flows through the UNet into the adapter), + `llm_weight` x KL(LLM -> transformer
-   output) + `complex_weight` x KL(complex embedding -> adapted embedding).
+   output) + `complex_weight` x the complex-prompt term: the paper's KL(complex embedding -> adapted embedding),
+   or (`complex_target: unet`) the MSE between the frozen UNet's predictions from the adapted simple embedding
+   and from the complex prompt's embedding at the same noisy latents - a target that does not ask tokens at
+   different positions of two different prompts to match.
 3. Every `eval_steps`, generate held-out simple prompts with fixed seeds through the lift seam and judge them
    against the base model's images (semantic accuracy, aesthetic win rate); keep the best adapter in best/.
 """
@@ -15,6 +18,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
@@ -22,12 +26,12 @@ from ...data.records import iter_records
 from ...evaluation.heldout import HeldOutEvaluator
 from ...pipeline import encode_prompts, load_pipeline
 from ...training import epoch_indices, fit
-from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
+from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
 from ...utils import atomic_dir, atomic_write_json, images_to_tensor
 from .config import SURAdapterConfig
 from .lift import SURAdapterLift, padding_mask
 from .llm import LLMFeatures
-from .losses import sur_objective
+from .losses import feature_kl, sur_objective
 from .model import SURAdapter
 
 __all__ = ["build_cache", "save_adapter", "train"]
@@ -105,17 +109,23 @@ def train(cfg: SURAdapterConfig) -> Path:
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         llm_in = b["llm"] if cfg.llm_at_inference else None
         adapted, hidden = model(b["simple"], b["mask"], llm_in)
-        diffusion = torch.zeros((), device=device)
-        if cfg.diffusion_weight > 0:
-            added = None
-            if xl:
-                h, w = (s * pipe.vae_scale_factor for s in b["latents"].shape[-2:])
-                added = {"text_embeds": b["pooled"], "time_ids": sdxl_time_ids(h, w, len(adapted), device)}
-            diffusion = diffusion_loss(unet, scheduler, b["latents"], adapted,
-                                       torch.Generator().manual_seed(b["seed"]), 0.0, added)
+        added = None
+        if xl:
+            h, w = (s * pipe.vae_scale_factor for s in b["latents"].shape[-2:])
+            added = {"text_embeds": b["pooled"], "time_ids": sdxl_time_ids(h, w, len(adapted), device)}
+        noisy, t, target = noised(scheduler, b["latents"], torch.Generator().manual_seed(b["seed"]))
+        unet_complex = cfg.complex_target == "unet" and cfg.complex_weight > 0
+        pred = unet(noisy, t, adapted, added_cond_kwargs=added).sample if cfg.diffusion_weight > 0 or unet_complex else None
+        diffusion = F.mse_loss(pred.float(), target.float()) if cfg.diffusion_weight > 0 else torch.zeros((), device=device)
+        if unet_complex:  # what the frozen UNet does with the complex prompt, at the same noisy latents
+            with torch.no_grad():
+                teacher = unet(noisy, t, b["complex"], added_cond_kwargs=added).sample
+            complex_term = F.mse_loss(pred.float(), teacher.float())
+        else:
+            complex_term = feature_kl(adapted, b["complex"])
         projector = model.module if hasattr(model, "module") else model
-        total, logs = sur_objective(cfg.diffusion_weight * diffusion, hidden, projector.project_llm(b["llm"]), adapted,
-                                    b["complex"], b["mask"], cfg.llm_weight, cfg.complex_weight)
+        total, logs = sur_objective(cfg.diffusion_weight * diffusion, hidden, projector.project_llm(b["llm"]),
+                                    complex_term, b["mask"], cfg.llm_weight, cfg.complex_weight)
         logs["diffusion"] = diffusion.detach()
         return total, logs
 
