@@ -20,15 +20,17 @@ ATTRIBUTES = ("setting", "kind", "color", "count")
 
 
 def heldout_lines(source: str, n: int) -> list[dict]:
-    """The first `n` lines of a .jsonl prompt file, or of a world prompt set (a seed apart from the eval runs')."""
-    if source.endswith(".jsonl"):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"held-out prompt file {source!r} does not exist.")
-        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()][:n]
-    from ..world.dataset import iter_prompt_set
+    """The first `n` prompts of a world prompt set (a seed apart from the eval runs'), a registered prompt set
+    (e.g. partiprompts, from its cache or original address) or a .jsonl file of {"prompt", "expected"?}."""
+    from ..world.config import PROMPT_SETS as WORLD_SETS
 
-    return list(iter_prompt_set(source, n, seed=3))
+    if source in WORLD_SETS:
+        from ..world.dataset import iter_prompt_set
+
+        return list(iter_prompt_set(source, n, seed=3))
+    from .prompts import load_prompt_set
+
+    return load_prompt_set(source, num_prompts=n)
 
 
 class HeldOutEvaluator:
