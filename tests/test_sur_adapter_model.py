@@ -89,7 +89,8 @@ def test_feature_kl_is_zero_on_agreement_and_ignores_padding():
 
 
 def test_lift_edits_conditional_embeddings_only_unless_asked(tmp_path, tiny_pipeline_dirs):
-    from promptlift.methods.sur_adapter.lift import SURAdapterLift, padding_mask
+    from promptlift.methods.sur_adapter.lift import SURAdapterLift
+    from promptlift.pipeline import prompt_padding_mask as padding_mask
     from promptlift.pipeline import encode_prompts, load_pipeline
 
     pipe = load_pipeline(tiny_pipeline_dirs["sd1"])

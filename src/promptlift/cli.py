@@ -6,6 +6,7 @@ Each command's options are built from its config dataclass, so every option is d
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -110,6 +111,10 @@ def _run_generate(cfg) -> None:
     from .generation import generate
 
     paths = generate(cfg)
+    for path in paths:
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        if sidecar["prompt_used"] != sidecar["prompt"]:
+            click.echo(f"{path.name}: {sidecar['prompt']!r} -> {sidecar['prompt_used']!r}")
     click.echo(f"wrote {len(paths)} image(s) with JSON sidecars to {cfg.output_dir}")
 
 
@@ -148,8 +153,6 @@ def _generate_command() -> click.Command:
 
 
 def _run_eval(cfg) -> None:
-    import json
-
     from .evaluation.run import evaluate
 
     out = evaluate(cfg)
@@ -202,6 +205,27 @@ def _curate_command() -> click.Command:
     return config_command("curate", CurateConfig, _run_curate)
 
 
+def _run_refine(cfg) -> None:
+    from .methods.refiner.interactive import refine
+
+    def show(round_index: int, candidates: list[str]) -> None:
+        click.echo(f"round {round_index}:")
+        for i, c in enumerate(candidates, 1):
+            click.echo(f"  [{i}] {c}")
+
+    def ask(candidates: list[str]) -> int:
+        return click.prompt("pick", type=click.IntRange(1, len(candidates)), default=1) - 1
+
+    final = refine(cfg, show=show, ask=ask)
+    click.echo(f"refined: {final}")
+
+
+def _refine_command() -> click.Command:
+    from .methods.refiner.interactive import RefineConfig
+
+    return config_command("refine", RefineConfig, _run_refine, arguments=("prompt",))
+
+
 @cli.group("train", cls=LazyGroup)
 def train() -> None:
     """Train a method (each takes --config FILE.yaml and --key value overrides)."""
@@ -232,6 +256,18 @@ def _sur_adapter_command() -> click.Command:
     return config_command("sur-adapter", SURAdapterConfig, _run_sur_adapter)
 
 
+def _run_refiner(cfg) -> None:
+    from .methods.refiner.trainer import train as train_refiner
+
+    click.echo(f"refiner run in {train_refiner(cfg)} (best/ and final/)")
+
+
+def _refiner_command() -> click.Command:
+    from .methods.refiner.config import RefinerConfig
+
+    return config_command("refiner", RefinerConfig, _run_refiner)
+
+
 def _run_textcraftor(cfg) -> None:
     from .methods.textcraftor.trainer import train as train_tc
 
@@ -249,7 +285,9 @@ train.lazy.update({"quality-tuning": ("Emu quality-tuning: UNet SFT on a curated
                    "sur-adapter": ("SUR-adapter: adapter on the prompt embeddings, LLM-distilled, frozen diffusion model.",
                                    _sur_adapter_command),
                    "textcraftor": ("TextCraftor: reward fine-tuning of the text encoder through the last sampling steps.",
-                                   _textcraftor_command)})
+                                   _textcraftor_command),
+                   "refiner": ("Prompt refiner (UF-FGTG): encoder + domain adapter + decoder, coarse -> fine prompts.",
+                               _refiner_command)})
 
 
 def _run_sur_triples(cfg) -> None:
@@ -291,6 +329,8 @@ cli.lazy.update(
         "export": ("Lay out a run's images for GenEval or T2I-CompBench.", _export_command),
         "curate": ("Curate a few very aesthetic images from a large pool (Emu's funnel).", _curate_command),
         "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
+        "refine": ("Rewrite a plain prompt into model-preferred candidates (3 per round, pick one, extend).",
+                   _refine_command),
         "sur-triples": ("SUR-adapter triples from (image, complex prompt) pairs, with semantic correction.",
                         _sur_triples_command),
         "tiny-pipeline": (

@@ -72,9 +72,13 @@ class GenerateConfig(SamplingConfig):
     seed: int = field(default=0, metadata={"help": "Seed of the first image of each prompt; image k uses seed+k."})
     num_images_per_prompt: int = field(default=1, metadata={"help": "Images per prompt."})
     output_dir: Path = field(default=Path("outputs"), metadata={"help": "Folder for the PNGs and their JSON sidecars."})
+    refine: bool = field(default=False, metadata={"help": "Rewrite each prompt with the prompt refiner first (the bundle's, "
+                                                          "or `--lift refiner=PATH`); the refined prompt is printed and kept in the sidecar."})
 
     def __post_init__(self):
         super().__post_init__()
+        if self.refine and not any(spec.partition("=")[0].strip() == "refiner" for spec in self.lift):
+            self.lift = ["refiner", *self.lift]
         if not self.prompt:
             raise ValueError("no prompt given; pass at least one PROMPT.")
         if self.num_images_per_prompt < 1:
@@ -119,7 +123,7 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     pipe.set_progress_bar_config(disable=True)
 
     jobs = [(i, seed) for i in range(len(prompts)) for seed in image_seeds(cfg.seed, cfg.num_images_per_prompt)]
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option")}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine")}
     paths = []
     with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
         for batch in _batches(jobs, cfg.batch_size):

@@ -36,6 +36,7 @@ __all__ = [
     "load_pipeline",
     "parse_lift",
     "parse_lift_options",
+    "prompt_padding_mask",
     "register_lift",
     "run_pipeline",
 ]
@@ -186,6 +187,12 @@ def encode_prompts(
     return embeds
 
 
+def prompt_padding_mask(tokenizer, prompts: list[str], length: int) -> torch.Tensor:
+    """(B, length) bool, True at the padding after each prompt's tokens (start and end tokens included)."""
+    lengths = [min(len(ids), length) for ids in tokenizer(prompts, truncation=True, max_length=length).input_ids]
+    return torch.arange(length)[None, :] >= torch.tensor(lengths)[:, None]
+
+
 def run_pipeline(pipe: DiffusionPipeline, embeds: PromptEmbeds, lifts: Sequence[Lift] = (), **kwargs):
     """`pipe(**embeds, **kwargs)` with the step callbacks of the lifts that schedule their tensors."""
     scheduled = [lift for lift in lifts if lift.callback_tensor_inputs]
@@ -313,7 +320,7 @@ def _register_method_lifts() -> None:
     """Import the methods, whose packages register their lifts (kept lazy: methods import this module)."""
     import importlib
 
-    for method in ("quality_tuning", "sur_adapter", "textcraftor"):
+    for method in ("quality_tuning", "refiner", "sur_adapter", "textcraftor"):
         importlib.import_module(f"promptlift.methods.{method}")
 
 

@@ -58,7 +58,10 @@ class HeldOutEvaluator:
     @torch.no_grad()
     def images(self, lifts: Sequence[Lift]) -> torch.Tensor:
         gens = [torch.Generator().manual_seed(i) for i in range(len(self.prompts))]
-        embeds = encode_prompts(self.pipe, self.prompts, do_classifier_free_guidance=self.guidance_scale > 1,
+        prompts = self.prompts
+        for lift in lifts:  # a refiner rewrites; the judges still score against the user's prompt
+            prompts = lift.rewrite_prompts(prompts)
+        embeds = encode_prompts(self.pipe, prompts, do_classifier_free_guidance=self.guidance_scale > 1,
                                 lifts=list(lifts))
         self.pipe.set_progress_bar_config(disable=True)
         return run_pipeline(self.pipe, embeds, lifts, num_inference_steps=self.steps, generator=gens,

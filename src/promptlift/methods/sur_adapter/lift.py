@@ -7,16 +7,10 @@ from pathlib import Path
 
 import torch
 
-from ...pipeline import Lift, PromptEmbeds
+from ...pipeline import Lift, PromptEmbeds, prompt_padding_mask as padding_mask
 from .model import SURAdapter
 
-__all__ = ["SURAdapterLift", "padding_mask"]
-
-
-def padding_mask(tokenizer, prompts: list[str], length: int) -> torch.Tensor:
-    """(B, length) bool, True at the padding after each prompt's tokens (start and end tokens included)."""
-    lengths = [min(len(ids), length) for ids in tokenizer(prompts, truncation=True, max_length=length).input_ids]
-    return torch.arange(length)[None, :] >= torch.tensor(lengths)[:, None]
+__all__ = ["SURAdapterLift"]
 
 
 class SURAdapterLift(Lift):

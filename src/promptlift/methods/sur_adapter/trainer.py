@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 
 from ...data.records import iter_records
 from ...evaluation.heldout import HeldOutEvaluator
-from ...pipeline import encode_prompts, load_pipeline
+from ...pipeline import encode_prompts, load_pipeline, prompt_padding_mask
 from ...training import epoch_indices, fit
 from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
 from ...utils import atomic_dir, atomic_write_json, images_to_tensor
 from .config import SURAdapterConfig
-from .lift import SURAdapterLift, padding_mask
+from .lift import SURAdapterLift
 from .llm import LLMFeatures
 from .losses import feature_kl, sur_objective
 from .model import SURAdapter
@@ -64,7 +64,7 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
         if s.pooled_prompt_embeds is not None:
             parts["pooled"].append(s.pooled_prompt_embeds.cpu())
         parts["complex"].append(encode_prompts(pipe, complex_, do_classifier_free_guidance=False).prompt_embeds.cpu())
-        parts["mask"].append(padding_mask(pipe.tokenizer, simple, s.prompt_embeds.shape[1]))
+        parts["mask"].append(prompt_padding_mask(pipe.tokenizer, simple, s.prompt_embeds.shape[1]))
         parts["llm"].append(teacher(simple))
     return {k: torch.cat(v) for k, v in parts.items() if v}
 

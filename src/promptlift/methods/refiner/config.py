@@ -1,0 +1,54 @@
+"""Config of the prompt refiner (UF-FGTG, Hei et al. 2024, arXiv 2402.12760)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...training import MethodTrainConfig
+
+__all__ = ["RefinerConfig"]
+
+
+@dataclass
+class RefinerConfig(MethodTrainConfig):
+    """Train a coarse -> fine prompt refiner: the pipeline's (or another) text encoder, a domain adapter, an
+    adaptive feature extraction module and a T5-architecture decoder.
+
+    Loss weights (the paper gives the terms, not their weights): cross-entropy 1 (the task); feature alignment
+    1 (the adapted coarse features, mean-pooled, onto the fine prompt's); diffusion 1 when images are present
+    (what makes the adapted features work as `prompt_embeds`); diversity 0.1 (mode vectors kept apart, a
+    regulariser, not the goal) with the winner-take-all cross-entropy over modes doing most of the diversifying.
+    """
+
+    train_data: str = field(default="", metadata={"help": "Imagefolder of (coarse, fine[, image]) rows, or a prompt source whose fine prompts are coarsened."})
+    coarse_column: str | None = field(default="literal", metadata={"help": "Column of coarse prompts; none: coarsen `fine_column` into the 1-5/6-10/11-15-word buckets."})
+    fine_column: str = field(default="complex", metadata={"help": "Column of fine (model-preferred) prompts."})
+    summariser: str | None = field(default=None, metadata={"help": "Seq2seq model id or folder that writes the coarse prompts (else the rule-based coarsener)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N rows only."})
+    text_encoder: str = field(default="pipeline", metadata={"help": "'pipeline' (its own encoder and tokenizer) or a transformers encoder id/folder (text-only variant)."})
+    max_coarse_tokens: int = field(default=32, metadata={"help": "Token length of coarse prompts for a non-pipeline encoder."})
+    max_fine_tokens: int = field(default=77, metadata={"help": "Token length of fine prompts (the decoder's targets)."})
+    d_model: int = field(default=128, metadata={"help": "Decoder width."})
+    num_decoder_layers: int = field(default=3, metadata={"help": "Decoder layers."})
+    num_heads: int = field(default=4, metadata={"help": "Attention heads (adapter, modes, decoder)."})
+    num_modes: int = field(default=3, metadata={"help": "Modes of the adaptive feature extraction (candidates per round)."})
+    ce_weight: float = field(default=1.0, metadata={"help": "Weight of the decoder's cross-entropy (winner-take-all over modes)."})
+    mode_balance: float = field(default=0.1, metadata={"help": "Share of the mean cross-entropy over all modes (keeps every mode trained)."})
+    align_weight: float = field(default=1.0, metadata={"help": "Weight of the feature alignment (adapted coarse -> fine)."})
+    diffusion_weight: float = field(default=1.0, metadata={"help": "Weight of the frozen UNet's diffusion loss on the fine image (rows with images)."})
+    diversity_weight: float = field(default=0.1, metadata={"help": "Weight of the mode vectors' mean pairwise cosine."})
+    eval_max_new_tokens: int = field(default=30, metadata={"help": "One-shot refinement length of the held-out evaluation."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.train_data:
+            raise ValueError("`train_data` is empty; pass an imagefolder of pairs/triples or a prompt source.")
+        for name in ("ce_weight", "align_weight", "diffusion_weight", "diversity_weight", "mode_balance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.ce_weight == 0:
+            raise ValueError("`ce_weight` is 0: the decoder would never learn to write prompts.")
+        if self.num_modes < 1:
+            raise ValueError(f"`num_modes` must be >= 1, got {self.num_modes}.")
+        if self.text_encoder != "pipeline" and self.diffusion_weight > 0:
+            self.diffusion_weight = 0.0  # another encoder's features cannot condition the UNet

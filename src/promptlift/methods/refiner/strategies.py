@@ -1,0 +1,122 @@
+"""The refiner's inference strategies (UF-FGTG, section 3.4) and its lift.
+
+(a) iterative: each round offers `n` candidates (one per mode of the adaptive feature extraction), each extending
+    the fine prompt so far by `new_tokens` tokens sampled with top-p 0.95 and top-k 50; the user (or a reward on
+    quick previews) picks one and the next round extends it;
+(b) one-shot: up to 20 or 50 new tokens at once;
+(c) plug-and-play: the adapted coarse features used directly as `prompt_embeds` (no text is written).
+Every refined prompt fits the pipeline's text encoder: generation stops at its token budget.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...pipeline import Lift, PromptEmbeds
+from .features import TextFeatures
+from .model import PromptRefiner
+
+__all__ = ["Refiner", "RefinerLift"]
+
+
+class Refiner:
+    """A trained `PromptRefiner` with the text features it reads and the pipeline whose token budget it keeps."""
+
+    def __init__(self, model: PromptRefiner, features: TextFeatures, pipe=None):
+        self.model, self.features, self.pipe = model.eval(), features, pipe
+        self.budget_tokenizer = pipe.tokenizer if pipe is not None else features.tokenizer
+
+    @classmethod
+    def load(cls, path: str | Path, pipe=None) -> "Refiner":
+        """From a `promptlift train refiner` folder; `pipe` is needed when it reads the pipeline's encoder."""
+        model = PromptRefiner.from_pretrained(path)
+        encoder = model.extra.get("text_encoder", "pipeline")
+        if encoder == "pipeline" and pipe is None:
+            raise ValueError(f"refiner {str(path)!r} reads the pipeline's text encoder; load it with a pipeline "
+                             "(pass `--model`).")
+        features = TextFeatures(pipe, encoder, model.extra.get("max_coarse_tokens", 32))
+        return cls(model, features, pipe)
+
+    def _adapted(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, mask = self.features(prompts)
+        self.model.to(x.device)
+        with torch.no_grad():
+            return self.model.adapt(x, mask), mask
+
+    def budget_left(self, text: str) -> int:
+        """Tokens still free in the pipeline's text encoder after `text` (start and end tokens counted)."""
+        used = len(self.budget_tokenizer(text, add_special_tokens=True, truncation=False).input_ids) if text else 2
+        return self.budget_tokenizer.model_max_length - used
+
+    def _write(self, prompt: str, prefix: str, mode: int, max_new_tokens: int, sample: bool, seed: int,
+               top_p: float = 0.95, top_k: int = 50) -> str:
+        budget = min(max_new_tokens, self.budget_left(prefix))
+        if budget <= 0:
+            return prefix
+        adapted, mask = self._adapted([prompt])
+        ids = self.features.tokenizer(prefix, add_special_tokens=False).input_ids if prefix else []
+        start = torch.tensor([[self.model.config["bos_token_id"], *ids]], device=adapted.device)
+        kwargs = dict(do_sample=True, top_p=top_p, top_k=top_k) if sample else dict(do_sample=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = self.model.generate(adapted, mask, mode % self.model.num_modes, start, max_new_tokens=budget, **kwargs)
+        text = self.features.tokenizer.decode(out[0, 1:], skip_special_tokens=True).strip()
+        while text and self.budget_left(text) < 0:  # another tokenizer than the pipeline's may count more
+            text = text.rsplit(" ", 1)[0] if " " in text else ""
+        return text
+
+    def candidates(self, prompt: str, prefix: str = "", n: int = 3, new_tokens: int = 6, seed: int = 0,
+                   top_p: float = 0.95, top_k: int = 50) -> list[str]:
+        """(a) One round: `n` continuations of `prefix` (the fine prompt so far), one per mode, sampled."""
+        return [self._write(prompt, prefix, i, new_tokens, True, seed + i, top_p, top_k) for i in range(n)]
+
+    def one_shot(self, prompts: list[str], max_new_tokens: int = 20, mode: int = 0, sample: bool = False,
+                 seed: int = 0) -> list[str]:
+        """(b) A whole refined prompt per input, up to `max_new_tokens` tokens (greedy unless `sample`)."""
+        return [self._write(p, "", mode, max_new_tokens, sample, seed + i) for i, p in enumerate(prompts)]
+
+    def embeds(self, prompts: list[str]) -> torch.Tensor:
+        """(c) The adapted coarse features, as `prompt_embeds` (the pipeline's encoder only)."""
+        if self.features.model is not None:
+            raise ValueError("plug-and-play needs a refiner trained on the pipeline's own text encoder.")
+        return self._adapted(prompts)[0]
+
+
+class RefinerLift(Lift):
+    """`--lift refiner[=PATH]`: rewrite prompts one-shot (default) or condition on the adapted features."""
+
+    def __init__(self, name: str, path: Path | None, strategy: str = "one-shot", max_new_tokens: int = 20,
+                 mode: int = 0, sample: bool = False, seed: int = 0, *, refiner: Refiner | None = None):
+        if strategy not in ("one-shot", "embeds"):
+            raise ValueError(f"refiner strategy {strategy!r} must be 'one-shot' or 'embeds' (the iterative one is "
+                             "`promptlift refine`).")
+        if refiner is None and (path is None or not Path(path).is_dir()):
+            raise ValueError(f"lift {name!r} needs a refiner folder: pass `--lift {name}=PATH` (a `promptlift train "
+                             "refiner` output).")
+        super().__init__(name, Path(path) if path is not None else None)
+        self.strategy, self.max_new_tokens, self.mode = strategy, int(max_new_tokens), int(mode)
+        self.sample, self.seed, self.refiner = bool(sample), int(seed), refiner
+        self.last_rewrites: list[tuple[str, str]] = []
+
+    def apply(self, pipe) -> None:
+        if self.refiner is None:
+            self.refiner = Refiner.load(self.path, pipe)
+
+    def rewrite_prompts(self, prompts: list[str]) -> list[str]:
+        if self.strategy != "one-shot":
+            return prompts
+        refined = self.refiner.one_shot(prompts, self.max_new_tokens, self.mode, self.sample, self.seed)
+        refined = [r or p for r, p in zip(refined, prompts)]  # an empty rewrite keeps the user's prompt
+        self.last_rewrites = list(zip(prompts, refined))
+        return refined
+
+    def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
+        if self.strategy == "embeds":
+            embeds.prompt_embeds = self.refiner.embeds(prompts).to(embeds.prompt_embeds)
+        return embeds
+
+    def describe(self) -> dict:
+        return {**super().describe(), "strategy": self.strategy, "max_new_tokens": self.max_new_tokens,
+                "mode": self.mode, "sample": self.sample, "seed": self.seed}

@@ -1,0 +1,185 @@
+"""Train the prompt refiner (UF-FGTG, Hei et al. 2024, arXiv 2402.12760) on the shared training base.
+
+1. Rows: (coarse, fine[, image]) from an imagefolder (the world: literal -> complex, with the render), or fine
+   prompts coarsened into the 1-5 / 6-10 / 11-15-word buckets (real prompts, text only).
+2. Cache the frozen text encoder's features of the coarse prompts, the fine prompts' pooled features and token
+   ids, and the images' VAE posteriors.
+3. Loss = ce_weight x winner-take-all cross-entropy of the fine prompt over the modes (+ mode_balance x their
+   mean) + align_weight x MSE(pooled adapted coarse, pooled fine) + diffusion_weight x the frozen UNet's
+   denoising loss on the fine image conditioned on the adapted features + diversity_weight x the mean pairwise
+   cosine of the mode vectors.
+4. Every `eval_steps`: with a pipeline encoder, held-out prompts rewritten one-shot and judged against the raw
+   prompts (win rate, semantic accuracy); otherwise held-out cross-entropy. Best refiner in best/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from tqdm.auto import tqdm
+
+from ...data.prompts import read_prompts
+from ...data.records import iter_records
+from ...evaluation.heldout import HeldOutEvaluator
+from ...pipeline import load_pipeline
+from ...training import epoch_indices, fit
+from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
+from ...utils import atomic_write_json, images_to_tensor
+from .config import RefinerConfig
+from .data import Summariser, coarse_pairs
+from .features import TextFeatures
+from .model import PromptRefiner
+from .strategies import Refiner, RefinerLift
+
+__all__ = ["load_rows", "train"]
+
+
+def load_rows(cfg: RefinerConfig) -> list[dict]:
+    """[{"coarse", "fine", "image"?}] from `train_data`."""
+    rows = []
+    path = Path(cfg.train_data).expanduser()
+    if cfg.coarse_column and (path / "metadata.jsonl").is_file():
+        for rec in iter_records(path):
+            if cfg.max_train_samples is not None and len(rows) >= cfg.max_train_samples:
+                break
+            missing = [c for c in (cfg.coarse_column, cfg.fine_column) if not rec.meta.get(c)]
+            if missing:
+                raise ValueError(f"row {rec.key!r} has no {missing}; columns present: {sorted(rec.meta)}. Set "
+                                 "`coarse_column` / `fine_column`.")
+            rows.append({"coarse": rec.meta[cfg.coarse_column], "fine": rec.meta[cfg.fine_column], "image": rec.image})
+    elif cfg.coarse_column:
+        raise ValueError(f"`train_data` {cfg.train_data!r} is no imagefolder with metadata.jsonl; pass one with the "
+                         "coarse and fine columns, or set `coarse_column: null` to coarsen fine prompts.")
+    else:
+        fine = read_prompts(cfg.train_data, cfg.fine_column, limit=cfg.max_train_samples)
+        summariser = Summariser(cfg.summariser) if cfg.summariser else None
+        rows = [{"coarse": c, "fine": f, "image": None} for c, f in coarse_pairs(fine, summariser)]
+    if not rows:
+        raise ValueError(f"`train_data` {cfg.train_data!r} gave no (coarse, fine) pairs.")
+    return rows
+
+
+@torch.no_grad()
+def build_cache(rows: list[dict], features: TextFeatures, cfg: RefinerConfig, vae=None, batch_size: int = 64) -> dict:
+    """Stacked coarse features, masks, fine labels and pooled fine features (+ VAE posteriors)."""
+    parts: dict[str, list] = {k: [] for k in ("x", "mask", "labels", "fine_pooled", "params", "pooled")}
+    for start in tqdm(range(0, len(rows), batch_size), desc="cache", unit="batch"):
+        batch = rows[start : start + batch_size]
+        x, mask, pooled = features.encode([r["coarse"] for r in batch])
+        parts["x"].append(x.half().cpu())
+        if pooled is not None:
+            parts["pooled"].append(pooled.cpu())
+        parts["mask"].append(mask.cpu())
+        fine, fine_mask = features([r["fine"] for r in batch])
+        parts["fine_pooled"].append(_pooled(fine, fine_mask).cpu())
+        parts["labels"].append(features.fine_labels([r["fine"] for r in batch], cfg.max_fine_tokens))
+        if vae is not None and all(r["image"] is not None for r in batch):
+            parts["params"].append(latent_dist_params(vae, images_to_tensor([r["image"] for r in batch]).to(vae.device)).cpu())
+    width = max(t.shape[1] for t in parts["labels"])
+    parts["labels"] = [F.pad(t, (0, width - t.shape[1]), value=-100) for t in parts["labels"]]
+    if len(parts["params"]) != len(parts["x"]):
+        parts["params"] = []  # images only where every row has one
+    return {k: torch.cat(v) for k, v in parts.items() if v}
+
+
+def _pooled(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    real = (~padding_mask).unsqueeze(-1).to(x.dtype)
+    return (x * real).sum(1) / real.sum(1).clamp_min(1)
+
+
+def train(cfg: RefinerConfig) -> Path:
+    """Train a refiner on `train_data`; returns the output folder (refiner in best/ and final/)."""
+    rows = load_rows(cfg)
+    held_rows = []
+    if cfg.text_encoder != "pipeline":  # text only: the last 64 pairs are held out for the cross-entropy check
+        if len(rows) < 128:
+            raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
+        held_rows, rows = rows[-64:], rows[:-64]
+    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
+    for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
+        if getattr(pipe, name, None) is not None:
+            getattr(pipe, name).requires_grad_(False)
+    features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
+    cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
+    model = PromptRefiner(features.dim, len(features.tokenizer), **features.special_ids, d_model=cfg.d_model,
+                          num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads, num_modes=cfg.num_modes)
+    extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
+             "base": cfg.pretrained_model_name_or_path}
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    n, use_images = len(cache["x"]), "params" in cache and cfg.diffusion_weight > 0
+    gen = torch.Generator()
+
+    def batch_fn(i: int) -> dict:
+        idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
+        batch = {k: cache[k][idx] for k in ("x", "mask", "labels", "fine_pooled")}
+        batch["x"] = batch["x"].float()
+        width = int((batch["labels"] != -100).sum(1).max())
+        batch["labels"] = batch["labels"][:, :width].contiguous()
+        if use_images:
+            gen.manual_seed(cfg.seed * 1_000_003 + i)
+            batch["latents"] = sample_latents(cache["params"][idx], pipe.vae.config.scaling_factor, gen)
+            if "pooled" in cache:
+                batch["pooled"] = cache["pooled"][idx]
+        batch["seed"] = cfg.seed * 7919 + i
+        return batch
+
+    def loss_fn(m, batch):
+        device = next(m.parameters()).device
+        b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        adapted = m.adapt(b["x"], b["mask"])
+        ce = torch.stack([m.token_losses(adapted, b["mask"], b["labels"], k) for k in range(m.num_modes)], 1)
+        wta = ce.min(1).values.mean() + cfg.mode_balance * ce.mean()
+        align = F.mse_loss(_pooled(adapted, b["mask"]), b["fine_pooled"])
+        modes = F.normalize(m.mode_vectors(adapted, b["mask"]), dim=-1)
+        sims = modes @ modes.transpose(1, 2)
+        k = m.num_modes
+        diversity = (sims.sum((1, 2)) - k).mean() / max(k * (k - 1), 1)
+        diffusion = torch.zeros((), device=device)
+        if use_images:
+            added = None
+            if "pooled" in b:  # SDXL: the coarse prompt's pooled embedding and size conditioning
+                h, w = (s * pipe.vae_scale_factor for s in b["latents"].shape[-2:])
+                added = {"text_embeds": b["pooled"], "time_ids": sdxl_time_ids(h, w, len(adapted), device)}
+            diffusion = diffusion_loss(pipe.unet, scheduler, b["latents"], adapted,
+                                       torch.Generator().manual_seed(b["seed"]), 0.0, added)
+        total = (cfg.ce_weight * wta + cfg.align_weight * align + cfg.diffusion_weight * diffusion
+                 + cfg.diversity_weight * diversity)
+        return total, {"ce": wta.detach(), "align": align.detach(), "diffusion": diffusion.detach(),
+                       "diversity": diversity.detach()}
+
+    out = Path(cfg.output_dir)
+    best_file = out / "best" / "eval.json"
+    state = {"best": json.loads(best_file.read_text())["score"] if best_file.is_file() else None, "history": []}
+    evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
+    held_out = build_cache(held_rows, features, cfg) if held_rows else None
+
+    def eval_fn(m, step):
+        if evaluator is not None:
+            lift = RefinerLift("refiner", None, max_new_tokens=cfg.eval_max_new_tokens, refiner=Refiner(m, features, pipe))
+            metrics = evaluator([lift])
+            metrics["samples"] = [f"{a} -> {b}" for a, b in lift.last_rewrites[:4]]
+            kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
+            score = metrics["win_rate_vs_base"] if kept else -1.0
+        else:
+            labels = held_out["labels"]
+            adapted = m.adapt(held_out["x"].float(), held_out["mask"])
+            ce = torch.stack([m.token_losses(adapted, held_out["mask"], labels, k) for k in range(m.num_modes)], 1)
+            metrics = {"heldout_ce": float(ce.min(1).values.mean())}
+            refiner = Refiner(m, features, pipe)
+            metrics["samples"] = [f"{r['coarse']} -> {refiner.one_shot([r['coarse']])[0]}" for r in held_rows[:4]]
+            score = -metrics["heldout_ce"]
+        state["history"].append({"step": step, **metrics})
+        if state["best"] is None or score > state["best"]:
+            state["best"] = score
+            m.save_pretrained(out / "best", {**extra, "step": step})
+            atomic_write_json(best_file, {"step": step, "score": score, **metrics})
+        return metrics
+
+    result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")
+    result.model.eval().save_pretrained(out / "final", extra)
+    atomic_write_json(out / "eval_history.json", state["history"])
+    return out

@@ -1,0 +1,142 @@
+"""Prompt refiner: coarsening buckets, training on every architecture (all four losses), the three inference
+strategies within the token budget, the text-only variant, `refine` and `generate --refine`."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from promptlift.cli import cli
+from promptlift.methods.refiner.config import RefinerConfig
+from promptlift.methods.refiner.data import BUCKETS, coarse_pairs, coarsen
+from promptlift.methods.refiner.strategies import Refiner
+from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
+
+REAL_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "prompt_pairs_and_collections" / "imagereward_refl_data.json"
+
+
+def run_refiner(model, data, out, bundle, *extra):
+    args = ["train", "refiner", "--pretrained_model_name_or_path", model, "--train_data", data, "--output_dir", out,
+            "--max_train_steps", 4, "--train_batch_size", 3, "--eval_steps", 2, "--checkpointing_steps", 2,
+            "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--eval_max_new_tokens", 5, "--d_model", 32,
+            "--num_decoder_layers", 1, "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,
+            "--learning_rate", 1e-3, "--lr_warmup_steps", 1, "--logging_steps", 1, *extra]
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_coarsen_keeps_the_leading_phrases_within_each_bucket():
+    fine = "two red boats, sunset, warm evening sky, soft lighting, highly detailed, harmonious colors"
+    assert coarsen(fine, (1, 5)) == "two red boats, sunset"
+    assert coarsen(fine, (6, 10)) == "two red boats, sunset, warm evening sky, soft lighting"
+    long = "a very long first phrase that goes on and on for many many words indeed"
+    assert coarsen(long, (1, 5)) == "a very long first phrase"
+    pairs = coarse_pairs([fine, "a cat"])
+    assert all(c != f for c, f in pairs) and len(pairs) == len(set(pairs))
+
+
+@pytest.mark.skipif(not REAL_PROMPTS.is_file(), reason="../shared/benchmarks is not beside the project")
+def test_coarsen_real_prompts_into_the_paper_buckets():
+    fine = [row["text"] for row in json.loads(REAL_PROMPTS.read_text())[:300]]
+    for lo, hi in BUCKETS:
+        coarse = [coarsen(f, (lo, hi)) for f in fine]
+        counts = [len(c.replace(",", " ").split()) for c in coarse if c]
+        assert counts and max(counts) <= hi
+        long_enough = [n for f, n in zip(fine, counts) if len(f.split()) >= hi]
+        assert sum(n >= lo for n in long_enough) >= 0.9 * len(long_enough)
+
+
+@pytest.fixture(scope="module")
+def sd1_refiner(tmp_path_factory, tiny_pipeline_dirs, tiny_bundle_dir, world_set):
+    out = tmp_path_factory.mktemp("refiner") / "run"
+    result = run_refiner(tiny_pipeline_dirs["sd1"], world_set, out, tiny_bundle_dir)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_all_four_losses_train_and_the_unet_stays_frozen(sd1_refiner, tiny_pipeline_dirs):
+    logs = [json.loads(x) for x in (sd1_refiner / "logs.jsonl").read_text().splitlines()]
+    steps = [x for x in logs if "loss" in x]
+    assert steps and all(x["diffusion"] > 0 and x["ce"] > 0 and x["align"] >= 0 for x in steps)
+    evals = [x["eval"] for x in logs if "eval" in x]
+    assert evals and "win_rate_vs_base" in evals[-1] and evals[-1]["samples"]
+    refiner = Refiner.load(sd1_refiner / "final", load_pipeline(tiny_pipeline_dirs["sd1"]))
+    assert refiner.model.adapter_out.weight.abs().sum() > 0, "the zero-initialised adapter output was trained"
+
+
+@pytest.mark.parametrize("arch", ["sd2", "sdxl"])
+def test_sd2_and_sdxl_train(tmp_path, arch, tiny_pipeline_dirs, tiny_bundle_dir, world_set):
+    result = run_refiner(tiny_pipeline_dirs[arch], world_set, tmp_path / "run", tiny_bundle_dir)
+    assert result.exit_code == 0, result.output
+    refiner = Refiner.load(tmp_path / "run" / "final", load_pipeline(tiny_pipeline_dirs[arch]))
+    assert len(refiner.candidates("two red boats at sunset", n=3)) == 3
+
+
+def test_strategies_respect_the_token_budget(sd1_refiner, tiny_pipeline_dirs):
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    refiner = Refiner.load(sd1_refiner / "final", pipe)
+    limit = pipe.tokenizer.model_max_length
+    first = refiner.candidates("two red boats at sunset", n=3, new_tokens=6, seed=1)
+    assert len(first) == 3 and all(isinstance(c, str) for c in first)  # (diversity is measured in-world)
+    for c in first:
+        assert len(refiner.features.tokenizer(c, add_special_tokens=False).input_ids) <= 6
+    extended = refiner.candidates("two red boats at sunset", prefix="two red boats", n=3, seed=2)
+    assert all(c.startswith("two red boats") for c in extended)
+    spent = "x " * limit
+    assert refiner.candidates("two red boats at sunset", prefix=spent, n=1) == [spent], "no budget left: unchanged"
+    for text in refiner.one_shot(["a white ball on the beach"], max_new_tokens=500, sample=True):
+        assert len(pipe.tokenizer(text).input_ids) <= limit
+    lifts = load_lifts([f"refiner={sd1_refiner / 'final'}"], ["refiner.strategy=embeds"])
+    lifted = load_pipeline(tiny_pipeline_dirs["sd1"], lifts=lifts)
+    a = encode_prompts(lifted, ["two red boats at sunset"], lifts=lifts).prompt_embeds
+    b = encode_prompts(pipe, ["two red boats at sunset"]).prompt_embeds
+    assert a.shape == b.shape and not torch.allclose(a, b)
+
+
+def test_refine_and_generate_show_the_refined_prompt(tmp_path, sd1_refiner, tiny_pipeline_dirs):
+    model, refiner = str(tiny_pipeline_dirs["sd1"]), str(sd1_refiner / "final")
+    result = CliRunner().invoke(cli, ["refine", "two red boats at sunset", "--refiner", refiner, "--model", model,
+                                      "--rounds", 2, "--pick", "first"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("[1]") == 2 and "refined:" in result.output
+    result = CliRunner().invoke(cli, ["refine", "two red boats at sunset", "--refiner", refiner, "--model", model,
+                                      "--rounds", 1], input="2\n", catch_exceptions=False)
+    assert result.exit_code == 0 and "pick" in result.output
+    out = tmp_path / "gen"
+    result = CliRunner().invoke(cli, ["generate", "two red boats at sunset", "--model", model, "--refine",
+                                      "--lift", f"refiner={refiner}", "--num_inference_steps", 2, "--output_dir", out],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(next(out.glob("*.json")).read_text())
+    assert sidecar["prompt"] == "two red boats at sunset" and sidecar["lifts"][0]["name"] == "refiner"
+    if sidecar["prompt_used"] != sidecar["prompt"]:
+        assert repr(sidecar["prompt_used"]) in result.output
+
+
+def test_text_only_variant_on_another_encoder(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
+    from promptlift.methods.sur_adapter.llm import default_teacher
+
+    fine = [f"{c} {k}, {s}, highly detailed, soft lighting, sharp focus, warm colors, trending on artstation" for c in ("red", "blue", "green", "white")
+            for k in ("boat", "ball", "tree", "house", "flower") for s in ("sunset", "at night", "on the beach")]
+    (tmp_path / "fine.txt").write_text("\n".join(fine * 3))
+    result = run_refiner(tiny_pipeline_dirs["sd1"], tmp_path / "fine.txt", tmp_path / "run", tiny_bundle_dir,
+                         "--coarse_column", "", "--text_encoder", default_teacher(), "--fine_column", "prompt")
+    assert result.exit_code == 0, result.output
+    evals = [json.loads(x)["eval"] for x in (tmp_path / "run" / "logs.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert "heldout_ce" in evals[-1] and len(evals[-1]["samples"]) == 4
+    refiner = Refiner.load(tmp_path / "run" / "final")
+    assert isinstance(refiner.one_shot(["red boat"], max_new_tokens=5)[0], str)
+    with pytest.raises(ValueError, match="plug-and-play"):
+        refiner.embeds(["red boat"])
+
+
+def test_bad_config_is_named(tmp_path):
+    with pytest.raises(ValueError, match="train_data"):
+        RefinerConfig()
+    with pytest.raises(ValueError, match="ce_weight"):
+        RefinerConfig(train_data="x", ce_weight=0)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_lifts([f"refiner={tmp_path / 'nope'}"])
+    with pytest.raises(ValueError, match="holds no refiner"):
+        load_pipeline(None, lifts=load_lifts([f"refiner={tmp_path}"]))
