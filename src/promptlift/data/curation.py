@@ -7,8 +7,8 @@
    and taken greedily, skipping near-duplicates of images already kept and classes over their quota,
    until `num_keep`.
 3. Write: the curated imagefolder, decisions.jsonl (every image, kept or dropped and why) and report.html.
-The input is streamed (read and decoded by a thread ahead of the scoring models): only scores and 16x16
-thumbnails (for de-duplication) are held in memory.
+The input is streamed (optionally read and decoded by a thread ahead of the scoring models): only scores and
+16x16 thumbnails (for de-duplication) are held in memory.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class CurateConfig:
     text_filter: bool = field(default=False, metadata={"help": "Drop images with text in them (needs pytesseract and tesseract)."})
     reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
     batch_size: int = field(default=64, metadata={"help": "Images per scoring forward pass."})
+    read_ahead: bool = field(default=False, metadata={"help": "Read and decode images in a thread ahead of scoring (helps when "
+                                                              "the scoring runs on a GPU; on a CPU the thread competes with it)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
     report_images: int = field(default=64, metadata={"help": "Kept images shown in the report's contact sheet."})
 
@@ -74,11 +76,13 @@ class CurateConfig:
 # 1. Score
 
 
-def _thumbnail(image) -> np.ndarray:
-    """A unit-norm 16x16 grey thumbnail, mean removed: near-duplicates have cosine close to 1."""
-    v = np.asarray(image.convert("L").resize((16, 16)), dtype=np.float32).ravel()
-    v = v - v.mean()
-    return (v / (np.linalg.norm(v) + 1e-6)).astype(np.float16)
+def _thumbnails(x: torch.Tensor) -> np.ndarray:
+    """(B, 256) unit-norm 16x16 grey thumbnails of a batch (B, 3, H, W), mean removed: near-duplicates have
+    cosine close to 1."""
+    grey = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    v = torch.nn.functional.adaptive_avg_pool2d(grey, 16).flatten(1)
+    v = v - v.mean(1, keepdim=True)
+    return (v / (v.norm(dim=1, keepdim=True) + 1e-6)).half().numpy()
 
 
 def _size_reason(image, cfg: CurateConfig) -> str | None:
@@ -100,8 +104,10 @@ def _has_text(image) -> bool:
 
 
 @torch.no_grad()
-def _score_batch(batch: list[Record], rewards: dict, cfg: CurateConfig) -> list[dict]:
+def _score_batch(batch: list[Record], rewards: dict, cfg: CurateConfig, thumbs: list) -> list[dict]:
+    """Scores of a batch; appends (index, thumbnail) of each image to `thumbs`."""
     x = images_to_tensor([r.image for r in batch])
+    thumbs += zip([r.index for r in batch], _thumbnails(x))
     captions = [r.caption or "" for r in batch]
     aesthetic = rewards["aesthetic"](x, captions).tolist()
     clip = rewards["clip"](x, captions).tolist() if "clip" in rewards else [None] * len(batch)
@@ -122,24 +128,24 @@ def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
     out_path = work / f"scores-{rank}.jsonl"
     with open(out_path, "w") as out, tqdm(desc=f"score[{rank}]", unit="img", disable=rank != 0) as bar:
         def flush():
-            for row in _score_batch(batch, rewards, cfg):
+            for row in _score_batch(batch, rewards, cfg, thumbs):
                 out.write(json.dumps(row) + "\n")
             batch.clear()
 
-        def prepare(rec: Record) -> tuple[Record, str | None, np.ndarray | None]:
-            """Decoding, the size and text checks and the thumbnail: run ahead of scoring in a thread."""
+        def prepare(rec: Record) -> tuple[Record, str | None]:
+            """Decoding and the size and text checks: run ahead of scoring in a thread."""
             reason = rec.error or _size_reason(rec.image, cfg)
             if reason is None and cfg.text_filter and _has_text(rec.image):
                 reason = "text: the image contains text"
-            return rec, reason, None if reason else _thumbnail(rec.image)
+            return rec, reason
 
         records = iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column,
                                caption_column=cfg.caption_column, shard=(rank, world))
-        for rec, reason, thumb in prefetch(records, prepare, depth=4 * cfg.batch_size):
+        prepared = prefetch(records, prepare, depth=4 * cfg.batch_size) if cfg.read_ahead else map(prepare, records)
+        for rec, reason in prepared:
             if reason:
                 out.write(json.dumps({"index": rec.index, "key": rec.key, "dropped": reason}) + "\n")
             else:
-                thumbs.append((rec.index, thumb))
                 batch.append(rec)
                 if len(batch) == cfg.batch_size:
                     flush()

@@ -31,7 +31,7 @@ def _open(path: Path) -> tuple[Image.Image | None, str | None]:
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB"), None
+            return (im if im.mode == "RGB" else im.convert("RGB")), None
     except Exception as e:  # any decoder error: the image is dropped with its reason
         return None, f"unreadable: {type(e).__name__}: {e}"
 

@@ -146,12 +146,17 @@ def load_world_clip(bundle_dir: str | Path) -> CLIPModel:
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / "clip" / "config.json").is_file():
         raise FileNotFoundError(f"no world CLIP in {bundle_dir}; run the `clip` part of the bundle recipe.")
-    model = CLIPModel(CLIPConfig.from_pretrained(bundle_dir / "clip"))
+    with torch.device("meta"):  # no random init: every weight comes from the files below
+        model = CLIPModel(CLIPConfig.from_pretrained(bundle_dir / "clip"))
     state = load_file(str(bundle_dir / "clip" / "model.safetensors"))
     text = CLIPTextModel.from_pretrained(bundle_dir / "pipeline" / "text_encoder")
-    _text_core(model.text_model).load_state_dict(_text_core(text).state_dict())
-    model.load_state_dict(state, strict=False)
-    missing = [k for k in model.state_dict() if not k.startswith("text_model.") and k not in state]
+    _text_core(model.text_model).load_state_dict(_text_core(text).state_dict(), assign=True)
+    model.load_state_dict(state, strict=False, assign=True)
+    for name, buf in list(model.named_buffers()):
+        if buf.is_meta and name.endswith("position_ids"):  # non-persistent: never in a file
+            owner = model.get_submodule(name.rsplit(".", 1)[0])
+            owner.register_buffer("position_ids", torch.arange(buf.shape[-1]).expand(buf.shape), persistent=False)
+    missing = [k for k, v in [*model.named_parameters(), *model.named_buffers()] if v.is_meta]
     if missing:
         raise ValueError(f"world CLIP weights in {bundle_dir / 'clip'} lack {missing[:5]}; retrain the `clip` part.")
     return model.eval()
