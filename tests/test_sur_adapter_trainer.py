@@ -42,6 +42,11 @@ def test_trains_saves_and_generates_on_every_architecture(tmp_path, arch, tiny_d
     plain = encode_prompts(base, prompts)
     assert not torch.allclose(lifted.prompt_embeds, plain.prompt_embeds)
     torch.testing.assert_close(lifted.negative_prompt_embeds, plain.negative_prompt_embeds)  # uncond untouched
+    if arch == "sdxl":  # the pooled embedding of text_encoder_2 is adapted too
+        assert lift[0].adapter.pooled is not None
+        assert not torch.allclose(lifted.pooled_prompt_embeds, plain.pooled_prompt_embeds)
+    else:
+        assert lift[0].adapter.pooled is None
     image = pipe(**lifted.as_kwargs(), num_inference_steps=2, output_type="np").images
     assert image.shape[0] == 2 and (image >= 0).all()
     logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines()]

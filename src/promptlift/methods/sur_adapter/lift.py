@@ -44,9 +44,15 @@ class SURAdapterLift(Lift):
         llm = self.teacher(prompts).to(x) if self.teacher is not None else None
         with torch.no_grad():
             embeds.prompt_embeds = self.adapter(x, mask, llm)[0]
+            if embeds.pooled_prompt_embeds is not None:
+                embeds.pooled_prompt_embeds = self.adapter.adapt_pooled(embeds.pooled_prompt_embeds, embeds.prompt_embeds, mask)
             if self.apply_to_unconditional and embeds.negative_prompt_embeds is not None:
                 n = embeds.negative_prompt_embeds
-                embeds.negative_prompt_embeds = self.adapter(n, padding_mask(pipe.tokenizer, [""] * len(prompts), n.shape[1]).to(n.device))[0]
+                n_mask = padding_mask(pipe.tokenizer, [""] * len(prompts), n.shape[1]).to(n.device)
+                embeds.negative_prompt_embeds = self.adapter(n, n_mask)[0]
+                if embeds.negative_pooled_prompt_embeds is not None:
+                    embeds.negative_pooled_prompt_embeds = self.adapter.adapt_pooled(
+                        embeds.negative_pooled_prompt_embeds, embeds.negative_prompt_embeds, n_mask)
         return embeds
 
     def describe(self) -> dict:

@@ -26,10 +26,11 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         beta: mixing weight of the adapter's output (the paper's 0.1).
         llm_at_inference: also add the projected LLM features to the transformer output at inference
             (a mode the paper lacks, for phrasings the adapter never saw).
+        pooled_dim: SDXL's pooled-embedding size (1280): adds a zero-initialised head adapting it as well.
     """
 
     def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
-                 dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False):
+                 dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -44,6 +45,12 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.llm_projection = nn.Linear(llm_dim, dim)
+        self.pooled = None
+        if pooled_dim:  # SDXL: the pooled embedding of text_encoder_2 conditions the UNet too
+            self.pooled = nn.Sequential(nn.LayerNorm(pooled_dim + dim), nn.Linear(pooled_dim + dim, pooled_dim), nn.GELU(),
+                                        nn.Linear(pooled_dim, pooled_dim))
+            nn.init.zeros_(self.pooled[-1].weight)
+            nn.init.zeros_(self.pooled[-1].bias)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
                 llm_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +67,15 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         m = a + self.mlp(a)
         y = self.beta * self.out(m) + (1 - self.beta) * x  # (B, L, D)
         return y, h
+
+    def adapt_pooled(self, pooled: torch.Tensor, adapted: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """SDXL's pooled embedding (B, P), moved by what the adapter made of the tokens (mean of `adapted` over real
+        tokens); unchanged when the adapter has no pooled head (SD1.x/2.x)."""
+        if self.pooled is None:
+            return pooled
+        real = torch.ones(adapted.shape[:2], device=adapted.device) if padding_mask is None else (~padding_mask).float()
+        mean = (adapted * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp_min(1)
+        return pooled + self.beta * self.pooled(torch.cat([pooled, mean], dim=-1))
 
     def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
         """Pooled LLM features (B, D_llm) -> (B, D), the teacher side of the LLM distillation term."""

@@ -88,7 +88,8 @@ def train(cfg: SURAdapterConfig) -> Path:
     cache = build_cache(pipe, cfg, teacher)
     dim = cache["simple"].shape[-1]
     adapter = SURAdapter(dim, teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
-                         dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference)
+                         dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
+                         pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None)
     unet, scheduler = pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config)
     scale, n = pipe.vae.config.scaling_factor, len(cache["params"])
     xl = isinstance(pipe, StableDiffusionXLPipeline)
@@ -112,14 +113,17 @@ def train(cfg: SURAdapterConfig) -> Path:
         added = None
         if xl:
             h, w = (s * pipe.vae_scale_factor for s in b["latents"].shape[-2:])
-            added = {"text_embeds": b["pooled"], "time_ids": sdxl_time_ids(h, w, len(adapted), device)}
+            projector = model.module if hasattr(model, "module") else model
+            added = {"text_embeds": projector.adapt_pooled(b["pooled"], adapted, b["mask"]),
+                     "time_ids": sdxl_time_ids(h, w, len(adapted), device)}
         noisy, t, target = noised(scheduler, b["latents"], torch.Generator().manual_seed(b["seed"]))
         unet_complex = cfg.complex_target == "unet" and cfg.complex_weight > 0
         pred = unet(noisy, t, adapted, added_cond_kwargs=added).sample if cfg.diffusion_weight > 0 or unet_complex else None
         diffusion = F.mse_loss(pred.float(), target.float()) if cfg.diffusion_weight > 0 else torch.zeros((), device=device)
         if unet_complex:  # what the frozen UNet does with the complex prompt, at the same noisy latents
             with torch.no_grad():
-                teacher = unet(noisy, t, b["complex"], added_cond_kwargs=added).sample
+                plain = None if added is None else {**added, "text_embeds": b["pooled"]}
+                teacher = unet(noisy, t, b["complex"], added_cond_kwargs=plain).sample
             complex_term = F.mse_loss(pred.float(), teacher.float())
         else:
             complex_term = feature_kl(adapted, b["complex"])
