@@ -86,10 +86,23 @@ def test_diffusion_gradient_reaches_the_adapter_and_nothing_else(tmp_path, tiny_
     assert seen["grad"] > 0 and seen["unet_grads"] == [] and seen["unet_same"]
 
 
-def test_unet_output_distillation_alone_trains_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
+def test_unet_output_distillation_alone_trains_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples,
+                                                          monkeypatch):
     result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--diffusion_weight", 0,
-                     "--llm_weight", 0, "--complex_weight", 1, "--complex_target", "unet", "--logging_steps", 1)
+                     "--llm_weight", 0, "--complex_weight", 1, "--complex_target", "unet", "--logging_steps", 1,
+                     "--feature_cache_dir", tmp_path / "features")
     assert result.exit_code == 0, result.output
+    cached = list((tmp_path / "features").glob("sur-*.pt"))
+    assert len(cached) == 1 and torch.load(cached[0])["simple"].shape[0] == 6  # a second run reads it
+    from promptlift.methods.sur_adapter import trainer
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("the features were cached; nothing to rebuild")
+
+    monkeypatch.setattr(trainer, "build_cache", no_rebuild)
+    again = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur2", tiny_bundle_dir, "--feature_cache_dir",
+                    tmp_path / "features", "--max_train_steps", 1)
+    assert again.exit_code == 0, again.output
     logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
     assert logs and all(x["diffusion"] == 0 and x["complex"] > 0 for x in logs)
     lift = SURAdapterLift("sur-adapter", tmp_path / "sur" / "final")

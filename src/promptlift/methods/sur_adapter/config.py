@@ -22,6 +22,8 @@ class SURAdapterConfig(MethodTrainConfig):
     llm_model: str | None = field(default=None, metadata={"help": "LLM teacher: transformers id or folder; default: the packaged all-MiniLM-L6-v2."})
     llm_layer: int = field(default=-1, metadata={"help": "Hidden layer of the teacher to pool (negative counts from the top)."})
     llm_cache_dir: Path | None = field(default=None, metadata={"help": "On-disk cache of teacher features; default: output_dir/llm-cache."})
+    feature_cache_dir: Path | None = field(default=None, metadata={"help": "Keep the cached latents/embeddings/LLM features here, keyed by the data, "
+                                                                           "model and teacher, so runs on the same triples (ablations) share them."})
     beta: float = field(default=0.1, metadata={"help": "Adapter mixing weight (the paper's 0.1)."})
     num_layers: int = field(default=2, metadata={"help": "Transformer-encoder layers of the adapter."})
     num_heads: int = field(default=8, metadata={"help": "Attention heads of the adapter."})

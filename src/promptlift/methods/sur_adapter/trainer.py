@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,14 +28,14 @@ from ...evaluation.heldout import HeldOutEvaluator
 from ...pipeline import encode_prompts, load_pipeline, prompt_padding_mask
 from ...training import epoch_indices, fit
 from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
-from ...utils import atomic_dir, atomic_write_json, images_to_tensor
+from ...utils import atomic_dir, atomic_path, atomic_write_json, images_to_tensor
 from .config import SURAdapterConfig
 from .lift import SURAdapterLift
 from .llm import LLMFeatures
 from .losses import feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["build_cache", "save_adapter", "train"]
+__all__ = ["build_cache", "cached_features", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -69,6 +70,24 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
     return {k: torch.cat(v) for k, v in parts.items() if v}
 
 
+def cached_features(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures) -> dict[str, torch.Tensor]:
+    """`build_cache`, kept in `feature_cache_dir` under a key of everything it depends on (when that is set)."""
+    if cfg.feature_cache_dir is None:
+        return build_cache(pipe, cfg, teacher)
+    meta = Path(cfg.train_data_dir) / "metadata.jsonl"
+    key = json.dumps([str(Path(cfg.train_data_dir).resolve()), meta.stat().st_size, meta.stat().st_mtime_ns,
+                      cfg.simple_column, cfg.complex_column, cfg.max_train_samples,
+                      str(cfg.pretrained_model_name_or_path), teacher.model_id, teacher.layer])
+    path = Path(cfg.feature_cache_dir) / f"sur-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    if path.is_file():
+        return torch.load(path)
+    cache = build_cache(pipe, cfg, teacher)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(cache, tmp)
+    return cache
+
+
 def save_adapter(adapter: SURAdapter, cfg: SURAdapterConfig, folder: Path) -> Path:
     """config.json + model.safetensors (the LLM projection included) + teacher.json, atomically."""
     with atomic_dir(folder) as tmp:
@@ -85,7 +104,7 @@ def train(cfg: SURAdapterConfig) -> Path:
             getattr(pipe, name).requires_grad_(False)
     out = Path(cfg.output_dir)
     teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or out / "llm-cache", device=pipe.device)
-    cache = build_cache(pipe, cfg, teacher)
+    cache = cached_features(pipe, cfg, teacher)
     dim = cache["simple"].shape[-1]
     adapter = SURAdapter(dim, teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                          dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
