@@ -10,6 +10,11 @@ export HF_HUB_OFFLINE ?= 1
 .PHONY: setup demo test clean
 
 $(BIN)/.installed: pyproject.toml
+	@# the web app's browser tests drive Debian's chromium through chromedriver (as root, apt-get works here)
+	@if ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; \
+		else echo "note: chromium + chromedriver missing; the browser tests will be skipped"; fi; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"

@@ -205,6 +205,19 @@ def _curate_command() -> click.Command:
     return config_command("curate", CurateConfig, _run_curate)
 
 
+def _run_serve(cfg) -> None:
+    from .app.server import serve
+
+    click.echo(f"promptlift app on http://{cfg.host}:{cfg.port} (Ctrl+C stops it)")
+    serve(cfg)
+
+
+def _serve_command() -> click.Command:
+    from .app.state import ServeConfig
+
+    return config_command("serve", ServeConfig, _run_serve)
+
+
 def _run_refine(cfg) -> None:
     from .methods.refiner.interactive import refine
 
@@ -331,6 +344,7 @@ cli.lazy.update(
         "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
         "refine": ("Rewrite a plain prompt into model-preferred candidates (3 per round, pick one, extend).",
                    _refine_command),
+        "serve": ("The web app: refine and pick, base vs lifted, blind A/B rating, curation review.", _serve_command),
         "sur-triples": ("SUR-adapter triples from (image, complex prompt) pairs, with semantic correction.",
                         _sur_triples_command),
         "tiny-pipeline": (

@@ -193,13 +193,17 @@ def prompt_padding_mask(tokenizer, prompts: list[str], length: int) -> torch.Ten
     return torch.arange(length)[None, :] >= torch.tensor(lengths)[:, None]
 
 
-def run_pipeline(pipe: DiffusionPipeline, embeds: PromptEmbeds, lifts: Sequence[Lift] = (), **kwargs):
-    """`pipe(**embeds, **kwargs)` with the step callbacks of the lifts that schedule their tensors."""
+def run_pipeline(pipe: DiffusionPipeline, embeds: PromptEmbeds, lifts: Sequence[Lift] = (),
+                 on_step: Callable[[int], None] | None = None, **kwargs):
+    """`pipe(**embeds, **kwargs)` with the step callbacks of the lifts that schedule their tensors; `on_step(i)`
+    is called after each denoising step (progress bars; raising there stops the generation)."""
     scheduled = [lift for lift in lifts if lift.callback_tensor_inputs]
-    if scheduled:
+    if scheduled or on_step is not None:
         def on_step_end(p, step, timestep, tensors):
             for lift in scheduled:
                 tensors.update(lift.on_step_end(p, step, timestep, tensors))
+            if on_step is not None:
+                on_step(step)
             return tensors
 
         kwargs["callback_on_step_end"] = on_step_end

@@ -1,6 +1,7 @@
 """Quality-tuning (Dai et al. 2023, "Emu", arXiv 2309.15807): fine-tune the UNet on a few thousand curated images.
 
-1. Cache the VAE posteriors of the curated images and the text embeddings of their captions.
+1. Cache the VAE posteriors of the curated images and the text embeddings of their captions (leaving out the
+   images a person dropped on the web app's Review page: review.jsonl beside the set).
 2. Fine-tune the UNet (all weights, or a LoRA) with the denoising loss and a noise offset of 0.1.
 3. Every `eval_steps`, generate held-out prompts with fixed seeds and judge them against the base model's
    images of the same prompts and seeds (win rate by an evaluation judge, semantic accuracy); keep the
@@ -17,6 +18,7 @@ from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
 from ...data.records import iter_records
+from ...data.review import read_review
 from ...pipeline import encode_prompts, load_pipeline
 from ...evaluation.heldout import HeldOutEvaluator
 from ...training import epoch_indices, fit
@@ -31,7 +33,8 @@ __all__ = ["train", "save_weights"]
 def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
     """Per curated image: VAE posterior parameters and the prompt embeddings of each caption column."""
     cache = []
-    records = list(iter_records(cfg.train_data_dir))
+    dropped = {name for name, kept in read_review(cfg.train_data_dir).items() if not kept}  # by a person
+    records = [r for r in iter_records(cfg.train_data_dir) if r.meta.get("file_name") not in dropped]
     if cfg.max_train_samples is not None:
         records = sorted(records, key=_curation_rank)[: cfg.max_train_samples]
     for rec in tqdm(records, desc="cache", unit="img"):

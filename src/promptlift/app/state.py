@@ -1,0 +1,228 @@
+"""What the web app does, without the web: refine rounds, base-vs-lifted generation, blind pairs and votes,
+curation review. The Gradio layer (server.py) only wires these to widgets, so they are tested directly too.
+
+Every path a request can reach is fixed when the app starts (`ServeConfig`): eval runs are chosen by index
+from `runs`, images by their row in a run's scores.jsonl or the curated metadata.jsonl; nothing a request sends
+is ever used as a path.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..data.review import REVIEW_FILE, read_review
+from ..utils import atomic_write_json
+from .votes import QUESTIONS, VoteStore
+
+__all__ = ["AppState", "ServeConfig", "UserError"]
+
+AVAILABLE_LIFTS = ("quality-tuning", "sur-adapter", "textcraftor")
+
+
+class UserError(ValueError):
+    """Bad input from the page: shown to the user as it is, never as a stack trace."""
+
+
+@dataclass
+class ServeConfig:
+    """Serve the web app: refine-and-pick, base vs lifted, blind A/B rating, curation review."""
+
+    model: str | None = field(default=None, metadata={"help": "Pipeline (hub id or folder); default: the embedded model."})
+    refiner: Path | None = field(default=None, metadata={"help": "Refiner folder for the Create page; default: the bundle's."})
+    runs: list[Path] = field(default_factory=list, metadata={"help": "Eval run folders the Rate page may pair; repeatable."})
+    curated: Path | None = field(default=None, metadata={"help": "Curated set (promptlift curate output) for the Review page."})
+    votes_db: Path = field(default=Path("runs/votes.sqlite"), metadata={"help": "SQLite file of the A/B votes."})
+    output_dir: Path = field(default=Path("runs/app"), metadata={"help": "Where generated images and their settings are written."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to bind (0.0.0.0 exposes the app to the network)."})
+    port: int = field(default=7860, metadata={"help": "Port."})
+    max_prompt_chars: int = field(default=300, metadata={"help": "Longest prompt accepted."})
+    max_steps: int = field(default=50, metadata={"help": "Most denoising steps a request may ask for."})
+
+    def __post_init__(self):
+        for run in self.runs:
+            if not (Path(run) / "scores.jsonl").is_file():
+                raise ValueError(f"`runs` entry {str(run)!r} is not an eval run (no scores.jsonl); pass `promptlift eval` output folders.")
+        if self.curated is not None and not (Path(self.curated) / "metadata.jsonl").is_file():
+            raise ValueError(f"`curated` {str(self.curated)!r} has no metadata.jsonl; pass a `promptlift curate` output folder.")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"`port` must be in 1..65535, got {self.port}.")
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """root/relative, refusing anything that resolves outside root (a run's own files only)."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise UserError(f"{relative!r} is outside {root}.")
+    return path
+
+
+class AppState:
+    """The app's resources (pipelines, refiner, stores) and its operations."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.cfg = cfg
+        self.votes = VoteStore(cfg.votes_db)
+        self._pipes: dict[tuple, tuple] = {}
+        self._refiner = None
+        self.runs = [Path(r) for r in cfg.runs]
+        self._rows = {i: self._read_rows(r) for i, r in enumerate(self.runs)}
+
+    # -- create --------------------------------------------------------------------------------
+
+    def check_prompt(self, prompt: str) -> str:
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise UserError("Type a prompt first.")
+        if len(prompt) > self.cfg.max_prompt_chars:
+            raise UserError(f"The prompt has {len(prompt)} characters; the limit is {self.cfg.max_prompt_chars}.")
+        return prompt
+
+    def pipeline(self, lifts: tuple[str, ...] = ()):
+        """(pipe, lifts) for a combination of the bundle's lifts, loaded once and kept."""
+        from ..pipeline import load_lifts, load_pipeline
+
+        unknown = [n for n in lifts if n not in AVAILABLE_LIFTS]
+        if unknown:
+            raise UserError(f"Unknown lift {unknown[0]!r}; choose from {', '.join(AVAILABLE_LIFTS)}.")
+        key = tuple(sorted(lifts))
+        if key not in self._pipes:
+            try:
+                loaded = load_lifts(list(key))
+            except ValueError as e:
+                raise UserError(f"That lift is not available here: {e}") from None
+            self._pipes[key] = (load_pipeline(self.cfg.model, lifts=loaded), loaded)
+        return self._pipes[key]
+
+    def refiner(self):
+        if self._refiner is None:
+            from ..methods.refiner import Refiner, bundle_refiner
+
+            path = self.cfg.refiner or bundle_refiner()
+            if path is None:
+                raise UserError("No prompt refiner is installed; start the app with `--refiner PATH`.")
+            self._refiner = Refiner.load(path, self.pipeline()[0])
+        return self._refiner
+
+    def refine_round(self, prompt: str, prefix: str = "", seed: int = 0) -> list[str]:
+        """Three candidates extending `prefix` (the refined prompt so far) by 6 tokens each."""
+        prompt = self.check_prompt(prompt)
+        if len(prefix or "") > 4 * self.cfg.max_prompt_chars:
+            raise UserError("The refined prompt is too long to extend.")
+        return self.refiner().candidates(prompt, prefix or "", n=3, new_tokens=6, seed=seed)
+
+    def generate(self, prompt: str, lifts: tuple[str, ...], seed: int, steps: int, alpha: float = 1.0,
+                 on_step: Callable[[int], None] | None = None) -> tuple:
+        """(base image, lifted image, settings) for the same prompt and seed."""
+        from ..pipeline import encode_prompts, run_pipeline
+
+        prompt = self.check_prompt(prompt)
+        if not 1 <= int(steps) <= self.cfg.max_steps:
+            raise UserError(f"Steps must be between 1 and {self.cfg.max_steps}.")
+        if not 0 <= int(seed) < 2**31:
+            raise UserError("The seed must be a whole number from 0 to 2147483647.")
+        images = []
+        for names in ((), tuple(lifts)):
+            pipe, loaded = self.pipeline(names)
+            for lift in loaded:
+                if lift.name == "textcraftor":
+                    lift.alpha = float(alpha)
+            pipe.set_progress_bar_config(disable=True)
+            embeds = encode_prompts(pipe, [prompt], lifts=loaded)
+            out = run_pipeline(pipe, embeds, loaded, on_step=on_step, num_inference_steps=int(steps),
+                               generator=[torch.Generator().manual_seed(int(seed))])
+            images.append(out.images[0])
+        settings = {"prompt": prompt, "seed": int(seed), "num_inference_steps": int(steps), "lifts": list(lifts),
+                    "textcraftor_alpha": float(alpha), "model": self.cfg.model or "embedded-default"}
+        return images[0], images[1], settings
+
+    def save_download(self, image, settings: dict) -> list[str]:
+        """Write the image and its JSON settings under output_dir; return their paths for the download widget."""
+        out = Path(self.cfg.output_dir) / "downloads"
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"{int(time.time() * 1000)}-seed{settings['seed']}"
+        image.save(stem.with_suffix(".png"))
+        atomic_write_json(stem.with_suffix(".json"), settings)
+        return [str(stem.with_suffix(".png")), str(stem.with_suffix(".json"))]
+
+    # -- rate ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_rows(run: Path) -> dict[tuple[str, int], str]:
+        rows = [json.loads(x) for x in (run / "scores.jsonl").read_text().splitlines() if x.strip()]
+        return {(r["prompt"], int(r["seed"])): r["image"] for r in rows}
+
+    def run_pair(self, a: int, b: int) -> tuple[Path, Path, list[tuple[str, int]]]:
+        if not (0 <= a < len(self.runs) and 0 <= b < len(self.runs)) or a == b:
+            raise UserError("Choose two different runs.")
+        shared = sorted(set(self._rows[a]) & set(self._rows[b]))
+        if not shared:
+            raise UserError("These two runs share no prompt and seed; evaluate both on the same prompt set.")
+        return self.runs[a], self.runs[b], shared
+
+    def next_pair(self, a: int, b: int, rng: random.Random) -> dict:
+        """A blind pair: one shared (prompt, seed), the two images in random order, systems hidden."""
+        run_a, run_b, shared = self.run_pair(a, b)
+        prompt, seed = rng.choice(shared)
+        flipped = rng.random() < 0.5
+        left, right = (_inside(run_b, self._rows[b][(prompt, seed)]), _inside(run_a, self._rows[a][(prompt, seed)])) if flipped \
+            else (_inside(run_a, self._rows[a][(prompt, seed)]), _inside(run_b, self._rows[b][(prompt, seed)]))
+        return {"a": a, "b": b, "prompt": prompt, "seed": seed, "flipped": flipped, "left": str(left), "right": str(right)}
+
+    def vote(self, pair: dict, question: str, choice: str, rater: str) -> None:
+        """`choice` is 'left', 'right' or 'tie', as seen on the page; stored as run a / run b / tie."""
+        if not pair:
+            raise UserError("Load a pair first.")
+        if question not in QUESTIONS or choice not in ("left", "right", "tie"):
+            raise UserError("Pick a question and an answer.")
+        run_a, run_b, shared = self.run_pair(int(pair["a"]), int(pair["b"]))
+        if (pair["prompt"], int(pair["seed"])) not in shared:
+            raise UserError("That pair is not part of these runs.")
+        winner = "tie" if choice == "tie" else ("a" if (choice == "left") != bool(pair["flipped"]) else "b")
+        self.votes.add((rater or "anonymous").strip() or "anonymous", str(run_a), str(run_b), pair["prompt"],
+                       int(pair["seed"]), question, winner)
+
+    def win_table(self, a: int, b: int) -> list[list]:
+        run_a, run_b, _ = self.run_pair(a, b)
+        rows = []
+        for r in self.votes.table(str(run_a), str(run_b)):
+            ci = f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]" if r["ci95"] else "-"
+            rows.append([r["question"], r["votes"], "-" if r["win_rate"] is None else f"{r['win_rate']:.3f}", ci])
+        return rows
+
+    def export(self, a: int, b: int, question: str = "visual appeal") -> Path:
+        run_a, run_b, shared = self.run_pair(a, b)
+        images = {k: (self._rows[a][k], self._rows[b][k]) for k in shared}
+        out = Path(self.cfg.output_dir) / f"human-{run_a.name}-vs-{run_b.name}"
+        try:
+            self.votes.export(run_a, run_b, images, out, question)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        return out / "compare.html"
+
+    # -- review --------------------------------------------------------------------------------
+
+    def review_items(self) -> list[dict]:
+        if self.cfg.curated is None:
+            raise UserError("No curated set was given; start the app with `--curated PATH`.")
+        root = Path(self.cfg.curated)
+        rows = [json.loads(x) for x in (root / "metadata.jsonl").read_text().splitlines() if x.strip()]
+        decided = read_review(root)
+        return [{"file_name": r["file_name"], "path": str(_inside(root, r["file_name"])),
+                 "caption": r.get("complex") or r.get("caption") or "", "kept": decided.get(r["file_name"], True)}
+                for r in rows]
+
+    def review(self, index: int, kept: bool, reviewer: str = "anonymous") -> None:
+        items = self.review_items()
+        if not 0 <= int(index) < len(items):
+            raise UserError("No such image.")
+        line = {"file_name": items[int(index)]["file_name"], "kept": bool(kept), "by": reviewer or "anonymous",
+                "ts": time.time(), "reason": "human review"}
+        with open(Path(self.cfg.curated) / REVIEW_FILE, "a") as f:
+            f.write(json.dumps(line) + "\n")
