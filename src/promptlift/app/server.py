@@ -15,6 +15,9 @@ from .votes import QUESTIONS
 
 __all__ = ["build_app", "serve"]
 
+CSS = ("#base-image img, #lifted-image img, #left img, #right img, #review-image img "
+       "{image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain}")
+
 
 def _page_errors(fn):
     """Turn UserError (and any other failure) into a message on the page."""
@@ -40,9 +43,7 @@ def build_app(state: AppState):
 
     run_names = [f"{i}: system {i + 1}" for i in range(len(state.runs))]  # blind: folders are never named
 
-    css = ("#base-image img, #lifted-image img, #left img, #right img, #review-image img "
-           "{image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain}")
-    with gr.Blocks(title="promptlift", css=css) as app:
+    with gr.Blocks(title="promptlift") as app:
         gr.Markdown("# promptlift")
         with gr.Tab("Create", elem_id="tab-create"):
             prompt = gr.Textbox(label="Your prompt", placeholder="a couple of boats as the sun goes down",
@@ -197,5 +198,5 @@ def serve(cfg: ServeConfig, block: bool = True):
     app.queue(default_concurrency_limit=16)  # votes and pages in parallel; the model runs one request at a time
     allowed = [str(Path(p).resolve()) for p in [*state.runs, cfg.output_dir, *( [cfg.curated] if cfg.curated else [])]]
     app.launch(server_name=cfg.host, server_port=cfg.port, allowed_paths=allowed, prevent_thread_lock=not block,
-               show_error=True, quiet=True)
+               show_error=True, quiet=True, css=CSS)
     return app
