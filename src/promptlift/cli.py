@@ -284,7 +284,9 @@ def _refiner_command() -> click.Command:
 def _run_textcraftor(cfg) -> None:
     from .methods.textcraftor.trainer import train as train_tc
 
-    click.echo(f"TextCraftor run in {train_tc(cfg)} (tuned weights in best/ and final/)")
+    out = train_tc(cfg)
+    best = "best/ (best held-out) and " if (out / "best").is_dir() else ""
+    click.echo(f"TextCraftor run in {out}: tuned weights in {best}final/")
 
 
 def _textcraftor_command() -> click.Command:
