@@ -85,6 +85,12 @@ def test_bad_input_and_paths_outside_the_runs_are_refused(tmp_path, runs):
         ServeConfig(runs=[tmp_path])
     with pytest.raises(UserError, match="Unknown lift"):
         state.pipeline(("rm -rf",))
+    with pytest.raises(UserError, match="No such model"):
+        state.pipeline((), model=3)
+    mixing = AppState(ServeConfig(votes_db=tmp_path / "v.sqlite", textcraftor=[tmp_path / "a", tmp_path / "b"]))
+    assert mixing._lift_spec("textcraftor", 0.7) == f"textcraftor={tmp_path / 'a'}:0.7,{tmp_path / 'b'}:0.3"
+    assert mixing._lift_spec("textcraftor", 1.0) == f"textcraftor={tmp_path / 'a'}"
+    assert mixing._lift_spec("quality-tuning", 0.7) == "quality-tuning"
 
 
 def test_review_decisions_are_read_by_quality_tuning(tmp_path, world_set):

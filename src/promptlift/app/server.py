@@ -53,6 +53,11 @@ def build_app(state: AppState):
                 refine_btn = gr.Button("Suggest 3 refinements", elem_id="refine")
                 candidates = gr.Radio(label="Pick one (then suggest again to extend it)", choices=[], elem_id="candidates")
             with gr.Row():
+                model = gr.Dropdown([f"{i}: {m}" for i, m in enumerate(state.models)], value=f"0: {state.models[0]}",
+                                    label="Model", elem_id="model")
+                mix = gr.Slider(0, 1, value=1, step=0.1, label="TextCraftor encoder mix (1 = first run, 0 = second)",
+                                visible=len(state.cfg.textcraftor) > 1)
+            with gr.Row():
                 lifts = gr.CheckboxGroup(["quality-tuning", "sur-adapter", "textcraftor"], label="Lifts",
                                          value=["quality-tuning"], elem_id="lifts")
                 alpha = gr.Slider(0, 1, value=1, step=0.05, label="TextCraftor alpha (0 = base, 1 = tuned)")
@@ -78,7 +83,7 @@ def build_app(state: AppState):
             candidates.change(lambda c, cur: c if c else cur, [candidates, refined], refined)
 
             @_page_errors
-            def on_generate(text, refined_text, lift_names, a, s, n, progress=gr.Progress()):
+            def on_generate(text, refined_text, model_name, m, lift_names, a, s, n, progress=gr.Progress()):
                 used_prompt = (refined_text or "").strip() or text
                 total = 2 * int(n)
                 done = [0]
@@ -88,12 +93,13 @@ def build_app(state: AppState):
                     progress(done[0] / total, desc="denoising")
 
                 base, lifted, settings = state.generate(used_prompt, tuple(lift_names or ()), int(s or 0), int(n),
-                                                        float(a), on_step=tick)
+                                                        float(a), on_step=tick, model=int(str(model_name).split(":")[0]),
+                                                        mix=float(m))
                 settings["user_prompt"] = text
                 shown = f"**Prompt used:** {used_prompt}" + ("" if used_prompt == text else f"  \n(you typed: {text})")
                 return base, lifted, shown, state.save_download(lifted, settings)
 
-            event = go.click(on_generate, [prompt, refined, lifts, alpha, seed, steps],
+            event = go.click(on_generate, [prompt, refined, model, mix, lifts, alpha, seed, steps],
                              [base_img, lifted_img, used, files], concurrency_id="model", concurrency_limit=1)
             stop.click(None, None, None, cancels=[event])
 

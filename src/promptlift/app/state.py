@@ -34,7 +34,8 @@ class UserError(ValueError):
 class ServeConfig:
     """Serve the web app: refine-and-pick, base vs lifted, blind A/B rating, curation review."""
 
-    model: str | None = field(default=None, metadata={"help": "Pipeline (hub id or folder); default: the embedded model."})
+    model: list[str] = field(default_factory=list, metadata={"help": "Pipelines the Create page offers (hub id or folder); repeatable; default: the embedded model."})
+    textcraftor: list[Path] = field(default_factory=list, metadata={"help": "TextCraftor outputs the Create page may mix (first two: the encoder-mix slider); default: the bundle's."})
     refiner: Path | None = field(default=None, metadata={"help": "Refiner folder for the Create page; default: the bundle's."})
     runs: list[Path] = field(default_factory=list, metadata={"help": "Eval run folders the Rate page may pair; repeatable."})
     curated: Path | None = field(default=None, metadata={"help": "Curated set (promptlift curate output) for the Review page."})
@@ -84,20 +85,40 @@ class AppState:
             raise UserError(f"The prompt has {len(prompt)} characters; the limit is {self.cfg.max_prompt_chars}.")
         return prompt
 
-    def pipeline(self, lifts: tuple[str, ...] = ()):
-        """(pipe, lifts) for a combination of the bundle's lifts, loaded once and kept."""
+    @property
+    def models(self) -> list[str]:
+        return list(self.cfg.model) or ["embedded"]
+
+    def _lift_spec(self, name: str, mix: float) -> str:
+        """`--lift` spec of a bundle lift; TextCraftor mixes the first two configured outputs by `mix`."""
+        if name != "textcraftor" or not self.cfg.textcraftor:
+            return name
+        folders = [str(f) for f in self.cfg.textcraftor]
+        if len(folders) == 1 or mix >= 1:
+            return f"textcraftor={folders[0]}"
+        if mix <= 0:
+            return f"textcraftor={folders[1]}"
+        return f"textcraftor={folders[0]}:{mix:.1f},{folders[1]}:{1 - mix:.1f}"
+
+    def pipeline(self, lifts: tuple[str, ...] = (), model: int = 0, mix: float = 1.0):
+        """(pipe, lifts) for model `model` (an index into the configured ones) with a combination of the lifts,
+        loaded once and kept; `mix` is the TextCraftor encoder mix, in steps of 0.1."""
         from ..pipeline import load_lifts, load_pipeline
 
         unknown = [n for n in lifts if n not in AVAILABLE_LIFTS]
         if unknown:
             raise UserError(f"Unknown lift {unknown[0]!r}; choose from {', '.join(AVAILABLE_LIFTS)}.")
-        key = tuple(sorted(lifts))
+        if not 0 <= int(model) < len(self.models):
+            raise UserError("No such model.")
+        mix = round(min(max(float(mix), 0.0), 1.0), 1)
+        key = (int(model), tuple(sorted(lifts)), mix if "textcraftor" in lifts else None)
         if key not in self._pipes:
             try:
-                loaded = load_lifts(list(key))
+                loaded = load_lifts([self._lift_spec(n, mix) for n in key[1]])
             except ValueError as e:
                 raise UserError(f"That lift is not available here: {e}") from None
-            self._pipes[key] = (load_pipeline(self.cfg.model, lifts=loaded), loaded)
+            source = self.cfg.model[int(model)] if self.cfg.model else None
+            self._pipes[key] = (load_pipeline(source, lifts=loaded), loaded)
         return self._pipes[key]
 
     def refiner(self):
@@ -118,7 +139,7 @@ class AppState:
         return self.refiner().candidates(prompt, prefix or "", n=3, new_tokens=6, seed=seed)
 
     def generate(self, prompt: str, lifts: tuple[str, ...], seed: int, steps: int, alpha: float = 1.0,
-                 on_step: Callable[[int], None] | None = None) -> tuple:
+                 on_step: Callable[[int], None] | None = None, model: int = 0, mix: float = 1.0) -> tuple:
         """(base image, lifted image, settings) for the same prompt and seed."""
         from ..pipeline import encode_prompts, run_pipeline
 
@@ -129,7 +150,7 @@ class AppState:
             raise UserError("The seed must be a whole number from 0 to 2147483647.")
         images = []
         for names in ((), tuple(lifts)):
-            pipe, loaded = self.pipeline(names)
+            pipe, loaded = self.pipeline(names, model, mix)
             for lift in loaded:
                 if lift.name == "textcraftor":
                     lift.alpha = float(alpha)
@@ -139,7 +160,8 @@ class AppState:
                                generator=[torch.Generator().manual_seed(int(seed))])
             images.append(out.images[0])
         settings = {"prompt": prompt, "seed": int(seed), "num_inference_steps": int(steps), "lifts": list(lifts),
-                    "textcraftor_alpha": float(alpha), "model": self.cfg.model or "embedded-default"}
+                    "textcraftor_alpha": float(alpha), "textcraftor_mix": self._lift_spec("textcraftor", mix)
+                    if "textcraftor" in lifts else None, "model": self.models[int(model)]}
         return images[0], images[1], settings
 
     def save_download(self, image, settings: dict) -> list[str]:
