@@ -193,3 +193,12 @@ def test_triples_with_a_captioning_model(tmp_path, tiny_bundle_dir, triples):
     assert len(kept) == 6 and all(isinstance(k["simple"], str) for k in kept)
     with pytest.raises(ValueError, match="captioner"):
         TriplesConfig(input=str(triples))
+
+
+def test_extra_simple_columns_add_a_training_row_per_column(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--extra_simple_columns",
+                     "literal", "--feature_cache_dir", tmp_path / "features", "--max_train_steps", 1)
+    assert result.exit_code == 0, result.output
+    cache = torch.load(next((tmp_path / "features").glob("sur-*.pt")))
+    assert cache["simple"].shape[0] == cache["params"].shape[0] == cache["complex"].shape[0] == 12  # 6 triples x 2
+    torch.testing.assert_close(cache["params"][:6], cache["params"][6:])  # the same images under both prompts

@@ -18,6 +18,8 @@ class SURAdapterConfig(MethodTrainConfig):
     train_data_dir: Path | None = field(default=None, metadata={"help": "Imagefolder of triples (metadata.jsonl with the two prompt columns)."})
     simple_column: str = field(default="narrative", metadata={"help": "Column of the simple (narrative) prompt."})
     complex_column: str = field(default="complex", metadata={"help": "Column of the complex (keyword) prompt."})
+    extra_simple_columns: list[str] = field(default_factory=list, metadata={"help": "More columns used as simple prompts of the same image (e.g. literal: the adapter "
+                                                                                     "also learns to keep prompts that already work)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N triples only."})
     llm_model: str | None = field(default=None, metadata={"help": "LLM teacher: transformers id or folder; default: the packaged all-MiniLM-L6-v2."})
     llm_layer: int = field(default=-1, metadata={"help": "Hidden layer of the teacher to pool (negative counts from the top)."})

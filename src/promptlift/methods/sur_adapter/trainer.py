@@ -47,7 +47,7 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
             break
         if rec.image is None:
             raise ValueError(f"triple {rec.key!r}: the image is unreadable ({rec.error}); rebuild the triples.")
-        missing = [c for c in (cfg.simple_column, cfg.complex_column) if not rec.meta.get(c)]
+        missing = [c for c in (cfg.simple_column, *cfg.extra_simple_columns, cfg.complex_column) if not rec.meta.get(c)]
         if missing:
             raise ValueError(f"triple {rec.key!r} has no prompt in {missing}; columns present: {sorted(rec.meta)}. "
                              "Set `simple_column` / `complex_column`.")
@@ -57,16 +57,19 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("params", "simple", "complex", "mask", "llm", "pooled")}
     for start in tqdm(range(0, len(records), batch_size), desc="cache", unit="batch"):
         batch = records[start : start + batch_size]
-        simple = [r.meta[cfg.simple_column] for r in batch]
-        complex_ = [r.meta[cfg.complex_column] for r in batch]
-        parts["params"].append(latent_dist_params(pipe.vae, images_to_tensor([r.image for r in batch]).to(pipe.device)).cpu())
-        s = encode_prompts(pipe, simple, do_classifier_free_guidance=False)
-        parts["simple"].append(s.prompt_embeds.cpu())
-        if s.pooled_prompt_embeds is not None:
-            parts["pooled"].append(s.pooled_prompt_embeds.cpu())
-        parts["complex"].append(encode_prompts(pipe, complex_, do_classifier_free_guidance=False).prompt_embeds.cpu())
-        parts["mask"].append(prompt_padding_mask(pipe.tokenizer, simple, s.prompt_embeds.shape[1]))
-        parts["llm"].append(teacher(simple))
+        params = latent_dist_params(pipe.vae, images_to_tensor([r.image for r in batch]).to(pipe.device)).cpu()
+        complex_ = encode_prompts(pipe, [r.meta[cfg.complex_column] for r in batch],
+                                  do_classifier_free_guidance=False).prompt_embeds.cpu()
+        for column in (cfg.simple_column, *cfg.extra_simple_columns):  # one training row per simple column
+            simple = [r.meta[column] for r in batch]
+            s = encode_prompts(pipe, simple, do_classifier_free_guidance=False)
+            parts["params"].append(params)
+            parts["complex"].append(complex_)
+            parts["simple"].append(s.prompt_embeds.cpu())
+            if s.pooled_prompt_embeds is not None:
+                parts["pooled"].append(s.pooled_prompt_embeds.cpu())
+            parts["mask"].append(prompt_padding_mask(pipe.tokenizer, simple, s.prompt_embeds.shape[1]))
+            parts["llm"].append(teacher(simple))
     return {k: torch.cat(v) for k, v in parts.items() if v}
 
 
@@ -76,7 +79,7 @@ def cached_features(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures) -> dict[s
         return build_cache(pipe, cfg, teacher)
     meta = Path(cfg.train_data_dir) / "metadata.jsonl"
     key = json.dumps([str(Path(cfg.train_data_dir).resolve()), meta.stat().st_size, meta.stat().st_mtime_ns,
-                      cfg.simple_column, cfg.complex_column, cfg.max_train_samples,
+                      cfg.simple_column, cfg.extra_simple_columns, cfg.complex_column, cfg.max_train_samples,
                       str(cfg.pretrained_model_name_or_path), teacher.model_id, teacher.layer])
     path = Path(cfg.feature_cache_dir) / f"sur-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
