@@ -8,13 +8,14 @@ Every configuration trains the embedded model's text encoder for one step with t
 - truncated: TextCraftor, T sampling steps, gradient through the last K, each UNet call checkpointed;
 - full: gradient through all T steps, nothing checkpointed.
 Peak memory is the step's peak above the memory held before it: on CUDA torch's peak allocation; on CPU the
-process's resident set sampled every millisecond (each configuration runs in a fresh child process, so one run's
-freed-but-kept memory never counts against the next). Goal: truncated peak flat in T and <= 1.5x plain.
+process's resident set sampled every millisecond after handing freed heap back to the OS (each configuration runs
+in fresh child processes, `--repeats` of them, medians reported). Goal: truncated peak flat in T and <= 1.5x plain.
 """
 
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import threading
 import time
 
@@ -26,10 +27,23 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _trim() -> None:
+    """Hand freed heap memory back to the OS (glibc), so the step's own allocations show in the resident set."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: the numbers are noisier, not wrong
+        pass
+
+
 class PeakSampler:
     """Highest resident set size seen while the block runs, sampled by a thread (CPU)."""
 
     def __enter__(self):
+        _trim()
         self.base = self.peak = _rss()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -105,14 +119,17 @@ def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: i
     queue.put((extra, seconds))
 
 
-def run(mode: str, steps: int, args) -> tuple[int, float]:
+def run(mode: str, steps: int, args) -> tuple[float, float]:
+    """Median (peak bytes, seconds) over `repeats` fresh child processes."""
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(mode, steps, args.grad_steps, args.batch_size, args.num_threads, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    results = []
+    for _ in range(args.repeats):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_measure, args=(mode, steps, args.grad_steps, args.batch_size, args.num_threads, queue))
+        proc.start()
+        results.append(queue.get())
+        proc.join()
+    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
 
 
 def main() -> None:
@@ -121,6 +138,7 @@ def main() -> None:
     parser.add_argument("--grad_steps", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="Fresh processes per configuration (medians).")
     args = parser.parse_args()
     plain_mem, plain_s = run("plain", 1, args)
     print(f"plain training step: peak +{plain_mem / 2**20:.1f} MiB, {plain_s:.2f} s (batch {args.batch_size})")
