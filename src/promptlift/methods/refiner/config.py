@@ -35,7 +35,7 @@ class RefinerConfig(MethodTrainConfig):
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the decoder's cross-entropy (winner-take-all over modes)."})
     mode_balance: float = field(default=0.1, metadata={"help": "Share of the mean cross-entropy over all modes (keeps every mode trained)."})
     align_weight: float = field(default=1.0, metadata={"help": "Weight of the feature alignment (adapted coarse -> fine)."})
-    diffusion_weight: float = field(default=1.0, metadata={"help": "Weight of the frozen UNet's diffusion loss on the fine image (rows with images)."})
+    diffusion_weight: float = field(default=1.0, metadata={"help": "Weight of the frozen UNet's diffusion loss on the fine image (rows with images; 0 with another encoder than the pipeline's)."})
     diversity_weight: float = field(default=0.1, metadata={"help": "Weight of the mode vectors' mean pairwise cosine."})
     eval_max_new_tokens: int = field(default=30, metadata={"help": "One-shot refinement length of the held-out evaluation."})
 
