@@ -147,7 +147,8 @@ def train(cfg: TextCraftorConfig) -> Path:
         metrics = evaluator(lifts)
         # the aim: more appealing images with the content kept; a semantic drop over 1 point never counts as best
         kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
-        score = metrics["win_rate_vs_base"] if kept else -1.0
+        # the win rate saturates at 1 quickly; the judge's mean breaks ties
+        score = metrics["win_rate_vs_base"] + 1e-3 * metrics["judge_mean"] if kept else -1.0
         state["history"].append({"step": step, **metrics})
         if score > state["best"]:
             state["best"] = score
