@@ -67,7 +67,8 @@ def sample_with_grad(unet, scheduler, latents: torch.Tensor, frozen: Conditionin
 
 
 def decode(vae, latents: torch.Tensor, gradient_checkpointing: bool = True) -> torch.Tensor:
-    """VAE-decode to images in [0, 1] with gradient (checkpointed: the decoder's activations are recomputed)."""
+    """VAE-decode to images in [0, 1] with gradient. Checkpointed one image at a time: the backward pass
+    recomputes the decoder for a single image at once, so its activations never exist for the whole batch."""
     z = latents / vae.config.scaling_factor
     if getattr(vae.config, "shift_factor", None):
         z = z + vae.config.shift_factor
@@ -75,5 +76,8 @@ def decode(vae, latents: torch.Tensor, gradient_checkpointing: bool = True) -> t
     def run(z):
         return vae.decode(z, return_dict=False)[0]
 
-    images = checkpoint(run, z, use_reentrant=False) if gradient_checkpointing and z.requires_grad else run(z)
+    if gradient_checkpointing and z.requires_grad:
+        images = torch.cat([checkpoint(run, z[i : i + 1], use_reentrant=False) for i in range(len(z))])
+    else:
+        images = run(z)
     return (images / 2 + 0.5).clamp(0, 1)
