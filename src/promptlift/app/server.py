@@ -38,158 +38,171 @@ def _page_errors(fn):
     return wrapped
 
 
-def build_app(state: AppState):
-    import gradio as gr
+def _create_tab(gr, state: AppState) -> None:
+    """Create: refine-and-pick, base vs lifted for one seed, progress, cancel, download."""
+    with gr.Tab("Create", elem_id="tab-create"):
+        prompt = gr.Textbox(label="Your prompt", placeholder="a couple of boats as the sun goes down",
+                            max_length=state.cfg.max_prompt_chars, elem_id="prompt")
+        refined = gr.Textbox(label="Refined prompt (edit freely)", elem_id="refined")
+        with gr.Row():
+            refine_btn = gr.Button("Suggest 3 refinements", elem_id="refine")
+            candidates = gr.Radio(label="Pick one (then suggest again to extend it)", choices=[], elem_id="candidates")
+        with gr.Row():
+            model = gr.Dropdown([f"{i}: {m}" for i, m in enumerate(state.models)], value=f"0: {state.models[0]}",
+                                label="Model", elem_id="model")
+            mix = gr.Slider(0, 1, value=1, step=0.1, label="TextCraftor encoder mix (1 = first run, 0 = second)",
+                            visible=len(state.cfg.textcraftor) > 1)
+        with gr.Row():
+            lifts = gr.CheckboxGroup(["quality-tuning", "sur-adapter", "textcraftor"], label="Lifts",
+                                     value=["quality-tuning"], elem_id="lifts")
+            alpha = gr.Slider(0, 1, value=1, step=0.05, label="TextCraftor alpha (0 = base, 1 = tuned)")
+            seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+            steps = gr.Slider(1, state.cfg.max_steps, value=25, step=1, label="Steps")
+        with gr.Row():
+            go = gr.Button("Generate", variant="primary", elem_id="generate")
+            stop = gr.Button("Cancel", elem_id="cancel")
+        with gr.Row():
+            base_img = gr.Image(height=320, label="Base model", type="pil", elem_id="base-image")
+            lifted_img = gr.Image(height=320, label="Lifted", type="pil", elem_id="lifted-image")
+        used = gr.Markdown(elem_id="used-prompt")
+        files = gr.File(label="Download (image + settings)", file_count="multiple", elem_id="download")
+        round_seed = gr.State(0)
 
+        @_page_errors
+        def on_refine(text, prefix, r):
+            options = state.refine_round(text, prefix, seed=int(r))
+            return gr.update(choices=options, value=None), int(r) + 1
+
+        refine_btn.click(on_refine, [prompt, refined, round_seed], [candidates, round_seed], concurrency_id="model",
+                         concurrency_limit=1)
+        candidates.change(lambda c, cur: c if c else cur, [candidates, refined], refined)
+
+        @_page_errors
+        def on_generate(text, refined_text, model_name, m, lift_names, a, s, n, progress=gr.Progress()):
+            used_prompt = (refined_text or "").strip() or text
+            total = 2 * int(n)
+            done = [0]
+
+            def tick(_step):
+                done[0] += 1
+                progress(done[0] / total, desc="denoising")
+
+            base, lifted, settings = state.generate(used_prompt, tuple(lift_names or ()), int(s or 0), int(n),
+                                                    float(a), on_step=tick, model=int(str(model_name).split(":")[0]),
+                                                    mix=float(m))
+            settings["user_prompt"] = text
+            shown = f"**Prompt used:** {used_prompt}" + ("" if used_prompt == text else f"  \n(you typed: {text})")
+            return base, lifted, shown, state.save_download(lifted, settings)
+
+        event = go.click(on_generate, [prompt, refined, model, mix, lifts, alpha, seed, steps],
+                         [base_img, lifted_img, used, files], concurrency_id="model", concurrency_limit=1)
+        stop.click(None, None, None, cancels=[event])
+
+
+def _rate_tab(gr, state: AppState) -> None:
+    """Rate: blind pairs from two eval runs, votes, the live win-rate table, export."""
     run_names = [f"{i}: system {i + 1}" for i in range(len(state.runs))]  # blind: folders are never named
+    with gr.Tab("Rate", elem_id="tab-rate"):
+        gr.Markdown("Two images of the same prompt and seed from two systems, in random order. Which is better?")
+        with gr.Row():
+            run_a = gr.Dropdown(run_names, label="System 1", value=run_names[0] if run_names else None)
+            run_b = gr.Dropdown(run_names, label="System 2", value=run_names[1] if len(run_names) > 1 else None)
+            rater = gr.Textbox(label="Your name (optional)", max_length=64, elem_id="rater")
+        next_btn = gr.Button("Next pair", elem_id="next-pair")
+        pair_prompt = gr.Markdown(elem_id="pair-prompt")
+        with gr.Row():
+            left = gr.Image(height=320, label="Left", type="filepath", elem_id="left")
+            right = gr.Image(height=320, label="Right", type="filepath", elem_id="right")
+        question = gr.Radio(list(QUESTIONS), value=QUESTIONS[0], label="Question", elem_id="question")
+        with gr.Row():
+            vote_left = gr.Button("Left is better", elem_id="vote-left")
+            vote_tie = gr.Button("Tie", elem_id="vote-tie")
+            vote_right = gr.Button("Right is better", elem_id="vote-right")
+        table = gr.Dataframe(headers=["question", "votes", "win rate of system 1", "95 % CI"], elem_id="win-table")
+        export_btn = gr.Button("Export report")
+        export_out = gr.File(label="Report")
+        pair = gr.State({})
+        rng = random.Random()
+
+        def index(name):
+            if not name:
+                raise UserError("Choose two runs.")
+            return int(str(name).split(":", 1)[0])
+
+        @_page_errors
+        def on_next(a, b):
+            p = state.next_pair(index(a), index(b), rng)
+            return p, p["left"], p["right"], f"**Prompt:** {p['prompt']}", state.win_table(p["a"], p["b"])
+
+        next_btn.click(on_next, [run_a, run_b], [pair, left, right, pair_prompt, table])
+
+        for button, choice in ((vote_left, "left"), (vote_tie, "tie"), (vote_right, "right")):
+            @_page_errors
+            def on_vote(p, q, who, a, b, choice=choice):
+                state.vote(p, q, choice, who)
+                return on_next(a, b)
+
+            button.click(on_vote, [pair, question, rater, run_a, run_b], [pair, left, right, pair_prompt, table])
+
+        @_page_errors
+        def on_export(a, b, q):
+            return str(state.export(index(a), index(b), q))
+
+        export_btn.click(on_export, [run_a, run_b, question], export_out)
+
+        @_page_errors
+        def vote_api(a: int, b: int, prompt: str, seed: int, question: str, winner: str, rater: str) -> str:
+            """A vote sent by a program (scripts, the load test): winner is 'a', 'b' or 'tie' for runs a, b."""
+            if winner not in ("a", "b", "tie"):
+                raise UserError("winner must be 'a', 'b' or 'tie'.")
+            choice = {"a": "left", "b": "right", "tie": "tie"}[winner]
+            state.vote({"a": a, "b": b, "prompt": prompt, "seed": seed, "flipped": False}, question, choice, rater)
+            return "ok"
+
+        gr.api(vote_api, api_name="vote")
+
+
+def _review_tab(gr, state: AppState) -> None:
+    """Review: keep/drop over the curated set (review.jsonl)."""
+    with gr.Tab("Review", elem_id="tab-review"):
+        gr.Markdown("Keep or drop each curated image; quality-tuning leaves out what you drop (review.jsonl).")
+        position = gr.State(0)
+        review_img = gr.Image(height=320, type="filepath", label="Curated image", elem_id="review-image")
+        review_caption = gr.Markdown(elem_id="review-caption")
+        with gr.Row():
+            keep = gr.Button("Keep", elem_id="keep")
+            drop = gr.Button("Drop", elem_id="drop")
+            load = gr.Button("Start / refresh", elem_id="review-start")
+
+        @_page_errors
+        def show(i):
+            items = state.review_items()
+            if not items:
+                raise UserError("The curated set is empty.")
+            i = int(i) % len(items)
+            item = items[i]
+            status = "kept" if item["kept"] else "dropped"
+            return i, item["path"], f"{i + 1}/{len(items)} · {item['caption']} · currently **{status}**"
+
+        load.click(show, position, [position, review_img, review_caption])
+        for button, kept in ((keep, True), (drop, False)):
+            @_page_errors
+            def on_review(i, kept=kept):
+                state.review(int(i), kept)
+                return show(int(i) + 1)
+
+            button.click(on_review, position, [position, review_img, review_caption])
+
+
+def build_app(state: AppState):
+    """The three pages over one `AppState`."""
+    import gradio as gr
 
     with gr.Blocks(title="promptlift") as app:
         gr.Markdown("# promptlift")
-        with gr.Tab("Create", elem_id="tab-create"):
-            prompt = gr.Textbox(label="Your prompt", placeholder="a couple of boats as the sun goes down",
-                                max_length=state.cfg.max_prompt_chars, elem_id="prompt")
-            refined = gr.Textbox(label="Refined prompt (edit freely)", elem_id="refined")
-            with gr.Row():
-                refine_btn = gr.Button("Suggest 3 refinements", elem_id="refine")
-                candidates = gr.Radio(label="Pick one (then suggest again to extend it)", choices=[], elem_id="candidates")
-            with gr.Row():
-                model = gr.Dropdown([f"{i}: {m}" for i, m in enumerate(state.models)], value=f"0: {state.models[0]}",
-                                    label="Model", elem_id="model")
-                mix = gr.Slider(0, 1, value=1, step=0.1, label="TextCraftor encoder mix (1 = first run, 0 = second)",
-                                visible=len(state.cfg.textcraftor) > 1)
-            with gr.Row():
-                lifts = gr.CheckboxGroup(["quality-tuning", "sur-adapter", "textcraftor"], label="Lifts",
-                                         value=["quality-tuning"], elem_id="lifts")
-                alpha = gr.Slider(0, 1, value=1, step=0.05, label="TextCraftor alpha (0 = base, 1 = tuned)")
-                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
-                steps = gr.Slider(1, state.cfg.max_steps, value=25, step=1, label="Steps")
-            with gr.Row():
-                go = gr.Button("Generate", variant="primary", elem_id="generate")
-                stop = gr.Button("Cancel", elem_id="cancel")
-            with gr.Row():
-                base_img = gr.Image(height=320, label="Base model", type="pil", elem_id="base-image")
-                lifted_img = gr.Image(height=320, label="Lifted", type="pil", elem_id="lifted-image")
-            used = gr.Markdown(elem_id="used-prompt")
-            files = gr.File(label="Download (image + settings)", file_count="multiple", elem_id="download")
-            round_seed = gr.State(0)
-
-            @_page_errors
-            def on_refine(text, prefix, r):
-                options = state.refine_round(text, prefix, seed=int(r))
-                return gr.update(choices=options, value=None), int(r) + 1
-
-            refine_btn.click(on_refine, [prompt, refined, round_seed], [candidates, round_seed], concurrency_id="model",
-                             concurrency_limit=1)
-            candidates.change(lambda c, cur: c if c else cur, [candidates, refined], refined)
-
-            @_page_errors
-            def on_generate(text, refined_text, model_name, m, lift_names, a, s, n, progress=gr.Progress()):
-                used_prompt = (refined_text or "").strip() or text
-                total = 2 * int(n)
-                done = [0]
-
-                def tick(_step):
-                    done[0] += 1
-                    progress(done[0] / total, desc="denoising")
-
-                base, lifted, settings = state.generate(used_prompt, tuple(lift_names or ()), int(s or 0), int(n),
-                                                        float(a), on_step=tick, model=int(str(model_name).split(":")[0]),
-                                                        mix=float(m))
-                settings["user_prompt"] = text
-                shown = f"**Prompt used:** {used_prompt}" + ("" if used_prompt == text else f"  \n(you typed: {text})")
-                return base, lifted, shown, state.save_download(lifted, settings)
-
-            event = go.click(on_generate, [prompt, refined, model, mix, lifts, alpha, seed, steps],
-                             [base_img, lifted_img, used, files], concurrency_id="model", concurrency_limit=1)
-            stop.click(None, None, None, cancels=[event])
-
-        with gr.Tab("Rate", elem_id="tab-rate"):
-            gr.Markdown("Two images of the same prompt and seed from two systems, in random order. Which is better?")
-            with gr.Row():
-                run_a = gr.Dropdown(run_names, label="System 1", value=run_names[0] if run_names else None)
-                run_b = gr.Dropdown(run_names, label="System 2", value=run_names[1] if len(run_names) > 1 else None)
-                rater = gr.Textbox(label="Your name (optional)", max_length=64, elem_id="rater")
-            next_btn = gr.Button("Next pair", elem_id="next-pair")
-            pair_prompt = gr.Markdown(elem_id="pair-prompt")
-            with gr.Row():
-                left = gr.Image(height=320, label="Left", type="filepath", elem_id="left")
-                right = gr.Image(height=320, label="Right", type="filepath", elem_id="right")
-            question = gr.Radio(list(QUESTIONS), value=QUESTIONS[0], label="Question", elem_id="question")
-            with gr.Row():
-                vote_left = gr.Button("Left is better", elem_id="vote-left")
-                vote_tie = gr.Button("Tie", elem_id="vote-tie")
-                vote_right = gr.Button("Right is better", elem_id="vote-right")
-            table = gr.Dataframe(headers=["question", "votes", "win rate of system 1", "95 % CI"], elem_id="win-table")
-            export_btn = gr.Button("Export report")
-            export_out = gr.File(label="Report")
-            pair = gr.State({})
-            rng = random.Random()
-
-            def index(name):
-                if not name:
-                    raise UserError("Choose two runs.")
-                return int(str(name).split(":", 1)[0])
-
-            @_page_errors
-            def on_next(a, b):
-                p = state.next_pair(index(a), index(b), rng)
-                return p, p["left"], p["right"], f"**Prompt:** {p['prompt']}", state.win_table(p["a"], p["b"])
-
-            next_btn.click(on_next, [run_a, run_b], [pair, left, right, pair_prompt, table])
-
-            for button, choice in ((vote_left, "left"), (vote_tie, "tie"), (vote_right, "right")):
-                @_page_errors
-                def on_vote(p, q, who, a, b, choice=choice):
-                    state.vote(p, q, choice, who)
-                    return on_next(a, b)
-
-                button.click(on_vote, [pair, question, rater, run_a, run_b], [pair, left, right, pair_prompt, table])
-
-            @_page_errors
-            def on_export(a, b, q):
-                return str(state.export(index(a), index(b), q))
-
-            export_btn.click(on_export, [run_a, run_b, question], export_out)
-
-            @_page_errors
-            def vote_api(a: int, b: int, prompt: str, seed: int, question: str, winner: str, rater: str) -> str:
-                """A vote sent by a program (scripts, the load test): winner is 'a', 'b' or 'tie' for runs a, b."""
-                if winner not in ("a", "b", "tie"):
-                    raise UserError("winner must be 'a', 'b' or 'tie'.")
-                choice = {"a": "left", "b": "right", "tie": "tie"}[winner]
-                state.vote({"a": a, "b": b, "prompt": prompt, "seed": seed, "flipped": False}, question, choice, rater)
-                return "ok"
-
-            gr.api(vote_api, api_name="vote")
-
-        with gr.Tab("Review", elem_id="tab-review"):
-            gr.Markdown("Keep or drop each curated image; quality-tuning leaves out what you drop (review.jsonl).")
-            position = gr.State(0)
-            review_img = gr.Image(height=320, type="filepath", label="Curated image", elem_id="review-image")
-            review_caption = gr.Markdown(elem_id="review-caption")
-            with gr.Row():
-                keep = gr.Button("Keep", elem_id="keep")
-                drop = gr.Button("Drop", elem_id="drop")
-                load = gr.Button("Start / refresh", elem_id="review-start")
-
-            @_page_errors
-            def show(i):
-                items = state.review_items()
-                if not items:
-                    raise UserError("The curated set is empty.")
-                i = int(i) % len(items)
-                item = items[i]
-                status = "kept" if item["kept"] else "dropped"
-                return i, item["path"], f"{i + 1}/{len(items)} · {item['caption']} · currently **{status}**"
-
-            load.click(show, position, [position, review_img, review_caption])
-            for button, kept in ((keep, True), (drop, False)):
-                @_page_errors
-                def on_review(i, who=None, kept=kept):
-                    state.review(int(i), kept)
-                    return show(int(i) + 1)
-
-                button.click(on_review, position, [position, review_img, review_caption])
+        _create_tab(gr, state)
+        _rate_tab(gr, state)
+        _review_tab(gr, state)
     return app
 
 
