@@ -48,7 +48,7 @@ class PromptRefiner(nn.Module):
         self.adapter_out = nn.Linear(text_dim, text_dim)
         nn.init.zeros_(self.adapter_out.weight)
         nn.init.zeros_(self.adapter_out.bias)
-        self.mode_queries = nn.Parameter(torch.randn(num_modes, text_dim) * text_dim ** -0.5)
+        self.mode_queries = nn.Parameter(torch.randn(num_modes, text_dim))
         self.mode_attention = nn.MultiheadAttention(text_dim, num_heads, batch_first=True)
         self.to_decoder = nn.Linear(text_dim, d_model)
         t5 = T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=d_model // num_heads, d_ff=4 * d_model,
@@ -69,8 +69,7 @@ class PromptRefiner(nn.Module):
         """The decoder's memory for `mode` (an int, or (B,) per sample): [mode vector; adapted tokens] in d_model,
         and its attention mask (B, 1 + L)."""
         b = adapted.shape[0]
-        queries = self.mode_queries[None].expand(b, -1, -1)
-        modes, _ = self.mode_attention(queries, adapted, adapted, key_padding_mask=padding_mask, need_weights=False)
+        modes = self.mode_vectors(adapted, padding_mask)
         index = torch.full((b,), mode, device=adapted.device) if isinstance(mode, int) else mode
         chosen = modes[torch.arange(b, device=adapted.device), index][:, None]  # (B, 1, D)
         mem = self.to_decoder(torch.cat([chosen, adapted], dim=1))
@@ -80,9 +79,11 @@ class PromptRefiner(nn.Module):
         return mem, torch.cat([torch.ones(b, 1, dtype=torch.long, device=adapted.device), keep], dim=1)
 
     def mode_vectors(self, adapted: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        """(B, M, D): every mode's vector (for the diversity term)."""
+        """(B, M, D): every mode's vector, its learned query plus what it reads from the adapted tokens (the
+        residual keeps modes apart from the start; attention alone averages the same tokens into near-copies)."""
         queries = self.mode_queries[None].expand(adapted.shape[0], -1, -1)
-        return self.mode_attention(queries, adapted, adapted, key_padding_mask=padding_mask, need_weights=False)[0]
+        read = self.mode_attention(queries, adapted, adapted, key_padding_mask=padding_mask, need_weights=False)[0]
+        return queries + read
 
     def token_losses(self, adapted: torch.Tensor, padding_mask: torch.Tensor | None, labels: torch.Tensor,
                      mode: int) -> torch.Tensor:
