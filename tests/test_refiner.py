@@ -94,6 +94,27 @@ def test_strategies_respect_the_token_budget(sd1_refiner, tiny_pipeline_dirs):
     assert a.shape == b.shape and not torch.allclose(a, b)
 
 
+def test_decoder_writes_only_the_training_tokens_and_keeps_any_prefix(sd1_refiner, tiny_pipeline_dirs, world_set):
+    from promptlift.data.records import iter_records
+
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    refiner = Refiner.load(sd1_refiner / "final", pipe)
+    fine = [r.meta["complex"] for r in iter_records(world_set)]
+    seen = {i for ids in pipe.tokenizer(fine, add_special_tokens=False).input_ids for i in ids}
+    writable = set(refiner.model.token_ids.tolist())
+    assert seen <= writable and writable - seen <= set(refiner.features.special_ids.values())
+    assert refiner.model.decoder.config.vocab_size == len(writable) < len(pipe.tokenizer)
+    labels = refiner.features.fine_labels(fine[:4], 77)
+    assert torch.equal(refiner.model.to_tokenizer_ids(refiner.model.to_decoder_ids(labels).clamp_min(0))[labels >= 0],
+                       labels[labels >= 0])
+    unseen = min(set(range(len(pipe.tokenizer))) - writable)
+    with pytest.raises(ValueError, match="decoder vocabulary"):
+        refiner.model.to_decoder_ids(torch.tensor([[unseen]]))
+    prefix = "zyzzyva quokka"  # words no training prompt holds: kept in the text, left out of the decoder's context
+    assert not set(pipe.tokenizer(prefix, add_special_tokens=False).input_ids) <= writable
+    assert all(c.startswith(prefix) for c in refiner.candidates("two red boats", prefix=prefix, n=2))
+
+
 def test_refine_and_generate_show_the_refined_prompt(tmp_path, sd1_refiner, tiny_pipeline_dirs):
     model, refiner = str(tiny_pipeline_dirs["sd1"]), str(sd1_refiner / "final")
     result = CliRunner().invoke(cli, ["refine", "two red boats at sunset", "--refiner", refiner, "--model", model,

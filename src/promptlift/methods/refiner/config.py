@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ...training import MethodTrainConfig
 
@@ -28,6 +29,7 @@ class RefinerConfig(MethodTrainConfig):
     text_encoder: str = field(default="pipeline", metadata={"help": "'pipeline' (its own encoder and tokenizer) or a transformers encoder id/folder (text-only variant)."})
     max_coarse_tokens: int = field(default=32, metadata={"help": "Token length of coarse prompts for a non-pipeline encoder."})
     max_fine_tokens: int = field(default=77, metadata={"help": "Token length of fine prompts (the decoder's targets)."})
+    decoder_vocab: Literal["train", "tokenizer"] = field(default="train", metadata={"help": "Tokens the decoder writes: 'train' (those of the training fine prompts: a small, fast output layer) or 'tokenizer' (all of them)."})
     d_model: int = field(default=128, metadata={"help": "Decoder width."})
     num_decoder_layers: int = field(default=3, metadata={"help": "Decoder layers."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads (adapter, modes, decoder)."})

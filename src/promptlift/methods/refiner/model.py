@@ -9,7 +9,8 @@
   winner-take-all), and candidates drawn from different modes differ.
 - The decoder is a T5-architecture decoder (transformers' T5ForConditionalGeneration fed `encoder_outputs`; its
   one-layer T5 encoder is never run), over the pipeline's own tokenizer, so every refined prompt is counted in
-  the text encoder's tokens.
+  the text encoder's tokens. It may write a subset of that tokenizer (`token_ids`, e.g. the tokens of the training
+  fine prompts): its output layer then has hundreds of rows instead of the tokenizer's tens of thousands.
 """
 
 from __future__ import annotations
@@ -35,14 +36,28 @@ class PromptRefiner(nn.Module):
 
     def __init__(self, text_dim: int, vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int,
                  d_model: int = 256, num_decoder_layers: int = 3, num_heads: int = 4, num_modes: int = 3,
-                 adapter_layers: int = 2, dropout: float = 0.1):
+                 adapter_layers: int = 2, dropout: float = 0.1, num_decoder_tokens: int | None = None,
+                 token_ids: torch.Tensor | None = None):
+        """`vocab_size` and the special ids are the tokenizer's; the decoder writes `token_ids` (sorted tokenizer ids,
+        the specials among them; default: all `vocab_size`), `num_decoder_tokens` of them."""
         super().__init__()
+        if token_ids is None:
+            token_ids = torch.arange(num_decoder_tokens or vocab_size)
+        token_ids = torch.as_tensor(token_ids, dtype=torch.long)
         self.config = dict(text_dim=text_dim, vocab_size=vocab_size, bos_token_id=bos_token_id,
                            eos_token_id=eos_token_id, pad_token_id=pad_token_id, d_model=d_model,
                            num_decoder_layers=num_decoder_layers, num_heads=num_heads, num_modes=num_modes,
-                           adapter_layers=adapter_layers, dropout=dropout)
+                           adapter_layers=adapter_layers, dropout=dropout, num_decoder_tokens=len(token_ids))
         if text_dim % num_heads or d_model % num_heads:
             raise ValueError(f"`num_heads` {num_heads} must divide text_dim {text_dim} and d_model {d_model}.")
+        # tokenizer id -> decoder id (-1: a token the decoder cannot write)
+        self.register_buffer("token_ids", token_ids)
+        lookup = torch.full((vocab_size,), -1, dtype=torch.long)
+        lookup[token_ids] = torch.arange(len(token_ids))
+        self.register_buffer("decoder_index", lookup, persistent=False)
+        bos, eos, pad = (int(lookup[i]) for i in (bos_token_id, eos_token_id, pad_token_id))
+        if min(bos, eos, pad) < 0:
+            raise ValueError("`token_ids` must contain the bos, eos and pad token ids.")
         layer = nn.TransformerEncoderLayer(text_dim, num_heads, 4 * text_dim, dropout, batch_first=True, norm_first=True)
         self.adapter = nn.TransformerEncoder(layer, adapter_layers, enable_nested_tensor=False)
         self.adapter_out = nn.Linear(text_dim, text_dim)
@@ -51,15 +66,30 @@ class PromptRefiner(nn.Module):
         self.mode_queries = nn.Parameter(torch.randn(num_modes, text_dim))
         self.mode_attention = nn.MultiheadAttention(text_dim, num_heads, batch_first=True)
         self.to_decoder = nn.Linear(text_dim, d_model)
-        t5 = T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=d_model // num_heads, d_ff=4 * d_model,
+        t5 = T5Config(vocab_size=len(token_ids), d_model=d_model, d_kv=d_model // num_heads, d_ff=4 * d_model,
                       num_layers=1, num_decoder_layers=num_decoder_layers, num_heads=num_heads, dropout_rate=dropout,
-                      decoder_start_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                      tie_word_embeddings=False)
+                      decoder_start_token_id=bos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False)
         self.decoder = T5ForConditionalGeneration(t5)
 
     @property
     def num_modes(self) -> int:
         return self.mode_queries.shape[0]
+
+    def to_decoder_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Tokenizer ids -> decoder ids (-100 stays -100); a token the decoder cannot write is an error."""
+        mapped = torch.where(ids == -100, ids, self.decoder_index.to(ids.device)[ids.clamp_min(0)])
+        if (mapped == -1).any():
+            raise ValueError("the targets hold tokens outside the refiner's decoder vocabulary (`token_ids`).")
+        return torch.where(ids == -100, ids, mapped)
+
+    def writable(self, ids: list[int]) -> list[int]:
+        """The decoder ids of the tokenizer ids `ids` it can write (others are left out of its context)."""
+        index = self.decoder_index.tolist()
+        return [index[i] for i in ids if index[i] >= 0]
+
+    def to_tokenizer_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Decoder ids -> tokenizer ids."""
+        return self.token_ids.to(ids.device)[ids]
 
     def adapt(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Coarse prompt embeddings (B, L, D) -> adapted embeddings (B, L, D), usable as `prompt_embeds`."""
@@ -98,7 +128,7 @@ class PromptRefiner(nn.Module):
     @torch.no_grad()
     def generate(self, adapted: torch.Tensor, padding_mask: torch.Tensor | None, mode: int,
                  prefix_ids: torch.Tensor, **generate_kwargs) -> torch.Tensor:
-        """Continue `prefix_ids` (B, T, starting with bos) under `mode`; returns the full sequences."""
+        """Continue `prefix_ids` (B, T decoder ids, starting with bos) under `mode`; returns the full sequences."""
         mem, mask = self.memory(adapted, padding_mask, mode)
         return self.decoder.generate(encoder_outputs=BaseModelOutput(last_hidden_state=mem), attention_mask=mask,
                                      decoder_input_ids=prefix_ids, **generate_kwargs)
@@ -121,10 +151,11 @@ class PromptRefiner(nn.Module):
             raise ValueError(f"{str(folder)!r} holds no refiner ({CONFIG_FILE}); pass the output of "
                              "`promptlift train refiner` (its best/ or final/ folder).")
         config = json.loads((folder / CONFIG_FILE).read_text())
-        model = cls(**{k: config[k] for k in ("text_dim", "vocab_size", "bos_token_id", "eos_token_id", "pad_token_id",
-                                              "d_model", "num_decoder_layers", "num_heads", "num_modes",
-                                              "adapter_layers", "dropout")})
-        missing, unexpected = model.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=False)
+        keys = ("text_dim", "vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "d_model",
+                "num_decoder_layers", "num_heads", "num_modes", "adapter_layers", "dropout", "num_decoder_tokens")
+        weights = load_file(folder / WEIGHTS_FILE)
+        model = cls(**{k: config.get(k) for k in keys}, token_ids=weights.get("token_ids"))
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith("decoder.")]
         if missing or unexpected:
             raise ValueError(f"refiner {str(folder)!r}: weights do not match its config (missing {missing[:5]}, "

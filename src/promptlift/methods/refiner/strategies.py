@@ -57,12 +57,13 @@ class Refiner:
             return prefix
         adapted, mask = self._adapted([prompt])
         ids = self.features.tokenizer(prefix, add_special_tokens=False).input_ids if prefix else []
-        start = torch.tensor([[self.model.config["bos_token_id"], *ids]], device=adapted.device)
+        start = torch.tensor([self.model.writable([self.model.config["bos_token_id"], *ids])], device=adapted.device)
         kwargs = dict(do_sample=True, top_p=top_p, top_k=top_k) if sample else dict(do_sample=False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out = self.model.generate(adapted, mask, mode % self.model.num_modes, start, max_new_tokens=budget, **kwargs)
-        text = self.features.tokenizer.decode(out[0, 1:], skip_special_tokens=True).strip()
+        new = self.model.to_tokenizer_ids(out[0, start.shape[1]:]).tolist()  # the prefix keeps its own tokens
+        text = self.features.tokenizer.decode(ids + new, skip_special_tokens=True).strip()
         while text and self.budget_left(text) < 0:  # another tokenizer than the pipeline's may count more
             text = text.rsplit(" ", 1)[0] if " " in text else ""
         return text

@@ -35,7 +35,7 @@ from .features import TextFeatures
 from .model import PromptRefiner
 from .strategies import Refiner, RefinerLift
 
-__all__ = ["load_rows", "train"]
+__all__ = ["decoder_vocabulary", "load_rows", "train"]
 
 
 def load_rows(cfg: RefinerConfig) -> list[dict]:
@@ -86,6 +86,12 @@ def build_cache(rows: list[dict], features: TextFeatures, cfg: RefinerConfig, va
     return {k: torch.cat(v) for k, v in parts.items() if v}
 
 
+def decoder_vocabulary(labels: list[torch.Tensor], features: TextFeatures) -> torch.Tensor:
+    """Sorted tokenizer ids the decoder writes: every token of the fine prompts' `labels`, plus the specials."""
+    specials = torch.tensor(list(features.special_ids.values()))
+    return torch.cat([*(t[t != -100] for t in labels), specials]).unique()
+
+
 def _pooled(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     real = (~padding_mask).unsqueeze(-1).to(x.dtype)
     return (x * real).sum(1) / real.sum(1).clamp_min(1)
@@ -105,8 +111,15 @@ def train(cfg: RefinerConfig) -> Path:
             getattr(pipe, name).requires_grad_(False)
     features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
     cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
+    held_out = build_cache(held_rows, features, cfg) if held_rows else None
+    token_ids = None
+    if cfg.decoder_vocab == "train":  # the held-out pairs' tokens too, so their cross-entropy is defined
+        token_ids = decoder_vocabulary([c["labels"] for c in filter(None, (cache, held_out))], features)
     model = PromptRefiner(features.dim, len(features.tokenizer), **features.special_ids, d_model=cfg.d_model,
-                          num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads, num_modes=cfg.num_modes)
+                          num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads, num_modes=cfg.num_modes,
+                          token_ids=token_ids)
+    for c in filter(None, (cache, held_out)):
+        c["labels"] = model.to_decoder_ids(c["labels"])
     extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
              "base": cfg.pretrained_model_name_or_path}
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -155,7 +168,6 @@ def train(cfg: RefinerConfig) -> Path:
     best_file = out / "best" / "eval.json"
     state = {"best": json.loads(best_file.read_text())["score"] if best_file.is_file() else None, "history": []}
     evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
-    held_out = build_cache(held_rows, features, cfg) if held_rows else None
 
     def eval_fn(m, step):
         if evaluator is not None:
