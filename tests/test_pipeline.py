@@ -100,6 +100,17 @@ def test_lift_needing_weights_says_so(tmp_path):
         load_lifts([f"unet={tmp_path / 'missing'}"])
 
 
+def test_keywords_lift_appends_quality_keywords(tmp_path):
+    (lift,) = load_lifts(["keywords"])
+    assert lift.rewrite_prompts(["two red boats at sunset."]) == ["two red boats at sunset, highly detailed, sharp focus, soft lighting"]
+    (lift,) = load_lifts(["keywords"], ["keywords.keywords=8k, , masterpiece"])
+    assert lift.rewrite_prompts(["a cat"]) == ["a cat, 8k, masterpiece"] and lift.describe()["keywords"] == "8k, masterpiece"
+    with pytest.raises(ValueError, match="takes no PATH"):
+        load_lifts([f"keywords={tmp_path}"])
+    with pytest.raises(ValueError, match="`keywords` is empty"):
+        load_lifts(["keywords"], ["keywords.keywords= , "])
+
+
 def test_text_encoder_lift_swaps_the_component(tmp_path, tiny_pipeline_dirs):
     base = load_pipeline(tiny_pipeline_dirs["sd1"])
     tuned = load_pipeline(tiny_pipeline_dirs["sd1"]).text_encoder

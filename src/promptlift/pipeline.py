@@ -451,3 +451,27 @@ register_lift("text-encoder", help="Swap in a tuned text encoder folder (config.
 register_lift("unet", help="Swap in tuned UNet weights from a folder (config.json + weights); PATH required.")(
     lambda name, path: ComponentLift(name, path, "unet")
 )
+
+
+# what prompt guides tell people to append (and words the world's complex prompts use)
+DEFAULT_QUALITY_KEYWORDS = "highly detailed, sharp focus, soft lighting"
+
+
+class KeywordsLift(Lift):
+    """The rule-based baseline of prompt refinement: append fixed quality keywords to every prompt."""
+
+    def __init__(self, name: str, path: Path | None, keywords: str = DEFAULT_QUALITY_KEYWORDS):
+        if path is not None:
+            raise ValueError(f"lift {name!r} takes no PATH; set the words with `--lift_option {name}.keywords=...`.")
+        super().__init__(name, None)
+        self.keywords = ", ".join(k.strip() for k in str(keywords).split(",") if k.strip())
+        if not self.keywords:
+            raise ValueError(f"lift {name!r}: `keywords` is empty; pass comma-separated words, e.g. {DEFAULT_QUALITY_KEYWORDS!r}.")
+
+    def rewrite_prompts(self, prompts: list[str]) -> list[str]:
+        return [f"{p.rstrip(' ,.')}, {self.keywords}" for p in prompts]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "keywords": self.keywords}
+
+register_lift("keywords", help="Baseline prompt expander: appends quality keywords (option `keywords`).")(KeywordsLift)
