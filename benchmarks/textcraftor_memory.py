@@ -71,7 +71,7 @@ def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: i
 
     from promptlift.methods.textcraftor.lift import swapped
     from promptlift.methods.textcraftor.sampling import decode, sample_with_grad
-    from promptlift.methods.textcraftor.trainer import _conditioning
+    from promptlift.methods.textcraftor.trainer import encode_conditioning
     from promptlift.pipeline import encode_prompts, load_pipeline
     from promptlift.rewards import load_reward
     from promptlift.training.diffusion import diffusion_loss
@@ -95,8 +95,8 @@ def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: i
             loss = diffusion_loss(pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config), latents, embeds)
         else:
             with swapped(pipe, original):
-                frozen = _conditioning(pipe, encode_prompts(pipe, prompts), size)
-            trainable = _conditioning(pipe, encode_prompts(pipe, prompts, grad=True), size)
+                frozen = encode_conditioning(pipe, prompts, True, size)
+            trainable = encode_conditioning(pipe, prompts, True, size, grad=True)
             k = grad_steps if mode == "truncated" else steps
             latents = sample_with_grad(pipe.unet, DDIMScheduler.from_config(pipe.scheduler.config),
                                        torch.randn(shape, device=pipe.device), frozen, trainable, steps, k, 5.0,

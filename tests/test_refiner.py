@@ -50,7 +50,7 @@ def test_coarsen_real_prompts_into_the_paper_buckets():
 @pytest.fixture(scope="module")
 def sd1_refiner(tmp_path_factory, tiny_pipeline_dirs, tiny_bundle_dir, world_set):
     out = tmp_path_factory.mktemp("refiner") / "run"
-    result = run_refiner(tiny_pipeline_dirs["sd1"], world_set, out, tiny_bundle_dir)
+    result = run_refiner(tiny_pipeline_dirs["sd1"], world_set, out, tiny_bundle_dir, "--diffusion_batch_size", 2)
     assert result.exit_code == 0, result.output
     return out
 

@@ -151,6 +151,28 @@ def test_any_total_step_count_and_only_the_last_k_steps_carry_gradient(tiny_pipe
         sample_with_grad(pipe.unet, scheduler, latents, cond, trainable, 4, 5, 2.0)
 
 
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_unconditional_embedding_encoded_once_gives_the_same_values_and_gradient(arch, tiny_pipeline_dirs):
+    from promptlift.methods.textcraftor.trainer import _conditioning, encode_conditioning
+
+    pipe = load_pipeline(tiny_pipeline_dirs[arch])
+    pipe.text_encoder.requires_grad_(True)
+    weight = pipe.text_encoder.get_input_embeddings().weight
+    results = []
+    for make in (lambda: _conditioning(pipe, encode_prompts(pipe, PROMPTS, grad=True), 32),
+                 lambda: encode_conditioning(pipe, PROMPTS, True, 32, grad=True)):
+        weight.grad = None
+        cond = make()
+        (cond.hidden.square() * torch.linspace(0, 1, cond.hidden.shape[0])[:, None, None]).sum().backward()
+        results.append((cond.hidden.detach(), {k: v.clone() for k, v in (cond.added or {}).items()}, weight.grad.clone()))
+    (h0, a0, g0), (h1, a1, g1) = results
+    assert h0.shape == h1.shape == (2 * len(PROMPTS), *h0.shape[1:])
+    torch.testing.assert_close(h1, h0)
+    for k in a0:
+        torch.testing.assert_close(a1[k], a0[k])
+    torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4 * float(g0.abs().max()))  # float sums in other orders
+
+
 def test_resume_restores_the_exact_state(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, prompt_file):
     straight = tmp_path / "straight"
     assert run_tc(tiny_pipeline_dirs["sd1"], prompt_file, straight, tiny_bundle_dir, "--max_train_steps", 3).exit_code == 0

@@ -38,6 +38,7 @@ class RefinerConfig(MethodTrainConfig):
     mode_balance: float = field(default=0.1, metadata={"help": "Share of the mean cross-entropy over all modes (keeps every mode trained)."})
     align_weight: float = field(default=1.0, metadata={"help": "Weight of the feature alignment (adapted coarse -> fine)."})
     diffusion_weight: float = field(default=1.0, metadata={"help": "Weight of the frozen UNet's diffusion loss on the fine image (rows with images; 0 with another encoder than the pipeline's)."})
+    diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the diffusion term reads (the first N; default all): the UNet's backward pass is most of a step."})
     diversity_weight: float = field(default=0.1, metadata={"help": "Weight of the mode vectors' mean pairwise cosine."})
     eval_max_new_tokens: int = field(default=30, metadata={"help": "One-shot refinement length of the held-out evaluation."})
 
@@ -50,6 +51,9 @@ class RefinerConfig(MethodTrainConfig):
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         if self.ce_weight == 0:
             raise ValueError("`ce_weight` is 0: the decoder would never learn to write prompts.")
+        if self.diffusion_batch_size is not None and not 1 <= self.diffusion_batch_size <= self.train_batch_size:
+            raise ValueError(f"`diffusion_batch_size` must be in [1, train_batch_size={self.train_batch_size}], got "
+                             f"{self.diffusion_batch_size}.")
         if self.num_modes < 1:
             raise ValueError(f"`num_modes` must be >= 1, got {self.num_modes}.")
         if self.text_encoder != "pipeline" and self.diffusion_weight > 0:

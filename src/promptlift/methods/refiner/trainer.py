@@ -132,8 +132,9 @@ def train(cfg: RefinerConfig) -> Path:
         batch["x"] = batch["x"].float()
         width = int((batch["labels"] != -100).sum(1).max())
         batch["labels"] = batch["labels"][:, :width].contiguous()
-        if use_images:
+        if use_images:  # the diffusion term reads the first `diffusion_batch_size` rows
             gen.manual_seed(cfg.seed * 1_000_003 + i)
+            idx = idx[: cfg.diffusion_batch_size]
             batch["latents"] = sample_latents(cache["params"][idx], pipe.vae.config.scaling_factor, gen)
             if "pooled" in cache:
                 batch["pooled"] = cache["pooled"][idx]
@@ -153,11 +154,11 @@ def train(cfg: RefinerConfig) -> Path:
         diversity = (sims.sum((1, 2)) - k).mean() / max(k * (k - 1), 1)
         diffusion = torch.zeros((), device=device)
         if use_images:
-            added = None
+            added, rows = None, len(b["latents"])
             if "pooled" in b:  # SDXL: the coarse prompt's pooled embedding and size conditioning
                 h, w = (s * pipe.vae_scale_factor for s in b["latents"].shape[-2:])
-                added = {"text_embeds": b["pooled"], "time_ids": sdxl_time_ids(h, w, len(adapted), device)}
-            diffusion = diffusion_loss(pipe.unet, scheduler, b["latents"], adapted,
+                added = {"text_embeds": b["pooled"], "time_ids": sdxl_time_ids(h, w, rows, device)}
+            diffusion = diffusion_loss(pipe.unet, scheduler, b["latents"], adapted[:rows],
                                        torch.Generator().manual_seed(b["seed"]), 0.0, added)
         total = (cfg.ce_weight * wta + cfg.align_weight * align + cfg.diffusion_weight * diffusion
                  + cfg.diversity_weight * diversity)

@@ -80,6 +80,20 @@ def save_tuned(pipe, cfg: TextCraftorConfig, folder: Path, extra: dict | None = 
     return folder
 
 
+def encode_conditioning(pipe, texts: list[str], guided: bool, size: int, grad: bool = False) -> Conditioning:
+    """The UNet's conditioning for `texts`. With CFG the unconditional embedding, the same for every prompt, is
+    encoded once and expanded over the batch: the same values and gradient as encoding it B times, at the
+    activation memory of one prompt (the encoder's activations dominate a step on small latents)."""
+    embeds = encode_prompts(pipe, texts, do_classifier_free_guidance=False, grad=grad)
+    if guided:
+        negative = encode_prompts(pipe, texts[:1], grad=grad)  # diffusers' negative (SDXL may zero it)
+        b = len(texts)
+        embeds.negative_prompt_embeds = negative.negative_prompt_embeds.expand(b, -1, -1)
+        if negative.negative_pooled_prompt_embeds is not None:
+            embeds.negative_pooled_prompt_embeds = negative.negative_pooled_prompt_embeds.expand(b, -1)
+    return _conditioning(pipe, embeds, size)
+
+
 def _conditioning(pipe, embeds: PromptEmbeds, size: int) -> Conditioning:
     """[negative; positive] stacked for CFG, with SDXL's pooled embedding and micro-conditioning."""
     hidden = embeds.prompt_embeds if embeds.negative_prompt_embeds is None else torch.cat(
@@ -121,9 +135,8 @@ def train(cfg: TextCraftorConfig) -> Path:
     def loss_fn(_model, batch):
         texts = batch["prompts"]
         with swapped(pipe, originals):
-            frozen = _conditioning(pipe, encode_prompts(pipe, texts, do_classifier_free_guidance=do_cfg), size)
-        trainable = frozen if cfg.train == "unet_lora" else _conditioning(
-            pipe, encode_prompts(pipe, texts, do_classifier_free_guidance=do_cfg, grad=True), size)
+            frozen = encode_conditioning(pipe, texts, do_cfg, size)
+        trainable = frozen if cfg.train == "unet_lora" else encode_conditioning(pipe, texts, do_cfg, size, grad=True)
         shape = (len(texts), pipe.unet.config.in_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(batch["seed"])).to(pipe.device)
         latents = sample_with_grad(pipe.unet, scheduler, noise * scheduler.init_noise_sigma, frozen, trainable,
