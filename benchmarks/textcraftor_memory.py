@@ -7,12 +7,16 @@ Every configuration trains the embedded model's text encoder for one step with t
 - plain: the denoising loss of one noisy latent through the UNet (what a plain fine-tuning step costs);
 - truncated: TextCraftor, T sampling steps, gradient through the last K, each UNet call checkpointed;
 - full: gradient through all T steps, nothing checkpointed.
-Peak memory is the step's peak above the memory held before it: on CUDA torch's peak allocation; on CPU the
-process's resident set sampled every millisecond after handing freed heap back to the OS (each configuration runs
-in fresh child processes, `--repeats` of them, medians reported). Goal: truncated peak flat in T and <= 1.5x plain.
+Peak memory is the step's peak above the memory held before it: on CUDA torch's peak allocation
+(`max_memory_allocated`); on CPU its counterpart, the bytes malloc has handed out and not had back (glibc's
+`mallinfo2`: in-use arena + mmapped chunks), sampled every 0.2 ms. The resident set (RSS, sampled alike after
+handing freed heap back to the OS) is printed beside it: it also counts what the allocator keeps after a free, as
+CUDA's reserved memory does. Each configuration runs in fresh child processes, `--repeats` of them, medians
+reported. Goal: truncated peak flat in T and <= 1.5x plain.
 """
 
 import argparse
+import ctypes
 import multiprocessing as mp
 import os
 import statistics
@@ -27,42 +31,68 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        return libc
+    except (OSError, AttributeError):  # not glibc >= 2.33: only the resident set is measured
+        return None
+
+
+LIBC = _libc()
+
+
+def _allocated() -> int:
+    """Bytes malloc has handed out and not had back (0 where glibc's mallinfo2 is missing)."""
+    if LIBC is None:
+        return 0
+    info = LIBC.mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
 def _trim() -> None:
     """Hand freed heap memory back to the OS (glibc), so the step's own allocations show in the resident set."""
-    import ctypes
     import gc
 
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc: the numbers are noisier, not wrong
-        pass
+    if LIBC is not None:  # elsewhere the resident set is noisier, not wrong
+        LIBC.malloc_trim(0)
 
 
 class PeakSampler:
-    """Highest resident set size seen while the block runs, sampled by a thread (CPU)."""
+    """Highest allocated bytes and resident set seen while the block runs, above their values before it (CPU)."""
 
     def __enter__(self):
         _trim()
-        self.base = self.peak = _rss()
+        self.base = self.peak = (_allocated(), _rss())
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         return self
 
+    def _sample(self):
+        self.peak = tuple(map(max, self.peak, (_allocated(), _rss())))
+
     def _run(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.001)
+            self._sample()
+            time.sleep(0.0002)
 
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
-        self.peak = max(self.peak, _rss())
+        self._sample()
 
     @property
-    def extra(self) -> int:
-        return self.peak - self.base
+    def extra(self) -> tuple[int, int]:
+        """(allocated, resident) bytes above the start."""
+        return self.peak[0] - self.base[0], self.peak[1] - self.base[1]
 
 
 def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: int, queue) -> None:
@@ -115,12 +145,12 @@ def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: i
     with PeakSampler() as sampler:
         step()
     seconds = time.perf_counter() - t0
-    extra = torch.cuda.max_memory_allocated() - before if cuda else sampler.extra
-    queue.put((extra, seconds))
+    extra = (torch.cuda.max_memory_allocated() - before, 0) if cuda else sampler.extra
+    queue.put((*extra, seconds))
 
 
-def run(mode: str, steps: int, args) -> tuple[float, float]:
-    """Median (peak bytes, seconds) over `repeats` fresh child processes."""
+def run(mode: str, steps: int, args) -> tuple[float, float, float]:
+    """Median (peak allocated bytes, peak resident bytes, seconds) over `repeats` fresh child processes."""
     ctx = mp.get_context("spawn")
     results = []
     for _ in range(args.repeats):
@@ -129,7 +159,7 @@ def run(mode: str, steps: int, args) -> tuple[float, float]:
         proc.start()
         results.append(queue.get())
         proc.join()
-    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+    return tuple(statistics.median(r[i] for r in results) for i in range(3))
 
 
 def main() -> None:
@@ -141,13 +171,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Fresh processes per configuration (medians).")
     parser.add_argument("--modes", nargs="+", default=["truncated", "full"], choices=["truncated", "full"])
     args = parser.parse_args()
-    plain_mem, plain_s = run("plain", 1, args)
-    print(f"plain training step: peak +{plain_mem / 2**20:.1f} MiB, {plain_s:.2f} s (batch {args.batch_size})")
-    print(f"{'T':>4} {'mode':>10} {'peak MiB':>9} {'x plain':>8} {'time s':>7} {'x plain':>8}")
+    plain = run("plain", 1, args)
+    mib = [x / 2**20 for x in plain[:2]]
+    print(f"plain training step: peak +{mib[0]:.1f} MiB allocated, +{mib[1]:.1f} MiB resident, {plain[2]:.2f} s "
+          f"(batch {args.batch_size})")
+    print(f"{'T':>4} {'mode':>10} {'alloc MiB':>10} {'x plain':>8} {'RSS MiB':>8} {'x plain':>8} {'time s':>7} {'x plain':>8}")
     for steps in args.steps:
         for mode in args.modes:
-            mem, sec = run(mode, steps, args)
-            print(f"{steps:>4} {mode:>10} {mem / 2**20:>9.1f} {mem / plain_mem:>8.2f} {sec:>7.2f} {sec / plain_s:>8.2f}")
+            r = run(mode, steps, args)
+            cells = [f"{r[i] / 2**20:>{w}.1f} {r[i] / max(plain[i], 1):>8.2f}" for i, w in ((0, 10), (1, 8))]
+            print(f"{steps:>4} {mode:>10} {' '.join(cells)} {r[2]:>7.2f} {r[2] / plain[2]:>8.2f}")
 
 
 if __name__ == "__main__":
