@@ -144,3 +144,20 @@ def test_export_layouts(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
     assert meta["prompt"] == "a photo of a cow" and (tmp_path / "g" / "00001" / "samples" / "0001.png").is_file()
     assert run("export", out, "--format", "t2i-compbench", "--output_dir", tmp_path / "t").exit_code == 0
     assert sorted(p.name for p in (tmp_path / "t" / "samples").iterdir())[0] == "a photo of a bench_000000.png"
+
+
+def test_distinct_n_and_pairwise_distance():
+    import torch
+
+    from promptlift.evaluation.diversity import distinct_n, pairwise_distance
+
+    same = [["two red boats, sunset", "two red boats, sunset"]]
+    apart = [["two red boats, sunset", "soft lighting, highly detailed"]]
+    assert distinct_n(same, 1) == 0.5 and distinct_n(apart, 1) == 1.0
+    assert distinct_n(same, 2) == 0.5 and distinct_n([["a"]], 2) == 0.0
+    with pytest.raises(ValueError, match="`n` must be >= 1"):
+        distinct_n(same, 0)
+    table = {"x": torch.tensor([1.0, 0.0]), "y": torch.tensor([0.0, 1.0]), "z": torch.tensor([2.0, 0.0])}
+    embed = lambda texts: torch.stack([table[t] for t in texts])  # noqa: E731
+    assert pairwise_distance([["x", "z"]], embed) == pytest.approx(0.0, abs=1e-6)
+    assert pairwise_distance([["x", "y"], ["x", "y", "z"]], embed) == pytest.approx((1.0 + 2 / 3) / 2)

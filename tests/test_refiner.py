@@ -21,7 +21,7 @@ def run_refiner(model, data, out, bundle, *extra):
     args = ["train", "refiner", "--pretrained_model_name_or_path", model, "--train_data", data, "--output_dir", out,
             "--max_train_steps", 4, "--train_batch_size", 3, "--eval_steps", 2, "--checkpointing_steps", 2,
             "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--eval_max_new_tokens", 5, "--d_model", 32,
-            "--num_decoder_layers", 1, "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,
+            "--num_decoder_layers", 2, "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,
             "--learning_rate", 1e-3, "--lr_warmup_steps", 1, "--logging_steps", 1, *extra]
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from ...utils import atomic_dir
@@ -130,8 +131,10 @@ class PromptRefiner(nn.Module):
                  prefix_ids: torch.Tensor, **generate_kwargs) -> torch.Tensor:
         """Continue `prefix_ids` (B, T decoder ids, starting with bos) under `mode`; returns the full sequences."""
         mem, mask = self.memory(adapted, padding_mask, mode)
+        # a cache that grows per layer: the default one is sized by the (one-layer, unused) T5 encoder
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         return self.decoder.generate(encoder_outputs=BaseModelOutput(last_hidden_state=mem), attention_mask=mask,
-                                     decoder_input_ids=prefix_ids, **generate_kwargs)
+                                     decoder_input_ids=prefix_ids, past_key_values=cache, **generate_kwargs)
 
     # -- folders ------------------------------------------------------------------------------
 
