@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from promptlift.cli import cli
@@ -105,6 +106,20 @@ def test_eval_run_writes_scores_summary_report_and_resumes(tmp_path, tiny_pipeli
 
     other = _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir, "--guidance_scale", 3)
     assert other.exit_code != 0 and "holds a run with other settings (guidance_scale)" in other.output
+
+
+def test_eval_applies_prompt_rewrites_and_scores_the_users_prompt(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
+    plain, lifted = tmp_path / "plain", tmp_path / "keywords"
+    assert _eval(tiny_pipeline_dirs["sd1"], plain, tiny_bundle_dir).exit_code == 0
+    result = _eval(tiny_pipeline_dirs["sd1"], lifted, tiny_bundle_dir, "--lift", "keywords")
+    assert result.exit_code == 0, result.output
+    a, b = ([json.loads(x) for x in (run / "scores.jsonl").read_text().splitlines()] for run in (plain, lifted))
+    assert [r["prompt"] for r in a] == [r["prompt"] for r in b]  # matched and judged on the user's prompt
+    assert all(r["prompt_used"] == f"{r['prompt']}, highly detailed, sharp focus, soft lighting" for r in b)
+    assert "prompt_used" not in a[0]
+    changed = [not np.array_equal(np.asarray(Image.open(plain / x["image"])), np.asarray(Image.open(lifted / y["image"])))
+               for x, y in zip(a, b)]
+    assert all(changed), "the rewritten prompt reached the pipeline"
 
 
 def test_compare_runs(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):

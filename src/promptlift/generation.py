@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import to_dict
 from .pipeline import (Lift, check_prompts, encode_prompts, load_lifts, load_pipeline, recommended_guidance_scale,
-                       run_pipeline)
+                       rewrite_prompts, run_pipeline)
 from .utils import atomic_path, atomic_write_json, ensure_output_dir
 
 __all__ = ["GenerateConfig", "SamplingConfig", "generate", "generate_images", "image_seeds", "load_sampling"]
@@ -116,9 +116,7 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
         pipe, lifts = load_sampling(cfg)
     lifts = lifts or []
     load_s = time.perf_counter() - t0
-    prompts = list(cfg.prompt)
-    for lift in lifts:
-        prompts = lift.rewrite_prompts(prompts)
+    prompts = rewrite_prompts(list(cfg.prompt), lifts)
     cut = check_prompts(pipe, prompts, cfg.on_long_prompt)
     pipe.set_progress_bar_config(disable=True)
 

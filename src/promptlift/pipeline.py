@@ -153,6 +153,13 @@ class PromptEmbeds:
                 if f.metadata.get("kwarg", True) and getattr(self, f.name) is not None}
 
 
+def rewrite_prompts(prompts: list[str], lifts: Sequence[Lift] = ()) -> list[str]:
+    """The prompts the pipeline is given: each lift's `rewrite_prompts` in turn (a refiner, a keyword expander)."""
+    for lift in lifts:
+        prompts = lift.rewrite_prompts(prompts)
+    return prompts
+
+
 def encode_prompts(
     pipe: DiffusionPipeline,
     prompts: list[str],

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..pipeline import Lift, encode_prompts, run_pipeline
+from ..pipeline import Lift, encode_prompts, rewrite_prompts, run_pipeline
 from ..rewards import load_reward, parse_reward_options
 from ..stats import win_rate
 
@@ -58,9 +58,7 @@ class HeldOutEvaluator:
     @torch.no_grad()
     def images(self, lifts: Sequence[Lift]) -> torch.Tensor:
         gens = [torch.Generator().manual_seed(i) for i in range(len(self.prompts))]
-        prompts = self.prompts
-        for lift in lifts:  # a refiner rewrites; the judges still score against the user's prompt
-            prompts = lift.rewrite_prompts(prompts)
+        prompts = rewrite_prompts(self.prompts, lifts)  # the judges still score against the user's prompt
         embeds = encode_prompts(self.pipe, prompts, do_classifier_free_guidance=self.guidance_scale > 1,
                                 lifts=list(lifts))
         self.pipe.set_progress_bar_config(disable=True)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import to_dict
 from ..generation import SamplingConfig, generate_images, load_sampling
-from ..pipeline import check_prompts
+from ..pipeline import check_prompts, rewrite_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..utils import images_to_tensor, atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
 from .prompts import load_prompt_set
@@ -124,11 +124,14 @@ def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict) -> None:
         for start in range(0, len(jobs), cfg.batch_size):
             batch = jobs[start : start + cfg.batch_size]
             t0 = time.perf_counter()
-            images = generate_images(pipe, cfg, [r["prompt"] for r, _ in batch], [s for _, s in batch], lifts)
+            used = rewrite_prompts([r["prompt"] for r, _ in batch], lifts)  # scored against the user's prompt
+            images = generate_images(pipe, cfg, used, [s for _, s in batch], lifts)
             t1 = time.perf_counter()
             rows = _score_batch(batch, images, rewards, judge, pipe.device)
             t2 = time.perf_counter()
-            for row, image in zip(rows, images):
+            for row, image, prompt_used in zip(rows, images, used):
+                if prompt_used != row["prompt"]:
+                    row["prompt_used"] = prompt_used
                 with atomic_path(out / row["image"], suffix=".png") as tmp:
                     image.save(tmp, format="PNG")
                 row["timings"] = {"generate_s": (t1 - t0) / len(batch), "score_s": (t2 - t1) / len(batch)}
