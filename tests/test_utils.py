@@ -30,3 +30,23 @@ def test_prefetch_stops_its_thread_when_the_loop_is_left():
         if x == 10:
             break
     assert threading.active_count() == before
+
+
+def test_read_prompts_from_text_jsonl_and_json_files(tmp_path):
+    import json
+
+    from promptlift.data.prompts import read_prompts
+
+    (tmp_path / "p.txt").write_text("a cat\n\n  a dog \n")
+    (tmp_path / "p.jsonl").write_text('{"text": "a cat"}\n{"text": ""}\n{"text": "a dog"}\n')
+    (tmp_path / "p.json").write_text(json.dumps([{"text": "a cat"}, {"text": "a dog"}, {"text": "a cow"}]))
+    assert read_prompts(tmp_path / "p.txt") == ["a cat", "a dog"]
+    assert read_prompts(tmp_path / "p.jsonl", "text") == ["a cat", "a dog"]
+    assert read_prompts(tmp_path / "p.json", "text", limit=2) == ["a cat", "a dog"]
+    with pytest.raises(ValueError, match=r"p.json\[0\] has no column 'prompt'"):
+        read_prompts(tmp_path / "p.json")
+    (tmp_path / "p.csv").write_text("prompt\na cat\n")
+    with pytest.raises(ValueError, match="is no .txt/.jsonl/.json file"):
+        read_prompts(tmp_path / "p.csv")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_prompts(tmp_path / "missing.json")

@@ -81,7 +81,7 @@ class PromptRefiner(nn.Module):
         mapped = torch.where(ids == -100, ids, self.decoder_index.to(ids.device)[ids.clamp_min(0)])
         if (mapped == -1).any():
             raise ValueError("the targets hold tokens outside the refiner's decoder vocabulary (`token_ids`).")
-        return torch.where(ids == -100, ids, mapped)
+        return mapped
 
     def writable(self, ids: list[int]) -> list[int]:
         """The decoder ids of the tokenizer ids `ids` it can write (others are left out of its context)."""
