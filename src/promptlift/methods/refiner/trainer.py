@@ -97,6 +97,57 @@ def _pooled(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     return (x * real).sum(1) / real.sum(1).clamp_min(1)
 
 
+def mode_cross_entropy(m: PromptRefiner, adapted: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, M): each sample's cross-entropy of its fine prompt under every mode."""
+    return torch.stack([m.token_losses(adapted, mask, labels, k) for k in range(m.num_modes)], 1)
+
+
+def mode_similarity(modes: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise cosine of the mode vectors (B, M, D) -> scalar (the diversity term, lower is more diverse)."""
+    modes = F.normalize(modes, dim=-1)
+    k = modes.shape[1]
+    return ((modes @ modes.transpose(1, 2)).sum((1, 2)) - k).mean() / max(k * (k - 1), 1)
+
+
+def _frozen_pipeline(cfg: RefinerConfig):
+    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
+    for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
+        if getattr(pipe, name, None) is not None:
+            getattr(pipe, name).requires_grad_(False)
+    return pipe
+
+
+def _build_model(cfg: RefinerConfig, features: TextFeatures, caches: list[dict]) -> PromptRefiner:
+    """The refiner, its decoder vocabulary read from the caches' labels, which are mapped to decoder ids in place."""
+    token_ids = None
+    if cfg.decoder_vocab == "train":  # the held-out pairs' tokens too, so their cross-entropy is defined
+        token_ids = decoder_vocabulary([c["labels"] for c in caches], features)
+    model = PromptRefiner(features.dim, len(features.tokenizer), **features.special_ids, d_model=cfg.d_model,
+                          num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads, num_modes=cfg.num_modes,
+                          token_ids=token_ids)
+    for c in caches:
+        c["labels"] = model.to_decoder_ids(c["labels"])
+    return model
+
+
+def _judged_check(refiner: Refiner, evaluator: HeldOutEvaluator, cfg: RefinerConfig) -> tuple[dict, float]:
+    """Held-out prompts rewritten one-shot and judged against the raw ones; a step that loses content scores -1."""
+    lift = RefinerLift("refiner", None, max_new_tokens=cfg.eval_max_new_tokens, refiner=refiner)
+    metrics = evaluator([lift])
+    metrics["samples"] = [f"{a} -> {b}" for a, b in lift.last_rewrites[:4]]
+    kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
+    return metrics, metrics["win_rate_vs_base"] if kept else -1.0
+
+
+def _cross_entropy_check(refiner: Refiner, held_out: dict, held_rows: list[dict]) -> tuple[dict, float]:
+    """Text only: the held-out pairs' best-mode cross-entropy (lower is better) and a few refinements."""
+    m = refiner.model
+    adapted = m.adapt(held_out["x"].float(), held_out["mask"])
+    ce = float(mode_cross_entropy(m, adapted, held_out["mask"], held_out["labels"]).min(1).values.mean())
+    samples = [f"{r['coarse']} -> {refiner.one_shot([r['coarse']])[0]}" for r in held_rows[:4]]
+    return {"heldout_ce": ce, "samples": samples}, -ce
+
+
 def train(cfg: RefinerConfig) -> Path:
     """Train a refiner on `train_data`; returns the output folder (refiner in best/ and final/)."""
     rows = load_rows(cfg)
@@ -105,21 +156,11 @@ def train(cfg: RefinerConfig) -> Path:
         if len(rows) < 128:
             raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
         held_rows, rows = rows[-64:], rows[:-64]
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
-    for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
-        if getattr(pipe, name, None) is not None:
-            getattr(pipe, name).requires_grad_(False)
+    pipe = _frozen_pipeline(cfg)
     features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
     cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
     held_out = build_cache(held_rows, features, cfg) if held_rows else None
-    token_ids = None
-    if cfg.decoder_vocab == "train":  # the held-out pairs' tokens too, so their cross-entropy is defined
-        token_ids = decoder_vocabulary([c["labels"] for c in filter(None, (cache, held_out))], features)
-    model = PromptRefiner(features.dim, len(features.tokenizer), **features.special_ids, d_model=cfg.d_model,
-                          num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads, num_modes=cfg.num_modes,
-                          token_ids=token_ids)
-    for c in filter(None, (cache, held_out)):
-        c["labels"] = model.to_decoder_ids(c["labels"])
+    model = _build_model(cfg, features, [c for c in (cache, held_out) if c is not None])
     extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
              "base": cfg.pretrained_model_name_or_path}
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -145,13 +186,10 @@ def train(cfg: RefinerConfig) -> Path:
         device = next(m.parameters()).device
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         adapted = m.adapt(b["x"], b["mask"])
-        ce = torch.stack([m.token_losses(adapted, b["mask"], b["labels"], k) for k in range(m.num_modes)], 1)
+        ce = mode_cross_entropy(m, adapted, b["mask"], b["labels"])
         wta = ce.min(1).values.mean() + cfg.mode_balance * ce.mean()
         align = F.mse_loss(_pooled(adapted, b["mask"]), b["fine_pooled"])
-        modes = F.normalize(m.mode_vectors(adapted, b["mask"]), dim=-1)
-        sims = modes @ modes.transpose(1, 2)
-        k = m.num_modes
-        diversity = (sims.sum((1, 2)) - k).mean() / max(k * (k - 1), 1)
+        diversity = mode_similarity(m.mode_vectors(adapted, b["mask"]))
         diffusion = torch.zeros((), device=device)
         if use_images:
             added, rows = None, len(b["latents"])
@@ -171,20 +209,11 @@ def train(cfg: RefinerConfig) -> Path:
     evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
 
     def eval_fn(m, step):
+        refiner = Refiner(m, features, pipe)
         if evaluator is not None:
-            lift = RefinerLift("refiner", None, max_new_tokens=cfg.eval_max_new_tokens, refiner=Refiner(m, features, pipe))
-            metrics = evaluator([lift])
-            metrics["samples"] = [f"{a} -> {b}" for a, b in lift.last_rewrites[:4]]
-            kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
-            score = metrics["win_rate_vs_base"] if kept else -1.0
+            metrics, score = _judged_check(refiner, evaluator, cfg)
         else:
-            labels = held_out["labels"]
-            adapted = m.adapt(held_out["x"].float(), held_out["mask"])
-            ce = torch.stack([m.token_losses(adapted, held_out["mask"], labels, k) for k in range(m.num_modes)], 1)
-            metrics = {"heldout_ce": float(ce.min(1).values.mean())}
-            refiner = Refiner(m, features, pipe)
-            metrics["samples"] = [f"{r['coarse']} -> {refiner.one_shot([r['coarse']])[0]}" for r in held_rows[:4]]
-            score = -metrics["heldout_ce"]
+            metrics, score = _cross_entropy_check(refiner, held_out, held_rows)
         state["history"].append({"step": step, **metrics})
         if state["best"] is None or score > state["best"]:
             state["best"] = score
