@@ -481,4 +481,5 @@ class KeywordsLift(Lift):
     def describe(self) -> dict:
         return {**super().describe(), "keywords": self.keywords}
 
+
 register_lift("keywords", help="Baseline prompt expander: appends quality keywords (option `keywords`).")(KeywordsLift)

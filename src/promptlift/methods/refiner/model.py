@@ -85,8 +85,8 @@ class PromptRefiner(nn.Module):
 
     def writable(self, ids: list[int]) -> list[int]:
         """The decoder ids of the tokenizer ids `ids` it can write (others are left out of its context)."""
-        index = self.decoder_index.tolist()
-        return [index[i] for i in ids if index[i] >= 0]
+        index = self.decoder_index[torch.tensor(ids, dtype=torch.long)]
+        return index[index >= 0].tolist()
 
     def to_tokenizer_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Decoder ids -> tokenizer ids."""
