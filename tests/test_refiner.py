@@ -1,7 +1,8 @@
-"""Prompt refiner: coarsening buckets, training on every architecture (all four losses), the three inference
-strategies within the token budget, the text-only variant, `refine` and `generate --refine`."""
+"""Prompt refiner: coarsening buckets, continuation targets, training on every architecture (all four losses), the
+three inference strategies within the token budget, the text-only variant, `refine` and `generate --refine`."""
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 from promptlift.cli import cli
 from promptlift.methods.refiner.config import RefinerConfig
-from promptlift.methods.refiner.data import BUCKETS, coarse_pairs, coarsen
+from promptlift.methods.refiner.data import BUCKETS, coarse_pairs, coarsen, continuation, join_prompt, shuffle_phrases
 from promptlift.methods.refiner.strategies import Refiner
 from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
 
@@ -36,6 +37,23 @@ def test_coarsen_keeps_the_leading_phrases_within_each_bucket():
     assert all(c != f for c, f in pairs) and len(pairs) == len(set(pairs))
 
 
+def test_continuation_is_what_the_coarse_prompt_does_not_say():
+    fine = "two red boats, sunset, warm evening sky, soft lighting, highly detailed"
+    assert continuation("two red boats at sunset", fine) == "warm evening sky, soft lighting, highly detailed"
+    assert continuation("a white ball on the beach", "one white ball, beach, ocean, sandy shore") == "ocean, sandy shore"
+    # words that name nothing ("of", "a") do not make a phrase said; a coarse prefix leaves the rest
+    assert continuation("portrait of a knight", "portrait of a knight, oil painting of a castle") == "oil painting of a castle"
+    assert continuation("two red boats", "two red boats") == ""
+    assert join_prompt("a cat", "") == "a cat" and join_prompt("a cat,", ", soft light") == "a cat, soft light"
+
+
+def test_shuffle_phrases_keeps_every_phrase_and_follows_the_seed():
+    text = "warm evening sky, soft lighting, highly detailed, sharp focus, clean background"
+    orders = {shuffle_phrases(text, random.Random(seed)) for seed in range(20)}
+    assert len(orders) > 1 and all(sorted(o.split(", ")) == sorted(text.split(", ")) for o in orders)
+    assert shuffle_phrases(text, random.Random(3)) == shuffle_phrases(text, random.Random(3))
+
+
 @pytest.mark.skipif(not REAL_PROMPTS.is_file(), reason="../shared/benchmarks is not beside the project")
 def test_coarsen_real_prompts_into_the_paper_buckets():
     fine = [row["text"] for row in json.loads(REAL_PROMPTS.read_text())[:300]]
@@ -50,7 +68,8 @@ def test_coarsen_real_prompts_into_the_paper_buckets():
 @pytest.fixture(scope="module")
 def sd1_refiner(tmp_path_factory, tiny_pipeline_dirs, tiny_bundle_dir, world_set):
     out = tmp_path_factory.mktemp("refiner") / "run"
-    result = run_refiner(tiny_pipeline_dirs["sd1"], world_set, out, tiny_bundle_dir, "--diffusion_batch_size", 2)
+    result = run_refiner(tiny_pipeline_dirs["sd1"], world_set, out, tiny_bundle_dir, "--diffusion_batch_size", 2,
+                         "--shuffle_phrases")
     assert result.exit_code == 0, result.output
     return out
 
@@ -67,22 +86,35 @@ def test_all_four_losses_train_and_the_unet_stays_frozen(sd1_refiner, tiny_pipel
 
 @pytest.mark.parametrize("arch", ["sd2", "sdxl"])
 def test_sd2_and_sdxl_train(tmp_path, arch, tiny_pipeline_dirs, tiny_bundle_dir, world_set):
-    result = run_refiner(tiny_pipeline_dirs[arch], world_set, tmp_path / "run", tiny_bundle_dir)
+    """SDXL's refiner rewrites the whole prompt (`extend_coarse: false`): at most `new_tokens` per candidate."""
+    extra = ["--no-extend_coarse"] if arch == "sdxl" else []
+    result = run_refiner(tiny_pipeline_dirs[arch], world_set, tmp_path / "run", tiny_bundle_dir, *extra)
     assert result.exit_code == 0, result.output
-    refiner = Refiner.load(tmp_path / "run" / "final", load_pipeline(tiny_pipeline_dirs[arch]))
-    assert len(refiner.candidates("two red boats at sunset", n=3)) == 3
+    pipe = load_pipeline(tiny_pipeline_dirs[arch])
+    refiner = Refiner.load(tmp_path / "run" / "final", pipe)
+    first = refiner.candidates("two red boats at sunset", n=3, new_tokens=6, seed=1)
+    assert len(first) == 3 and refiner.extend == (arch != "sdxl")
+    for c in first:
+        if arch == "sdxl":
+            assert len(pipe.tokenizer(c, add_special_tokens=False).input_ids) <= 6
+        else:
+            assert c.startswith("two red boats at sunset")
 
 
 def test_strategies_respect_the_token_budget(sd1_refiner, tiny_pipeline_dirs):
     pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
     refiner = Refiner.load(sd1_refiner / "final", pipe)
     limit = pipe.tokenizer.model_max_length
-    first = refiner.candidates("two red boats at sunset", n=3, new_tokens=6, seed=1)
-    assert len(first) == 3 and all(isinstance(c, str) for c in first)  # (diversity is measured in-world)
-    for c in first:
-        assert len(refiner.features.tokenizer(c, add_special_tokens=False).input_ids) <= 6
-    extended = refiner.candidates("two red boats at sunset", prefix="two red boats", n=3, seed=2)
-    assert all(c.startswith("two red boats") for c in extended)
+    prompt = "two red boats at sunset"
+    n_prompt = len(pipe.tokenizer(prompt + ",", add_special_tokens=False).input_ids)
+    first = refiner.candidates(prompt, n=3, new_tokens=6, seed=1)
+    assert len(first) == 3 and refiner.extend  # (diversity is measured in-world)
+    for c in first:  # the user's prompt as typed, then at most 6 tokens (and a comma)
+        assert c.startswith(prompt) and len(pipe.tokenizer(c, add_special_tokens=False).input_ids) <= n_prompt + 6
+    extended = refiner.candidates(prompt, prefix=first[0], n=3, seed=2)
+    assert all(c.startswith(first[0]) for c in extended)
+    edited = refiner.candidates(prompt, prefix="two red boats", n=3, seed=2)
+    assert all(c.startswith("two red boats") for c in edited)
     spent = "x " * limit
     assert refiner.candidates("two red boats at sunset", prefix=spent, n=1) == [spent], "no budget left: unchanged"
     for text in refiner.one_shot(["a white ball on the beach"], max_new_tokens=500, sample=True):
@@ -94,17 +126,34 @@ def test_strategies_respect_the_token_budget(sd1_refiner, tiny_pipeline_dirs):
     assert a.shape == b.shape and not torch.allclose(a, b)
 
 
+def test_one_shot_leaves_out_a_phrase_cut_by_the_length_limit(sd1_refiner, tiny_pipeline_dirs, monkeypatch):
+    refiner = Refiner.load(sd1_refiner / "final", load_pipeline(tiny_pipeline_dirs["sd1"]))
+    m = refiner.model
+
+    def written(text, eos):
+        ids = refiner.features.tokenizer(text, add_special_tokens=False).input_ids + ([m.config["eos_token_id"]] if eos else [])
+        out = torch.tensor([m.writable([m.config["bos_token_id"], *ids])])
+        monkeypatch.setattr(m, "generate", lambda *a, **k: out)
+
+    written("soft lighting, highly", eos=False)
+    assert refiner.one_shot(["a red ball"])[0] == "a red ball, soft lighting"
+    written("soft lighting, highly detailed", eos=True)
+    assert refiner.one_shot(["a red ball"])[0] == "a red ball, soft lighting, highly detailed"
+    written("highly", eos=False)
+    assert refiner.one_shot(["a red ball"])[0] == "a red ball"
+
+
 def test_decoder_writes_only_the_training_tokens_and_keeps_any_prefix(sd1_refiner, tiny_pipeline_dirs, world_set):
     from promptlift.data.records import iter_records
 
     pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
     refiner = Refiner.load(sd1_refiner / "final", pipe)
-    fine = [r.meta["complex"] for r in iter_records(world_set)]
-    seen = {i for ids in pipe.tokenizer(fine, add_special_tokens=False).input_ids for i in ids}
+    targets = [continuation(r.meta["literal"], r.meta["complex"]) for r in iter_records(world_set)]
+    seen = {i for ids in pipe.tokenizer(targets, add_special_tokens=False).input_ids for i in ids}
     writable = set(refiner.model.token_ids.tolist())
     assert seen <= writable and writable - seen <= set(refiner.features.special_ids.values())
     assert refiner.model.decoder.config.vocab_size == len(writable) < len(pipe.tokenizer)
-    labels = refiner.features.fine_labels(fine[:4], 77)
+    labels = refiner.features.fine_labels(targets[:4], 77)
     assert torch.equal(refiner.model.to_tokenizer_ids(refiner.model.to_decoder_ids(labels).clamp_min(0))[labels >= 0],
                        labels[labels >= 0])
     unseen = min(set(range(len(pipe.tokenizer))) - writable)

@@ -15,6 +15,9 @@ class RefinerConfig(MethodTrainConfig):
     """Train a coarse -> fine prompt refiner: the pipeline's (or another) text encoder, a domain adapter, an
     adaptive feature extraction module and a T5-architecture decoder.
 
+    `extend_coarse` (default) makes the refined prompt the user's own followed by the decoder's phrases, as the
+    paper's rounds "extend the prompt": the content the user typed cannot be lost by a rewrite.
+
     Loss weights (the paper gives the terms, not their weights): cross-entropy 1 (the task); feature alignment
     1 (the adapted coarse features, mean-pooled, onto the fine prompt's); diffusion 1 when images are present
     (what makes the adapted features work as `prompt_embeds`); diversity 0.1 (mode vectors kept apart, a
@@ -24,8 +27,10 @@ class RefinerConfig(MethodTrainConfig):
     train_data: str = field(default="", metadata={"help": "Imagefolder of (coarse, fine[, image]) rows, or a prompt source whose fine prompts are coarsened."})
     coarse_column: str | None = field(default="literal", metadata={"help": "Column of coarse prompts; none: coarsen `fine_column` into the 1-5/6-10/11-15-word buckets."})
     fine_column: str = field(default="complex", metadata={"help": "Column of fine (model-preferred) prompts."})
+    extend_coarse: bool = field(default=True, metadata={"help": "The refined prompt is the user's prompt followed by what the decoder writes, which learns the fine prompt's phrases the coarse prompt does not say (the user's words are kept); false: the decoder rewrites the whole prompt."})
+    shuffle_phrases: bool = field(default=False, metadata={"help": "Read each target's comma-separated phrases in a new order every time (keyword prompts, whose order carries little meaning): many right continuations per prompt, for the modes and the sampled candidates to differ."})
     summariser: str | None = field(default=None, metadata={"help": "Seq2seq model id or folder that writes the coarse prompts (else the rule-based coarsener)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N rows only."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records (or prompts) of `train_data` only."})
     text_encoder: str = field(default="pipeline", metadata={"help": "'pipeline' (its own encoder and tokenizer) or a transformers encoder id/folder (text-only variant)."})
     max_coarse_tokens: int = field(default=32, metadata={"help": "Token length of coarse prompts for a non-pipeline encoder."})
     max_fine_tokens: int = field(default=77, metadata={"help": "Token length of fine prompts (the decoder's targets)."})

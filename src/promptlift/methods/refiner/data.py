@@ -4,23 +4,60 @@ The paper summarised fine prompts into coarse ones of 1-5, 6-10 and 11-15 tokens
 by rule: a fine prompt is split into its comma-separated phrases and the leading phrases are kept while they fit
 the bucket (the first phrase is cut to the bucket when it alone is longer), which keeps the subject and drops the
 trailing style keywords. With a summarisation model id (`Summariser`) the same buckets are filled by the model.
+
+A refiner that extends the user's prompt (`extend_coarse`) learns the fine prompt's phrases the coarse prompt does
+not already say (`continuation`), and, for keyword prompts whose phrase order carries little meaning, may read
+them in a new order each time (`shuffle_phrases`), so a coarse prompt has many right continuations to choose from.
 """
 
 from __future__ import annotations
 
+import random
 import re
 
-__all__ = ["BUCKETS", "Summariser", "coarsen", "coarse_pairs"]
+__all__ = ["BUCKETS", "Summariser", "coarsen", "coarse_pairs", "continuation", "join_prompt", "shuffle_phrases"]
 
 BUCKETS: tuple[tuple[int, int], ...] = ((1, 5), (6, 10), (11, 15))  # words, as the paper's token buckets
 
 _PHRASE = re.compile(r"\s*[,;|.]\s*|\s+-\s+")
+_WORD = re.compile(r"\w+")
+# words that say nothing of an image's content: a phrase sharing only these with the coarse prompt is new
+_FUNCTION_WORDS = frozenset("a an the of in on at by with and or to for from into onto under over as is are its".split())
+
+
+def _phrases(text: str) -> list[str]:
+    return [p.strip() for p in _PHRASE.split(text) if p.strip()]
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _FUNCTION_WORDS}
+
+
+def continuation(coarse: str, fine: str) -> str:
+    """The phrases of `fine` that share no content word with `coarse`, in order: what a refiner extending `coarse`
+    adds. "two red boats at sunset", "two red boats, sunset, warm evening sky, soft lighting" -> "warm evening sky,
+    soft lighting"."""
+    said = _content_words(coarse)
+    return ", ".join(p for p in _phrases(fine) if not _content_words(p) & said)
+
+
+def shuffle_phrases(text: str, rng: random.Random) -> str:
+    """`text`'s comma-separated phrases in a random order."""
+    phrases = _phrases(text)
+    rng.shuffle(phrases)
+    return ", ".join(phrases)
+
+
+def join_prompt(head: str, tail: str) -> str:
+    """`head, tail`, either of them possibly empty."""
+    head, tail = head.strip().rstrip(","), tail.strip().lstrip(",").strip()
+    return f"{head}, {tail}" if head and tail else head or tail
 
 
 def coarsen(fine: str, bucket: tuple[int, int]) -> str:
     """The leading phrases of `fine` that fit `bucket` = (min, max) words; the first phrase is cut to max."""
     lo, hi = bucket
-    phrases = [p.split() for p in _PHRASE.split(fine) if p.strip()]
+    phrases = [p.split() for p in _phrases(fine)]
     if not phrases:
         return ""
     kept = [phrases[0][:hi]]

@@ -5,27 +5,34 @@
     quick previews) picks one and the next round extends it;
 (b) one-shot: up to 20 or 50 new tokens at once;
 (c) plug-and-play: the adapted coarse features used directly as `prompt_embeds` (no text is written).
-Every refined prompt fits the pipeline's text encoder: generation stops at its token budget.
+Every refined prompt fits the pipeline's text encoder: generation stops at its token budget. A refiner trained to
+extend (`extend_coarse`) keeps the user's prompt as it is and writes after it: "two red boats at sunset, warm
+evening sky, soft lighting, ...".
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 
 from ...pipeline import Lift, PromptEmbeds
+from .data import join_prompt
 from .features import TextFeatures
 from .model import PromptRefiner
 
 __all__ = ["Refiner", "RefinerLift"]
 
+_COMMA = re.compile(r"\s+,")  # "soft lighting , sharp focus" (a BPE tokenizer's decoding) -> "soft lighting, sharp focus"
+
 
 class Refiner:
     """A trained `PromptRefiner` with the text features it reads and the pipeline whose token budget it keeps."""
 
-    def __init__(self, model: PromptRefiner, features: TextFeatures, pipe=None):
-        self.model, self.features, self.pipe = model.eval(), features, pipe
+    def __init__(self, model: PromptRefiner, features: TextFeatures, pipe=None, extend: bool = False):
+        """`extend`: the refiner was trained to write after the user's prompt (`extend_coarse`), not to rewrite it."""
+        self.model, self.features, self.pipe, self.extend = model.eval(), features, pipe, extend
         self.budget_tokenizer = pipe.tokenizer if pipe is not None else features.tokenizer
 
     @classmethod
@@ -37,7 +44,7 @@ class Refiner:
             raise ValueError(f"refiner {str(path)!r} reads the pipeline's text encoder; load it with a pipeline "
                              "(pass `--model`).")
         features = TextFeatures(pipe, encoder, model.extra.get("max_coarse_tokens", 32))
-        return cls(model, features, pipe)
+        return cls(model, features, pipe, extend=model.extra.get("extend_coarse", False))
 
     def _adapted(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         x, mask = self.features(prompts)
@@ -50,21 +57,38 @@ class Refiner:
         used = len(self.budget_tokenizer(text, add_special_tokens=True, truncation=False).input_ids) if text else 2
         return self.budget_tokenizer.model_max_length - used
 
+    def _split(self, prompt: str, prefix: str) -> tuple[str, str]:
+        """(text kept as it is, the decoder's text so far) of the refined prompt `prefix` of `prompt`."""
+        if not self.extend:
+            return "", prefix
+        if prefix.startswith(prompt):
+            return prompt, prefix[len(prompt):]
+        return prefix or prompt, ""  # a prefix the user rewrote is kept whole, and extended
+
     def _write(self, prompt: str, prefix: str, mode: int, max_new_tokens: int, sample: bool, seed: int,
-               top_p: float = 0.95, top_k: int = 50) -> str:
-        budget = min(max_new_tokens, self.budget_left(prefix))
+               top_p: float = 0.95, top_k: int = 50, whole_phrases: bool = False) -> str:
+        """`prefix` (the refined prompt so far; "" at the start) extended by up to `max_new_tokens` decoder tokens.
+        `whole_phrases`: a phrase cut by the length limit is dropped (the text ends at its last comma)."""
+        kept, tail = self._split(prompt, prefix)
+        tail = tail.strip().lstrip(",").strip()
+        budget = min(max_new_tokens, self.budget_left(join_prompt(kept, tail)) - int(bool(kept and not tail)))
         if budget <= 0:
-            return prefix
+            return prefix or kept
         adapted, mask = self._adapted([prompt])
-        ids = self.features.tokenizer(prefix, add_special_tokens=False).input_ids if prefix else []
+        ids = self.features.tokenizer(tail, add_special_tokens=False).input_ids if tail else []
         start = torch.tensor([self.model.writable([self.model.config["bos_token_id"], *ids])], device=adapted.device)
         kwargs = dict(do_sample=True, top_p=top_p, top_k=top_k) if sample else dict(do_sample=False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out = self.model.generate(adapted, mask, mode % self.model.num_modes, start, max_new_tokens=budget, **kwargs)
         new = self.model.to_tokenizer_ids(out[0, start.shape[1]:]).tolist()  # the prefix keeps its own tokens
-        text = self.features.tokenizer.decode(ids + new, skip_special_tokens=True).strip()
-        while text and self.budget_left(text) < 0:  # another tokenizer than the pipeline's may count more
+        text = _COMMA.sub(",", self.features.tokenizer.decode(ids + new, skip_special_tokens=True)).strip()
+        if whole_phrases and self.model.config["eos_token_id"] not in new:  # stopped by the length limit
+            head = _COMMA.sub(",", self.features.tokenizer.decode(ids, skip_special_tokens=True)).strip()
+            cut = text.rfind(",")
+            text = text[:cut].strip() if cut >= len(head) else head
+        text = join_prompt(kept, text)
+        while self.budget_left(text) < 0 and len(text) > len(kept):  # another tokenizer may count more
             text = text.rsplit(" ", 1)[0] if " " in text else ""
         return text
 
@@ -75,8 +99,10 @@ class Refiner:
 
     def one_shot(self, prompts: list[str], max_new_tokens: int = 20, mode: int = 0, sample: bool = False,
                  seed: int = 0) -> list[str]:
-        """(b) A whole refined prompt per input, up to `max_new_tokens` tokens (greedy unless `sample`)."""
-        return [self._write(p, "", mode, max_new_tokens, sample, seed + i) for i, p in enumerate(prompts)]
+        """(b) A whole refined prompt per input, up to `max_new_tokens` tokens (greedy unless `sample`); a phrase the
+        limit cuts is left out."""
+        return [self._write(p, "", mode, max_new_tokens, sample, seed + i, whole_phrases=True)
+                for i, p in enumerate(prompts)]
 
     def embeds(self, prompts: list[str]) -> torch.Tensor:
         """(c) The adapted coarse features, as `prompt_embeds` (the pipeline's encoder only)."""

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ from ...training import epoch_indices, fit
 from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
 from ...utils import atomic_write_json, images_to_tensor
 from .config import RefinerConfig
-from .data import Summariser, coarse_pairs
+from .data import Summariser, coarse_pairs, continuation, shuffle_phrases
 from .features import TextFeatures
 from .model import PromptRefiner
 from .strategies import Refiner, RefinerLift
@@ -39,7 +40,7 @@ __all__ = ["decoder_vocabulary", "load_rows", "train"]
 
 
 def load_rows(cfg: RefinerConfig) -> list[dict]:
-    """[{"coarse", "fine", "image"?}] from `train_data`."""
+    """[{"coarse", "fine", "target", "image"?}] from `train_data`; `target` is what the decoder learns to write."""
     rows = []
     path = Path(cfg.train_data).expanduser()
     if cfg.coarse_column and (path / "metadata.jsonl").is_file():
@@ -60,12 +61,14 @@ def load_rows(cfg: RefinerConfig) -> list[dict]:
         rows = [{"coarse": c, "fine": f, "image": None} for c, f in coarse_pairs(fine, summariser)]
     if not rows:
         raise ValueError(f"`train_data` {cfg.train_data!r} gave no (coarse, fine) pairs.")
+    for r in rows:
+        r["target"] = continuation(r["coarse"], r["fine"]) if cfg.extend_coarse else r["fine"]
     return rows
 
 
 @torch.no_grad()
 def build_cache(rows: list[dict], features: TextFeatures, cfg: RefinerConfig, vae=None, batch_size: int = 64) -> dict:
-    """Stacked coarse features, masks, fine labels and pooled fine features (+ VAE posteriors)."""
+    """Stacked coarse features, masks, target labels and pooled fine features (+ VAE posteriors); the targets' text."""
     parts: dict[str, list] = {k: [] for k in ("x", "mask", "labels", "fine_pooled", "params", "pooled")}
     for start in tqdm(range(0, len(rows), batch_size), desc="cache", unit="batch"):
         batch = rows[start : start + batch_size]
@@ -76,14 +79,14 @@ def build_cache(rows: list[dict], features: TextFeatures, cfg: RefinerConfig, va
         parts["mask"].append(mask.cpu())
         fine, fine_mask = features([r["fine"] for r in batch])
         parts["fine_pooled"].append(_pooled(fine, fine_mask).cpu())
-        parts["labels"].append(features.fine_labels([r["fine"] for r in batch], cfg.max_fine_tokens))
+        parts["labels"].append(features.fine_labels([r["target"] for r in batch], cfg.max_fine_tokens))
         if vae is not None and all(r["image"] is not None for r in batch):
             parts["params"].append(latent_dist_params(vae, images_to_tensor([r["image"] for r in batch]).to(vae.device)).cpu())
     width = max(t.shape[1] for t in parts["labels"])
     parts["labels"] = [F.pad(t, (0, width - t.shape[1]), value=-100) for t in parts["labels"]]
     if len(parts["params"]) != len(parts["x"]):
         parts["params"] = []  # images only where every row has one
-    return {k: torch.cat(v) for k, v in parts.items() if v}
+    return {**{k: torch.cat(v) for k, v in parts.items() if v}, "targets": [r["target"] for r in rows]}
 
 
 def decoder_vocabulary(labels: list[torch.Tensor], features: TextFeatures) -> torch.Tensor:
@@ -162,7 +165,7 @@ def train(cfg: RefinerConfig) -> Path:
     held_out = build_cache(held_rows, features, cfg) if held_rows else None
     model = _build_model(cfg, features, [c for c in (cache, held_out) if c is not None])
     extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
-             "base": cfg.pretrained_model_name_or_path}
+             "extend_coarse": cfg.extend_coarse, "base": cfg.pretrained_model_name_or_path}
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     n, use_images = len(cache["x"]), "params" in cache and cfg.diffusion_weight > 0
     gen = torch.Generator()
@@ -171,6 +174,10 @@ def train(cfg: RefinerConfig) -> Path:
         idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
         batch = {k: cache[k][idx] for k in ("x", "mask", "labels", "fine_pooled")}
         batch["x"] = batch["x"].float()
+        if cfg.shuffle_phrases:  # the same order on a resumed run: seeded by the step
+            rng = random.Random(cfg.seed * 1_000_003 + i)
+            texts = [shuffle_phrases(cache["targets"][j], rng) for j in idx.tolist()]
+            batch["labels"] = model.to_decoder_ids(features.fine_labels(texts, cfg.max_fine_tokens))
         width = int((batch["labels"] != -100).sum(1).max())
         batch["labels"] = batch["labels"][:, :width].contiguous()
         if use_images:  # the diffusion term reads the first `diffusion_batch_size` rows
@@ -209,7 +216,7 @@ def train(cfg: RefinerConfig) -> Path:
     evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
 
     def eval_fn(m, step):
-        refiner = Refiner(m, features, pipe)
+        refiner = Refiner(m, features, pipe, extend=cfg.extend_coarse)
         if evaluator is not None:
             metrics, score = _judged_check(refiner, evaluator, cfg)
         else:
