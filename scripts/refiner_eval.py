@@ -6,10 +6,12 @@ the ground-truth complex prompt (upper bound), plus the diversity of its candida
 For each of world-literal and world-narrative-val, every system generates the same prompts (scene i of every world
 set is the same scene) with the same seeds through `promptlift eval` (runs in OUTPUT_DIR/<set>/<system>; a
 finished run is read back). The aesthetic win rate vs the raw prompt is judged by aesthetic predictor B
-(`world-aesthetic`, never a training signal) over (prompt, seed) pairs; semantic accuracy by the attribute judge.
+(`world-aesthetic`, never a training signal) over (prompt, seed) pairs; semantic accuracy by the attribute judge,
+with the change of all-four accuracy vs the raw prompt and its bootstrap 95 % interval (resampling prompts).
 Diversity: for each prompt, the 3 candidates of the first iterative round (6 tokens, top-p 0.95, top-k 50) and 3
 sampled one-shot refinements (one per mode, 20 tokens): distinct-1/2 and the mean pairwise cosine distance of
-their all-MiniLM-L6-v2 embeddings. Writes OUTPUT_DIR/refiner_eval.json and prints the tables.
+their all-MiniLM-L6-v2 embeddings, over the whole refined prompts and over what the refiner added (a refiner that
+extends keeps the user's prompt in every candidate). Writes OUTPUT_DIR/refiner_eval.json and prints the tables.
 """
 
 import argparse
@@ -21,13 +23,14 @@ import torch
 from promptlift.config import load_config
 from promptlift.evaluation.diversity import distinct_n, pairwise_distance
 from promptlift.evaluation.run import EvalConfig, evaluate, read_scores
-from promptlift.stats import win_rate
+from promptlift.stats import bootstrap_mean, win_rate
 
 JUDGE = "world-aesthetic"
 
 
 def systems(refiner: str) -> dict[str, dict]:
     return {"raw": {}, "keywords": {"lift": ["keywords"]}, "refiner": {"lift": [f"refiner={refiner}"]},
+            "refiner, 50 tokens": {"lift": [f"refiner={refiner}"], "lift_option": ["refiner.max_new_tokens=50"]},
             "refiner, plug-and-play": {"lift": [f"refiner={refiner}"], "lift_option": ["refiner.strategy=embeds"]},
             "complex (upper bound)": {"prompts": "world-complex"}}
 
@@ -48,8 +51,11 @@ def run_set(name: str, args) -> dict:
                             for a in ("setting", "kind", "color", "count")}}
         row["semantic"]["all"] = sum(all(rows[k]["semantic"].values()) for k in keys) / len(keys)
         if system != "raw":
+            groups = [k[0] for k in keys]
             row["vs_raw"] = win_rate([rows[k]["scores"][JUDGE] for k in keys], [raw[k]["scores"][JUDGE] for k in keys],
-                                     [k[0] for k in keys])
+                                     groups)
+            row["semantic_all_change"] = bootstrap_mean(
+                [all(rows[k]["semantic"].values()) - all(raw[k]["semantic"].values()) for k in keys], groups)
         table[system] = row
     return table
 
@@ -67,8 +73,10 @@ def diversity(name: str, args) -> dict:
     embed = LLMFeatures()
     out = {}
     for what, groups in (("first round (6 tokens)", rounds), ("one-shot, sampled (20 tokens)", shots)):
-        out[what] = {"distinct_1": distinct_n(groups, 1), "distinct_2": distinct_n(groups, 2),
-                     "pairwise_cosine_distance": pairwise_distance(groups, embed)}
+        added = [[c[len(p):].lstrip(", ") if c.startswith(p) else c for c in group] for p, group in zip(prompts, groups)]
+        for part, texts in (("whole", groups), ("added", added)):
+            out[f"{what}, {part}"] = {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+                                      "pairwise_cosine_distance": pairwise_distance(texts, embed)}
     out["samples"] = [{"prompt": p, "one_shot": refiner.one_shot([p], 20)[0], "candidates": c}
                       for p, c in zip(prompts[:5], shots[:5])]
     return out
@@ -89,14 +97,17 @@ def main() -> None:
     Path(args.output_dir, "refiner_eval.json").write_text(json.dumps(result, indent=2))
     for name, r in result.items():
         print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds")
-        print(f"{'system':<24} {'setting':>7} {'kind':>5} {'colour':>6} {'count':>5} {'all':>5} {'aesthetic':>9}  win rate vs raw")
+        print(f"{'system':<24} {'setting':>7} {'kind':>5} {'colour':>6} {'count':>5} {'all':>5} {'all vs raw':>18} "
+              f"{'aesthetic':>9}  win rate vs raw")
         for system, row in r["systems"].items():
             s = row["semantic"]
-            vs = row.get("vs_raw")
+            vs, change = row.get("vs_raw"), row.get("semantic_all_change")
             win = f"{100 * vs['win_rate']:.1f} [{100 * vs['ci95'][0]:.1f}-{100 * vs['ci95'][1]:.1f}]" if vs else ""
+            delta = (f"{100 * change['mean']:+.1f} [{100 * change['ci95'][0]:+.1f}, {100 * change['ci95'][1]:+.1f}]"
+                     if change else "")
             print(f"{system:<24} " + " ".join(f"{100 * s[a]:>{w}.1f}" for a, w in
                                              (("setting", 7), ("kind", 5), ("color", 6), ("count", 5), ("all", 5)))
-                  + f" {row['aesthetic']:>9.2f}  {win}")
+                  + f" {delta:>18} {row['aesthetic']:>9.2f}  {win}")
         for what, d in r["diversity"].items():
             if what != "samples":
                 print(f"diversity, {what}: distinct-1 {d['distinct_1']:.3f}, distinct-2 {d['distinct_2']:.3f}, "

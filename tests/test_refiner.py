@@ -126,20 +126,25 @@ def test_strategies_respect_the_token_budget(sd1_refiner, tiny_pipeline_dirs):
     assert a.shape == b.shape and not torch.allclose(a, b)
 
 
-def test_one_shot_leaves_out_a_phrase_cut_by_the_length_limit(sd1_refiner, tiny_pipeline_dirs, monkeypatch):
-    refiner = Refiner.load(sd1_refiner / "final", load_pipeline(tiny_pipeline_dirs["sd1"]))
-    m = refiner.model
+def test_one_shot_leaves_out_a_phrase_cut_by_the_length_limit(sd1_refiner, tiny_pipeline_dirs, world_set, monkeypatch):
+    from promptlift.data.records import iter_records
 
-    def written(text, eos):
-        ids = refiner.features.tokenizer(text, add_special_tokens=False).input_ids + ([m.config["eos_token_id"]] if eos else [])
-        out = torch.tensor([m.writable([m.config["bos_token_id"], *ids])])
+    refiner = Refiner.load(sd1_refiner / "final", load_pipeline(tiny_pipeline_dirs["sd1"]))
+    m, tokenizer = refiner.model, refiner.features.tokenizer
+    # two phrases the decoder can write: from its training targets
+    first, second = sorted({p for r in iter_records(world_set) for p in continuation(r.meta["literal"], r.meta["complex"]).split(", ")})[:2]
+
+    def written(ids, eos):
+        out = torch.tensor([m.writable([m.config["bos_token_id"], *ids] + ([m.config["eos_token_id"]] if eos else []))])
         monkeypatch.setattr(m, "generate", lambda *a, **k: out)
 
-    written("soft lighting, highly", eos=False)
-    assert refiner.one_shot(["a red ball"])[0] == "a red ball, soft lighting"
-    written("soft lighting, highly detailed", eos=True)
-    assert refiner.one_shot(["a red ball"])[0] == "a red ball, soft lighting, highly detailed"
-    written("highly", eos=False)
+    ids = tokenizer(f"{first}, {second}", add_special_tokens=False).input_ids
+    cut = tokenizer(f"{first},", add_special_tokens=False).input_ids + tokenizer(second, add_special_tokens=False).input_ids[:1]
+    written(cut, eos=False)
+    assert refiner.one_shot(["a red ball"])[0] == f"a red ball, {first}"
+    written(ids, eos=True)
+    assert refiner.one_shot(["a red ball"])[0] == f"a red ball, {first}, {second}"
+    written(tokenizer(first, add_special_tokens=False).input_ids, eos=False)
     assert refiner.one_shot(["a red ball"])[0] == "a red ball"
 
 

@@ -71,6 +71,9 @@ class PromptRefiner(nn.Module):
                       num_layers=1, num_decoder_layers=num_decoder_layers, num_heads=num_heads, dropout_rate=dropout,
                       decoder_start_token_id=bos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False)
         self.decoder = T5ForConditionalGeneration(t5)
+        # T5 initialises an untied output layer with std 1: logits of std sqrt(d_model) and a first cross-entropy
+        # of tens of nats; std d_model^-0.5 starts the logits near unit scale (cross-entropy near log(vocabulary))
+        nn.init.normal_(self.decoder.lm_head.weight, std=d_model**-0.5)
 
     @property
     def num_modes(self) -> int:
