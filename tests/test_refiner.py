@@ -41,8 +41,11 @@ def test_continuation_is_what_the_coarse_prompt_does_not_say():
     fine = "two red boats, sunset, warm evening sky, soft lighting, highly detailed"
     assert continuation("two red boats at sunset", fine) == "warm evening sky, soft lighting, highly detailed"
     assert continuation("a white ball on the beach", "one white ball, beach, ocean, sandy shore") == "ocean, sandy shore"
-    # words that name nothing ("of", "a") do not make a phrase said; a coarse prefix leaves the rest
-    assert continuation("portrait of a knight", "portrait of a knight, oil painting of a castle") == "oil painting of a castle"
+    # words that name nothing ("of", "a") do not make a phrase said
+    assert continuation("a knight at night", "knight, oil painting of a castle") == "oil painting of a castle"
+    # a coarse prompt the fine one starts with (a coarsened one) leaves the rest, even mid-phrase
+    assert continuation("a robot with long neon", "a robot with long neon braids, studio lighting") == "braids, studio lighting"
+    assert continuation("no faces, brittle", "no faces. brittle. highly detailed") == "highly detailed"
     assert continuation("two red boats", "two red boats") == ""
     assert join_prompt("a cat", "") == "a cat" and join_prompt("a cat,", ", soft light") == "a cat, soft light"
 

@@ -5,8 +5,8 @@ by rule: a fine prompt is split into its comma-separated phrases and the leading
 the bucket (the first phrase is cut to the bucket when it alone is longer), which keeps the subject and drops the
 trailing style keywords. With a summarisation model id (`Summariser`) the same buckets are filled by the model.
 
-A refiner that extends the user's prompt (`extend_coarse`) learns the fine prompt's phrases the coarse prompt does
-not already say (`continuation`), and, for keyword prompts whose phrase order carries little meaning, may read
+A refiner that extends the user's prompt (`extend_coarse`) learns what the fine prompt adds to the coarse one
+(`continuation`), and, for keyword prompts whose phrase order carries little meaning, may read
 them in a new order each time (`shuffle_phrases`), so a coarse prompt has many right continuations to choose from.
 """
 
@@ -34,9 +34,15 @@ def _content_words(text: str) -> set[str]:
 
 
 def continuation(coarse: str, fine: str) -> str:
-    """The phrases of `fine` that share no content word with `coarse`, in order: what a refiner extending `coarse`
-    adds. "two red boats at sunset", "two red boats, sunset, warm evening sky, soft lighting" -> "warm evening sky,
-    soft lighting"."""
+    """What a refiner extending `coarse` adds to reach `fine`: the rest of `fine` when it starts with `coarse`'s words
+    (as coarsened prompts do), else the phrases of `fine` that share no content word with `coarse`, in order.
+    "a robot with long neon", "a robot with long neon braids, studio lighting" -> "braids, studio lighting";
+    "two red boats at sunset", "two red boats, sunset, warm evening sky, soft lighting" -> "warm evening sky, soft
+    lighting"."""
+    said = _WORD.findall(coarse.lower())
+    words = list(_WORD.finditer(fine))
+    if said and [w.group().lower() for w in words[: len(said)]] == said:
+        return fine[words[len(said) - 1].end():].strip(" ,;|.-\t\n")
     said = _content_words(coarse)
     return ", ".join(p for p in _phrases(fine) if not _content_words(p) & said)
 
