@@ -48,6 +48,7 @@ def test_continuation_is_what_the_coarse_prompt_does_not_say():
     assert continuation("no faces, brittle", "no faces. brittle. highly detailed") == "highly detailed"
     assert continuation("two red boats", "two red boats") == ""
     assert join_prompt("a cat", "") == "a cat" and join_prompt("a cat,", ", soft light") == "a cat, soft light"
+    assert join_prompt("I saw a cat.", "soft light") == "I saw a cat. soft light"
 
 
 def test_shuffle_phrases_keeps_every_phrase_and_follows_the_seed():
@@ -218,3 +219,13 @@ def test_bad_config_is_named(tmp_path):
         load_lifts([f"refiner={tmp_path / 'nope'}"])
     with pytest.raises(ValueError, match="holds no refiner"):
         load_pipeline(None, lifts=load_lifts([f"refiner={tmp_path}"]))
+
+
+def test_the_bundled_refiner_extends_a_literal_prompt_with_its_scenery():
+    from promptlift.methods.refiner import bundle_refiner
+
+    refiner = Refiner.load(bundle_refiner(), load_pipeline(None))
+    assert refiner.extend
+    refined = refiner.one_shot(["two red boats at sunset", "a white tree at night"])
+    assert refined[0].startswith("two red boats at sunset, ") and "warm evening sky" in refined[0]
+    assert refined[1].startswith("a white tree at night, ") and "starry sky" in refined[1]

@@ -55,9 +55,11 @@ def shuffle_phrases(text: str, rng: random.Random) -> str:
 
 
 def join_prompt(head: str, tail: str) -> str:
-    """`head, tail`, either of them possibly empty."""
+    """`head, tail` (`head tail` after a sentence's end), either of them possibly empty."""
     head, tail = head.strip().rstrip(","), tail.strip().lstrip(",").strip()
-    return f"{head}, {tail}" if head and tail else head or tail
+    if not (head and tail):
+        return head or tail
+    return f"{head} {tail}" if head[-1] in ".!?;:" else f"{head}, {tail}"
 
 
 def coarsen(fine: str, bucket: tuple[int, int]) -> str:
