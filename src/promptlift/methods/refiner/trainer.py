@@ -1,10 +1,11 @@
 """Train the prompt refiner (UF-FGTG, Hei et al. 2024, arXiv 2402.12760) on the shared training base.
 
 1. Rows: (coarse, fine[, image]) from an imagefolder (the world: literal -> complex, with the render), or fine
-   prompts coarsened into the 1-5 / 6-10 / 11-15-word buckets (real prompts, text only).
-2. Cache the frozen text encoder's features of the coarse prompts, the fine prompts' pooled features and token
-   ids, and the images' VAE posteriors.
-3. Loss = ce_weight x winner-take-all cross-entropy of the fine prompt over the modes (+ mode_balance x their
+   prompts coarsened into the 1-5 / 6-10 / 11-15-word buckets (real prompts, text only). The decoder's target is
+   what the fine prompt adds to the coarse one (`extend_coarse`) or the whole fine prompt.
+2. Cache the frozen text encoder's features of the coarse prompts, the fine prompts' pooled features, the targets'
+   token ids (re-read in a shuffled phrase order every step with `shuffle_phrases`), and the images' VAE posteriors.
+3. Loss = ce_weight x winner-take-all cross-entropy of the target over the modes (+ mode_balance x their
    mean) + align_weight x MSE(pooled adapted coarse, pooled fine) + diffusion_weight x the frozen UNet's
    denoising loss on the fine image conditioned on the adapted features + diversity_weight x the mean pairwise
    cosine of the mode vectors.
