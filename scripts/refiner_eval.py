@@ -23,6 +23,7 @@ import torch
 from promptlift.config import load_config
 from promptlift.evaluation.diversity import distinct_n, pairwise_distance
 from promptlift.evaluation.run import EvalConfig, evaluate, read_scores
+from promptlift.pipeline import join_prompt
 from promptlift.stats import bootstrap_mean, win_rate
 
 JUDGE = "world-aesthetic"
@@ -73,7 +74,8 @@ def diversity(name: str, args) -> dict:
     embed = LLMFeatures()
     out = {}
     for what, groups in (("first round (6 tokens)", rounds), ("one-shot, sampled (20 tokens)", shots)):
-        added = [[c[len(p):].lstrip(", ") if c.startswith(p) else c for c in group] for p, group in zip(prompts, groups)]
+        added = [[c[len(h):].lstrip(", ") if c.startswith(h) else c for c in group]
+                 for h, group in ((join_prompt(p, ""), g) for p, g in zip(prompts, groups))]
         for part, texts in (("whole", groups), ("added", added)):
             out[f"{what}, {part}"] = {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
                                       "pairwise_cosine_distance": pairwise_distance(texts, embed)}

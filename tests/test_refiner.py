@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from promptlift.cli import cli
 from promptlift.methods.refiner.config import RefinerConfig
-from promptlift.methods.refiner.data import BUCKETS, coarse_pairs, coarsen, continuation, join_prompt, shuffle_phrases
+from promptlift.methods.refiner.data import BUCKETS, coarse_pairs, coarsen, continuation, shuffle_phrases
 from promptlift.methods.refiner.strategies import Refiner
-from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
+from promptlift.pipeline import encode_prompts, join_prompt, load_lifts, load_pipeline
 
 REAL_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "prompt_pairs_and_collections" / "imagereward_refl_data.json"
 
@@ -48,7 +48,7 @@ def test_continuation_is_what_the_coarse_prompt_does_not_say():
     assert continuation("no faces, brittle", "no faces. brittle. highly detailed") == "highly detailed"
     assert continuation("two red boats", "two red boats") == ""
     assert join_prompt("a cat", "") == "a cat" and join_prompt("a cat,", ", soft light") == "a cat, soft light"
-    assert join_prompt("I saw a cat.", "soft light") == "I saw a cat. soft light"
+    assert join_prompt("I saw a cat.", "soft light") == "I saw a cat, soft light"
 
 
 def test_shuffle_phrases_keeps_every_phrase_and_follows_the_seed():
@@ -117,6 +117,9 @@ def test_strategies_respect_the_token_budget(sd1_refiner, tiny_pipeline_dirs):
         assert c.startswith(prompt) and len(pipe.tokenizer(c, add_special_tokens=False).input_ids) <= n_prompt + 6
     extended = refiner.candidates(prompt, prefix=first[0], n=3, seed=2)
     assert all(c.startswith(first[0]) for c in extended)
+    sentence = "I saw two red boats at sunset."  # refined as "I saw two red boats at sunset, ...", and extended so
+    later = refiner.candidates(sentence, prefix=refiner.candidates(sentence, n=1, seed=1)[0], n=1, seed=2)[0]
+    assert later.startswith("I saw two red boats at sunset") and refiner._split(sentence, later)[0] == sentence[:-1]
     edited = refiner.candidates(prompt, prefix="two red boats", n=3, seed=2)
     assert all(c.startswith("two red boats") for c in edited)
     spent = "x " * limit

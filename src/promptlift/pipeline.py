@@ -31,6 +31,7 @@ __all__ = [
     "check_prompts",
     "default_model_path",
     "encode_prompts",
+    "join_prompt",
     "load_component_strict",
     "load_lifts",
     "load_pipeline",
@@ -38,6 +39,7 @@ __all__ = [
     "parse_lift_options",
     "prompt_padding_mask",
     "register_lift",
+    "rewrite_prompts",
     "run_pipeline",
 ]
 
@@ -151,6 +153,13 @@ class PromptEmbeds:
         """Keyword arguments for `pipe(...)`, leaving out what is absent."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.metadata.get("kwarg", True) and getattr(self, f.name) is not None}
+
+
+def join_prompt(head: str, tail: str) -> str:
+    """`head, tail` (a final full stop of `head` dropped), either possibly empty: a prompt extended by a refiner or by
+    appended keywords."""
+    head, tail = head.strip().rstrip(" ,."), tail.strip().lstrip(",").strip()
+    return f"{head}, {tail}" if head and tail else head or tail
 
 
 def rewrite_prompts(prompts: list[str], lifts: Sequence[Lift] = ()) -> list[str]:
@@ -476,7 +485,7 @@ class KeywordsLift(Lift):
             raise ValueError(f"lift {name!r}: `keywords` is empty; pass comma-separated words, e.g. {DEFAULT_QUALITY_KEYWORDS!r}.")
 
     def rewrite_prompts(self, prompts: list[str]) -> list[str]:
-        return [f"{p.rstrip(' ,.')}, {self.keywords}" for p in prompts]
+        return [join_prompt(p, self.keywords) for p in prompts]
 
     def describe(self) -> dict:
         return {**super().describe(), "keywords": self.keywords}

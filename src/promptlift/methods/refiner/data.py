@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["BUCKETS", "Summariser", "coarsen", "coarse_pairs", "continuation", "join_prompt", "shuffle_phrases"]
+__all__ = ["BUCKETS", "Summariser", "coarsen", "coarse_pairs", "continuation", "shuffle_phrases"]
 
 BUCKETS: tuple[tuple[int, int], ...] = ((1, 5), (6, 10), (11, 15))  # words, as the paper's token buckets
 
@@ -52,14 +52,6 @@ def shuffle_phrases(text: str, rng: random.Random) -> str:
     phrases = _phrases(text)
     rng.shuffle(phrases)
     return ", ".join(phrases)
-
-
-def join_prompt(head: str, tail: str) -> str:
-    """`head, tail` (`head tail` after a sentence's end), either of them possibly empty."""
-    head, tail = head.strip().rstrip(","), tail.strip().lstrip(",").strip()
-    if not (head and tail):
-        return head or tail
-    return f"{head} {tail}" if head[-1] in ".!?;:" else f"{head}, {tail}"
 
 
 def coarsen(fine: str, bucket: tuple[int, int]) -> str:

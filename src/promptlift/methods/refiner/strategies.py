@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ...pipeline import Lift, PromptEmbeds
-from .data import join_prompt
+from ...pipeline import Lift, PromptEmbeds, join_prompt
 from .features import TextFeatures
 from .model import PromptRefiner
 
@@ -61,8 +60,9 @@ class Refiner:
         """(text kept as it is, the decoder's text so far) of the refined prompt `prefix` of `prompt`."""
         if not self.extend:
             return "", prefix
-        if prefix.startswith(prompt):
-            return prompt, prefix[len(prompt):]
+        head = join_prompt(prompt, "")  # as the refined prompts start
+        if head and prefix.startswith(head):
+            return head, prefix[len(head):]
         return prefix or prompt, ""  # a prefix the user rewrote is kept whole, and extended
 
     def _write(self, prompt: str, prefix: str, mode: int, max_new_tokens: int, sample: bool, seed: int,

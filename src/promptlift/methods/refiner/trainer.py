@@ -152,35 +152,22 @@ def _cross_entropy_check(refiner: Refiner, held_out: dict, held_rows: list[dict]
     return {"heldout_ce": ce, "samples": samples}, -ce
 
 
-def train(cfg: RefinerConfig) -> Path:
-    """Train a refiner on `train_data`; returns the output folder (refiner in best/ and final/)."""
-    rows = load_rows(cfg)
-    held_rows = []
-    if cfg.text_encoder != "pipeline":  # text only: the last 64 pairs are held out for the cross-entropy check
-        if len(rows) < 128:
-            raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
-        held_rows, rows = rows[-64:], rows[:-64]
-    pipe = _frozen_pipeline(cfg)
-    features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
-    cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
-    held_out = build_cache(held_rows, features, cfg) if held_rows else None
-    model = _build_model(cfg, features, [c for c in (cache, held_out) if c is not None])
-    extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
-             "extend_coarse": cfg.extend_coarse, "base": cfg.pretrained_model_name_or_path}
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    n, use_images = len(cache["x"]), "params" in cache and cfg.diffusion_weight > 0
-    gen = torch.Generator()
+def _batch_fn(cfg: RefinerConfig, cache: dict, model: PromptRefiner, features: TextFeatures, pipe, use_images: bool):
+    """Step -> batch of cached rows (the same on a resumed run: everything random is seeded by the step)."""
+    n, gen = len(cache["x"]), torch.Generator()
 
     def batch_fn(i: int) -> dict:
         idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
-        batch = {k: cache[k][idx] for k in ("x", "mask", "labels", "fine_pooled")}
+        batch = {k: cache[k][idx] for k in ("x", "mask", "fine_pooled")}
         batch["x"] = batch["x"].float()
-        if cfg.shuffle_phrases:  # the same order on a resumed run: seeded by the step
+        if cfg.shuffle_phrases:
             rng = random.Random(cfg.seed * 1_000_003 + i)
             texts = [shuffle_phrases(cache["targets"][j], rng) for j in idx.tolist()]
-            batch["labels"] = model.to_decoder_ids(features.fine_labels(texts, cfg.max_fine_tokens))
-        width = int((batch["labels"] != -100).sum(1).max())
-        batch["labels"] = batch["labels"][:, :width].contiguous()
+            labels = model.to_decoder_ids(features.fine_labels(texts, cfg.max_fine_tokens))
+        else:
+            labels = cache["labels"][idx]
+        width = int((labels != -100).sum(1).max())
+        batch["labels"] = labels[:, :width].contiguous()
         if use_images:  # the diffusion term reads the first `diffusion_batch_size` rows
             gen.manual_seed(cfg.seed * 1_000_003 + i)
             idx = idx[: cfg.diffusion_batch_size]
@@ -189,6 +176,13 @@ def train(cfg: RefinerConfig) -> Path:
                 batch["pooled"] = cache["pooled"][idx]
         batch["seed"] = cfg.seed * 7919 + i
         return batch
+
+    return batch_fn
+
+
+def _loss_fn(cfg: RefinerConfig, pipe, use_images: bool):
+    """(model, batch) -> (total, terms): the weighted sum of the four losses."""
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
     def loss_fn(m, batch):
         device = next(m.parameters()).device
@@ -210,6 +204,28 @@ def train(cfg: RefinerConfig) -> Path:
                  + cfg.diversity_weight * diversity)
         return total, {"ce": wta.detach(), "align": align.detach(), "diffusion": diffusion.detach(),
                        "diversity": diversity.detach()}
+
+    return loss_fn
+
+
+def train(cfg: RefinerConfig) -> Path:
+    """Train a refiner on `train_data`; returns the output folder (refiner in best/ and final/)."""
+    rows = load_rows(cfg)
+    held_rows = []
+    if cfg.text_encoder != "pipeline":  # text only: the last 64 pairs are held out for the cross-entropy check
+        if len(rows) < 128:
+            raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
+        held_rows, rows = rows[-64:], rows[:-64]
+    pipe = _frozen_pipeline(cfg)
+    features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
+    cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
+    held_out = build_cache(held_rows, features, cfg) if held_rows else None
+    model = _build_model(cfg, features, [c for c in (cache, held_out) if c is not None])
+    extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
+             "extend_coarse": cfg.extend_coarse, "base": cfg.pretrained_model_name_or_path}
+    use_images = "params" in cache and cfg.diffusion_weight > 0
+    batch_fn = _batch_fn(cfg, cache, model, features, pipe, use_images)
+    loss_fn = _loss_fn(cfg, pipe, use_images)
 
     out = Path(cfg.output_dir)
     best_file = out / "best" / "eval.json"
