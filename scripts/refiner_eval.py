@@ -22,9 +22,9 @@ import torch
 
 from promptlift.config import load_config
 from promptlift.evaluation.diversity import distinct_n, pairwise_distance
-from promptlift.evaluation.run import EvalConfig, evaluate, read_scores
+from promptlift.evaluation.run import EvalConfig, evaluate
+from promptlift.evaluation.systems import format_system_table, system_table
 from promptlift.pipeline import join_prompt
-from promptlift.stats import bootstrap_mean, win_rate
 
 JUDGE = "world-aesthetic"
 
@@ -42,23 +42,8 @@ def run_set(name: str, args) -> dict:
         out = Path(args.output_dir) / name / system.split(" (")[0].replace(", ", "-").replace(" ", "-")
         cfg = load_config(EvalConfig, None, {"prompts": f"world-{name}", "num_prompts": args.num_prompts,
                                              "seeds": args.seeds, "rewards": [JUDGE], "output_dir": str(out), **overrides})
-        runs[system] = {(r["id"], r["seed"]): r for r in read_scores(evaluate(cfg))}
-    raw = runs["raw"]
-    table = {}
-    for system, rows in runs.items():
-        keys = sorted(set(rows) & set(raw))
-        row = {"aesthetic": sum(rows[k]["scores"][JUDGE] for k in keys) / len(keys),
-               "semantic": {a: sum(rows[k]["semantic"][a] for k in keys) / len(keys)
-                            for a in ("setting", "kind", "color", "count")}}
-        row["semantic"]["all"] = sum(all(rows[k]["semantic"].values()) for k in keys) / len(keys)
-        if system != "raw":
-            groups = [k[0] for k in keys]
-            row["vs_raw"] = win_rate([rows[k]["scores"][JUDGE] for k in keys], [raw[k]["scores"][JUDGE] for k in keys],
-                                     groups)
-            row["semantic_all_change"] = bootstrap_mean(
-                [all(rows[k]["semantic"].values()) - all(raw[k]["semantic"].values()) for k in keys], groups)
-        table[system] = row
-    return table
+        runs[system] = evaluate(cfg)
+    return system_table(runs, "raw", JUDGE)
 
 
 def diversity(name: str, args) -> dict:
@@ -99,17 +84,7 @@ def main() -> None:
     Path(args.output_dir, "refiner_eval.json").write_text(json.dumps(result, indent=2))
     for name, r in result.items():
         print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds")
-        print(f"{'system':<24} {'setting':>7} {'kind':>5} {'colour':>6} {'count':>5} {'all':>5} {'all vs raw':>18} "
-              f"{'aesthetic':>9}  win rate vs raw")
-        for system, row in r["systems"].items():
-            s = row["semantic"]
-            vs, change = row.get("vs_raw"), row.get("semantic_all_change")
-            win = f"{100 * vs['win_rate']:.1f} [{100 * vs['ci95'][0]:.1f}-{100 * vs['ci95'][1]:.1f}]" if vs else ""
-            delta = (f"{100 * change['mean']:+.1f} [{100 * change['ci95'][0]:+.1f}, {100 * change['ci95'][1]:+.1f}]"
-                     if change else "")
-            print(f"{system:<24} " + " ".join(f"{100 * s[a]:>{w}.1f}" for a, w in
-                                             (("setting", 7), ("kind", 5), ("color", 6), ("count", 5), ("all", 5)))
-                  + f" {delta:>18} {row['aesthetic']:>9.2f}  {win}")
+        print(format_system_table(r["systems"], "raw"))
         for what, d in r["diversity"].items():
             if what != "samples":
                 print(f"diversity, {what}: distinct-1 {d['distinct_1']:.3f}, distinct-2 {d['distinct_2']:.3f}, "

@@ -110,3 +110,47 @@ def test_lift_edits_conditional_embeddings_only_unless_asked(tmp_path, tiny_pipe
     assert mask.shape == (1, 77) and n < 77 and not mask[0, :n].any() and mask[0, n:].all()
     with pytest.raises(ValueError, match="holds no adapter"):
         SURAdapterLift("sur-adapter", tmp_path / "nothing")
+
+
+def make_token_reader(**kw):
+    torch.manual_seed(0)
+    adapter = SURAdapter(dim=32, llm_dim=12, num_heads=8, beta=1.0, llm_at_inference=True, llm_tokens=True,
+                         max_length=7, **kw)
+    with torch.no_grad():
+        adapter.out.weight.normal_(0, 0.1)
+    return adapter.eval()
+
+
+def test_token_reader_keeps_samples_apart_and_ignores_teacher_padding():
+    adapter = make_token_reader()
+    x, states = torch.randn(3, 7, 32), torch.randn(3, 5, 12)
+    real = torch.tensor([[True] * 5, [True, True, True, False, False], [True] * 4 + [False]])
+    together, _ = adapter(x, llm_features=states, llm_mask=real)
+    alone, _ = adapter(x[1:2], llm_features=states[1:2, :3], llm_mask=real[1:2, :3])  # no padding at all
+    torch.testing.assert_close(together[1:2], alone, rtol=1e-5, atol=1e-5)
+    junk = states.clone()
+    junk[1, 3:] = 100 * torch.randn(2, 12)  # the teacher's padding of sample 1 changes: nothing does
+    torch.testing.assert_close(adapter(x, llm_features=junk, llm_mask=real)[0], together, rtol=1e-5, atol=1e-5)
+    other = states.clone()
+    other[1, 0] += 3.0  # a real teacher token changes: sample 1's output moves, the others' do not
+    moved = adapter(x, llm_features=other, llm_mask=real)[0]
+    assert not torch.allclose(moved[1], together[1])
+    torch.testing.assert_close(moved[[0, 2]], together[[0, 2]], rtol=1e-5, atol=1e-5)
+
+
+def test_token_reader_needs_token_states_and_reloads(tmp_path):
+    adapter = make_token_reader()
+    x, states, real = torch.randn(2, 7, 32), torch.randn(2, 4, 12), torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="token states"):
+        adapter(x, llm_features=torch.randn(2, 12))
+    with pytest.raises(ValueError, match="set `llm_at_inference`"):
+        SURAdapter(dim=32, llm_dim=12, llm_tokens=True)
+    y, _ = adapter(x, llm_features=states, llm_mask=real)
+    adapter.save_pretrained(tmp_path / "adapter")
+    again = SURAdapter.from_pretrained(tmp_path / "adapter").eval()
+    assert again.llm_tokens and again.beta == 1.0
+    torch.testing.assert_close(again(x, llm_features=states, llm_mask=real)[0], y)
+    adapter.train()
+    out, h = adapter(x, llm_features=states, llm_mask=real)
+    (out.pow(2).mean() + (h - adapter.project_llm(states.mean(1))[:, None]).pow(2).mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())

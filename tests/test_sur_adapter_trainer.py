@@ -202,3 +202,28 @@ def test_extra_simple_columns_add_a_training_row_per_column(tmp_path, tiny_pipel
     cache = torch.load(next((tmp_path / "features").glob("sur-*.pt")))
     assert cache["simple"].shape[0] == cache["params"].shape[0] == cache["complex"].shape[0] == 12  # 6 triples x 2
     torch.testing.assert_close(cache["params"][:6], cache["params"][6:])  # the same images under both prompts
+
+
+def test_teacher_tokens_with_the_token_target_train_and_generate(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir,
+                                                                triples):
+    """The adapter reads the teacher's token states, fits the complex embedding per token, and the UNet terms read
+    one row of each batch; the saved adapter reloads with its teacher and generates."""
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
+                     "--llm_tokens", "--beta", 1.0, "--complex_target", "tokens", "--complex_weight", 1.0,
+                     "--diffusion_batch_size", 1, "--logging_steps", 1, "--max_train_steps", 6)
+    assert result.exit_code == 0, result.output
+    logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert logs[-1]["complex"] < logs[0]["complex"], "the per-token target is fitted"
+    lift = SURAdapterLift("sur-adapter", tmp_path / "sur" / "final")
+    assert lift.adapter.llm_tokens and lift.teacher is not None
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    prompts = ["Someone spotted a solitary lavender plaything where the waves meet the sand.", "two red boats"]
+    lifted = encode_prompts(pipe, prompts, lifts=[lift])
+    alone = encode_prompts(pipe, prompts[1:], lifts=[lift])  # the teacher's padding of a batch changes nothing
+    torch.testing.assert_close(lifted.prompt_embeds[1:], alone.prompt_embeds, rtol=1e-4, atol=1e-5)
+    image = pipe(**lifted.as_kwargs(), num_inference_steps=2, output_type="np").images
+    assert image.shape[0] == 2
+    with pytest.raises(ValueError, match="diffusion_batch_size"):
+        SURAdapterConfig(train_data_dir=triples, train_batch_size=4, diffusion_batch_size=5)
+    with pytest.raises(ValueError, match="set `llm_at_inference`"):
+        SURAdapterConfig(train_data_dir=triples, llm_tokens=True)

@@ -31,11 +31,17 @@ class SURAdapterConfig(MethodTrainConfig):
     num_heads: int = field(default=8, metadata={"help": "Attention heads of the adapter."})
     adapter_dropout: float = field(default=0.1, metadata={"help": "Dropout inside the adapter (training only)."})
     llm_at_inference: bool = field(default=False, metadata={"help": "The adapter also reads the LLM features at inference (not in the paper)."})
+    llm_tokens: bool = field(default=False, metadata={"help": "The adapter cross-attends over the teacher's token states instead of adding one pooled "
+                                                              "vector (not in the paper; needs `llm_at_inference`)."})
+    llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
+    diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
+                                                                             "the UNet's backward pass is most of a step, the token target is cheap."})
     diffusion_weight: float = field(default=1.0, metadata={"help": "Weight of the diffusion loss (0 = ablation without it)."})
     llm_weight: float = field(default=1e-5, metadata={"help": "Weight of the LLM distillation KL (the paper's 1e-5; 0 = ablation)."})
     complex_weight: float = field(default=1e-5, metadata={"help": "Weight of the complex-prompt term (the paper's 1e-5; 0 = ablation)."})
-    complex_target: Literal["embedding", "unet"] = field(
-        default="embedding", metadata={"help": "Complex-prompt term: the paper's KL to the complex embedding, or MSE to the frozen UNet's prediction from it."})
+    complex_target: Literal["embedding", "unet", "tokens"] = field(
+        default="embedding", metadata={"help": "Complex-prompt term: the paper's KL to the complex embedding, MSE to the frozen UNet's prediction from it, "
+                                               "or (tokens) MSE to the complex embedding at every position the UNet reads."})
     eval_prompts: str = field(default="narrative-val", metadata={"help": "Held-out prompts: a world set or a .jsonl file."})
 
     def __post_init__(self):
@@ -48,6 +54,13 @@ class SURAdapterConfig(MethodTrainConfig):
         for name in ("diffusion_weight", "llm_weight", "complex_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.llm_tokens and not self.llm_at_inference:
+            raise ValueError("`llm_tokens` reads the teacher's token states at inference: set `llm_at_inference` too.")
+        if self.diffusion_batch_size is not None and not 1 <= self.diffusion_batch_size <= self.train_batch_size:
+            raise ValueError(f"`diffusion_batch_size` must be in [1, train_batch_size={self.train_batch_size}], got "
+                             f"{self.diffusion_batch_size}.")
+        if self.llm_max_tokens < 1:
+            raise ValueError(f"`llm_max_tokens` must be >= 1, got {self.llm_max_tokens}.")
         if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:
             raise ValueError("every loss weight is 0; nothing would train the adapter.")
 

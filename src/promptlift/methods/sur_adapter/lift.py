@@ -37,19 +37,26 @@ class SURAdapterLift(Lift):
         self.adapter, self.apply_to_unconditional = adapter, apply_to_unconditional
         self.teacher = teacher if adapter.llm_at_inference else None
 
-    def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
-        x = embeds.prompt_embeds
-        self.adapter.to(device=x.device, dtype=x.dtype)
+    @torch.no_grad()
+    def _adapt(self, pipe, x: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(adapted embeddings (B, L, D), padding mask (B, L)) of `prompts`, whose embeddings are `x`."""
         mask = padding_mask(pipe.tokenizer, prompts, x.shape[1]).to(x.device)
-        llm = self.teacher(prompts).to(x) if self.teacher is not None else None
+        llm = llm_mask = None
+        if self.adapter.llm_tokens:
+            llm, llm_mask = self.teacher.token_states(prompts)
+            llm, llm_mask = llm.to(x), llm_mask.to(x.device)
+        elif self.teacher is not None:
+            llm = self.teacher(prompts).to(x)
+        return self.adapter(x, mask, llm, llm_mask)[0], mask
+
+    def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
+        self.adapter.to(device=embeds.prompt_embeds.device, dtype=embeds.prompt_embeds.dtype)
+        embeds.prompt_embeds, mask = self._adapt(pipe, embeds.prompt_embeds, prompts)
         with torch.no_grad():
-            embeds.prompt_embeds = self.adapter(x, mask, llm)[0]
             if embeds.pooled_prompt_embeds is not None:
                 embeds.pooled_prompt_embeds = self.adapter.adapt_pooled(embeds.pooled_prompt_embeds, embeds.prompt_embeds, mask)
             if self.apply_to_unconditional and embeds.negative_prompt_embeds is not None:
-                n = embeds.negative_prompt_embeds
-                n_mask = padding_mask(pipe.tokenizer, [""] * len(prompts), n.shape[1]).to(n.device)
-                embeds.negative_prompt_embeds = self.adapter(n, n_mask)[0]
+                embeds.negative_prompt_embeds, n_mask = self._adapt(pipe, embeds.negative_prompt_embeds, [""] * len(prompts))
                 if embeds.negative_pooled_prompt_embeds is not None:
                     embeds.negative_pooled_prompt_embeds = self.adapter.adapt_pooled(
                         embeds.negative_pooled_prompt_embeds, embeds.negative_prompt_embeds, n_mask)
@@ -57,4 +64,4 @@ class SURAdapterLift(Lift):
 
     def describe(self) -> dict:
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional,
-                "llm_at_inference": self.adapter.llm_at_inference}
+                "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}

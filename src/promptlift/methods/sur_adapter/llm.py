@@ -1,7 +1,8 @@
-"""LLM teacher features for SUR-adapter: one pooled vector per prompt from a chosen layer, cached on disk.
+"""LLM teacher features for SUR-adapter: the hidden states of a chosen layer, per token or pooled per prompt.
 
 Any transformers model (LLaMA-class causal LMs, BERT-class encoders) or sentence-transformers folder works:
-the hidden states of `layer` are averaged over non-padding tokens. In the world the teacher is the packaged
+`token_states` gives the hidden states of `layer` with their mask, and calling the teacher gives their mean over
+non-padding tokens, one vector per prompt, cached on disk. In the world the teacher is the packaged
 all-MiniLM-L6-v2 (`default_teacher()`).
 """
 
@@ -63,12 +64,21 @@ class LLMFeatures:
         return self.cache_dir / key[:2] / f"{key}.npy"
 
     @torch.no_grad()
-    def _compute(self, prompts: list[str]) -> torch.Tensor:
-        tok = self.tokenizer([normalise_prompt(p) for p in prompts], padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt").to(self.device)
+    def token_states(self, prompts: Sequence[str], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden states (B, T, D) float32 on CPU, mask (B, T) bool, True at real tokens) of `layer`.
+
+        T is the longest prompt's token count, or `length` (padded, or cut at `length` tokens) when given.
+        """
+        padding = "max_length" if length else True
+        tok = self.tokenizer([normalise_prompt(p) for p in prompts], padding=padding, truncation=True,
+                             max_length=length or self.max_length, return_tensors="pt").to(self.device)
         hidden = self.model(**tok, output_hidden_states=True).hidden_states[self.layer]  # (B, T, D)
-        mask = tok.attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        return ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()  # (B, D)
+        return hidden.float().cpu(), tok.attention_mask.bool().cpu()
+
+    def _compute(self, prompts: list[str]) -> torch.Tensor:
+        hidden, mask = self.token_states(prompts)
+        m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        return (hidden * m).sum(1) / m.sum(1)  # (B, D)
 
     def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B, D) features of `prompts`, from the cache where present."""

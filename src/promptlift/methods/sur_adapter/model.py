@@ -6,6 +6,10 @@ an MLP with a residual, and a zero-initialised output Linear; the result is beta
 Fixed here (the official code's defects): batch-first attention with a padding mask, so samples (and the
 CFG pair) never mix; a trainable LLM projection saved with the adapter; dimensions from the text encoder;
 no dropout at inference (eval mode).
+
+Beyond the paper (`llm_tokens`): the transformer layers also cross-attend over the teacher's token states, with
+learned positions added to the queries, so what the teacher knows about each word of an unseen phrasing reaches
+every output position rather than one pooled vector added to all of them.
 """
 
 from __future__ import annotations
@@ -27,18 +31,29 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         llm_at_inference: also add the projected LLM features to the transformer output at inference
             (a mode the paper lacks, for phrasings the adapter never saw).
         pooled_dim: SDXL's pooled-embedding size (1280): adds a zero-initialised head adapting it as well.
+        llm_tokens: the layers cross-attend over the teacher's token states (B, T, D_llm) (implies
+            `llm_at_inference`); learned positions (up to `max_length`) are added to the queries.
     """
 
     def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
-                 dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None):
+                 dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
+                 llm_tokens: bool = False, max_length: int = 77):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
         if dim % num_heads:
             raise ValueError(f"`dim` {dim} must be divisible by `num_heads` {num_heads}.")
-        self.beta, self.llm_at_inference = beta, llm_at_inference
-        layer = nn.TransformerEncoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        if llm_tokens and not llm_at_inference:
+            raise ValueError("`llm_tokens` reads the teacher's token states at inference: set `llm_at_inference` too.")
+        self.beta, self.llm_at_inference, self.llm_tokens = beta, llm_at_inference, llm_tokens
+        if llm_tokens:  # self-attention over the prompt's tokens, cross-attention over the teacher's
+            layer = nn.TransformerDecoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerDecoder(layer, num_layers)
+            self.llm_norm = nn.LayerNorm(llm_dim)
+            self.position = nn.Parameter(torch.randn(max_length, dim) * 0.02)
+        else:
+            layer = nn.TransformerEncoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.token_attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
         self.out = nn.Linear(dim, dim)
@@ -52,15 +67,26 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             nn.init.zeros_(self.pooled[-1].weight)
             nn.init.zeros_(self.pooled[-1].bias)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                llm_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, llm_features: torch.Tensor | None = None,
+                llm_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(adapted embeddings (B, L, D), transformer output (B, L, D) for the LLM distillation term).
 
         padding_mask: (B, L) bool, True where a token is padding (it is neither attended to nor changes others).
+        llm_features: pooled (B, D_llm), or with `llm_tokens` the teacher's token states (B, T, D_llm) and
+        llm_mask (B, T) bool, True at the teacher's real tokens.
         """
-        h = self.encoder(x, src_key_padding_mask=padding_mask)  # (B, L, D)
-        if self.llm_at_inference and llm_features is not None:
-            h = h + self.llm_projection(llm_features)[:, None, :]
+        if self.llm_tokens:
+            if llm_features is None or llm_features.dim() != 3:
+                raise ValueError("this adapter reads the teacher's token states: pass `llm_features` (B, T, D_llm) "
+                                 "and `llm_mask`.")
+            memory = self.llm_projection(self.llm_norm(llm_features))  # (B, T, D)
+            queries = x + self.position[: x.shape[1]]
+            no_memory = None if llm_mask is None else ~llm_mask
+            h = self.encoder(queries, memory, tgt_key_padding_mask=padding_mask, memory_key_padding_mask=no_memory)
+        else:
+            h = self.encoder(x, src_key_padding_mask=padding_mask)  # (B, L, D)
+            if self.llm_at_inference and llm_features is not None:
+                h = h + self.llm_projection(llm_features)[:, None, :]
         # Token attention: queries from the transformer output, keys and values the original embedding.
         a, _ = self.token_attention(h, x, x, key_padding_mask=padding_mask, need_weights=False)
         a = a + h
@@ -79,4 +105,6 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
 
     def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
         """Pooled LLM features (B, D_llm) -> (B, D), the teacher side of the LLM distillation term."""
+        if self.llm_tokens:
+            llm_features = self.llm_norm(llm_features)
         return self.llm_projection(llm_features)

@@ -1,13 +1,15 @@
 """Train a SUR-adapter (Zhong et al. 2023, arXiv 2305.05189) with the diffusion model frozen.
 
 1. Cache, per triple: the VAE posterior of the image, the frozen text encoder's embedding of the simple and of
-   the complex prompt, the simple prompt's padding mask, and the LLM teacher's pooled features (on disk too).
+   the complex prompt, the simple prompt's padding mask, and the LLM teacher's pooled features (on disk too) or,
+   with `llm_tokens`, its token states (float16) and their mask.
 2. Train the adapter on: the diffusion loss of the frozen UNet on the image conditioned on the *adapted* simple
    embedding (its gradient flows through the UNet into the adapter), + `llm_weight` x KL(LLM -> transformer
    output) + `complex_weight` x the complex-prompt term: the paper's KL(complex embedding -> adapted embedding),
    or (`complex_target: unet`) the MSE between the frozen UNet's predictions from the adapted simple embedding
    and from the complex prompt's embedding at the same noisy latents - a target that does not ask tokens at
-   different positions of two different prompts to match.
+   different positions of two different prompts to match - or (`complex_target: tokens`) the MSE between the
+   adapted and the complex embedding at every position the UNet reads, a target per token rather than a weak KL.
 3. Every `eval_steps`, generate held-out simple prompts with fixed seeds through the lift seam and judge them
    against the base model's images (semantic accuracy, aesthetic win rate); keep the best adapter in best/.
 """
@@ -35,7 +37,7 @@ from .llm import LLMFeatures
 from .losses import feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["build_cache", "cached_features", "save_adapter", "train"]
+__all__ = ["build_cache", "cached_features", "masked_mean", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -54,7 +56,8 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
         records.append(rec)
     if not records:
         raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds no triples.")
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("params", "simple", "complex", "mask", "llm", "pooled")}
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("params", "simple", "complex", "mask", "llm", "pooled",
+                                                            "llm_tokens", "llm_mask")}
     for start in tqdm(range(0, len(records), batch_size), desc="cache", unit="batch"):
         batch = records[start : start + batch_size]
         params = latent_dist_params(pipe.vae, images_to_tensor([r.image for r in batch]).to(pipe.device)).cpu()
@@ -69,8 +72,24 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
             if s.pooled_prompt_embeds is not None:
                 parts["pooled"].append(s.pooled_prompt_embeds.cpu())
             parts["mask"].append(prompt_padding_mask(pipe.tokenizer, simple, s.prompt_embeds.shape[1]))
-            parts["llm"].append(teacher(simple))
-    return {k: torch.cat(v) for k, v in parts.items() if v}
+            if cfg.llm_tokens:
+                states, real = teacher.token_states(simple, cfg.llm_max_tokens)  # (B, T, D_llm), (B, T)
+                parts["llm_tokens"].append(states.half())
+                parts["llm_mask"].append(real)
+                parts["llm"].append(masked_mean(states, real))
+            else:
+                parts["llm"].append(teacher(simple))
+    cache = {k: torch.cat(v) for k, v in parts.items() if v}
+    if cfg.llm_tokens:  # padded to llm_max_tokens per batch: keep the longest prompt's tokens only
+        length = int(cache["llm_mask"].any(0).nonzero().max()) + 1
+        cache["llm_tokens"], cache["llm_mask"] = cache["llm_tokens"][:, :length], cache["llm_mask"][:, :length]
+    return cache
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T, D) over the real tokens of mask (B, T) -> (B, D)."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp_min(1)
 
 
 def cached_features(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures) -> dict[str, torch.Tensor]:
@@ -80,7 +99,8 @@ def cached_features(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures) -> dict[s
     meta = Path(cfg.train_data_dir) / "metadata.jsonl"
     key = json.dumps([str(Path(cfg.train_data_dir).resolve()), meta.stat().st_size, meta.stat().st_mtime_ns,
                       cfg.simple_column, cfg.extra_simple_columns, cfg.complex_column, cfg.max_train_samples,
-                      str(cfg.pretrained_model_name_or_path), teacher.model_id, teacher.layer])
+                      str(cfg.pretrained_model_name_or_path), teacher.model_id, teacher.layer,
+                      cfg.llm_max_tokens if cfg.llm_tokens else None])
     path = Path(cfg.feature_cache_dir) / f"sur-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         return torch.load(path)
@@ -111,7 +131,8 @@ def train(cfg: SURAdapterConfig) -> Path:
     dim = cache["simple"].shape[-1]
     adapter = SURAdapter(dim, teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                          dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
-                         pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None)
+                         pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
+                         llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1])
     unet, scheduler = pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config)
     scale, n = pipe.vae.config.scaling_factor, len(cache["params"])
     xl = isinstance(pipe, StableDiffusionXLPipeline)
@@ -121,7 +142,8 @@ def train(cfg: SURAdapterConfig) -> Path:
         idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
         gen.manual_seed(cfg.seed * 1_000_003 + i)
         batch = {k: v[idx] for k, v in cache.items() if k != "params"}
-        batch["latents"] = sample_latents(cache["params"][idx], scale, gen)
+        # the UNet terms read the first `diffusion_batch_size` rows
+        batch["latents"] = sample_latents(cache["params"][idx[: cfg.diffusion_batch_size]], scale, gen)
         batch["seed"] = cfg.seed * 7919 + i
         return batch
 
@@ -130,26 +152,28 @@ def train(cfg: SURAdapterConfig) -> Path:
         if unet.device != device:
             unet.to(device)
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        llm_in = b["llm"] if cfg.llm_at_inference else None
-        adapted, hidden = model(b["simple"], b["mask"], llm_in)
+        projector = model.module if hasattr(model, "module") else model
+        llm_in = (b["llm_tokens"].float() if cfg.llm_tokens else b["llm"]) if cfg.llm_at_inference else None
+        adapted, hidden = model(b["simple"], b["mask"], llm_in, b.get("llm_mask"))  # (B, L, D) each
+        k = len(b["latents"])
         added = None
         if xl:
             h, w = (s * pipe.vae_scale_factor for s in b["latents"].shape[-2:])
-            projector = model.module if hasattr(model, "module") else model
-            added = {"text_embeds": projector.adapt_pooled(b["pooled"], adapted, b["mask"]),
-                     "time_ids": sdxl_time_ids(h, w, len(adapted), device)}
+            added = {"text_embeds": projector.adapt_pooled(b["pooled"][:k], adapted[:k], b["mask"][:k]),
+                     "time_ids": sdxl_time_ids(h, w, k, device)}
         noisy, t, target = noised(scheduler, b["latents"], torch.Generator().manual_seed(b["seed"]))
         unet_complex = cfg.complex_target == "unet" and cfg.complex_weight > 0
-        pred = unet(noisy, t, adapted, added_cond_kwargs=added).sample if cfg.diffusion_weight > 0 or unet_complex else None
+        pred = unet(noisy, t, adapted[:k], added_cond_kwargs=added).sample if cfg.diffusion_weight > 0 or unet_complex else None
         diffusion = F.mse_loss(pred.float(), target.float()) if cfg.diffusion_weight > 0 else torch.zeros((), device=device)
         if unet_complex:  # what the frozen UNet does with the complex prompt, at the same noisy latents
             with torch.no_grad():
-                plain = None if added is None else {**added, "text_embeds": b["pooled"]}
-                teacher = unet(noisy, t, b["complex"], added_cond_kwargs=plain).sample
-            complex_term = F.mse_loss(pred.float(), teacher.float())
+                plain = None if added is None else {**added, "text_embeds": b["pooled"][:k]}
+                from_complex = unet(noisy, t, b["complex"][:k], added_cond_kwargs=plain).sample
+            complex_term = F.mse_loss(pred.float(), from_complex.float())
+        elif cfg.complex_target == "tokens":  # every position the UNet reads, every row
+            complex_term = F.mse_loss(adapted.float(), b["complex"].float())
         else:
             complex_term = feature_kl(adapted, b["complex"])
-        projector = model.module if hasattr(model, "module") else model
         total, logs = sur_objective(cfg.diffusion_weight * diffusion, hidden, projector.project_llm(b["llm"]),
                                     complex_term, b["mask"], cfg.llm_weight, cfg.complex_weight)
         logs["diffusion"] = diffusion.detach()
