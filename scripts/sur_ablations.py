@@ -2,9 +2,10 @@
 
     .venv/bin/python scripts/sur_ablations.py [--max_train_steps 300] [--output_dir runs/sur-ablations]
 
-Runs `configs/world/sur-adapter.yaml` (narrative + literal rows, MiniLM read at inference) as "full", then with
-the LLM distillation off (`llm_weight 0`), the diffusion loss off (`diffusion_weight 0`), the complex-prompt term
-off (`complex_weight 0`), and the paper's inference (the adapter does not read the LLM: `llm_at_inference false`).
+Runs `configs/world/sur-adapter.yaml` (the bundle's recipe: the adapter cross-attends over MiniLM's token states,
+per-token target of the complex prompt's embedding) as "full", then with the LLM distillation off (`llm_weight 0`),
+the diffusion loss off (`diffusion_weight 0`), the complex-prompt term off (`complex_weight 0`), and the paper's
+inference (the adapter reads no LLM features at all: `llm_at_inference false`, `llm_tokens false`).
 Each run's held-out check at its last step (64 narrative-val prompts, fixed seeds, judged by the attribute judge
 and aesthetic predictor B against the base model's images) is its row; the runs share the cached features.
 Writes OUTPUT_DIR/ablations.json and prints a table. A finished run is read back, not trained again.
@@ -23,7 +24,7 @@ ABLATIONS = {
     "no LLM distillation": {"llm_weight": 0.0},
     "no diffusion loss": {"diffusion_weight": 0.0},
     "no complex-prompt term": {"complex_weight": 0.0},
-    "LLM not read at inference (paper)": {"llm_at_inference": False},
+    "LLM not read at inference (paper)": {"llm_at_inference": False, "llm_tokens": False},
 }
 
 

@@ -154,3 +154,17 @@ def test_token_reader_needs_token_states_and_reloads(tmp_path):
     out, h = adapter(x, llm_features=states, llm_mask=real)
     (out.pow(2).mean() + (h - adapter.project_llm(states.mean(1))[:, None]).pow(2).mean()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
+
+
+def test_an_adapter_reading_only_the_teacher_ignores_the_prompt_embedding():
+    adapter = make_token_reader(read_prompt_embeds=False)
+    x, states, real = torch.randn(2, 7, 32), torch.randn(2, 4, 12), torch.ones(2, 4, dtype=torch.bool)
+    y, _ = adapter(x, llm_features=states, llm_mask=real)
+    torch.testing.assert_close(adapter(100 * torch.randn(2, 7, 32), llm_features=states, llm_mask=real)[0], y)
+    assert not hasattr(adapter, "token_attention")
+    adapter.train()
+    out, h = adapter(x, llm_features=states, llm_mask=real)
+    (out.pow(2).mean() + (h - adapter.project_llm(states.mean(1))[:, None]).pow(2).mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
+    with pytest.raises(ValueError, match="set `llm_tokens`"):
+        SURAdapter(dim=32, llm_dim=12, read_prompt_embeds=False)

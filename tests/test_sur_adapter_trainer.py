@@ -204,19 +204,20 @@ def test_extra_simple_columns_add_a_training_row_per_column(tmp_path, tiny_pipel
     torch.testing.assert_close(cache["params"][:6], cache["params"][6:])  # the same images under both prompts
 
 
-def test_teacher_tokens_with_the_token_target_train_and_generate(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir,
-                                                                triples):
-    """The adapter reads the teacher's token states, fits the complex embedding per token, and the UNet terms read
-    one row of each batch; the saved adapter reloads with its teacher and generates."""
-    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
+def test_teacher_tokens_with_the_token_target_train_and_generate(tmp_path, arch, tiny_dir, tiny_bundle_dir, triples):
+    """The adapter reads the teacher's token states (only them, on SD2), fits the complex embedding per token, and
+    the UNet terms read one row of each batch; the saved adapter reloads with its teacher and generates."""
+    only_teacher = ["--no-read_prompt_embeds"] if arch == "sd2" else []
+    result = run_sur(tiny_dir, triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
                      "--llm_tokens", "--beta", 1.0, "--complex_target", "tokens", "--complex_weight", 1.0,
-                     "--diffusion_batch_size", 1, "--logging_steps", 1, "--max_train_steps", 6)
+                     "--diffusion_batch_size", 1, "--logging_steps", 1, "--max_train_steps", 6, *only_teacher)
     assert result.exit_code == 0, result.output
     logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
     assert logs[-1]["complex"] < logs[0]["complex"], "the per-token target is fitted"
     lift = SURAdapterLift("sur-adapter", tmp_path / "sur" / "final")
     assert lift.adapter.llm_tokens and lift.teacher is not None
-    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    assert lift.adapter.read_prompt_embeds is not bool(only_teacher)
+    pipe = load_pipeline(tiny_dir)
     prompts = ["Someone spotted a solitary lavender plaything where the waves meet the sand.", "two red boats"]
     lifted = encode_prompts(pipe, prompts, lifts=[lift])
     alone = encode_prompts(pipe, prompts[1:], lifts=[lift])  # the teacher's padding of a batch changes nothing

@@ -33,6 +33,8 @@ class SURAdapterConfig(MethodTrainConfig):
     llm_at_inference: bool = field(default=False, metadata={"help": "The adapter also reads the LLM features at inference (not in the paper)."})
     llm_tokens: bool = field(default=False, metadata={"help": "The adapter cross-attends over the teacher's token states instead of adding one pooled "
                                                               "vector (not in the paper; needs `llm_at_inference`)."})
+    read_prompt_embeds: bool = field(default=True, metadata={"help": "With `llm_tokens`: the adapter also reads the text encoder's embedding of the prompt; "
+                                                                      "off, the teacher's tokens are its only input (the output is beta-mixed with it still)."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -59,6 +61,8 @@ class SURAdapterConfig(MethodTrainConfig):
         if self.diffusion_batch_size is not None and not 1 <= self.diffusion_batch_size <= self.train_batch_size:
             raise ValueError(f"`diffusion_batch_size` must be in [1, train_batch_size={self.train_batch_size}], got "
                              f"{self.diffusion_batch_size}.")
+        if not (self.read_prompt_embeds or self.llm_tokens):
+            raise ValueError("`read_prompt_embeds` false leaves the adapter no input but the teacher's tokens: set `llm_tokens`.")
         if self.llm_max_tokens < 1:
             raise ValueError(f"`llm_max_tokens` must be >= 1, got {self.llm_max_tokens}.")
         if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:

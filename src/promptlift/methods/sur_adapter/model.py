@@ -33,11 +33,15 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         pooled_dim: SDXL's pooled-embedding size (1280): adds a zero-initialised head adapting it as well.
         llm_tokens: the layers cross-attend over the teacher's token states (B, T, D_llm) (implies
             `llm_at_inference`); learned positions (up to `max_length`) are added to the queries.
+        read_prompt_embeds: with `llm_tokens`, the queries start from the prompt's own embedding and the token
+            attention reads it (True), or the queries are the learned positions alone and the teacher's tokens are
+            the adapter's only input (False): nothing can be learnt from the encoder's vectors of words it was never
+            trained on, which are noise to it.
     """
 
     def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
                  dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
-                 llm_tokens: bool = False, max_length: int = 77):
+                 llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -45,7 +49,10 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             raise ValueError(f"`dim` {dim} must be divisible by `num_heads` {num_heads}.")
         if llm_tokens and not llm_at_inference:
             raise ValueError("`llm_tokens` reads the teacher's token states at inference: set `llm_at_inference` too.")
+        if not (read_prompt_embeds or llm_tokens):
+            raise ValueError("an adapter that does not read the prompt embeddings reads the teacher's tokens: set `llm_tokens`.")
         self.beta, self.llm_at_inference, self.llm_tokens = beta, llm_at_inference, llm_tokens
+        self.read_prompt_embeds = read_prompt_embeds
         if llm_tokens:  # self-attention over the prompt's tokens, cross-attention over the teacher's
             layer = nn.TransformerDecoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)
             self.encoder = nn.TransformerDecoder(layer, num_layers)
@@ -54,7 +61,8 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         else:
             layer = nn.TransformerEncoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.token_attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+        if read_prompt_embeds:
+            self.token_attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
         self.out = nn.Linear(dim, dim)
         nn.init.zeros_(self.out.weight)
@@ -80,16 +88,20 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
                 raise ValueError("this adapter reads the teacher's token states: pass `llm_features` (B, T, D_llm) "
                                  "and `llm_mask`.")
             memory = self.llm_projection(self.llm_norm(llm_features))  # (B, T, D)
-            queries = x + self.position[: x.shape[1]]
+            queries = self.position[: x.shape[1]].expand_as(x)
+            if self.read_prompt_embeds:
+                queries = queries + x
             no_memory = None if llm_mask is None else ~llm_mask
-            h = self.encoder(queries, memory, tgt_key_padding_mask=padding_mask, memory_key_padding_mask=no_memory)
+            h = self.encoder(queries, memory, tgt_key_padding_mask=padding_mask if self.read_prompt_embeds else None,
+                             memory_key_padding_mask=no_memory)
         else:
             h = self.encoder(x, src_key_padding_mask=padding_mask)  # (B, L, D)
             if self.llm_at_inference and llm_features is not None:
                 h = h + self.llm_projection(llm_features)[:, None, :]
         # Token attention: queries from the transformer output, keys and values the original embedding.
-        a, _ = self.token_attention(h, x, x, key_padding_mask=padding_mask, need_weights=False)
-        a = a + h
+        a = h
+        if self.read_prompt_embeds:
+            a = a + self.token_attention(h, x, x, key_padding_mask=padding_mask, need_weights=False)[0]
         m = a + self.mlp(a)
         y = self.beta * self.out(m) + (1 - self.beta) * x  # (B, L, D)
         return y, h

@@ -132,7 +132,8 @@ def train(cfg: SURAdapterConfig) -> Path:
     adapter = SURAdapter(dim, teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                          dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
                          pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
-                         llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1])
+                         llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
+                         read_prompt_embeds=cfg.read_prompt_embeds)
     unet, scheduler = pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config)
     scale, n = pipe.vae.config.scaling_factor, len(cache["params"])
     xl = isinstance(pipe, StableDiffusionXLPipeline)
