@@ -168,3 +168,15 @@ def test_an_adapter_reading_only_the_teacher_ignores_the_prompt_embedding():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
     with pytest.raises(ValueError, match="set `llm_tokens`"):
         SURAdapter(dim=32, llm_dim=12, read_prompt_embeds=False)
+
+
+def test_teacher_token_dropout_hides_real_tokens_only_and_keeps_one():
+    from promptlift.methods.sur_adapter.trainer import drop_tokens
+
+    mask = torch.tensor([[True] * 6 + [False] * 2, [True] + [False] * 7] * 50)
+    kept = drop_tokens(mask, 0.5, torch.Generator().manual_seed(0))
+    assert not (kept & ~mask).any(), "padding stays padding"
+    assert kept.any(1).all(), "every row keeps a token"
+    assert 0.3 < kept[::2].float().sum() / mask[::2].sum() < 0.7
+    torch.testing.assert_close(drop_tokens(mask, 0.5, torch.Generator().manual_seed(0)), kept)  # seeded
+    assert drop_tokens(mask, 0.99, torch.Generator().manual_seed(1)).sum(1).min() == 1

@@ -35,6 +35,8 @@ class SURAdapterConfig(MethodTrainConfig):
                                                               "vector (not in the paper; needs `llm_at_inference`)."})
     read_prompt_embeds: bool = field(default=True, metadata={"help": "With `llm_tokens`: the adapter also reads the text encoder's embedding of the prompt; "
                                                                       "off, the teacher's tokens are its only input (the output is beta-mixed with it still)."})
+    llm_token_dropout: float = field(default=0.0, metadata={"help": "With `llm_tokens`: share of the teacher's real tokens hidden from the adapter in "
+                                                                     "each training row (one always stays), so it cannot lean on single words."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -63,6 +65,8 @@ class SURAdapterConfig(MethodTrainConfig):
                              f"{self.diffusion_batch_size}.")
         if not (self.read_prompt_embeds or self.llm_tokens):
             raise ValueError("`read_prompt_embeds` false leaves the adapter no input but the teacher's tokens: set `llm_tokens`.")
+        if not 0 <= self.llm_token_dropout < 1:
+            raise ValueError(f"`llm_token_dropout` must be in [0, 1), got {self.llm_token_dropout}.")
         if self.llm_max_tokens < 1:
             raise ValueError(f"`llm_max_tokens` must be >= 1, got {self.llm_max_tokens}.")
         if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:

@@ -37,7 +37,7 @@ from .llm import LLMFeatures
 from .losses import feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["build_cache", "cached_features", "masked_mean", "save_adapter", "train"]
+__all__ = ["build_cache", "cached_features", "drop_tokens", "masked_mean", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -84,6 +84,14 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
         length = int(cache["llm_mask"].any(0).nonzero().max()) + 1
         cache["llm_tokens"], cache["llm_mask"] = cache["llm_tokens"][:, :length], cache["llm_mask"][:, :length]
     return cache
+
+
+def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """mask (B, T) with a share `p` of each row's real tokens turned off at random; one real token always stays."""
+    keep = mask & (torch.rand(mask.shape, generator=generator) >= p)
+    first = mask.float().argmax(1)  # every row keeps its first real token if dropout took them all
+    keep[torch.arange(len(mask)), first] |= ~keep.any(1)
+    return keep
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -146,6 +154,8 @@ def train(cfg: SURAdapterConfig) -> Path:
         # the UNet terms read the first `diffusion_batch_size` rows
         batch["latents"] = sample_latents(cache["params"][idx[: cfg.diffusion_batch_size]], scale, gen)
         batch["seed"] = cfg.seed * 7919 + i
+        if cfg.llm_token_dropout > 0:
+            batch["llm_mask"] = drop_tokens(batch["llm_mask"], cfg.llm_token_dropout, gen)
         return batch
 
     def loss_fn(model, batch):
