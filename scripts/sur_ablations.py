@@ -5,7 +5,8 @@
 Runs `configs/world/sur-adapter.yaml` (the bundle's recipe: the adapter cross-attends over MiniLM's token states,
 per-token target of the complex prompt's embedding) as "full", then with the LLM distillation off (`llm_weight 0`),
 the diffusion loss off (`diffusion_weight 0`), the complex-prompt term off (`complex_weight 0`), and the paper's
-inference (the adapter reads no LLM features at all: `llm_at_inference false`, `llm_tokens false`).
+inference (the adapter reads no LLM features at all, only the prompt embedding: `llm_at_inference false`,
+`llm_tokens false`, `read_prompt_embeds true`).
 Each run's held-out check at its last step (64 narrative-val prompts, fixed seeds, judged by the attribute judge
 and aesthetic predictor B against the base model's images) is its row; the runs share the cached features.
 Writes OUTPUT_DIR/ablations.json and prints a table. A finished run is read back, not trained again.
@@ -24,8 +25,12 @@ ABLATIONS = {
     "no LLM distillation": {"llm_weight": 0.0},
     "no diffusion loss": {"diffusion_weight": 0.0},
     "no complex-prompt term": {"complex_weight": 0.0},
-    "LLM not read at inference (paper)": {"llm_at_inference": False, "llm_tokens": False},
+    "LLM not read at inference (paper)": {"llm_at_inference": False, "llm_tokens": False, "read_prompt_embeds": True},
 }
+
+
+def run_folder(name: str) -> str:
+    return name.split(" (")[0].replace(" ", "-")
 
 
 def main() -> None:
@@ -34,10 +39,14 @@ def main() -> None:
     parser.add_argument("--max_train_steps", type=int, default=300)
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--output_dir", default="runs/sur-ablations")
+    parser.add_argument("--only", nargs="+", choices=list(ABLATIONS), metavar="NAME",
+                        help="train only these runs (e.g. two processes, one thread each), still reading every finished one")
     args = parser.parse_args()
     out, rows = Path(args.output_dir), {}
     for name, overrides in ABLATIONS.items():
-        run = out / name.split(" (")[0].replace(" ", "-")
+        if args.only and name not in args.only and not (out / run_folder(name) / "eval_history.json").is_file():
+            continue
+        run = out / run_folder(name)
         history = run / "eval_history.json"
         if not history.is_file():
             cfg = load_config(SURAdapterConfig, args.config, {
@@ -45,6 +54,8 @@ def main() -> None:
                 "eval_steps": args.max_train_steps, "checkpointing_steps": 100, "num_threads": args.num_threads})
             train(cfg)
         rows[name] = json.loads(history.read_text())[-1]
+    if not rows:
+        return
     (out / "ablations.json").write_text(json.dumps(rows, indent=2))
     print(f"{'run':<36} {'setting':>7} {'kind':>5} {'colour':>6} {'count':>5} {'all':>5} {'win rate vs base':>18}")
     for name, r in rows.items():

@@ -228,3 +228,20 @@ def test_teacher_tokens_with_the_token_target_train_and_generate(tmp_path, arch,
         SURAdapterConfig(train_data_dir=triples, train_batch_size=4, diffusion_batch_size=5)
     with pytest.raises(ValueError, match="set `llm_at_inference`"):
         SURAdapterConfig(train_data_dir=triples, llm_tokens=True)
+
+
+def test_a_cache_with_teacher_tokens_serves_a_pooled_run(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples,
+                                                         monkeypatch):
+    tokens = ["--llm_at_inference", "--llm_tokens", "--complex_target", "tokens", "--feature_cache_dir", tmp_path / "f"]
+    first = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "a", tiny_bundle_dir, *tokens, "--max_train_steps", 1)
+    assert first.exit_code == 0, first.output
+    from promptlift.methods.sur_adapter import trainer
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("the token cache holds the pooled features too")
+
+    monkeypatch.setattr(trainer, "build_cache", no_rebuild)
+    pooled = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "b", tiny_bundle_dir, "--feature_cache_dir",
+                     tmp_path / "f", "--max_train_steps", 1)
+    assert pooled.exit_code == 0, pooled.output
+    assert not SURAdapterLift("sur-adapter", tmp_path / "b" / "final").adapter.llm_tokens

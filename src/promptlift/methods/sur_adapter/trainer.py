@@ -100,16 +100,27 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * m).sum(1) / m.sum(1).clamp_min(1)
 
 
-def cached_features(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures) -> dict[str, torch.Tensor]:
-    """`build_cache`, kept in `feature_cache_dir` under a key of everything it depends on (when that is set)."""
-    if cfg.feature_cache_dir is None:
-        return build_cache(pipe, cfg, teacher)
+def _cache_path(cfg: SURAdapterConfig, teacher: LLMFeatures, tokens: bool) -> Path:
     meta = Path(cfg.train_data_dir) / "metadata.jsonl"
     key = json.dumps([str(Path(cfg.train_data_dir).resolve()), meta.stat().st_size, meta.stat().st_mtime_ns,
                       cfg.simple_column, cfg.extra_simple_columns, cfg.complex_column, cfg.max_train_samples,
                       str(cfg.pretrained_model_name_or_path), teacher.model_id, teacher.layer,
-                      cfg.llm_max_tokens if cfg.llm_tokens else None])
-    path = Path(cfg.feature_cache_dir) / f"sur-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+                      cfg.llm_max_tokens if tokens else None])
+    return Path(cfg.feature_cache_dir) / f"sur-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+def cached_features(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures) -> dict[str, torch.Tensor]:
+    """`build_cache`, kept in `feature_cache_dir` under a key of everything it depends on (when that is set).
+
+    A cache with the teacher's token states also serves a run that reads the pooled features only (an ablation).
+    """
+    if cfg.feature_cache_dir is None:
+        return build_cache(pipe, cfg, teacher)
+    path = _cache_path(cfg, teacher, cfg.llm_tokens)
+    with_tokens = _cache_path(cfg, teacher, True)
+    if not path.is_file() and with_tokens.is_file():
+        cache = torch.load(with_tokens)
+        return {k: v for k, v in cache.items() if k not in ("llm_tokens", "llm_mask")}
     if path.is_file():
         return torch.load(path)
     cache = build_cache(pipe, cfg, teacher)
