@@ -176,3 +176,28 @@ def test_distinct_n_and_pairwise_distance():
     embed = lambda texts: torch.stack([table[t] for t in texts])  # noqa: E731
     assert pairwise_distance([["x", "z"]], embed) == pytest.approx(0.0, abs=1e-6)
     assert pairwise_distance([["x", "y"], ["x", "y", "z"]], embed) == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+def test_system_table_pairs_systems_on_shared_prompts_and_seeds(tmp_path):
+    from promptlift.evaluation.systems import format_system_table, system_table
+
+    def write(name, rows):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return tmp_path / name
+
+    def row(i, seed, score, right):
+        sem = {"setting": True, "kind": right, "color": True, "count": True}
+        return {"id": f"p{i}", "seed": seed, "scores": {"judge": score}, "semantic": sem}
+
+    base = write("base", [row(i, s, 1.0, False) for i in range(4) for s in range(2)])
+    better = write("better", [row(i, s, 2.0, True) for i in range(4) for s in range(2)] + [row(9, 0, 0.0, False)])
+    table = system_table({"base": base, "better": better}, "base", "judge")
+    assert table["better"]["n"] == 8, "the row without a base pair is left out"
+    assert table["better"]["vs_baseline"]["win_rate"] == 1.0
+    assert table["better"]["semantic"]["kind"] == 1.0 and table["base"]["semantic"]["all"] == 0.0
+    assert table["better"]["semantic_all_change"]["mean"] == 1.0
+    assert "vs_baseline" not in table["base"]
+    assert "100.0 [100.0-100.0]" in format_system_table(table, "base")
+    with pytest.raises(ValueError, match="shares no"):
+        system_table({"base": base, "other": write("other", [row(7, 0, 1.0, True)])}, "base", "judge")
