@@ -16,13 +16,14 @@ import itertools
 
 import torch
 
-from promptlift.evaluation.systems import ATTRIBUTES
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
 from promptlift.pipeline import encode_prompts, load_pipeline
 from promptlift.world.dataset import iter_prompt_set
 from promptlift.world.prompts import COUNT_WORDS, SCENERY, literal_prompt
 from promptlift.world.scene import ATTRIBUTES as VALUES
 from promptlift.world.scene import Quality, Scene
+
+ATTRIBUTES = tuple(VALUES)  # setting, kind, color, count
 
 
 def contents() -> tuple[list[dict], list[str]]:

@@ -28,6 +28,16 @@ def run_sur(model, data, out, bundle, *extra):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+def forbid_rebuilding_the_cache(monkeypatch):
+    """From here on, a run that builds its features instead of reading the cache fails."""
+    from promptlift.methods.sur_adapter import trainer
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("the features were cached; nothing to rebuild")
+
+    monkeypatch.setattr(trainer, "build_cache", no_rebuild)
+
+
 def test_trains_saves_and_generates_on_every_architecture(tmp_path, arch, tiny_dir, tiny_bundle_dir, triples):
     result = run_sur(tiny_dir, triples, tmp_path / "sur", tiny_bundle_dir)
     assert result.exit_code == 0, result.output
@@ -94,12 +104,7 @@ def test_unet_output_distillation_alone_trains_the_adapter(tmp_path, tiny_pipeli
     assert result.exit_code == 0, result.output
     cached = list((tmp_path / "features").glob("sur-*.pt"))
     assert len(cached) == 1 and torch.load(cached[0])["simple"].shape[0] == 6  # a second run reads it
-    from promptlift.methods.sur_adapter import trainer
-
-    def no_rebuild(*a, **k):
-        raise AssertionError("the features were cached; nothing to rebuild")
-
-    monkeypatch.setattr(trainer, "build_cache", no_rebuild)
+    forbid_rebuilding_the_cache(monkeypatch)
     again = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur2", tiny_bundle_dir, "--feature_cache_dir",
                     tmp_path / "features", "--max_train_steps", 1)
     assert again.exit_code == 0, again.output
@@ -217,6 +222,7 @@ def test_teacher_tokens_with_the_token_target_train_and_generate(tmp_path, arch,
     lift = SURAdapterLift("sur-adapter", tmp_path / "sur" / "final")
     assert lift.adapter.llm_tokens and lift.teacher is not None
     assert lift.adapter.read_prompt_embeds is not bool(only_teacher)
+    assert lift.teacher.max_length == 77, "the lift reads as many teacher tokens as training did (llm_max_tokens)"
     pipe = load_pipeline(tiny_dir)
     prompts = ["Someone spotted a solitary lavender plaything where the waves meet the sand.", "two red boats"]
     lifted = encode_prompts(pipe, prompts, lifts=[lift])
@@ -235,12 +241,7 @@ def test_a_cache_with_teacher_tokens_serves_a_pooled_run(tmp_path, tiny_pipeline
     tokens = ["--llm_at_inference", "--llm_tokens", "--complex_target", "tokens", "--feature_cache_dir", tmp_path / "f"]
     first = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "a", tiny_bundle_dir, *tokens, "--max_train_steps", 1)
     assert first.exit_code == 0, first.output
-    from promptlift.methods.sur_adapter import trainer
-
-    def no_rebuild(*a, **k):
-        raise AssertionError("the token cache holds the pooled features too")
-
-    monkeypatch.setattr(trainer, "build_cache", no_rebuild)
+    forbid_rebuilding_the_cache(monkeypatch)
     pooled = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "b", tiny_bundle_dir, "--feature_cache_dir",
                      tmp_path / "f", "--max_train_steps", 1)
     assert pooled.exit_code == 0, pooled.output

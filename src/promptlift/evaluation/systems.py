@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Mapping
 
 from ..stats import bootstrap_mean, win_rate
+from .run import WORLD_ATTRIBUTES as ATTRIBUTES
 from .run import read_scores
 
-__all__ = ["ATTRIBUTES", "format_system_table", "system_table"]
-
-ATTRIBUTES = ("setting", "kind", "color", "count")
+__all__ = ["format_system_table", "system_table"]
 
 
 def _rows(run: Path) -> dict[tuple, dict]:

