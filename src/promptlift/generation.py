@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import to_dict
-from .pipeline import (Lift, check_prompts, encode_prompts, load_lifts, load_pipeline, recommended_guidance_scale,
-                       rewrite_prompts, run_pipeline)
+from .pipeline import (Lift, check_prompts, encode_prompts, lifted_specs, load_lifts, load_pipeline,
+                       recommended_guidance_scale, rewrite_prompts, run_pipeline)
 from .utils import atomic_path, atomic_write_json, ensure_output_dir
 
 __all__ = ["GenerateConfig", "SamplingConfig", "generate", "generate_images", "image_seeds", "load_sampling"]
@@ -34,6 +34,9 @@ class SamplingConfig:
     lift_option: list[str] = field(
         default_factory=list, metadata={"help": "Option of a lift, as LIFT.KEY=VALUE (e.g. textcraftor.alpha=0.5); repeatable."}
     )
+    lifted: bool = field(default=False, metadata={
+        "help": "Apply the whole lifted stack: refiner, quality-tuning, SUR-adapter, TextCraftor (the bundle's weights, "
+                "or those `--lift NAME=PATH` gives), in the order they compose."})
     num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps."})
     guidance_scale: float | None = field(default=None, metadata={
         "help": "Classifier-free guidance scale (<= 1 turns CFG off); default: the model's promptlift.json "
@@ -51,6 +54,8 @@ class SamplingConfig:
     )
 
     def __post_init__(self):
+        if self.lifted:
+            self.lift = lifted_specs(self.lift)
         for name in ("num_inference_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
@@ -121,7 +126,7 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     pipe.set_progress_bar_config(disable=True)
 
     jobs = [(i, seed) for i in range(len(prompts)) for seed in image_seeds(cfg.seed, cfg.num_images_per_prompt)]
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine")}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine", "lifted")}
     paths = []
     with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
         for batch in _batches(jobs, cfg.batch_size):

@@ -9,6 +9,7 @@ one of those three seams, so a lifted pipeline is still a plain diffusers pipeli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,7 @@ from .utils import default_device, resolve_dtype
 
 __all__ = [
     "LIFTS",
+    "LIFTED_STACK",
     "Lift",
     "LiftSpec",
     "PromptEmbeds",
@@ -33,14 +35,18 @@ __all__ = [
     "encode_prompts",
     "join_prompt",
     "load_component_strict",
+    "lifted_specs",
+    "load_lifted_pipeline",
     "load_lifts",
     "load_pipeline",
     "parse_lift",
     "parse_lift_options",
+    "plus_edits",
     "prompt_padding_mask",
     "register_lift",
     "rewrite_prompts",
     "run_pipeline",
+    "swapped",
 ]
 
 SUPPORTED_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
@@ -148,11 +154,49 @@ class PromptEmbeds:
     pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL only
     negative_pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL with CFG
     negative_prompt: str | list[str] | None = field(default=None, metadata={"kwarg": False})  # the text, for lifts that re-encode
+    # What the lifts' edits are measured against (see `encode_prompts`): the pipeline's encoders' output before any
+    # edit, and the base model's encoders' output (they differ when a lift swapped an encoder).
+    encoded: PromptEmbeds | None = field(default=None, repr=False, metadata={"kwarg": False})
+    base_fn: Callable[[], PromptEmbeds] | None = field(default=None, repr=False, metadata={"kwarg": False})
+
+    TENSORS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
 
     def as_kwargs(self) -> dict[str, torch.Tensor]:
         """Keyword arguments for `pipe(...)`, leaving out what is absent."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.metadata.get("kwarg", True) and getattr(self, f.name) is not None}
+
+    @property
+    def base(self) -> PromptEmbeds:
+        """The base model's embeddings of the same prompts (encoded on first use; `self.encoded` when no lift swapped
+        an encoder). An embedding lift trained on the base model reads these, so it reads what it was trained on."""
+        if self.base_fn is not None:
+            self._base, self.base_fn = self.base_fn(), None
+        return getattr(self, "_base", None) or self.encoded or self
+
+    def edits(self) -> dict[str, torch.Tensor | None]:
+        """{field: what the lifts so far changed in it relative to `encoded`}: None where nothing changed."""
+        reference = self.encoded or self
+        return {name: None if getattr(self, name) is getattr(reference, name) else getattr(self, name) - getattr(reference, name)
+                for name in self.TENSORS if getattr(self, name) is not None}
+
+
+def plus_edits(tensor: torch.Tensor | None, edit: torch.Tensor | None) -> torch.Tensor | None:
+    """`tensor + edit`, or `tensor` itself when there is no edit (so a lone lift gives exactly its own result)."""
+    return tensor if edit is None or tensor is None else tensor + edit.to(tensor)
+
+
+@contextlib.contextmanager
+def swapped(pipe, modules: dict[str, torch.nn.Module]):
+    """Temporarily set pipeline components (e.g. the original encoders, to encode as the base model does)."""
+    saved = {name: getattr(pipe, name) for name in modules}
+    try:
+        for name, module in modules.items():
+            setattr(pipe, name, module)
+        yield pipe
+    finally:
+        for name, module in saved.items():
+            setattr(pipe, name, module)
 
 
 def join_prompt(head: str, tail: str) -> str:
@@ -178,29 +222,56 @@ def encode_prompts(
     lifts: Sequence[Lift] = (),
     grad: bool = False,
 ) -> PromptEmbeds:
-    """Encode prompts with the pipeline's own text encoder(s), then let each lift edit the result.
+    """Encode prompts with the pipeline's own text encoder(s), then let each lift edit the result, in order.
+
+    How edits compose: every embedding lift is trained against the base model, so each reads the base model's
+    embeddings (`embeds.base`: encoded with the original encoders when a lift swapped them, as TextCraftor does) and
+    adds its own change to what the lifts before it made. A lift that swapped an encoder (TextCraftor) contributes
+    `tuned - base`; the SUR-adapter contributes `adapted(base) - base`. A lift whose change is scheduled over the
+    denoising steps (TextCraftor's hybrid schedule) must come after every other embedding lift, or the scheduled
+    tensors would drop their edits: that order is refused.
 
     `grad=True` keeps the autograd graph through the text encoders (for training them, as TextCraftor does).
     """
-    device = pipe._execution_device
+    def encode() -> PromptEmbeds:
+        return _encode(pipe, prompts, negative_prompt, do_classifier_free_guidance)
+
     with torch.set_grad_enabled(grad):
-        if isinstance(pipe, StableDiffusionXLPipeline):
-            pe, npe, pooled, npooled = pipe.encode_prompt(
-                prompt=prompts,
-                device=device,
-                num_images_per_prompt=1,
-                do_classifier_free_guidance=do_classifier_free_guidance,
-                negative_prompt=negative_prompt,
-            )
-            embeds = PromptEmbeds(pe, npe, pooled, npooled, negative_prompt)
-        else:
-            pe, npe = pipe.encode_prompt(
-                prompts, device, 1, do_classifier_free_guidance, negative_prompt=negative_prompt
-            )
-            embeds = PromptEmbeds(pe, npe, negative_prompt=negative_prompt)
+        embeds = encode()
+        embeds.encoded = PromptEmbeds(**{n: getattr(embeds, n) for n in PromptEmbeds.TENSORS}, negative_prompt=negative_prompt)
+        originals = {n: m for lift in lifts for n, m in lift.original_encoders().items()}
+        if originals:
+            def encode_base() -> PromptEmbeds:
+                with torch.set_grad_enabled(grad), swapped(pipe, {n: m.to(pipe.device) for n, m in originals.items()}):
+                    return encode()
+
+            embeds.base_fn = encode_base
+        scheduled = None
         for lift in lifts:
+            before = embeds.prompt_embeds
             embeds = lift.edit_prompt_embeds(pipe, embeds, prompts)
+            if scheduled is not None and embeds.prompt_embeds is not before:
+                raise ValueError(f"lift {lift.name!r} edits the prompt embeddings after {scheduled!r}, whose schedule "
+                                 f"would replace them mid-sampling; list {scheduled!r} after {lift.name!r}.")
+            if lift.callback_tensor_inputs:
+                scheduled = lift.name
     return embeds
+
+
+def _encode(pipe, prompts: list[str], negative_prompt, do_classifier_free_guidance: bool) -> PromptEmbeds:
+    """The pipeline's own `encode_prompt`, as a PromptEmbeds."""
+    device = pipe._execution_device
+    if isinstance(pipe, StableDiffusionXLPipeline):
+        pe, npe, pooled, npooled = pipe.encode_prompt(
+            prompt=prompts,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=do_classifier_free_guidance,
+            negative_prompt=negative_prompt,
+        )
+        return PromptEmbeds(pe, npe, pooled, npooled, negative_prompt)
+    pe, npe = pipe.encode_prompt(prompts, device, 1, do_classifier_free_guidance, negative_prompt=negative_prompt)
+    return PromptEmbeds(pe, npe, negative_prompt=negative_prompt)
 
 
 def prompt_padding_mask(tokenizer, prompts: list[str], length: int) -> torch.Tensor:
@@ -282,8 +353,13 @@ class Lift:
         return prompts
 
     def edit_prompt_embeds(self, pipe: DiffusionPipeline, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
-        """Change the prompt embeddings before they reach the UNet (an adapter)."""
+        """Change the prompt embeddings before they reach the UNet (an adapter): read `embeds.base` and add the change
+        to `embeds` (see `encode_prompts`)."""
         return embeds
+
+    def original_encoders(self) -> dict[str, torch.nn.Module]:
+        """{component name: the module this lift's `apply` replaced}, for encoders only: how the base model encodes."""
+        return {}
 
     # Pipeline tensors `on_step_end` reads or replaces (diffusers' `callback_on_step_end_tensor_inputs`).
     callback_tensor_inputs: tuple[str, ...] = ()
@@ -377,6 +453,28 @@ def load_lifts(specs: Sequence[str], options: Sequence[str] = ()) -> list[Lift]:
             raise ValueError(f"`--lift {spec}`: {str(path)!r} does not exist; pass NAME=PATH with the lift's weights.")
         lifts.append(lift_spec.factory(name, path, **parsed.get(name, {})))
     return lifts
+
+
+# The whole product, in the order the lifts compose (see `encode_prompts`): the refiner rewrites the prompt that every
+# other lift then reads; quality-tuning swaps the UNet; the SUR-adapter edits the base model's embedding;
+# TextCraftor adds its encoder's change last, since its hybrid schedule hands tensors over mid-sampling.
+LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
+
+
+def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
+    """`--lift` specs of the lifted stack: each of LIFTED_STACK, in that order, with its default weights unless
+    `specs` names it with other ones (`NAME=PATH`); lifts of `specs` outside the stack follow."""
+    given = {parse_lift(spec)[0]: spec for spec in specs}
+    return [given.get(name, name) for name in LIFTED_STACK] + [s for n, s in given.items() if n not in LIFTED_STACK]
+
+
+def load_lifted_pipeline(pretrained_model_name_or_path: str | Path | None = None, *, lifts: Sequence[str] = (),
+                         lift_options: Sequence[str] = (), **kwargs) -> tuple[DiffusionPipeline, list[Lift]]:
+    """(pipeline, lifts) with the whole stack applied: the bundle's refiner, quality-tuning, SUR-adapter and
+    TextCraftor weights, or those `lifts` names (`NAME=PATH`); `kwargs` go to `load_pipeline`. Pass the lifts to
+    `rewrite_prompts`, `encode_prompts` and `run_pipeline` (or to `generation.generate`)."""
+    loaded = load_lifts(lifted_specs(lifts), lift_options)
+    return load_pipeline(pretrained_model_name_or_path, lifts=loaded, **kwargs), loaded
 
 
 def apply_lifts(pipe: DiffusionPipeline, lifts: Sequence[Lift]) -> DiffusionPipeline:

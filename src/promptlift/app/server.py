@@ -10,7 +10,7 @@ import functools
 import random
 from pathlib import Path
 
-from .state import AppState, ServeConfig, UserError
+from .state import AVAILABLE_LIFTS, AppState, ServeConfig, UserError
 from .votes import QUESTIONS
 
 __all__ = ["build_app", "serve"]
@@ -53,8 +53,8 @@ def _create_tab(gr, state: AppState) -> None:
             mix = gr.Slider(0, 1, value=1, step=0.1, label="TextCraftor encoder mix (1 = first run, 0 = second)",
                             visible=len(state.cfg.textcraftor) > 1)
         with gr.Row():
-            lifts = gr.CheckboxGroup(["quality-tuning", "sur-adapter", "textcraftor"], label="Lifts",
-                                     value=["quality-tuning"], elem_id="lifts")
+            lifts = gr.CheckboxGroup(list(AVAILABLE_LIFTS), label="Lifts (the refiner is skipped once you picked a "
+                                     "refined prompt)", value=list(AVAILABLE_LIFTS), elem_id="lifts")
             alpha = gr.Slider(0, 1, value=1, step=0.05, label="TextCraftor alpha (0 = base, 1 = tuned)")
             seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
             steps = gr.Slider(1, state.cfg.max_steps, value=25, step=1, label="Steps")
@@ -80,6 +80,7 @@ def _create_tab(gr, state: AppState) -> None:
         @_page_errors
         def on_generate(text, refined_text, model_name, m, lift_names, a, s, n, progress=gr.Progress()):
             used_prompt = (refined_text or "").strip() or text
+            names = tuple(name for name in lift_names or () if name != "refiner" or used_prompt == text)
             total = 2 * int(n)
             done = [0]
 
@@ -87,10 +88,11 @@ def _create_tab(gr, state: AppState) -> None:
                 done[0] += 1
                 progress(done[0] / total, desc="denoising")
 
-            base, lifted, settings = state.generate(used_prompt, tuple(lift_names or ()), int(s or 0), int(n),
+            base, lifted, settings = state.generate(used_prompt, names, int(s or 0), int(n),
                                                     float(a), on_step=tick, model=int(str(model_name).split(":")[0]),
                                                     mix=float(m))
             settings["user_prompt"] = text
+            used_prompt = settings["prompt_used"]
             shown = f"**Prompt used:** {used_prompt}" + ("" if used_prompt == text else f"  \n(you typed: {text})")
             return base, lifted, shown, state.save_download(lifted, settings)
 

@@ -18,12 +18,13 @@ from typing import Callable
 import torch
 
 from ..data.review import REVIEW_FILE, read_review
+from ..pipeline import LIFTED_STACK
 from ..utils import atomic_write_json
 from .votes import QUESTIONS, VoteStore
 
 __all__ = ["AppState", "ServeConfig", "UserError"]
 
-AVAILABLE_LIFTS = ("quality-tuning", "sur-adapter", "textcraftor")
+AVAILABLE_LIFTS = LIFTED_STACK  # the Create page offers the whole stack, and it is the default
 
 
 class UserError(ValueError):
@@ -111,7 +112,7 @@ class AppState:
         if not 0 <= int(model) < len(self.models):
             raise UserError("No such model.")
         mix = round(min(max(float(mix), 0.0), 1.0), 1)
-        key = (int(model), tuple(sorted(lifts)), mix if "textcraftor" in lifts else None)
+        key = (int(model), tuple(n for n in LIFTED_STACK if n in lifts), mix if "textcraftor" in lifts else None)
         if key not in self._pipes:
             try:
                 loaded = load_lifts([self._lift_spec(n, mix) for n in key[1]])
@@ -141,25 +142,26 @@ class AppState:
     def generate(self, prompt: str, lifts: tuple[str, ...], seed: int, steps: int, alpha: float = 1.0,
                  on_step: Callable[[int], None] | None = None, model: int = 0, mix: float = 1.0) -> tuple:
         """(base image, lifted image, settings) for the same prompt and seed."""
-        from ..pipeline import encode_prompts, run_pipeline
+        from ..pipeline import encode_prompts, rewrite_prompts, run_pipeline
 
         prompt = self.check_prompt(prompt)
         if not 1 <= int(steps) <= self.cfg.max_steps:
             raise UserError(f"Steps must be between 1 and {self.cfg.max_steps}.")
         if not 0 <= int(seed) < 2**31:
             raise UserError("The seed must be a whole number from 0 to 2147483647.")
-        images = []
+        images, used = [], prompt
         for names in ((), tuple(lifts)):
             pipe, loaded = self.pipeline(names, model, mix)
             for lift in loaded:
                 if lift.name == "textcraftor":
                     lift.alpha = float(alpha)
             pipe.set_progress_bar_config(disable=True)
-            embeds = encode_prompts(pipe, [prompt], lifts=loaded)
+            used = rewrite_prompts([prompt], loaded)[0]
+            embeds = encode_prompts(pipe, [used], lifts=loaded)
             out = run_pipeline(pipe, embeds, loaded, on_step=on_step, num_inference_steps=int(steps),
                                generator=[torch.Generator().manual_seed(int(seed))])
             images.append(out.images[0])
-        settings = {"prompt": prompt, "seed": int(seed), "num_inference_steps": int(steps), "lifts": list(lifts),
+        settings = {"prompt": prompt, "prompt_used": used, "seed": int(seed), "num_inference_steps": int(steps), "lifts": list(lifts),
                     "textcraftor_alpha": float(alpha), "textcraftor_mix": self._lift_spec("textcraftor", mix)
                     if "textcraftor" in lifts else None, "model": self.models[int(model)]}
         return images[0], images[1], settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ...pipeline import Lift, PromptEmbeds, prompt_padding_mask as padding_mask
+from ...pipeline import Lift, PromptEmbeds, plus_edits, prompt_padding_mask as padding_mask
 from .model import SURAdapter
 
 __all__ = ["SURAdapterLift"]
@@ -50,18 +50,32 @@ class SURAdapterLift(Lift):
         return self.adapter(x, mask, llm, llm_mask)[0], mask
 
     def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
-        self.adapter.to(device=embeds.prompt_embeds.device, dtype=embeds.prompt_embeds.dtype)
-        embeds.prompt_embeds, mask = self._adapt(pipe, embeds.prompt_embeds, prompts)
+        """Adapt the base model's embeddings (what the adapter was trained on) and keep what earlier lifts changed (a
+        tuned encoder's `tuned - base`): the result is `adapted(base) + edits`."""
+        base, edits = embeds.base, embeds.edits()
+        if embeds.encoded is not base:  # a swapped encoder: its change relative to the base model is an edit too
+            edits = {f: _sum(edits.get(f), None if getattr(base, f) is None else getattr(embeds.encoded, f) - getattr(base, f))
+                     for f in PromptEmbeds.TENSORS}
+        x = base.prompt_embeds
+        self.adapter.to(device=x.device, dtype=x.dtype)
+        adapted = {}
+        adapted["prompt_embeds"], mask = self._adapt(pipe, x, prompts)
         with torch.no_grad():
-            if embeds.pooled_prompt_embeds is not None:
-                embeds.pooled_prompt_embeds = self.adapter.adapt_pooled(embeds.pooled_prompt_embeds, embeds.prompt_embeds, mask)
-            if self.apply_to_unconditional and embeds.negative_prompt_embeds is not None:
-                embeds.negative_prompt_embeds, n_mask = self._adapt(pipe, embeds.negative_prompt_embeds, [""] * len(prompts))
-                if embeds.negative_pooled_prompt_embeds is not None:
-                    embeds.negative_pooled_prompt_embeds = self.adapter.adapt_pooled(
-                        embeds.negative_pooled_prompt_embeds, embeds.negative_prompt_embeds, n_mask)
+            if base.pooled_prompt_embeds is not None:
+                adapted["pooled_prompt_embeds"] = self.adapter.adapt_pooled(base.pooled_prompt_embeds, adapted["prompt_embeds"], mask)
+            if self.apply_to_unconditional and base.negative_prompt_embeds is not None:
+                adapted["negative_prompt_embeds"], n_mask = self._adapt(pipe, base.negative_prompt_embeds, [""] * len(prompts))
+                if base.negative_pooled_prompt_embeds is not None:
+                    adapted["negative_pooled_prompt_embeds"] = self.adapter.adapt_pooled(
+                        base.negative_pooled_prompt_embeds, adapted["negative_prompt_embeds"], n_mask)
+        for name, tensor in adapted.items():
+            setattr(embeds, name, plus_edits(tensor, edits.get(name)))
         return embeds
 
     def describe(self) -> dict:
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional,
                 "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}
+
+
+def _sum(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    return b if a is None else a if b is None else a + b

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 from pathlib import Path
@@ -18,26 +17,13 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionXLPipeline
 
-from ...pipeline import Lift, PromptEmbeds, encode_prompts, load_component_strict
+from ...pipeline import Lift, PromptEmbeds, load_component_strict, plus_edits, swapped
 
 __all__ = ["ENCODERS", "TextCraftorLift", "mix_encoders", "parse_mix", "swapped"]
 
 ENCODERS = ("text_encoder", "text_encoder_2")
 LORA_FILE = "pytorch_lora_weights.safetensors"
 INFO_FILE = "textcraftor.json"
-
-
-@contextlib.contextmanager
-def swapped(pipe, modules: dict[str, torch.nn.Module]):
-    """Temporarily set pipeline components (e.g. the original encoders, to encode as the base model does)."""
-    saved = {name: getattr(pipe, name) for name in modules}
-    try:
-        for name, module in modules.items():
-            setattr(pipe, name, module)
-        yield pipe
-    finally:
-        for name, module in saved.items():
-            setattr(pipe, name, module)
 
 
 def parse_mix(spec: str) -> list[tuple[str, float]]:
@@ -138,22 +124,27 @@ class TextCraftorLift(Lift):
             device, dtype = getattr(pipe, name).device, getattr(pipe, name).dtype
             pipe.register_modules(**{name: module.to(device=device, dtype=dtype)})
 
+    def original_encoders(self) -> dict[str, torch.nn.Module]:
+        return self.originals
+
     def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
+        """The tuned embeddings (`embeds.encoded`, from the swapped-in encoders) moved `alpha` of the way from the base
+        model's, plus what earlier lifts changed; with the hybrid schedule the base model's (plus those changes) until
+        `switch_step`."""
+        edits = embeds.edits()
         if self.alpha == 1 and self.switch_step == 0:
             return embeds
-        with swapped(pipe, {n: m.to(pipe.device) for n, m in self.originals.items()}):
-            original = encode_prompts(pipe, prompts, negative_prompt=embeds.negative_prompt,
-                                      do_classifier_free_guidance=embeds.negative_prompt_embeds is not None)
-        tuned = PromptEmbeds(**{f: _lerp(getattr(original, f), getattr(embeds, f), self.alpha) for f in
-                                ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
-                                 "negative_pooled_prompt_embeds")}, negative_prompt=embeds.negative_prompt)
+        original, encoded = embeds.base, embeds.encoded
+        now = {f: plus_edits(getattr(original, f), edits.get(f)) for f in PromptEmbeds.TENSORS}
+        tuned = {f: plus_edits(_lerp(getattr(original, f), getattr(encoded, f), self.alpha), edits.get(f))
+                 for f in PromptEmbeds.TENSORS}
         if self.switch_step == 0:
-            return tuned
+            return _replace(embeds, tuned)
         # the pipeline stacks [negative; positive] when guiding; the callback hands the tuned ones over at the switch
-        self._later = {"prompt_embeds": _stacked(tuned.negative_prompt_embeds, tuned.prompt_embeds)}
+        self._later = {"prompt_embeds": _stacked(tuned["negative_prompt_embeds"], tuned["prompt_embeds"])}
         if isinstance(pipe, StableDiffusionXLPipeline):
-            self._later["add_text_embeds"] = _stacked(tuned.negative_pooled_prompt_embeds, tuned.pooled_prompt_embeds)
-        return original
+            self._later["add_text_embeds"] = _stacked(tuned["negative_pooled_prompt_embeds"], tuned["pooled_prompt_embeds"])
+        return _replace(embeds, now)
 
     def on_step_end(self, pipe, step: int, timestep, tensors: dict) -> dict:
         if step + 1 != self.switch_step:
@@ -166,6 +157,12 @@ class TextCraftorLift(Lift):
 
 def _tuned_parts(folder: Path) -> bool:
     return (folder / LORA_FILE).is_file() or any((folder / n / "config.json").is_file() for n in ENCODERS)
+
+
+def _replace(embeds: PromptEmbeds, tensors: dict[str, torch.Tensor | None]) -> PromptEmbeds:
+    for name, tensor in tensors.items():
+        setattr(embeds, name, tensor)
+    return embeds
 
 
 def _lerp(a: torch.Tensor | None, b: torch.Tensor | None, alpha: float) -> torch.Tensor | None:

@@ -1,0 +1,99 @@
+"""The lifted stack: each pair of lifts composes as the sum of its changes to the base model's embedding, the order
+that would lose a change is refused, and `--lifted` applies the whole stack and records it."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from promptlift.cli import cli
+from promptlift.methods.sur_adapter.lift import SURAdapterLift
+from promptlift.methods.sur_adapter.model import SURAdapter
+from promptlift.methods.textcraftor.lift import TextCraftorLift
+from promptlift.pipeline import LIFTED_STACK, encode_prompts, lifted_specs, load_lifts, load_pipeline
+
+PROMPTS = ["a red ball", "two boats at sunset"]
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory, tiny_pipeline_dirs):
+    """(pipeline folder, a tuned text encoder folder, a SUR-adapter folder) on the tiny SD1 pipeline."""
+    root = tmp_path_factory.mktemp("lifted")
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in pipe.text_encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pipe.text_encoder.save_pretrained(root / "tc" / "text_encoder")
+    (root / "tc" / "textcraftor.json").write_text(json.dumps({"switch_step": 0}))
+    adapter = SURAdapter(dim=32, llm_dim=12, num_heads=8)
+    with torch.no_grad():
+        adapter.out.weight.normal_(0, 0.5)
+    adapter.save_pretrained(root / "sur")
+    return tiny_pipeline_dirs["sd1"], root / "tc", root / "sur"
+
+
+def embeds(model, lifts):
+    return encode_prompts(load_pipeline(model, lifts=lifts), PROMPTS, lifts=lifts)
+
+
+def tc(path, switch_step=0, alpha=1.0):
+    return TextCraftorLift("textcraftor", path, alpha=alpha, switch_step=switch_step)
+
+
+def test_sur_adapter_and_textcraftor_add_their_changes_in_either_order(parts):
+    model, tc_dir, sur_dir = parts
+    base = embeds(model, [])
+    tuned = embeds(model, [tc(tc_dir)])
+    adapted = embeds(model, [SURAdapterLift("sur-adapter", sur_dir)])
+    expected = adapted.prompt_embeds + (tuned.prompt_embeds - base.prompt_embeds)
+    assert not torch.allclose(tuned.prompt_embeds, base.prompt_embeds)
+    assert not torch.allclose(adapted.prompt_embeds, base.prompt_embeds)
+    for lifts in ([SURAdapterLift("sur-adapter", sur_dir), tc(tc_dir)], [tc(tc_dir), SURAdapterLift("sur-adapter", sur_dir)]):
+        both = embeds(model, lifts)
+        torch.testing.assert_close(both.prompt_embeds, expected)
+        torch.testing.assert_close(both.negative_prompt_embeds, tuned.negative_prompt_embeds)
+    # alpha scales TextCraftor's change only, not the adapter's
+    half = embeds(model, [SURAdapterLift("sur-adapter", sur_dir), tc(tc_dir, alpha=0.5)])
+    torch.testing.assert_close(half.prompt_embeds, adapted.prompt_embeds + 0.5 * (tuned.prompt_embeds - base.prompt_embeds))
+
+
+def test_hybrid_schedule_keeps_the_adapter_before_and_after_the_switch(parts):
+    model, tc_dir, sur_dir = parts
+    base, tuned = embeds(model, []), embeds(model, [tc(tc_dir)])
+    adapted = embeds(model, [SURAdapterLift("sur-adapter", sur_dir)])
+    hybrid = tc(tc_dir, switch_step=2)
+    now = embeds(model, [SURAdapterLift("sur-adapter", sur_dir), hybrid])
+    torch.testing.assert_close(now.prompt_embeds, adapted.prompt_embeds)
+    later = hybrid._later["prompt_embeds"]
+    torch.testing.assert_close(later, torch.cat([tuned.negative_prompt_embeds,
+                                                 adapted.prompt_embeds + tuned.prompt_embeds - base.prompt_embeds]))
+    with pytest.raises(ValueError, match="list 'textcraftor' after 'sur-adapter'"):
+        embeds(model, [tc(tc_dir, switch_step=2), SURAdapterLift("sur-adapter", sur_dir)])
+
+
+def test_lifted_specs_keep_the_stack_order_and_take_given_weights():
+    assert [s.partition("=")[0] for s in lifted_specs()] == list(LIFTED_STACK)
+    specs = lifted_specs(["textcraftor=runs/tc/best", "keywords"])
+    assert specs == ["refiner", "quality-tuning", "sur-adapter", "textcraftor=runs/tc/best", "keywords"]
+    with pytest.raises(ValueError, match="unknown lift 'nope'"):
+        lifted_specs(["nope=x"])
+
+
+def test_generate_lifted_applies_the_bundle_stack_and_records_it(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["generate", "--lifted", "a lone white tree in the snow", "--num_inference_steps",
+                                      "2", "--output_dir", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(next(out.glob("*.json")).read_text())
+    assert [lift["name"] for lift in sidecar["lifts"]] == list(LIFTED_STACK)
+    assert all(lift["path"] and "bundle" in lift["path"] for lift in sidecar["lifts"])
+    assert sidecar["prompt_used"].startswith("a lone white tree in the snow, ")  # the refiner extended it
+
+
+def test_bundle_lifts_compose_on_the_embedded_model():
+    lifts = load_lifts(lifted_specs())
+    pipe = load_pipeline(None, lifts=lifts)
+    e = encode_prompts(pipe, PROMPTS, lifts=lifts)
+    assert torch.isfinite(e.prompt_embeds).all() and e.prompt_embeds.shape[0] == len(PROMPTS)
