@@ -23,11 +23,13 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# The main job: generate with the embedded default model (src/promptlift/bundle/pipeline), offline.
+# The main job, offline: the embedded default model (src/promptlift/bundle/pipeline) with the whole lifted stack,
+# beside the base model on the same prompts and seeds (outputs/demo/sheet.png).
 demo: setup
-	$(BIN)/promptlift generate "two red boats at sunset" "a lone white tree in the snow" \
-		"Picture a lone sphere the color of a grape by the seaside." --num_images_per_prompt 2 \
-		--output_dir outputs/demo
+	$(BIN)/promptlift generate --lifted --compare_base "two red boats at sunset" "a lone white tree in the snow" \
+		"Picture a lone sphere the color of a grape by the seaside." \
+		"Someone spotted a solitary lavender round plaything where the waves meet the sand." \
+		--num_images_per_prompt 2 --output_dir outputs/demo
 
 # pytest exits 5 when it collects no test: that is a broken suite, not a pass.
 test: setup

@@ -1,32 +1,104 @@
-"""Inference overhead of lifts vs the base model, as ratios measured in one process.
+"""Inference overhead of each lift and of the lifted stack vs the base model: measured time ratios in one process,
+counted FLOPs, and the FLOPs projected for Stable Diffusion 1.5 at 512 px.
 
-    .venv/bin/python benchmarks/lift_overhead.py [--lift sur-adapter] [--lift sur-adapter=FOLDER ...]
-        [--steps 25] [--batch_sizes 1 16] [--repeats 5] [--num_threads 2]
+    .venv/bin/python benchmarks/lift_overhead.py [--lift sur-adapter] [--lift sur-adapter=FOLDER ...] [--no-stack]
+        [--steps 25] [--batch_sizes 1 16] [--repeats 5] [--num_threads 2] [--no-project]
 
-For each batch size, one `generate_images` call of the base pipeline and one of the pipeline with each lift
-(every lift applied alone; everything a generation does counts: prompt rewrites, the text encoder, the lift's own
-models such as the SUR-adapter's LLM teacher, the denoising steps, the VAE decode) are timed interleaved, `repeats`
-times after a warm-up, on the same world prompts and seeds. Prints the median seconds and lifted / base.
-Default model: the embedded one.
+Systems: the base model, each lift alone (default: every lift of the stack, with the bundle's weights) and the whole
+stack (`--lifted`). For each batch size one generation per system (everything a generation does counts: the
+refiner's rewrite, the text encoder, the lifts' own models such as the SUR-adapter's LLM teacher, the denoising
+steps, the VAE decode) is timed interleaved, `repeats` times after a warm-up, on the same world prompts and seeds;
+it prints the median seconds and lifted / base. The FLOPs of one image's generation are counted for every system
+(torch's FlopCounterMode), and then projected to SD 1.5 at 512 px: the base generation (25 steps x the guided UNet
+pair, the VAE decode, the CLIP ViT-L text encoder) and each lift's own work at that size, built from the configs
+in benchmarks/configs/sd15 on the meta device (no weights): quality-tuning = the bundle's LoRA (rank 16 on
+to_q/k/v/out) on the SD 1.5 UNet at every step; TextCraftor = one more CLIP-L encode (the base model's embedding
+its change is measured against); SUR-adapter = its teacher (all-MiniLM-L6-v2) and the adapter at width 768;
+refiner = a CLIP-L encode of the prompt, its domain adapter at width 768 and its decoder (the class defaults,
+d_model 256, writing the tokenizer's 49 408 tokens) over the prompt and 20 new tokens. Default model: the embedded one.
 """
 
 import argparse
+import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from promptlift.evaluation.prompts import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
+from promptlift.pipeline import LIFTED_STACK, lifted_specs, rewrite_prompts  # noqa: E402
+
+SD15 = Path(__file__).parent / "configs" / "sd15"
+
+
+def run(system, prompts, seeds):
+    cfg, pipe, lifts = system
+    return generate_images(pipe, cfg, rewrite_prompts(prompts, lifts), seeds, lifts)
+
+
+def flops(fn) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def sd15_flops(prompt: str, steps: int) -> dict[str, float]:
+    """{part: FLOPs} of one 512 px SD 1.5 image (base) and of each stack lift's own work at that size."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from peft import LoraConfig
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from promptlift.methods.refiner.model import PromptRefiner
+    from promptlift.methods.sur_adapter.llm import LLMFeatures
+    from promptlift.methods.sur_adapter.model import SURAdapter
+    from promptlift.pipeline import default_model_path
+
+    meta = torch.device("meta")
+    config = {n: json.loads((SD15 / f"{n}.json").read_text()) for n in ("unet", "vae", "text_encoder")}
+    with meta:
+        unet = UNet2DConditionModel.from_config(config["unet"])
+        vae = AutoencoderKL.from_config(config["vae"])
+        text = CLIPTextModel(CLIPTextConfig(**config["text_encoder"]))
+        sur = json.loads((default_model_path().parent / "sur-adapter" / "config.json").read_text())
+        adapter = SURAdapter(**{**sur, "dim": 768, "num_heads": 12}).eval().requires_grad_(False)
+    # on the CPU (its token lookup is built from values); it is small
+    refiner = PromptRefiner(text_dim=768, vocab_size=config["text_encoder"]["vocab_size"], bos_token_id=0,
+                            eos_token_id=2, pad_token_id=1, num_heads=4).eval().requires_grad_(False)
+    latents, t = torch.zeros(2, 4, 64, 64, device=meta), torch.tensor([500, 500], device=meta)
+    context = torch.zeros(2, 77, 768, device=meta)
+    ids = torch.zeros(2, 77, dtype=torch.long, device=meta)
+    with torch.no_grad():
+        parts = {"unet step": flops(lambda: unet(latents, t, context)),
+                 "vae decode": flops(lambda: vae.decode(latents[:1])),
+                 "text encoder": flops(lambda: text(ids))}
+        base = steps * parts["unet step"] + parts["vae decode"] + parts["text encoder"]
+        unet.add_adapter(LoraConfig(r=16, lora_alpha=16, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        teacher = LLMFeatures(json.loads((default_model_path().parent / "sur-adapter" / "teacher.json").read_text())["model"])
+        states, mask = teacher.token_states([prompt])
+        mem, new = torch.zeros(1, 77, 768), torch.zeros(1, 40, dtype=torch.long)  # new: prompt (~20 tokens) + 20 written
+        extra = {
+            "quality-tuning": steps * flops(lambda: unet(latents, t, context)) - steps * parts["unet step"],
+            "textcraftor": parts["text encoder"],
+            "sur-adapter": flops(lambda: teacher.token_states([prompt]))
+            + flops(lambda: adapter(context[:1], None, states.to(meta), mask.to(meta))),
+            "refiner": parts["text encoder"] / 2 + flops(lambda: refiner.token_losses(refiner.adapt(mem), None, new, 0)),
+        }
+    return {"base": base, **{name: base + value for name, value in extra.items()}, "stack": base + sum(extra.values())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--lift", action="append", default=None, help="NAME[=PATH], repeatable (default: sur-adapter)")
+    parser.add_argument("--lift", action="append", default=None, help="NAME[=PATH], repeatable (default: each stack lift)")
+    parser.add_argument("--stack", action=argparse.BooleanOptionalAction, default=True, help="also time the whole stack")
+    parser.add_argument("--project", action=argparse.BooleanOptionalAction, default=True,
+                        help="count FLOPs and project them to SD 1.5 at 512 px")
     parser.add_argument("--prompts", default="world-narrative-val")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16])
@@ -34,7 +106,8 @@ def main() -> None:
     parser.add_argument("--num_threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
-    systems = {"base": []} | {spec: [spec] for spec in args.lift or ["sur-adapter"]}
+    specs = {spec: [spec] for spec in args.lift or LIFTED_STACK}
+    systems = {"base": []} | specs | ({"stack": lifted_specs()} if args.stack else {})
     loaded = {}
     for name, lift in systems.items():
         cfg = SamplingConfig(model=args.model, lift=lift, num_inference_steps=args.steps)
@@ -47,15 +120,25 @@ def main() -> None:
         batch, seeds = prompts[:size], list(range(size))
         times = {name: [] for name in systems}
         for repeat in range(args.repeats + 1):
-            for name, (cfg, pipe, lifts) in loaded.items():
+            for name, system in loaded.items():
                 t0 = time.perf_counter()
-                generate_images(pipe, cfg, batch, seeds, lifts)
+                run(system, batch, seeds)
                 if repeat:  # the first round warms up
                     times[name].append(time.perf_counter() - t0)
         base = statistics.median(times["base"])
         for name, t in times.items():
             median = statistics.median(t)
             print(f"batch {size:>3}  {name:<40} {median:8.3f} s  {median / base:6.3f}x base")
+    if not args.project:
+        return
+    counted = {name: flops(lambda s=system: run(s, prompts[:1], [0])) for name, system in loaded.items()}
+    print(f"\nFLOPs of one image, {args.steps} steps: embedded model (counted) and SD 1.5 at 512 px (projected)")
+    projected = sd15_flops(prompts[0], args.steps) if args.model is None else {}
+    for name, value in counted.items():
+        line = f"{name:<40} {value / 1e9:10.2f} GFLOP  {value / counted['base']:6.3f}x base"
+        if name in projected:
+            line += f"   SD 1.5: {projected[name] / 1e9:10.1f} GFLOP  {projected[name] / projected['base']:6.4f}x base"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,24 @@ def test_bundle_lifts_compose_on_the_embedded_model():
     pipe = load_pipeline(None, lifts=lifts)
     e = encode_prompts(pipe, PROMPTS, lifts=lifts)
     assert torch.isfinite(e.prompt_embeds).all() and e.prompt_embeds.shape[0] == len(PROMPTS)
+
+
+def test_compare_base_writes_the_base_images_and_a_side_by_side_sheet(tmp_path, tiny_pipeline_dirs):
+    from PIL import Image
+
+    out = tmp_path / "demo"
+    args = ["generate", "--model", str(tiny_pipeline_dirs["sd1"]), "--lift", "keywords", "--compare_base", "a red ball",
+            "two boats", "--num_images_per_prompt", "2", "--num_inference_steps", "2", "--output_dir", str(out)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lifted = sorted(out.glob("*.json"))
+    base = sorted((out / "base").glob("*.json"))
+    assert [p.name for p in base] == [p.name for p in lifted] and len(base) == 4
+    for b, a in zip(base, lifted):
+        b, a = json.loads(b.read_text()), json.loads(a.read_text())
+        assert (b["prompt"], b["seed"], b["lifts"]) == (a["prompt"], a["seed"], [])
+        assert a["prompt_used"].endswith("soft lighting") and b["prompt_used"] == b["prompt"]
+    sheet, side = Image.open(out / "sheet.png"), 3 * Image.open(next(out.glob("*.png"))).height
+    assert sheet.height > 4 * side and sheet.width > 2 * side
+    refused = CliRunner().invoke(cli, ["generate", "--compare_base", "x", "--output_dir", str(tmp_path / "no")])
+    assert refused.exit_code != 0 and "no lift is given" in refused.output

@@ -116,6 +116,8 @@ def _run_generate(cfg) -> None:
         if sidecar["prompt_used"] != sidecar["prompt"]:
             click.echo(f"{path.name}: {sidecar['prompt']!r} -> {sidecar['prompt_used']!r}")
     click.echo(f"wrote {len(paths)} image(s) with JSON sidecars to {cfg.output_dir}")
+    if cfg.compare_base:
+        click.echo(f"base model's images in {cfg.output_dir / 'base'}; side by side: {cfg.output_dir / 'sheet.png'}")
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+import textwrap
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -16,9 +18,9 @@ from . import __version__
 from .config import to_dict
 from .pipeline import (Lift, check_prompts, encode_prompts, lifted_specs, load_lifts, load_pipeline,
                        recommended_guidance_scale, rewrite_prompts, run_pipeline)
-from .utils import atomic_path, atomic_write_json, ensure_output_dir
+from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
 
-__all__ = ["GenerateConfig", "SamplingConfig", "generate", "generate_images", "image_seeds", "load_sampling"]
+__all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_seeds", "load_sampling"]
 
 
 @dataclass
@@ -79,6 +81,9 @@ class GenerateConfig(SamplingConfig):
     output_dir: Path = field(default=Path("outputs"), metadata={"help": "Folder for the PNGs and their JSON sidecars."})
     refine: bool = field(default=False, metadata={"help": "Rewrite each prompt with the prompt refiner first (the bundle's, "
                                                           "or `--lift refiner=PATH`); the refined prompt is printed and kept in the sidecar."})
+    compare_base: bool = field(default=False, metadata={
+        "help": "Also generate the base model's images (no lift) of the same prompts and seeds into OUTPUT_DIR/base and "
+                "write OUTPUT_DIR/sheet.png: each image beside the base model's, labelled with its prompt and seed."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -88,6 +93,9 @@ class GenerateConfig(SamplingConfig):
             raise ValueError("no prompt given; pass at least one PROMPT.")
         if self.num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` must be >= 1, got {self.num_images_per_prompt}.")
+        if self.compare_base and not self.lift:
+            raise ValueError("`compare_base` compares lifted images with the base model's, but no lift is given; add "
+                             "`--lifted` or `--lift NAME`.")
 
 
 def load_sampling(cfg: SamplingConfig) -> tuple[DiffusionPipeline, list[Lift]]:
@@ -126,7 +134,8 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     pipe.set_progress_bar_config(disable=True)
 
     jobs = [(i, seed) for i in range(len(prompts)) for seed in image_seeds(cfg.seed, cfg.num_images_per_prompt)]
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine", "lifted")}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine", "lifted",
+                                                                 "compare_base")}
     paths = []
     with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
         for batch in _batches(jobs, cfg.batch_size):
@@ -151,7 +160,40 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
                 }
                 paths.append(_write_image(output_dir / f"{i:03d}-{_slug(cfg.prompt[i])}-seed{seed}", image, sidecar))
                 bar.update(1)
+    if cfg.compare_base:
+        base = replace(cfg, lift=[], lift_option=[], lifted=False, refine=False, compare_base=False,
+                       output_dir=output_dir / "base")
+        compare_sheet(generate(base), paths, output_dir / "sheet.png")
     return paths
+
+
+def compare_sheet(base: list[Path], lifted: list[Path], output: Path, scale: int = 3) -> Path:
+    """A PNG with a row per image: the base model's image, the lifted one (same prompt and seed), and the prompt,
+    the prompt the lifted pipeline used when a lift rewrote it, the seed and the lifts, read from the sidecars."""
+    from PIL import Image, ImageDraw
+
+    rows = [(Image.open(b).convert("RGB"), Image.open(a).convert("RGB"), json.loads(a.with_suffix(".json").read_text()))
+            for b, a in zip(base, lifted)]
+    w, h = rows[0][0].width * scale, rows[0][0].height * scale
+    pad, text_w, head = 8, 560, 24
+    font, bold = default_font(13), default_font(15)
+    sheet = Image.new("RGB", (2 * w + text_w + 4 * pad, head + len(rows) * (h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    lifts = ", ".join(lift["name"] for lift in rows[0][2]["lifts"])
+    for x, label in ((pad, "base model"), (w + 2 * pad, f"lifted ({lifts})")):
+        draw.text((x, 4), label, fill=(20, 20, 20), font=bold)
+    for r, (b, a, sidecar) in enumerate(rows):
+        y = head + r * (h + pad)
+        sheet.paste(b.resize((w, h), Image.NEAREST), (pad, y))
+        sheet.paste(a.resize((w, h), Image.NEAREST), (w + 2 * pad, y))
+        lines = textwrap.wrap(f"prompt: {sidecar['prompt']}", 70) + [f"seed {sidecar['seed']}"]
+        if sidecar["prompt_used"] != sidecar["prompt"]:
+            lines += textwrap.wrap(f"lifted pipeline read: {sidecar['prompt_used']}", 70)
+        for j, line in enumerate(lines):
+            draw.text((2 * w + 3 * pad, y + 4 + 17 * j), line, fill=(20, 20, 20) if j else (150, 30, 30), font=font)
+    with atomic_path(output, suffix=".png") as tmp:
+        sheet.save(tmp, format="PNG")
+    return output
 
 
 @torch.no_grad()

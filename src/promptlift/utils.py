@@ -20,6 +20,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
+    "default_font",
     "ensure_output_dir",
     "default_device",
     "default_dtype",
@@ -197,3 +198,13 @@ def prefetch(items: Iterable[T], fn: Callable[[T], R], depth: int = 128) -> Iter
                 q.get_nowait()
             except queue.Empty:
                 thread.join(0.01)
+
+
+def default_font(size: int):
+    """Pillow's default font at `size` (one bitmap size before Pillow 10.1), for labelled sheets."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()

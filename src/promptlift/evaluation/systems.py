@@ -17,16 +17,18 @@ def _rows(run: Path) -> dict[tuple, dict]:
     return {(r["id"], r["seed"]): r for r in read_scores(run)}
 
 
-def system_table(runs: Mapping[str, Path], baseline: str, judge: str) -> dict[str, dict]:
+def system_table(runs: Mapping[str, Path], baseline: str, judge: str, shared: bool = False) -> dict[str, dict]:
     """{system: {"aesthetic", "semantic": {attribute: accuracy, "all"}, "vs_baseline"?, "semantic_all_change"?}}.
 
-    Every system is scored on the (prompt, seed) pairs it shares with the baseline run `runs[baseline]`.
+    Every system is scored on the (prompt, seed) pairs it shares with the baseline run `runs[baseline]`; with
+    `shared`, on the pairs all runs share.
     """
     rows = {name: _rows(Path(run)) for name, run in runs.items()}
     base = rows[baseline]
+    common = set.intersection(*(set(r) for r in rows.values())) if shared else set(base)
     table = {}
     for system, these in rows.items():
-        keys = sorted(set(these) & set(base))
+        keys = sorted(set(these) & common)
         if not keys:
             raise ValueError(f"run of {system!r} ({runs[system]}) shares no (prompt, seed) pair with the baseline's.")
         row = {"n": len(keys), "aesthetic": sum(these[k]["scores"][judge] for k in keys) / len(keys)}

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..utils import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
+from ..utils import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, default_font, ensure_output_dir
 from .config import PROMPT_SETS, ContactSheetConfig, DatasetConfig, PromptSetConfig, RenderConfig, StatsConfig
 from .prompts import (
     complex_prompt,
@@ -130,13 +130,6 @@ def render_scenes(cfg: RenderConfig) -> list[Path]:
     return paths
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        return ImageFont.load_default()
-
-
 def contact_sheet(cfg: ContactSheetConfig) -> Path:
     """N scenes sorted by aesthetic score (best first), each beside its score, factors and three prompts."""
     scenes = sorted((sample_scene(scene_seed(cfg.seed, i)) for i in range(cfg.num_scenes)), key=lambda s: -s.aesthetic)
@@ -144,7 +137,7 @@ def contact_sheet(cfg: ContactSheetConfig) -> Path:
     pad, text_w = 6, 900
     sheet = Image.new("RGB", (side + text_w + 2 * pad, cfg.num_scenes * (side + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = _font(12)
+    font = default_font(12)
     for row, scene in enumerate(scenes):
         y = pad + row * (side + pad)
         sheet.paste(render_image(scene, cfg.size).resize((side, side), Image.NEAREST), (pad, y))

@@ -37,7 +37,7 @@ class Refiner:
     @classmethod
     def load(cls, path: str | Path, pipe=None) -> "Refiner":
         """From a `promptlift train refiner` folder; `pipe` is needed when it reads the pipeline's encoder."""
-        model = PromptRefiner.from_pretrained(path)
+        model = PromptRefiner.from_pretrained(path).eval().requires_grad_(False)  # inference only
         encoder = model.extra.get("text_encoder", "pipeline")
         if encoder == "pipeline" and pipe is None:
             raise ValueError(f"refiner {str(path)!r} reads the pipeline's text encoder; load it with a pipeline "
