@@ -114,7 +114,7 @@ def test_compare_base_writes_the_base_images_and_a_side_by_side_sheet(tmp_path, 
         b, a = json.loads(b.read_text()), json.loads(a.read_text())
         assert (b["prompt"], b["seed"], b["lifts"]) == (a["prompt"], a["seed"], [])
         assert a["prompt_used"].endswith("soft lighting") and b["prompt_used"] == b["prompt"]
-    sheet, side = Image.open(out / "sheet.png"), 3 * Image.open(next(out.glob("*.png"))).height
+    sheet, side = Image.open(out / "sheet.png"), 3 * Image.open(next((out / "base").glob("*.png"))).height
     assert sheet.height > 4 * side and sheet.width > 2 * side
     refused = CliRunner().invoke(cli, ["generate", "--compare_base", "x", "--output_dir", str(tmp_path / "no")])
     assert refused.exit_code != 0 and "no lift is given" in refused.output
