@@ -105,7 +105,59 @@ def test_eval_run_writes_scores_summary_report_and_resumes(tmp_path, tiny_pipeli
     np.testing.assert_allclose([r["scores"]["world-clip"] for r in again], [r["scores"]["world-clip"] for r in rows], rtol=1e-5)
 
     other = _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir, "--guidance_scale", 3)
-    assert other.exit_code != 0 and "holds a run with other settings (guidance_scale)" in other.output
+    assert other.exit_code != 0 and "holds a run made from other settings (guidance_scale)" in other.output
+    assert _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir, "--guidance_scale", 3, "--overwrite").exit_code == 0
+    assert json.loads((out / "config.json").read_text())["guidance_scale"] == 3
+
+
+def _prompts_file(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_eval_refuses_a_folder_made_from_other_prompts_text(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
+    prompts, out = tmp_path / "p.jsonl", tmp_path / "run"
+    common = ["--prompts", _prompts_file(prompts, [{"id": "a", "prompt": "a red ball"}]), "--seeds", 1]
+    assert _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir, *common).exit_code == 0
+    _prompts_file(prompts, [{"id": "a", "prompt": "two blue boats"}])  # same file name and id, another prompt
+    again = _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir, *common)
+    assert again.exit_code != 0 and "the prompts' text" in again.output and "--overwrite" in again.output
+
+
+def test_image_names_are_unique_per_prompt_id(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
+    from promptlift.evaluation.run import image_stem
+
+    assert image_stem("literal-0003") == "literal-0003"  # safe ids keep their names (existing runs resume)
+    assert len({image_stem(i) for i in ("a b", "a_b", "a/b", "x" * 90, "x" * 91)}) == 5
+    prompts = _prompts_file(tmp_path / "p.jsonl", [{"id": "a b", "prompt": "a red ball"}, {"id": "a_b", "prompt": "a boat"}])
+    out = tmp_path / "run"
+    assert _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir, "--prompts", prompts, "--seeds", 1).exit_code == 0
+    rows = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
+    assert len({r["image"] for r in rows}) == 2 and all((out / r["image"]).is_file() for r in rows)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--num_prompts", 0, "`num_prompts` must be >= 1, got 0"),
+    ("--num_prompts", -3, "`num_prompts` must be >= 1, got -3"),
+    ("--guidance_scale", "nan", "`guidance_scale` must be a finite number"),
+    ("--guidance_scale", "inf", "`guidance_scale` must be a finite number"),
+    ("--guidance_scale", "1e30", "`guidance_scale` must be from 0 to 100"),
+    ("--lift_option", "textcraftor.alpha=nan", "textcraftor.alpha` must be a finite number"),
+    ("--lift_option", "textcraftor.alpha=1e6", "`alpha` must be from 0"),
+])
+def test_out_of_range_numbers_are_refused_before_any_work(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, option, value,
+                                                          message):
+    extra = ["--lift", "textcraftor"] if option == "--lift_option" else []
+    result = CliRunner().invoke(cli, [str(a) for a in ["eval", "--prompts", "world-literal", "--rewards", "world-aesthetic",
+                                                       "--output_dir", tmp_path / "run", *extra, option, value]])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "run" / "scores.jsonl").exists()  # and the folder takes the corrected run
+
+
+def test_written_json_is_strict():
+    from promptlift.utils import json_text
+
+    assert json.loads(json_text({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
 
 
 def test_eval_applies_prompt_rewrites_and_scores_the_users_prompt(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):

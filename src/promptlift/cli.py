@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .config import ConfigField, config_fields, load_config
+from .utils import json_text
 
 __all__ = ["main", "cli", "config_command"]
 
@@ -158,16 +159,14 @@ def _run_eval(cfg) -> None:
     from .evaluation.run import evaluate
 
     out = evaluate(cfg)
-    click.echo(json.dumps(json.loads((out / "summary.json").read_text()), indent=2))
+    click.echo((out / "summary.json").read_text().rstrip())
     click.echo(f"run folder: {out} (report.html, summary.json, scores.jsonl)")
 
 
 def _run_compare(cfg) -> None:
-    import json
-
     from .evaluation.compare import compare
 
-    click.echo(json.dumps(compare(cfg), indent=2))
+    click.echo(json_text(compare(cfg), indent=2))
 
 
 def _eval_command() -> click.Command:
@@ -377,7 +376,6 @@ def _world_command(name: str, config: str, run: Callable[[Any], Any]) -> Callabl
 
 def _run_world_render(cfg) -> None:
     from .world.dataset import render_scenes
-    import json
 
     for png in render_scenes(cfg):
         record = json.loads(png.with_suffix(".json").read_text())
@@ -405,19 +403,15 @@ def _run_world_contact_sheet(cfg) -> None:
 
 
 def _run_world_stats(cfg) -> None:
-    import json
-
     from .world.dataset import world_stats
 
-    click.echo(json.dumps(world_stats(cfg), indent=2))
+    click.echo(json_text(world_stats(cfg), indent=2))
 
 
 def _run_train_bundle(cfg) -> None:
-    import json
-
     from .world.bundle import train_bundle
 
-    click.echo(json.dumps(train_bundle(cfg), indent=2))
+    click.echo(json_text(train_bundle(cfg), indent=2))
 
 
 def _train_bundle_command() -> click.Command:

@@ -8,6 +8,7 @@ Precedence: dataclass defaults < YAML file (``--config``) < command-line options
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,7 @@ T = TypeVar("T")
 __all__ = [
     "ConfigError",
     "ConfigField",
+    "check_range",
     "config_fields",
     "coerce",
     "from_dict",
@@ -42,6 +44,8 @@ class ConfigField(typing.NamedTuple):
     type: Any
     default: Any
     help: str
+    min: float | None = None  # field(metadata={"min": ..., "max": ...}): the meaningful range, checked on loading
+    max: float | None = None
 
 
 def config_fields(cls: type) -> dict[str, ConfigField]:
@@ -56,7 +60,8 @@ def config_fields(cls: type) -> dict[str, ConfigField]:
         default = f.default
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-        fields[f.name] = ConfigField(f.name, hints[f.name], default, f.metadata.get("help", ""))
+        fields[f.name] = ConfigField(f.name, hints[f.name], default, f.metadata.get("help", ""), f.metadata.get("min"),
+                                     f.metadata.get("max"))
     return fields
 
 
@@ -108,9 +113,12 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or (inner is int and isinstance(value, float) and not value.is_integer()):
             raise ConfigError(f"`{key}` must be {inner.__name__}, got {value!r}.")
         try:
-            return inner(value)
-        except (TypeError, ValueError):
+            number = inner(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"`{key}` must be {inner.__name__}, got {value!r}.") from None
+        if inner is float and not math.isfinite(number):
+            raise ConfigError(f"`{key}` must be a finite number, got {value!r}.")
+        return number
     if inner is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"`{key}` must be a string, got {value!r}.")
@@ -131,8 +139,18 @@ def _type_name(tp: Any) -> str:
 def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
     """Build `cls` from a mapping; unknown keys and mistyped values are errors naming the key."""
     fields = _check_keys(cls, data, source)
-    kwargs = {k: coerce(v, fields[k].type, k) for k, v in data.items()}
+    kwargs = {k: check_range(coerce(v, fields[k].type, k), fields[k]) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def check_range(value: Any, f: ConfigField) -> Any:
+    """`value` when it lies in the field's meaningful range (its metadata "min" / "max"), else a ConfigError."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if f.min is not None and value < f.min or f.max is not None and value > f.max:
+            bounds = (f"from {f.min:g} to {f.max:g}" if f.min is not None and f.max is not None
+                      else f">= {f.min:g}" if f.min is not None else f"<= {f.max:g}")
+            raise ConfigError(f"`{f.name}` must be {bounds}, got {value!r}.")
+    return value
 
 
 def _check_keys(cls: type, data: Mapping[str, Any], source: str) -> dict[str, ConfigField]:

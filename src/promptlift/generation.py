@@ -39,14 +39,14 @@ class SamplingConfig:
     lifted: bool = field(default=False, metadata={
         "help": "Apply the whole lifted stack: refiner, quality-tuning, SUR-adapter, TextCraftor (the bundle's weights, "
                 "or those `--lift NAME=PATH` gives), in the order they compose."})
-    num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps."})
+    num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps.", "min": 1, "max": 1000})
     guidance_scale: float | None = field(default=None, metadata={
         "help": "Classifier-free guidance scale (<= 1 turns CFG off); default: the model's promptlift.json "
-                "(the embedded model's measured best), else 7.5."})
+                "(the embedded model's measured best), else 7.5.", "min": 0, "max": 100})
     height: int | None = field(default=None, metadata={"help": "Image height in pixels (multiple of 8); default: the model's."})
     width: int | None = field(default=None, metadata={"help": "Image width in pixels (multiple of 8); default: the model's."})
     negative_prompt: str | None = field(default=None, metadata={"help": "Negative prompt, shared by all images."})
-    batch_size: int = field(default=4, metadata={"help": "Images generated per forward pass."})
+    batch_size: int = field(default=4, metadata={"help": "Images generated per forward pass.", "min": 1, "max": 4096})
     on_long_prompt: Literal["error", "truncate"] = field(
         default="error", metadata={"help": "A prompt over the text encoder's token limit: refuse it, or cut it and record what was cut."}
     )
@@ -76,8 +76,9 @@ class GenerateConfig(SamplingConfig):
     """Generate images from prompts; write a PNG and a JSON sidecar (prompt, seed, settings, timings) per image."""
 
     prompt: list[str] = field(default_factory=list, metadata={"help": "Prompts to generate from."})
-    seed: int = field(default=0, metadata={"help": "Seed of the first image of each prompt; image k uses seed+k."})
-    num_images_per_prompt: int = field(default=1, metadata={"help": "Images per prompt."})
+    seed: int = field(default=0, metadata={"help": "Seed of the first image of each prompt; image k uses seed+k.",
+                                           "min": 0, "max": 2**32 - 1})
+    num_images_per_prompt: int = field(default=1, metadata={"help": "Images per prompt.", "min": 1, "max": 10000})
     output_dir: Path = field(default=Path("outputs"), metadata={"help": "Folder for the PNGs and their JSON sidecars."})
     refine: bool = field(default=False, metadata={"help": "Rewrite each prompt with the prompt refiner first (the bundle's, "
                                                           "or `--lift refiner=PATH`); the refined prompt is printed and kept in the sidecar."})

@@ -451,8 +451,22 @@ def load_lifts(specs: Sequence[str], options: Sequence[str] = ()) -> list[Lift]:
             path = lift_spec.default_path()
         if path is not None and not lift_spec.path_is_spec and not path.exists():
             raise ValueError(f"`--lift {spec}`: {str(path)!r} does not exist; pass NAME=PATH with the lift's weights.")
-        lifts.append(lift_spec.factory(name, path, **parsed.get(name, {})))
+        lifts.append(lift_spec.factory(name, path, **_typed_options(lift_spec, parsed.get(name, {}))))
     return lifts
+
+
+def _typed_options(spec: LiftSpec, options: dict) -> dict:
+    """Lift options converted to the factory's annotated types (a float must be finite), named on error."""
+    import typing
+
+    from .config import coerce
+
+    try:
+        hints = typing.get_type_hints(spec.factory)
+    except (NameError, TypeError):
+        hints = {}
+    return {key: coerce(value, hints[key], f"--lift_option {spec.name}.{key}") if key in hints else value
+            for key, value in options.items()}
 
 
 # The whole product, in the order the lifts compose (see `encode_prompts`): the refiner rewrites the prompt that every

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "default_font",
+    "json_text",
     "ensure_output_dir",
     "default_device",
     "default_dtype",
@@ -65,9 +67,24 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """`obj` as strict JSON (RFC 8259): NaN and infinities, which `json.dumps` writes as bare words no JSON reader
+    takes, become null."""
+    def strict(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: strict(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [strict(x) for x in v]
+        return v
+
+    return json.dumps(strict(obj), indent=indent, allow_nan=False)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write `obj` as indented JSON to `path` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write `obj` as indented strict JSON to `path` atomically."""
+    return atomic_write_text(path, json_text(obj, indent=2) + "\n")
 
 
 def ensure_output_dir(output_dir: str | Path, name: str = "output_dir") -> Path:

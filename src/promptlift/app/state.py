@@ -19,7 +19,7 @@ import torch
 
 from ..data.review import REVIEW_FILE, read_review
 from ..pipeline import LIFTED_STACK
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, json_text
 from .votes import QUESTIONS, VoteStore
 
 __all__ = ["AppState", "ServeConfig", "UserError"]
@@ -249,4 +249,4 @@ class AppState:
         line = {"file_name": items[int(index)]["file_name"], "kept": bool(kept), "by": reviewer or "anonymous",
                 "ts": time.time(), "reason": "human review"}
         with open(Path(self.cfg.curated) / REVIEW_FILE, "a") as f:
-            f.write(json.dumps(line) + "\n")
+            f.write(json_text(line) + "\n")

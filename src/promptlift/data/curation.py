@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..html import histogram_svg, img_tag, page
-from ..utils import atomic_dir, atomic_write_json, atomic_write_text, images_to_tensor, prefetch
+from ..utils import atomic_dir, atomic_write_json, atomic_write_text, images_to_tensor, prefetch, json_text
 from .records import Record, iter_records
 
 __all__ = ["CurateConfig", "curate"]
@@ -129,7 +129,7 @@ def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
     with open(out_path, "w") as out, tqdm(desc=f"score[{rank}]", unit="img", disable=rank != 0) as bar:
         def flush():
             for row in _score_batch(batch, rewards, cfg, thumbs):
-                out.write(json.dumps(row) + "\n")
+                out.write(json_text(row) + "\n")
             batch.clear()
 
         def prepare(rec: Record) -> tuple[Record, str | None]:
@@ -144,7 +144,7 @@ def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
         prepared = prefetch(records, prepare, depth=4 * cfg.batch_size) if cfg.read_ahead else map(prepare, records)
         for rec, reason in prepared:
             if reason:
-                out.write(json.dumps({"index": rec.index, "key": rec.key, "dropped": reason}) + "\n")
+                out.write(json_text({"index": rec.index, "key": rec.key, "dropped": reason}) + "\n")
             else:
                 batch.append(rec)
                 if len(batch) == cfg.batch_size:
@@ -229,7 +229,7 @@ def _write_curated(cfg: CurateConfig, decisions: list[dict], out: Path) -> None:
             d = kept[index]
             name = f"images/{index:08d}.png"
             write(out / name)
-            meta_file.write(json.dumps({**meta, "file_name": name, "source_key": d["key"],
+            meta_file.write(json_text({**meta, "file_name": name, "source_key": d["key"],
                                         "curation": {"aesthetic": d["aesthetic"], "clip": d["clip"], "rank": d["reason"]}}) + "\n")
 
 
@@ -274,7 +274,7 @@ def curate(cfg: CurateConfig) -> Path:
         decisions = select(rows, thumbs, cfg)
         with atomic_dir(out) as tmp:
             _write_curated(cfg, decisions, tmp)
-            atomic_write_text(tmp / "decisions.jsonl", "".join(json.dumps(d) + "\n" for d in decisions))
+            atomic_write_text(tmp / "decisions.jsonl", "".join(json_text(d) + "\n" for d in decisions))
             atomic_write_json(tmp / "curate_config.json", {k: str(v) for k, v in vars(cfg).items()})
             _write_report(cfg, decisions, tmp)
         shutil.rmtree(work, ignore_errors=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..utils import atomic_dir
+from ..utils import atomic_dir, json_text
 from .run import read_scores
 
 __all__ = ["ExportConfig", "export_run"]
@@ -36,7 +35,7 @@ def _geneval(rows: list[dict], run: Path, out: Path) -> None:
                              "GenEval metadata); evaluate with `--prompts geneval`.")
         folder = out / f"{int(row['id']):05d}"
         (folder / "samples").mkdir(parents=True, exist_ok=True)
-        (folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
+        (folder / "metadata.jsonl").write_text(json_text(meta) + "\n")
         shutil.copyfile(run / row["image"], folder / "samples" / f"{row['seed']:04d}.png")
 
 

@@ -3,7 +3,6 @@ images judged once, the model in training judged each time (win rate vs base, se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 

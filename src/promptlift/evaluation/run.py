@@ -7,7 +7,10 @@ is held in memory beyond one batch.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,7 @@ from ..config import to_dict
 from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts, rewrite_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
-from ..utils import images_to_tensor, atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir
+from ..utils import images_to_tensor, atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir, json_text
 from .prompts import load_prompt_set
 from ..stats import bootstrap_mean
 
@@ -39,14 +42,16 @@ class EvalConfig(SamplingConfig):
     prompts: str = field(default="world-narrative-val", metadata={"help": "A named prompt set or a .jsonl file of {\"prompt\", \"expected\"?}."})
     prompts_path: str | None = field(default=None, metadata={"help": "Local copy of a public benchmark file (or its folder)."})
     prompts_subset: str | None = field(default=None, metadata={"help": "Category/split of the set (e.g. T2I-CompBench 'numeracy')."})
-    num_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only."})
-    seeds: int = field(default=1, metadata={"help": "Images per prompt, with seeds 0..N-1."})
+    num_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only (default: all).", "min": 1})
+    seeds: int = field(default=1, metadata={"help": "Images per prompt, with seeds 0..N-1.", "min": 1, "max": 10000})
     rewards: list[str] = field(default_factory=lambda: ["world-aesthetic", "world-clip"],
                                metadata={"help": "Rewards to score with (see `promptlift rewards`)."})
     reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
     output_dir: Path = field(default=Path("runs/eval"), metadata={"help": "Run folder (resumed if it holds the same run)."})
-    report_images: int = field(default=96, metadata={"help": "Images shown in report.html."})
+    report_images: int = field(default=96, metadata={"help": "Images shown in report.html.", "min": 0})
     judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
+    overwrite: bool = field(default=False, metadata={"help": "Start afresh in an output_dir that holds another run (its "
+                                                               "scores, images and report are deleted)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -57,17 +62,28 @@ class EvalConfig(SamplingConfig):
         parse_reward_options(self.reward_option)
 
 
-def _check_resume(out: Path, cfg: EvalConfig) -> None:
-    """A run folder holding a different run is an error, not something to mix into."""
+def _check_resume(out: Path, settings: dict, overwrite: bool) -> None:
+    """A run folder holding a different run is an error, not something to mix into (or, with `overwrite`, emptied)."""
     saved = out / "config.json"
-    if not saved.is_file():
+    if not saved.is_file() or not read_scores(out):  # no finished image: nothing to resume or to protect
         return
     old = json.loads(saved.read_text())
-    new = to_dict(cfg)
-    diff = [k for k in _RUN_KEYS if old.get(k) != new.get(k)]
-    if diff:
-        raise ValueError(f"`output_dir` {str(out)!r} holds a run with other settings ({', '.join(diff)}); "
-                         "choose a new output_dir, or repeat the same settings to resume it.")
+    keys = (*_RUN_KEYS, "prompts_sha256") if "prompts_sha256" in old else _RUN_KEYS  # runs before the fingerprint
+    diff = [k for k in keys if old.get(k) != settings.get(k)]
+    if diff and overwrite:
+        for name in ("scores.jsonl", "summary.json", "report.html", "config.json"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "images", ignore_errors=True)
+    elif diff:
+        what = ", ".join("the prompts' text" if k == "prompts_sha256" else k for k in diff)
+        raise ValueError(f"`output_dir` {str(out)!r} holds a run made from other settings ({what}); choose a new "
+                         "output_dir, pass `--overwrite` to replace that run, or repeat its settings to resume it.")
+
+
+def _fingerprint(records: list[dict]) -> str:
+    """sha256 of what a run's images and scores are made from: every prompt's id, text and expected content."""
+    rows = [[str(r["id"]), r["prompt"], r.get("expected")] for r in records]
+    return hashlib.sha256(json_text(rows).encode()).hexdigest()
 
 
 def read_scores(run_dir: Path) -> list[dict]:
@@ -87,11 +103,12 @@ def read_scores(run_dir: Path) -> list[dict]:
 def evaluate(cfg: EvalConfig) -> Path:
     """Run (or resume) an evaluation; returns the run folder."""
     out = ensure_output_dir(cfg.output_dir)
-    _check_resume(out, cfg)
     records = load_prompt_set(cfg.prompts, cfg.prompts_path, cfg.prompts_subset, cfg.num_prompts)
+    settings = {**to_dict(cfg), "prompts_sha256": _fingerprint(records)}
+    _check_resume(out, settings, cfg.overwrite)
     options = parse_reward_options(cfg.reward_option)
     check_rewards(cfg.rewards, options)  # everything missing, listed before any generation
-    atomic_write_json(out / "config.json", to_dict(cfg))
+    atomic_write_json(out / "config.json", settings)
     finished = read_scores(out)
     done = {(r["id"], r["seed"]) for r in finished}
     _rewrite_scores(out, finished)  # drop a half-written last line before appending
@@ -108,7 +125,7 @@ def evaluate(cfg: EvalConfig) -> Path:
 def _rewrite_scores(out: Path, rows: list[dict]) -> None:
     path = out / "scores.jsonl"
     if path.is_file():
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(path, "".join(json_text(r) + "\n" for r in rows))
 
 
 def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict) -> None:
@@ -135,7 +152,7 @@ def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict) -> None:
                 with atomic_path(out / row["image"], suffix=".png") as tmp:
                     image.save(tmp, format="PNG")
                 row["timings"] = {"generate_s": (t1 - t0) / len(batch), "score_s": (t2 - t1) / len(batch)}
-                scores.write(json.dumps(row) + "\n")
+                scores.write(json_text(row) + "\n")
             scores.flush()
             bar.update(len(batch))
 
@@ -160,7 +177,7 @@ def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> lis
     rows = []
     for i, (rec, seed) in enumerate(batch):
         row = {"id": str(rec["id"]), "prompt": rec["prompt"], "seed": seed, "category": rec.get("category"),
-               "image": f"images/{_safe(str(rec['id']))}-s{seed}.png",
+               "image": f"images/{image_stem(str(rec['id']))}-s{seed}.png",
                "scores": {name: values[i] for name, values in scores.items()}}
         if rec.get("meta"):
             row["meta"] = rec["meta"]
@@ -171,10 +188,13 @@ def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> lis
     return rows
 
 
-def _safe(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+def image_stem(prompt_id: str) -> str:
+    """A file name for a prompt id, unique per id: the id itself when it is a safe name of <= 80 characters, else its
+    safe characters and a hash of the whole id ("a b" and "a_b" must not share a file)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", prompt_id)
+    if safe == prompt_id and len(safe) <= 80:
+        return safe
+    return f"{safe[:70]}-{hashlib.sha1(prompt_id.encode()).hexdigest()[:8]}"
 
 
 def summarise(run_dir: Path) -> dict:

@@ -25,7 +25,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, json_text
 
 __all__ = ["TrainConfig", "MethodTrainConfig", "FitResult", "fit", "find_checkpoint"]
 
@@ -159,7 +159,7 @@ def epoch_indices(i: int, n: int, batch: int, seed: int) -> list[int]:
 def _log(path: Path, record: dict, accelerator: Accelerator | None = None) -> None:
     """Append `record` to logs.jsonl; with a tracker (TensorBoard) also log its numbers, nested keys joined by '/'."""
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record) + "\n")
     if accelerator is not None and accelerator.trackers:
         def flat(d, prefix=""):
             for k, v in d.items():

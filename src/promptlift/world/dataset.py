@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -13,7 +12,7 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..utils import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, default_font, ensure_output_dir
+from ..utils import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, default_font, ensure_output_dir, json_text
 from .config import PROMPT_SETS, ContactSheetConfig, DatasetConfig, PromptSetConfig, RenderConfig, StatsConfig
 from .prompts import (
     complex_prompt,
@@ -80,7 +79,7 @@ def build_dataset(cfg: DatasetConfig) -> Path:
         with open(tmp / "metadata.jsonl", "w") as meta, tqdm(total=cfg.num_scenes, desc="render", unit="scene") as bar:
             with ProcessPoolExecutor(workers) as ex:
                 for rows in ex.map(_render_chunk, jobs):
-                    meta.writelines(json.dumps(r) + "\n" for r in rows)
+                    meta.writelines(json_text(r) + "\n" for r in rows)
                     bar.update(len(rows))
         atomic_write_json(tmp / "world.json", {"num_scenes": cfg.num_scenes, "seed": cfg.seed, "size": cfg.size,
                                               "narrative_pool": cfg.narrative_pool, "promptlift_version": __version__})
@@ -110,7 +109,7 @@ def iter_prompt_set(name: str, num_prompts: int = 200, seed: int = 0) -> Iterato
 
 def write_prompt_set(cfg: PromptSetConfig) -> str | Path:
     """Write the set to `cfg.output` atomically (returns the path), or return it as text when no output is given."""
-    text = "".join(json.dumps(line) + "\n" for line in iter_prompt_set(cfg.name, cfg.num_prompts, cfg.seed))
+    text = "".join(json_text(line) + "\n" for line in iter_prompt_set(cfg.name, cfg.num_prompts, cfg.seed))
     if cfg.output is None:
         return text
     return atomic_write_text(cfg.output, text)

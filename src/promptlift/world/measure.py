@@ -16,7 +16,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from ..pipeline import MODEL_DEFAULTS_FILE
-from ..utils import atomic_write_json, atomic_write_text
+from ..utils import atomic_write_json, atomic_write_text, json_text
 from .batches import blur
 from .bundle import (
     BundleConfig,
@@ -63,7 +63,7 @@ def _strip_quality(prompt: str) -> str:
 
 
 def _write_prompts(path: Path, lines) -> str:
-    atomic_write_text(path, "".join(json.dumps({"id": str(i), **x}) + "\n" for i, x in enumerate(lines)))
+    atomic_write_text(path, "".join(json_text({"id": str(i), **x}) + "\n" for i, x in enumerate(lines)))
     return str(path)
 
 

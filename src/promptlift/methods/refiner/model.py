@@ -25,7 +25,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from ...utils import atomic_dir
+from ...utils import atomic_dir, json_text
 
 __all__ = ["PromptRefiner"]
 
@@ -147,7 +147,7 @@ class PromptRefiner(nn.Module):
             state = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith("decoder.")}
             save_file(state, tmp / WEIGHTS_FILE)
             self.decoder.save_pretrained(tmp / "decoder")
-            (tmp / CONFIG_FILE).write_text(json.dumps({**self.config, **(extra or {})}, indent=2))
+            (tmp / CONFIG_FILE).write_text(json_text({**self.config, **(extra or {})}, indent=2))
         return Path(folder)
 
     @classmethod

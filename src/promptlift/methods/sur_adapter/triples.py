@@ -9,7 +9,6 @@ paper's SURD: a triple is dropped when its simple prompt disagrees with the imag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ...data.records import Record, iter_records
 from ...rewards import check_rewards, load_reward, parse_reward_options
-from ...utils import atomic_dir, atomic_write_text, images_to_tensor
+from ...utils import atomic_dir, atomic_write_text, images_to_tensor, json_text
 
 __all__ = ["TriplesConfig", "build_triples"]
 
@@ -124,15 +123,15 @@ def build_triples(cfg: TriplesConfig) -> Path:
                     for i, caption in zip(missing, captioner([batch[i].image for i in missing])):
                         simple[i] = caption
                 for row, rec in zip(_decide(batch, simple, cfg, reward), batch):
-                    decisions.write(json.dumps(row) + "\n")
+                    decisions.write(json_text(row) + "\n")
                     if row["kept"]:
                         name = f"images/{rec.index:08d}.png"
                         rec.image.save(tmp / name)
                         meta = {k: v for k, v in rec.meta.items() if k != "file_name"}
-                        meta_file.write(json.dumps({**meta, "file_name": name, "simple": row["simple"],
+                        meta_file.write(json_text({**meta, "file_name": name, "simple": row["simple"],
                                                     "complex": row["complex"], "image_clip": row["image_clip"],
                                                     "text_agreement": row["text_agreement"]}) + "\n")
                         kept += 1
                 bar.update(len(batch))
-        atomic_write_text(tmp / "triples_config.json", json.dumps({"kept": kept, **{k: str(v) for k, v in vars(cfg).items()}}, indent=2))
+        atomic_write_text(tmp / "triples_config.json", json_text({"kept": kept, **{k: str(v) for k, v in vars(cfg).items()}}, indent=2))
     return out

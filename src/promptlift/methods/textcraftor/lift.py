@@ -84,6 +84,8 @@ class TextCraftorLift(Lift):
         `originals`: in memory, the untuned encoders (a trainer evaluating the encoders it is training)."""
         super().__init__(name, Path(str(path)) if path is not None and originals is None else None)
         self.alpha = float(alpha)
+        if not 0 <= self.alpha <= 1:  # also refuses NaN
+            raise ValueError(f"textcraftor `alpha` must be from 0 (the base encoder) to 1 (the tuned one), got {alpha!r}.")
         self.parts = parse_mix(str(path)) if originals is None else []
         if originals is None and path is None:
             raise ValueError(f"lift {name!r} needs weights: pass `--lift {name}=PATH` (a `promptlift train "
