@@ -101,6 +101,22 @@ def test_nonfinite_losses_are_skipped_then_stop(tmp_path):
         fit(cfg(tmp_path / "b", max_nonfinite_steps=3), model, lambda m, b: (loss_fn(m, b)[0] * float("nan"), {}), batch_fn)
 
 
+def test_nonfinite_weights_never_reach_a_checkpoint(tmp_path):
+    """A weight goes non-finite mid-run (as an overflowing update leaves it): the loop stops before the checkpoint
+    of step 4 and saves nothing."""
+    model, loss_fn, batch_fn = toy_problem()
+
+    def corrupting(i):
+        if i == 2:
+            with torch.no_grad():
+                model[0].weight[0, 0] = float("inf")
+        return batch_fn(i)
+
+    with pytest.raises(RuntimeError, match="hold NaN or inf after step 4; nothing was saved"):
+        fit(cfg(tmp_path, use_ema=False), model, loss_fn, corrupting)
+    assert find_checkpoint(tmp_path, "latest") is None
+
+
 def test_bad_config_and_bad_resume_path(tmp_path):
     with pytest.raises(ValueError, match="`max_train_steps` must be >= 1"):
         TrainConfig(max_train_steps=0)

@@ -241,7 +241,10 @@ def fit(
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             _log(log_path, record, accelerator)
         last = step == cfg.max_train_steps
-        if eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last):
+        evaluating = eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last)
+        if evaluating or step % cfg.checkpointing_steps == 0 or last:
+            _require_finite(params, step, out)  # nothing non-finite reaches an evaluation's saved weights or a checkpoint
+        if evaluating:
             metrics = _evaluate(eval_fn, accelerator.unwrap_model(model), ema, params, step)
             _log(log_path, {"step": step, "eval": metrics}, accelerator)
             accelerator.print(f"step {step}: {metrics}")
@@ -285,12 +288,22 @@ def _optimizer_step(accelerator, cfg: TrainConfig, model, optimizer, scheduler, 
             else:
                 accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.max_grad_norm > 0 and not skipped:
-                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                skipped = not torch.isfinite(torch.as_tensor(norm)).item()  # an inf/NaN gradient skips the update too
             if not skipped:
                 optimizer.step()
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
     return loss, logs, skipped
+
+
+def _require_finite(params, step: int, out: Path) -> None:
+    """Stop, saving nothing, when a weight is no longer finite (a learning rate far too high can do that on finite
+    losses and gradients)."""
+    bad = sum(int(not torch.isfinite(p).all()) for p in params)
+    if bad:
+        raise RuntimeError(f"{bad} trainable tensor(s) hold NaN or inf after step {step}; nothing was saved. Lower "
+                           f"`learning_rate` (or `max_grad_norm`) and resume from the last checkpoint in {out}/checkpoints.")
 
 
 def _track_nonfinite(state: dict, skipped: bool, cfg: TrainConfig, step: int, log_path: Path) -> None:
