@@ -173,3 +173,18 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     a = torch.load(tmp_path / "a" / "final.pt")
     b = torch.load(tmp_path / "b" / "final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("damage", ["state", "weights"])
+def test_a_damaged_checkpoint_is_named_with_the_fix(tmp_path, damage):
+    model, loss_fn, batch_fn = toy_problem()
+    fit(cfg(tmp_path, max_train_steps=4), model, loss_fn, batch_fn)
+    ckpt = find_checkpoint(tmp_path, "latest")
+    if damage == "state":
+        (ckpt / "trainer_state.json").write_text("{not json")
+    else:
+        weights = next(ckpt.glob("*.safetensors"))
+        weights.write_bytes(weights.read_bytes()[:100])
+    model, loss_fn, batch_fn = toy_problem()
+    with pytest.raises(ValueError, match="is damaged .*delete that folder"):
+        fit(cfg(tmp_path, max_train_steps=8, resume_from_checkpoint="latest"), model, loss_fn, batch_fn)

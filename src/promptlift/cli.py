@@ -67,7 +67,14 @@ def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, argum
             cfg = load_config(cfg_cls, config, overrides)
             run(cfg)
         except (ValueError, FileNotFoundError) as e:
+            if _debug():
+                raise
             raise click.ClickException(str(e)) from e
+        except Exception as e:  # anything else is still one line, not a traceback, unless --debug asks for it
+            if _debug():
+                raise
+            raise click.ClickException(f"{type(e).__name__}: {e}\n(`promptlift --debug {name} ...` shows the "
+                                       "traceback)") from e
 
     doc = (cfg_cls.__doc__ or "").strip()
     return _ConfigCommand(name, params=params, callback=callback, help=doc, short_help=doc.split("\n")[0])
@@ -104,8 +111,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="promptlift")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
     """promptlift: high-quality images from plain prompts, on any Stable Diffusion pipeline."""
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("debug"))
 
 
 def _run_generate(cfg) -> None:

@@ -147,8 +147,9 @@ def check_range(value: Any, f: ConfigField) -> Any:
     """`value` when it lies in the field's meaningful range (its metadata "min" / "max"), else a ConfigError."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if f.min is not None and value < f.min or f.max is not None and value > f.max:
-            bounds = (f"from {f.min:g} to {f.max:g}" if f.min is not None and f.max is not None
-                      else f">= {f.min:g}" if f.min is not None else f"<= {f.max:g}")
+            low, high = (None if v is None else int(v) if float(v).is_integer() else v for v in (f.min, f.max))
+            bounds = (f"from {low} to {high}" if f.min is not None and f.max is not None
+                      else f">= {low}" if f.min is not None else f"<= {high}")
             raise ConfigError(f"`{f.name}` must be {bounds}, got {value!r}.")
     return value
 
@@ -190,7 +191,15 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a YAML file.")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML{line}: {getattr(e, 'problem', e)}; "
+                              "fix it (keys as `name: value`, one per line).") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}).") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, got {type(loaded).__name__}.")
         _check_keys(cls, loaded, source=str(path))

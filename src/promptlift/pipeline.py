@@ -20,7 +20,7 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from .registry import check_registration, parse_named_options
-from .utils import default_device, resolve_dtype
+from .utils import check_device, default_device, resolve_dtype
 
 __all__ = [
     "LIFTS",
@@ -124,7 +124,7 @@ def load_pipeline(
             )
     source = str(pretrained_model_name_or_path)
     _check_model_source(source)
-    device = torch.device(device) if device is not None else default_device()
+    device = check_device(device) if device is not None else default_device()
     torch_dtype = resolve_dtype(dtype, device)
     try:
         pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=torch_dtype, **from_pretrained_kwargs)

@@ -21,6 +21,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
+    "check_device",
     "default_font",
     "json_text",
     "ensure_output_dir",
@@ -92,8 +93,28 @@ def ensure_output_dir(output_dir: str | Path, name: str = "output_dir") -> Path:
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"`{name}` {str(output_dir)!r} is a file, not a folder; pass a folder path.")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, no permission, a read-only disk
+        raise ValueError(f"`{name}` {str(output_dir)!r} cannot be created ({e.strerror}); pass a folder you can "
+                         "write to.") from None
+    if not os.access(output_dir, os.W_OK):
+        raise ValueError(f"`{name}` {str(output_dir)!r} is not writable; pass a folder you can write to.")
     return output_dir
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch device, refused with the fix when this machine or torch build cannot run on it."""
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"`device` {device!r} is not a device name; use cpu, cuda, cuda:1 or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` {str(device)!r} asked for, but this torch build or machine has no CUDA; use "
+                         "--device cpu (or install a CUDA build of torch).")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"`device` {str(device)!r} asked for, but MPS is not available here; use --device cpu.")
+    return device
 
 
 def default_device() -> torch.device:

@@ -267,9 +267,17 @@ def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path) -> tuple[int,
     ckpt = find_checkpoint(out, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
     if ckpt is None:
         return 0, state
-    accelerator.load_state(str(ckpt))
-    state = json.loads((ckpt / "trainer_state.json").read_text())
-    step = state.pop("step")
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        step = int(state.pop("step"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"checkpoint {str(ckpt)!r} is damaged (its trainer_state.json cannot be read: {e}); delete that "
+                         "folder to resume from the one before it, or pass `--resume_from_checkpoint` another one.") from None
+    try:
+        accelerator.load_state(str(ckpt))
+    except Exception as e:  # truncated or foreign weight files
+        raise ValueError(f"checkpoint {str(ckpt)!r} is damaged ({type(e).__name__}: {e}); delete that folder to resume "
+                         "from the one before it, or pass `--resume_from_checkpoint` another one.") from None
     accelerator.print(f"resumed from {ckpt} at step {step}")
     return step, state
 
