@@ -43,3 +43,15 @@ def test_generate_bad_input_is_one_line(broken_inputs, tiny_pipeline_dirs, case,
     debug = CliRunner().invoke(cli, ["--debug", "generate", "a red ball", "--model", str(tiny_pipeline_dirs["sd1"]),
                                      "--num_inference_steps", "1", "--output_dir", str(broken_inputs / "out"), *args])
     assert debug.exit_code != 0 and debug.exception is not None and not isinstance(debug.exception, SystemExit)
+
+
+def test_generate_prints_no_loading_bars_or_deprecation_warnings(tmp_path, tiny_pipeline_dirs):
+    import subprocess
+    import sys
+
+    code = ("from promptlift.cli import main; main(['generate', 'a red ball', '--model', %r, '--num_inference_steps', '1', "
+            "'--output_dir', %r])" % (str(tiny_pipeline_dirs["sd1"]), str(tmp_path / "out")))
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for noise in ("FutureWarning", "Loading pipeline components", "deprecated"):
+        assert noise not in done.stderr + done.stdout, done.stderr

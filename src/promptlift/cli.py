@@ -65,6 +65,7 @@ def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, argum
         overrides = {k: v for k, v in values.items() if v is not None and v != ()}
         try:
             cfg = load_config(cfg_cls, config, overrides)
+            _quiet_loading()
             run(cfg)
         except (ValueError, FileNotFoundError) as e:
             if _debug():
@@ -114,6 +115,17 @@ class LazyGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 def cli(debug: bool) -> None:
     """promptlift: high-quality images from plain prompts, on any Stable Diffusion pipeline."""
+
+
+def _quiet_loading() -> None:
+    """Hide diffusers' and transformers' loading bars and notices (e.g. "No LoRA keys associated to CLIPTextModel"
+    for a UNet-only LoRA) while a command runs; errors still show. Called by commands, so `--help` imports neither."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
 
 
 def _debug() -> bool:
@@ -456,6 +468,7 @@ def _quiet_third_party() -> None:
             return "requires torchvision (not installed)" not in record.getMessage()
 
     logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
+
 
 
 def main(argv: Sequence[str] | None = None) -> None:

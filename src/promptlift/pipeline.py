@@ -10,6 +10,7 @@ one of those three seams, so a lifted pipeline is still a plain diffusers pipeli
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import re
 from dataclasses import dataclass, field, fields
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 SUPPORTED_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
+# diffusers renamed `torch_dtype` to `dtype` (the old name warns); older releases know only `torch_dtype`
+_DTYPE_KWARG = "dtype" if hasattr(importlib.import_module("diffusers.utils.deprecation_utils"), "_resolve_dtype") else "torch_dtype"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -127,7 +130,7 @@ def load_pipeline(
     device = check_device(device) if device is not None else default_device()
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=torch_dtype, **from_pretrained_kwargs)
+        pipe = DiffusionPipeline.from_pretrained(source, **{_DTYPE_KWARG: torch_dtype}, **from_pretrained_kwargs)
     except (OSError, ValueError) as e:
         raise ValueError(
             f"could not load `model` {source!r}: {e}\nCheck the hub id or folder; offline "
@@ -414,8 +417,6 @@ def parse_lift_options(options: Sequence[str]) -> dict[str, dict]:
 
 def _register_method_lifts() -> None:
     """Import the methods, whose packages register their lifts (kept lazy: methods import this module)."""
-    import importlib
-
     for method in ("quality_tuning", "refiner", "sur_adapter", "textcraftor"):
         importlib.import_module(f"promptlift.methods.{method}")
 
