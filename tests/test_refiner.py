@@ -174,14 +174,23 @@ def test_decoder_writes_only_the_training_tokens_and_keeps_any_prefix(sd1_refine
     prefix = "zyzzyva quokka"  # words no training prompt holds: kept in the text, left out of the decoder's context
     assert not set(pipe.tokenizer(prefix, add_special_tokens=False).input_ids) <= writable
     assert all(c.startswith(prefix) for c in refiner.candidates("two red boats", prefix=prefix, n=2))
+    offered = refiner.candidates("two red boats", n=3)
+    assert len(offered) == len(set(offered)) >= 1  # never the same candidate twice
 
 
-def test_refine_and_generate_show_the_refined_prompt(tmp_path, sd1_refiner, tiny_pipeline_dirs):
+def test_refine_and_generate_show_the_refined_prompt(tmp_path, sd1_refiner, tiny_pipeline_dirs, monkeypatch):
+    import promptlift.cli as cli_module
+
     model, refiner = str(tiny_pipeline_dirs["sd1"]), str(sd1_refiner / "final")
     result = CliRunner().invoke(cli, ["refine", "two red boats at sunset", "--refiner", refiner, "--model", model,
                                       "--rounds", 2, "--pick", "first"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.output.count("[1]") == 2 and "refined:" in result.output
+    # no terminal (a pipe, CI): the first candidate, said so, instead of click's "Aborted!"
+    result = CliRunner().invoke(cli, ["refine", "two red boats at sunset", "--refiner", refiner, "--model", model,
+                                      "--rounds", 1], catch_exceptions=False)
+    assert result.exit_code == 0 and "not a TTY" in result.output and "refined:" in result.output
+    monkeypatch.setattr(cli_module, "_stdin_is_tty", lambda: True)
     result = CliRunner().invoke(cli, ["refine", "two red boats at sunset", "--refiner", refiner, "--model", model,
                                       "--rounds", 1], input="2\n", catch_exceptions=False)
     assert result.exit_code == 0 and "pick" in result.output

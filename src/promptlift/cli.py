@@ -7,9 +7,10 @@ Each command's options are built from its config dataclass, so every option is d
 from __future__ import annotations
 
 import json
+import sys
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -255,8 +256,17 @@ def _run_refine(cfg) -> None:
     def ask(candidates: list[str]) -> int:
         return click.prompt("pick", type=click.IntRange(1, len(candidates)), default=1) - 1
 
+    if cfg.pick == "ask" and not _stdin_is_tty():
+        click.echo("no terminal to ask on (stdin is not a TTY): picking the first candidate each round; pass "
+                   "`--pick first` or `--pick reward` to choose.", err=True)
+        cfg = replace(cfg, pick="first")
+
     final = refine(cfg, show=show, ask=ask)
     click.echo(f"refined: {final}")
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
 
 
 def _refine_command() -> click.Command:

@@ -94,8 +94,17 @@ class Refiner:
 
     def candidates(self, prompt: str, prefix: str = "", n: int = 3, new_tokens: int = 6, seed: int = 0,
                    top_p: float = 0.95, top_k: int = 50) -> list[str]:
-        """(a) One round: `n` continuations of `prefix` (the fine prompt so far), one per mode, sampled."""
-        return [self._write(prompt, prefix, i, new_tokens, True, seed + i, top_p, top_k) for i in range(n)]
+        """(a) One round: `n` different continuations of `prefix` (the fine prompt so far), one per mode, sampled; a
+        candidate equal to an earlier one is drawn again with the next seed (up to 3n draws, so fewer than `n` come
+        back only when the refiner knows fewer continuations)."""
+        found: list[str] = []
+        for draw in range(3 * n):
+            text = self._write(prompt, prefix, draw % self.model.num_modes, new_tokens, True, seed + draw, top_p, top_k)
+            if text not in found:
+                found.append(text)
+            if len(found) == n:
+                break
+        return found
 
     def one_shot(self, prompts: list[str], max_new_tokens: int = 20, mode: int = 0, sample: bool = False,
                  seed: int = 0) -> list[str]:
