@@ -88,3 +88,18 @@ def test_select_ranks_skips_duplicates_and_full_classes():
     assert d["k5"]["reason"].startswith("near-duplicate of k0")
     assert d["k2"]["reason"] == "balance: class 'a' has its quota of 2"
     assert d["k4"]["reason"] == "aesthetic 1.000 < 2.0" and d["k6"]["reason"] == "unreadable: broken"
+
+
+def test_a_bad_metadata_line_is_named_and_a_failed_run_leaves_nothing(tmp_path, tiny_bundle_dir):
+    from promptlift.data.records import count_records
+
+    pool = _pool(tmp_path)
+    assert count_records(pool) == 43 and count_records(pool, shard=(1, 2)) == 21
+    lines = (pool / "metadata.jsonl").read_text().splitlines()
+    lines[5] = '{"file_name": "images/x.png", '  # cut off mid-line
+    (pool / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["curate", "--input", str(pool), "--output_dir", str(tmp_path / "out"),
+                                      "--reward_option", f"world-aesthetic-reward.bundle_dir={tiny_bundle_dir}",
+                                      "--caption_column", "complex", "--num_keep", "4"])
+    assert result.exit_code == 1 and f"{pool / 'metadata.jsonl'}:6: not a JSON object" in result.output, result.output
+    assert not (tmp_path / ".out.scores").exists() and not (tmp_path / "out").exists()

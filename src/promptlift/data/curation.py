@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..html import histogram_svg, img_tag, page
 from ..utils import atomic_dir, atomic_write_json, atomic_write_text, images_to_tensor, prefetch, json_text
-from .records import Record, iter_records
+from .records import Record, count_records, iter_records
 
 __all__ = ["CurateConfig", "curate"]
 
@@ -126,7 +126,8 @@ def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
     rewards = {role: load_reward(name, **options.get(name, {})) for role, name in names.items()}
     thumbs, batch = [], []
     out_path = work / f"scores-{rank}.jsonl"
-    with open(out_path, "w") as out, tqdm(desc=f"score[{rank}]", unit="img", disable=rank != 0) as bar:
+    total = count_records(cfg.input, shard=(rank, world))
+    with open(out_path, "w") as out, tqdm(total=total, desc=f"score[{rank}]", unit="img", disable=rank != 0) as bar:
         def flush():
             for row in _score_batch(batch, rewards, cfg, thumbs):
                 out.write(json_text(row) + "\n")
@@ -262,21 +263,25 @@ def curate(cfg: CurateConfig) -> Path:
     if state.is_main_process:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-    state.wait_for_everyone()
-    score_shard(cfg, work, state.process_index, state.num_processes)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        rows, thumbs = [], {}
-        for rank in range(state.num_processes):
-            rows += [json.loads(x) for x in (work / f"scores-{rank}.jsonl").read_text().splitlines()]
-            data = np.load(work / f"thumbs-{rank}.npz")
-            thumbs.update(zip(data["index"].tolist(), data["thumbs"]))
-        decisions = select(rows, thumbs, cfg)
-        with atomic_dir(out) as tmp:
-            _write_curated(cfg, decisions, tmp)
-            atomic_write_text(tmp / "decisions.jsonl", "".join(json_text(d) + "\n" for d in decisions))
-            atomic_write_json(tmp / "curate_config.json", {k: str(v) for k, v in vars(cfg).items()})
-            _write_report(cfg, decisions, tmp)
+    try:
+        state.wait_for_everyone()
+        score_shard(cfg, work, state.process_index, state.num_processes)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            rows, thumbs = [], {}
+            for rank in range(state.num_processes):
+                rows += [json.loads(x) for x in (work / f"scores-{rank}.jsonl").read_text().splitlines()]
+                data = np.load(work / f"thumbs-{rank}.npz")
+                thumbs.update(zip(data["index"].tolist(), data["thumbs"]))
+            decisions = select(rows, thumbs, cfg)
+            with atomic_dir(out) as tmp:
+                _write_curated(cfg, decisions, tmp)
+                atomic_write_text(tmp / "decisions.jsonl", "".join(json_text(d) + "\n" for d in decisions))
+                atomic_write_json(tmp / "curate_config.json", {k: str(v) for k, v in vars(cfg).items()})
+                _write_report(cfg, decisions, tmp)
+            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:  # a failed run leaves no hidden score folder behind
         shutil.rmtree(work, ignore_errors=True)
+        raise
     state.wait_for_everyone()
     return out

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from PIL import Image
 
-__all__ = ["Record", "iter_records"]
+__all__ = ["Record", "count_records", "iter_records"]
 
 
 @dataclass
@@ -46,7 +46,13 @@ def _imagefolder(root: Path, caption_column: str | None, shard: tuple[int, int])
         for index, line in enumerate(f):
             if index % world != rank or not line.strip():
                 continue
-            meta = json.loads(line)
+            try:
+                meta = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{meta_path}:{index + 1}: not a JSON object ({e.msg}); fix or remove that line.") from None
+            if not isinstance(meta, dict):
+                raise ValueError(f"{meta_path}:{index + 1}: a line must be a JSON object with file_name, got "
+                                 f"{type(meta).__name__}.")
             name = meta.get("file_name")
             image, error = _open(root / name) if name else (None, "no file_name in metadata")
             caption = meta.get(caption_column) if caption_column else None
@@ -70,6 +76,17 @@ def _hf_dataset(name: str, split: str, image_column: str, caption_column: str | 
             image = image.convert("RGB")
         meta = {k: v for k, v in row.items() if k != image_column and isinstance(v, (str, int, float, bool, type(None)))}
         yield Record(index, str(row.get("id", index)), image, row.get(caption_column) if caption_column else None, meta, error)
+
+
+def count_records(source: str | Path, shard: tuple[int, int] = (0, 1)) -> int | None:
+    """How many records `iter_records(source, shard=shard)` yields, when it can be known without reading them (a local
+    imagefolder); None for a streamed hub dataset."""
+    meta = Path(source).expanduser() / "metadata.jsonl"
+    if not meta.is_file():
+        return None
+    rank, world = shard
+    with open(meta, "rb") as f:
+        return sum(1 for index, line in enumerate(f) if index % world == rank and line.strip())
 
 
 def iter_records(source: str | Path, *, split: str = "train", image_column: str = "image",
