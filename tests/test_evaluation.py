@@ -253,3 +253,12 @@ def test_system_table_pairs_systems_on_shared_prompts_and_seeds(tmp_path):
     assert "100.0 [100.0-100.0]" in format_system_table(table, "base")
     with pytest.raises(ValueError, match="shares no"):
         system_table({"base": base, "other": write("other", [row(7, 0, 1.0, True)])}, "base", "judge")
+
+
+def test_a_prompts_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    from promptlift.evaluation.prompts import load_prompt_set
+
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'{"prompt": "a red ball"}\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"p.jsonl:2: not UTF-8 text"):
+        load_prompt_set(str(path))

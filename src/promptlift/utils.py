@@ -24,6 +24,7 @@ __all__ = [
     "check_device",
     "default_font",
     "json_text",
+    "read_utf8",
     "ensure_output_dir",
     "default_device",
     "default_dtype",
@@ -66,6 +67,17 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_utf8(path: str | Path) -> str:
+    """The text of `path`; a file that is not UTF-8 is a ValueError naming the file, the line and the fix."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); save the file "
+                         "as UTF-8.") from None
 
 
 def json_text(obj: Any, indent: int | None = None) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..registry import check_registration
+from ..utils import read_utf8
 
 __all__ = ["PROMPT_SETS", "PromptSetSpec", "load_prompt_set", "register_prompt_set"]
 
@@ -96,7 +97,7 @@ def _jsonl_records(path: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {str(path)!r} does not exist.")
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -135,7 +136,7 @@ for _name in ("complex", "literal", "narrative-train", "narrative-val"):
 @register_prompt_set("partiprompts", help="PartiPrompts (Yu et al. 2022): 1632 prompts, 12 categories.",
                      url="https://raw.githubusercontent.com/google-research/parti/main/PartiPrompts.tsv")
 def _parti(path: Path, subset) -> list[dict]:
-    rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t")
+    rows = csv.DictReader(io.StringIO(read_utf8(path)), delimiter="\t")
     return [{"id": str(i), "prompt": r["Prompt"], "category": r["Category"], "meta": {"challenge": r["Challenge"]}}
             for i, r in enumerate(rows) if subset in (None, r["Category"], r["Challenge"])]
 
@@ -143,7 +144,7 @@ def _parti(path: Path, subset) -> list[dict]:
 @register_prompt_set("drawbench", help="DrawBench (Saharia et al. 2022): 200 prompts, 11 categories.",
                      url="https://raw.githubusercontent.com/mwomick/VaReSynth/main/data/DrawBench.csv")
 def _drawbench(path: Path, subset) -> list[dict]:
-    rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    rows = csv.DictReader(io.StringIO(read_utf8(path)))
     return [{"id": str(i), "prompt": r["Prompts"], "category": r["Category"].strip()}
             for i, r in enumerate(rows) if subset in (None, r["Category"].strip())]
 
@@ -153,13 +154,13 @@ def _drawbench(path: Path, subset) -> list[dict]:
                      default_subset="color")
 def _t2i(path: Path, subset) -> list[dict]:
     return [{"id": str(i), "prompt": line.strip(), "category": subset}
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if line.strip()]
+            for i, line in enumerate(read_utf8(path).splitlines()) if line.strip()]
 
 
 @register_prompt_set("geneval", help="GenEval metadata (Ghosh et al. 2023): 553 prompts with include/exclude, 6 tags.",
                      url="https://raw.githubusercontent.com/djghosh13/geneval/main/prompts/evaluation_metadata.jsonl")
 def _geneval(path: Path, subset) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in read_utf8(path).splitlines() if line.strip()]
     return [{"id": str(i), "prompt": r["prompt"], "category": r["tag"], "meta": {"geneval": r}}
             for i, r in enumerate(rows) if subset in (None, r["tag"])]
 
@@ -167,9 +168,9 @@ def _geneval(path: Path, subset) -> list[dict]:
 @register_prompt_set("dpg-bench", help="DPG-Bench (ELLA): 1065 dense prompts; a folder of <item_id>.txt or a JSONL of {item_id, prompt}.")
 def _dpg(path: Path, subset) -> list[dict]:
     if path.is_dir():
-        rows = [{"item_id": f.stem, "prompt": f.read_text(encoding="utf-8").strip()} for f in sorted(path.glob("*.txt"))]
+        rows = [{"item_id": f.stem, "prompt": read_utf8(f).strip()} for f in sorted(path.glob("*.txt"))]
     else:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in read_utf8(path).splitlines() if line.strip()]
     return [{"id": str(r["item_id"]), "prompt": r["prompt"], "category": re.sub(r"\d+$", "", str(r["item_id"])) or "dpg"}
             for r in rows]
 
@@ -181,7 +182,7 @@ def _pae(source: str):
 
             rows = [{"idx": i, "prompt": str(p)} for i, p in enumerate(np.load(path, allow_pickle=False))]
         else:
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = [json.loads(line) for line in read_utf8(path).splitlines() if line.strip()]
         return [{"id": str(r.get("idx", i)), "prompt": r["prompt"], "category": source} for i, r in enumerate(rows)]
 
     return loader
