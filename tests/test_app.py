@@ -71,6 +71,13 @@ def test_bad_input_and_paths_outside_the_runs_are_refused(tmp_path, runs):
         state.next_pair(0, 0, random.Random(0))
     with pytest.raises(UserError, match="not part of these runs"):
         state.vote({"a": 0, "b": 1, "prompt": "../../etc/passwd", "seed": 0, "flipped": False}, "visual appeal", "left", "x")
+    pair = state.next_pair(0, 1, random.Random(0))
+    for key, value in (("seed", 0.9), ("a", 1.7), ("b", "one"), ("seed", True)):
+        with pytest.raises(UserError, match=f"`{key}` must be a whole number"):  # never truncated into another seed/run
+            state.vote({**pair, key: value}, "visual appeal", "left", "x")
+    assert not state.votes.rows()
+    state.vote({**pair, "seed": float(pair["seed"])}, "visual appeal", "left", "x")  # 3.0 is 3
+    assert len(state.votes.rows()) == 1
     # a run whose scores point outside itself is never served
     evil = tmp_path / "evil"
     shutil.copytree(runs[1], evil)

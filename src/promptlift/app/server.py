@@ -7,6 +7,7 @@ Errors from bad input reach the page as a message (`gr.Error`), never as a stack
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from pathlib import Path
 
@@ -27,11 +28,10 @@ def _page_errors(fn):
     def wrapped(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UserError as e:
-            raise gr.Error(str(e)) from None
+        except UserError as e:  # the user's to fix: shown on the page, one line in the log
+            logging.getLogger("promptlift.app").info("refused: %s", e)
+            raise gr.Error(str(e), print_exception=False) from None
         except Exception as e:  # the page shows a short message; the server log keeps the details
-            import logging
-
             logging.getLogger("promptlift.app").exception("request failed")
             raise gr.Error(f"Something went wrong ({type(e).__name__}); the server log has the details.") from None
 
@@ -208,6 +208,9 @@ def build_app(state: AppState):
     return app
 
 
+MAX_UPLOAD = "1mb"  # no page takes a file; Gradio's upload route stays capped so it cannot fill the disk
+
+
 def serve(cfg: ServeConfig, block: bool = True):
     """Build and launch the app; returns it (with `block=False`, e.g. for tests: call `.close()` after)."""
     try:
@@ -219,5 +222,5 @@ def serve(cfg: ServeConfig, block: bool = True):
     app.queue(default_concurrency_limit=16)  # votes and pages in parallel; the model runs one request at a time
     allowed = [str(Path(p).resolve()) for p in [*state.runs, cfg.output_dir, *( [cfg.curated] if cfg.curated else [])]]
     app.launch(server_name=cfg.host, server_port=cfg.port, allowed_paths=allowed, prevent_thread_lock=not block,
-               show_error=True, quiet=True, css=CSS)
+               show_error=True, quiet=True, css=CSS, max_file_size=MAX_UPLOAD)
     return app

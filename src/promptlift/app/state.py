@@ -65,6 +65,20 @@ def _inside(root: Path, relative: str) -> Path:
     return path
 
 
+def whole_number(value, name: str) -> int:
+    """`value` as an int when it is one (an int, or an integral float or string such as 3, 3.0, "3"); 0.9 or 1.7
+    are refused, never truncated into another run or seed."""
+    if isinstance(value, bool):
+        raise UserError(f"`{name}` must be a whole number, got {value!r}.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"`{name}` must be a whole number, got {value!r}.") from None
+    if not number.is_integer():
+        raise UserError(f"`{name}` must be a whole number, got {value!r}.")
+    return int(number)
+
+
 class AppState:
     """The app's resources (pipelines, refiner, stores) and its operations."""
 
@@ -205,12 +219,13 @@ class AppState:
             raise UserError("Load a pair first.")
         if question not in QUESTIONS or choice not in ("left", "right", "tie"):
             raise UserError("Pick a question and an answer.")
-        run_a, run_b, shared = self.run_pair(int(pair["a"]), int(pair["b"]))
-        if (pair["prompt"], int(pair["seed"])) not in shared:
+        a, b, seed = (whole_number(pair.get(k), k) for k in ("a", "b", "seed"))
+        run_a, run_b, shared = self.run_pair(a, b)
+        if (pair["prompt"], seed) not in shared:
             raise UserError("That pair is not part of these runs.")
         winner = "tie" if choice == "tie" else ("a" if (choice == "left") != bool(pair["flipped"]) else "b")
         self.votes.add((rater or "anonymous").strip() or "anonymous", str(run_a), str(run_b), pair["prompt"],
-                       int(pair["seed"]), question, winner)
+                       seed, question, winner)
 
     def win_table(self, a: int, b: int) -> list[list]:
         run_a, run_b, _ = self.run_pair(a, b)
