@@ -39,7 +39,7 @@ SD15 = Path(__file__).parent / "configs" / "sd15"
 
 def run(system, prompts, seeds):
     cfg, pipe, lifts = system
-    return generate_images(pipe, cfg, rewrite_prompts(prompts, lifts), seeds, lifts)
+    return generate_images(pipe, cfg, rewrite_prompts(prompts, lifts), seeds, lifts, user_prompts=prompts)
 
 
 def flops(fn) -> float:

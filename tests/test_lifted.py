@@ -73,6 +73,25 @@ def test_hybrid_schedule_keeps_the_adapter_before_and_after_the_switch(parts):
         embeds(model, [tc(tc_dir, switch_step=2), SURAdapterLift("sur-adapter", sur_dir)])
 
 
+def test_the_adapter_reads_the_users_words_and_keeps_the_rewrites_phrases(parts):
+    """A refiner's rewrite adds its change (`base(rewritten) - base(user's)`) to the adapter's reading of the user's
+    prompt; the adapter never reads the rewrite."""
+    model, tc_dir, sur_dir = parts
+    pipe = load_pipeline(model)
+    rewritten = [f"{p}, highly detailed, soft lighting" for p in PROMPTS]
+    sur = SURAdapterLift("sur-adapter", sur_dir)
+    adapted = encode_prompts(pipe, PROMPTS, lifts=[sur])
+    plain, plain_rewritten = encode_prompts(pipe, PROMPTS), encode_prompts(pipe, rewritten)
+    both = encode_prompts(pipe, rewritten, lifts=[sur], user_prompts=PROMPTS)
+    torch.testing.assert_close(both.prompt_embeds, adapted.prompt_embeds + plain_rewritten.prompt_embeds - plain.prompt_embeds)
+    seen = []
+    sur._adapt = lambda p, x, prompts: seen.extend(prompts) or (x, torch.zeros(x.shape[:2], dtype=torch.bool))
+    encode_prompts(pipe, rewritten, lifts=[sur], user_prompts=PROMPTS)
+    assert seen == PROMPTS
+    with pytest.raises(ValueError, match="1 user prompts for 2"):
+        encode_prompts(pipe, rewritten, lifts=[sur], user_prompts=PROMPTS[:1])
+
+
 def test_lifted_specs_keep_the_stack_order_and_take_given_weights():
     assert [s.partition("=")[0] for s in lifted_specs()] == list(LIFTED_STACK)
     specs = lifted_specs(["textcraftor=runs/tc/best", "keywords"])

@@ -141,7 +141,8 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
         for batch in _batches(jobs, cfg.batch_size):
             t1 = time.perf_counter()
-            images = generate_images(pipe, cfg, [prompts[i] for i, _ in batch], [s for _, s in batch], lifts)
+            images = generate_images(pipe, cfg, [prompts[i] for i, _ in batch], [s for _, s in batch], lifts,
+                                     user_prompts=[cfg.prompt[i] for i, _ in batch])
             per_image_s = (time.perf_counter() - t1) / len(batch)
             for (i, seed), image in zip(batch, images):
                 sidecar = {
@@ -198,8 +199,10 @@ def compare_sheet(base: list[Path], lifted: list[Path], output: Path, scale: int
 
 
 @torch.no_grad()
-def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[int], lifts: list[Lift]) -> list:
-    """One pipeline call -> PIL images; each image has its own CPU generator, so it does not depend on its batch-mates."""
+def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[int], lifts: list[Lift],
+                    user_prompts: list[str] | None = None) -> list:
+    """One pipeline call -> PIL images; each image has its own CPU generator, so it does not depend on its batch-mates.
+    `prompts` are the rewritten prompts (`rewrite_prompts`), `user_prompts` what the user wrote (see `encode_prompts`)."""
     do_cfg = cfg.guidance_scale > 1
     embeds = encode_prompts(
         pipe,
@@ -207,6 +210,7 @@ def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[i
         negative_prompt=[cfg.negative_prompt] * len(prompts) if cfg.negative_prompt else None,
         do_classifier_free_guidance=do_cfg,
         lifts=lifts,
+        user_prompts=user_prompts,
     )
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     return run_pipeline(

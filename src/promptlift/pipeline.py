@@ -161,6 +161,9 @@ class PromptEmbeds:
     # edit, and the base model's encoders' output (they differ when a lift swapped an encoder).
     encoded: PromptEmbeds | None = field(default=None, repr=False, metadata={"kwarg": False})
     base_fn: Callable[[], PromptEmbeds] | None = field(default=None, repr=False, metadata={"kwarg": False})
+    # the user's prompts when a lift rewrote them (a refiner), and how the base model encodes those
+    user_prompts: list[str] | None = field(default=None, repr=False, metadata={"kwarg": False})
+    user_base_fn: Callable[[], PromptEmbeds] | None = field(default=None, repr=False, metadata={"kwarg": False})
 
     TENSORS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
 
@@ -176,6 +179,14 @@ class PromptEmbeds:
         if self.base_fn is not None:
             self._base, self.base_fn = self.base_fn(), None
         return getattr(self, "_base", None) or self.encoded or self
+
+    @property
+    def user_base(self) -> PromptEmbeds:
+        """The base model's embeddings of the user's prompts before any rewrite (`self.base` when none was rewritten):
+        what an adapter that reads the user's words adapts, its change then added to the rewrite's."""
+        if self.user_base_fn is not None:
+            self._user_base, self.user_base_fn = self.user_base_fn(), None
+        return getattr(self, "_user_base", None) or self.base
 
     def edits(self) -> dict[str, torch.Tensor | None]:
         """{field: what the lifts so far changed in it relative to `encoded`}: None where nothing changed."""
@@ -224,6 +235,7 @@ def encode_prompts(
     do_classifier_free_guidance: bool = True,
     lifts: Sequence[Lift] = (),
     grad: bool = False,
+    user_prompts: Sequence[str] | None = None,
 ) -> PromptEmbeds:
     """Encode prompts with the pipeline's own text encoder(s), then let each lift edit the result, in order.
 
@@ -234,21 +246,28 @@ def encode_prompts(
     denoising steps (TextCraftor's hybrid schedule) must come after every other embedding lift, or the scheduled
     tensors would drop their edits: that order is refused.
 
+    `user_prompts`: the prompts as the user wrote them, when `prompts` are their rewrites (`rewrite_prompts`); the
+    SUR-adapter reads those, and the rewrite's change of the embedding (`base(rewritten) - base(user's)`) is added
+    to the adapter's as any other lift's change is.
+
     `grad=True` keeps the autograd graph through the text encoders (for training them, as TextCraftor does).
     """
-    def encode() -> PromptEmbeds:
-        return _encode(pipe, prompts, negative_prompt, do_classifier_free_guidance)
+    originals = {n: m for lift in lifts for n, m in lift.original_encoders().items()}
+
+    def encode_base(texts: list[str]) -> PromptEmbeds:
+        with torch.set_grad_enabled(grad), swapped(pipe, {n: m.to(pipe.device) for n, m in originals.items()}):
+            return _encode(pipe, texts, negative_prompt, do_classifier_free_guidance)
 
     with torch.set_grad_enabled(grad):
-        embeds = encode()
+        embeds = _encode(pipe, prompts, negative_prompt, do_classifier_free_guidance)
         embeds.encoded = PromptEmbeds(**{n: getattr(embeds, n) for n in PromptEmbeds.TENSORS}, negative_prompt=negative_prompt)
-        originals = {n: m for lift in lifts for n, m in lift.original_encoders().items()}
         if originals:
-            def encode_base() -> PromptEmbeds:
-                with torch.set_grad_enabled(grad), swapped(pipe, {n: m.to(pipe.device) for n, m in originals.items()}):
-                    return encode()
-
-            embeds.base_fn = encode_base
+            embeds.base_fn = lambda: encode_base(prompts)
+        if user_prompts is not None and list(user_prompts) != list(prompts):
+            if len(user_prompts) != len(prompts):
+                raise ValueError(f"{len(user_prompts)} user prompts for {len(prompts)} rewritten ones; pass one each.")
+            embeds.user_prompts = list(user_prompts)
+            embeds.user_base_fn = lambda: encode_base(embeds.user_prompts)
         scheduled = None
         for lift in lifts:
             before = embeds.prompt_embeds

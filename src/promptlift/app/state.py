@@ -171,7 +171,7 @@ class AppState:
                     lift.alpha = float(alpha)
             pipe.set_progress_bar_config(disable=True)
             used = rewrite_prompts([prompt], loaded)[0]
-            embeds = encode_prompts(pipe, [used], lifts=loaded)
+            embeds = encode_prompts(pipe, [used], lifts=loaded, user_prompts=[prompt])
             out = run_pipeline(pipe, embeds, loaded, on_step=on_step, num_inference_steps=int(steps),
                                generator=[torch.Generator().manual_seed(int(seed))])
             images.append(out.images[0])

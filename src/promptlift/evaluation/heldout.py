@@ -59,7 +59,7 @@ class HeldOutEvaluator:
         gens = [torch.Generator().manual_seed(i) for i in range(len(self.prompts))]
         prompts = rewrite_prompts(self.prompts, lifts)  # the judges still score against the user's prompt
         embeds = encode_prompts(self.pipe, prompts, do_classifier_free_guidance=self.guidance_scale > 1,
-                                lifts=list(lifts))
+                                lifts=list(lifts), user_prompts=self.prompts)
         self.pipe.set_progress_bar_config(disable=True)
         return run_pipeline(self.pipe, embeds, lifts, num_inference_steps=self.steps, generator=gens,
                          guidance_scale=self.guidance_scale, output_type="pt").images

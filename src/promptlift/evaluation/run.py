@@ -141,8 +141,9 @@ def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict) -> None:
         for start in range(0, len(jobs), cfg.batch_size):
             batch = jobs[start : start + cfg.batch_size]
             t0 = time.perf_counter()
-            used = rewrite_prompts([r["prompt"] for r, _ in batch], lifts)  # scored against the user's prompt
-            images = generate_images(pipe, cfg, used, [s for _, s in batch], lifts)
+            users = [r["prompt"] for r, _ in batch]
+            used = rewrite_prompts(users, lifts)  # scored against the user's prompt
+            images = generate_images(pipe, cfg, used, [s for _, s in batch], lifts, user_prompts=users)
             t1 = time.perf_counter()
             rows = _score_batch(batch, images, rewards, judge, pipe.device)
             t2 = time.perf_counter()

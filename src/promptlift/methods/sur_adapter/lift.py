@@ -50,21 +50,23 @@ class SURAdapterLift(Lift):
         return self.adapter(x, mask, llm, llm_mask)[0], mask
 
     def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
-        """Adapt the base model's embeddings (what the adapter was trained on) and keep what earlier lifts changed (a
-        tuned encoder's `tuned - base`): the result is `adapted(base) + edits`."""
-        base, edits = embeds.base, embeds.edits()
-        if embeds.encoded is not base:  # a swapped encoder: its change relative to the base model is an edit too
+        """Adapt the base model's embedding of the user's prompt (what the adapter was trained on: the words the user
+        wrote, before any rewrite) and keep what the other lifts changed (a tuned encoder's `tuned - base`, a
+        refiner's appended phrases): the result is `adapted(base(user's prompt)) + edits`."""
+        source = embeds.user_prompts or prompts
+        base, edits = embeds.user_base, embeds.edits()
+        if embeds.encoded is not base:  # a swapped encoder or a rewrite: their change from `base` is an edit too
             edits = {f: _sum(edits.get(f), None if getattr(base, f) is None else getattr(embeds.encoded, f) - getattr(base, f))
                      for f in PromptEmbeds.TENSORS}
         x = base.prompt_embeds
         self.adapter.to(device=x.device, dtype=x.dtype)
         adapted = {}
-        adapted["prompt_embeds"], mask = self._adapt(pipe, x, prompts)
+        adapted["prompt_embeds"], mask = self._adapt(pipe, x, source)
         with torch.no_grad():
             if base.pooled_prompt_embeds is not None:
                 adapted["pooled_prompt_embeds"] = self.adapter.adapt_pooled(base.pooled_prompt_embeds, adapted["prompt_embeds"], mask)
             if self.apply_to_unconditional and base.negative_prompt_embeds is not None:
-                adapted["negative_prompt_embeds"], n_mask = self._adapt(pipe, base.negative_prompt_embeds, [""] * len(prompts))
+                adapted["negative_prompt_embeds"], n_mask = self._adapt(pipe, base.negative_prompt_embeds, [""] * len(source))
                 if base.negative_pooled_prompt_embeds is not None:
                     adapted["negative_pooled_prompt_embeds"] = self.adapter.adapt_pooled(
                         base.negative_pooled_prompt_embeds, adapted["negative_prompt_embeds"], n_mask)
