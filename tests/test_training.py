@@ -188,3 +188,15 @@ def test_a_damaged_checkpoint_is_named_with_the_fix(tmp_path, damage):
     model, loss_fn, batch_fn = toy_problem()
     with pytest.raises(ValueError, match="is damaged .*delete that folder"):
         fit(cfg(tmp_path, max_train_steps=8, resume_from_checkpoint="latest"), model, loss_fn, batch_fn)
+
+
+def test_resuming_with_another_process_count_is_refused(tmp_path):
+    model, loss_fn, batch_fn = toy_problem()
+    fit(cfg(tmp_path, max_train_steps=4), model, loss_fn, batch_fn)
+    ckpt = find_checkpoint(tmp_path, "latest")
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["num_processes"] == 1
+    (ckpt / "trainer_state.json").write_text(json.dumps({**state, "num_processes": 2}))
+    model, loss_fn, batch_fn = toy_problem()
+    with pytest.raises(ValueError, match="written by 2 process\\(es\\), and this run has 1"):
+        fit(cfg(tmp_path, max_train_steps=8, resume_from_checkpoint="latest"), model, loss_fn, batch_fn)

@@ -136,7 +136,7 @@ def _save_checkpoint(accelerator: Accelerator, cfg: TrainConfig, step: int, stat
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
-        atomic_write_json(tmp / "trainer_state.json", {**state, "step": step})
+        atomic_write_json(tmp / "trainer_state.json", {**state, "step": step, "num_processes": accelerator.num_processes})
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         kept = sorted((int(m.group(1)), p) for p in root.glob("checkpoint-*") if (m := _CKPT.match(p.name)))
@@ -273,6 +273,11 @@ def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path) -> tuple[int,
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"checkpoint {str(ckpt)!r} is damaged (its trainer_state.json cannot be read: {e}); delete that "
                          "folder to resume from the one before it, or pass `--resume_from_checkpoint` another one.") from None
+    saved = state.pop("num_processes", accelerator.num_processes)
+    if saved != accelerator.num_processes:  # each process draws its own micro-batches: the run would not continue
+        raise ValueError(f"checkpoint {str(ckpt)!r} was written by {saved} process(es), and this run has "
+                         f"{accelerator.num_processes}; resume it with `--num_processes {saved}` (the batches of a run "
+                         "depend on its process count), or start a new output_dir.")
     try:
         accelerator.load_state(str(ckpt))
     except Exception as e:  # truncated or foreign weight files
