@@ -97,7 +97,7 @@ def test_eval_run_writes_scores_summary_report_and_resumes(tmp_path, tiny_pipeli
 
     made = []
     original = R.generate_images
-    monkeypatch.setattr(R, "generate_images", lambda pipe, cfg, prompts, *a: made.extend(prompts) or original(pipe, cfg, prompts, *a))
+    monkeypatch.setattr(R, "generate_images", lambda pipe, cfg, prompts, *a, **k: made.extend(prompts) or original(pipe, cfg, prompts, *a, **k))
     assert _eval(tiny_pipeline_dirs["sd1"], out, tiny_bundle_dir).exit_code == 0
     assert len(made) == 2
     again = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]

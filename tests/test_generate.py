@@ -62,8 +62,8 @@ def test_config_file_and_overrides(tmp_path, tiny_pipeline_dirs):
     "args, message",
     [
         (["--height", "30", "x"], "`height` must be a positive multiple of 8, got 30"),
-        (["--num_inference_steps", "0", "x"], "`num_inference_steps` must be >= 1, got 0"),
-        (["--num_inference_steps", "-3", "x"], "`num_inference_steps` must be >= 1, got -3"),
+        (["--num_inference_steps", "0", "x"], "`num_inference_steps` must be from 1 to 1000, got 0"),
+        (["--num_inference_steps", "-3", "x"], "`num_inference_steps` must be from 1 to 1000, got -3"),
         ([], "no prompt given"),
         (["  "], "prompt 0 is empty"),
         (["word " * 40], "would be cut"),
