@@ -188,9 +188,10 @@ class PromptEmbeds:
             self._user_base, self.user_base_fn = self.user_base_fn(), None
         return getattr(self, "_user_base", None) or self.base
 
-    def edits(self) -> dict[str, torch.Tensor | None]:
-        """{field: what the lifts so far changed in it relative to `encoded`}: None where nothing changed."""
-        reference = self.encoded or self
+    def edits(self, reference: PromptEmbeds | None = None) -> dict[str, torch.Tensor | None]:
+        """{field: how it differs from `reference` (default `encoded`: what the lifts so far changed)}: None where it is
+        the reference's own tensor."""
+        reference = reference or self.encoded or self
         return {name: None if getattr(self, name) is getattr(reference, name) else getattr(self, name) - getattr(reference, name)
                 for name in self.TENSORS if getattr(self, name) is not None}
 

@@ -54,10 +54,8 @@ class SURAdapterLift(Lift):
         wrote, before any rewrite) and keep what the other lifts changed (a tuned encoder's `tuned - base`, a
         refiner's appended phrases): the result is `adapted(base(user's prompt)) + edits`."""
         source = embeds.user_prompts or prompts
-        base, edits = embeds.user_base, embeds.edits()
-        if embeds.encoded is not base:  # a swapped encoder or a rewrite: their change from `base` is an edit too
-            edits = {f: _sum(edits.get(f), None if getattr(base, f) is None else getattr(embeds.encoded, f) - getattr(base, f))
-                     for f in PromptEmbeds.TENSORS}
+        base = embeds.user_base
+        edits = embeds.edits(base)  # the other lifts' changes, a swapped encoder's and a rewrite's included
         x = base.prompt_embeds
         self.adapter.to(device=x.device, dtype=x.dtype)
         adapted = {}
@@ -77,7 +75,3 @@ class SURAdapterLift(Lift):
     def describe(self) -> dict:
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional,
                 "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}
-
-
-def _sum(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    return b if a is None else a if b is None else a + b
