@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import torch
+from accelerate.utils import set_seed
 from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
@@ -84,6 +85,7 @@ def train(cfg: QualityTuningConfig) -> Path:
         if module is not None:
             module.requires_grad_(False)
     unet = pipe.unet
+    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     if cfg.use_lora:
         from peft import LoraConfig
 

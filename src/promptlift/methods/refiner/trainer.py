@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
@@ -220,6 +221,7 @@ def train(cfg: RefinerConfig) -> Path:
     features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
     cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
     held_out = build_cache(held_rows, features, cfg) if held_rows else None
+    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     model = _build_model(cfg, features, [c for c in (cache, held_out) if c is not None])
     extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
              "extend_coarse": cfg.extend_coarse, "base": cfg.pretrained_model_name_or_path}

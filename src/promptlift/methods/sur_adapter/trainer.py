@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import set_seed
 from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
@@ -223,6 +224,7 @@ def train(cfg: SURAdapterConfig) -> Path:
     out = Path(cfg.output_dir)
     teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or out / "llm-cache", device=pipe.device)
     cache = cached_features(pipe, cfg, teacher)
+    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     adapter = SURAdapter(cache["simple"].shape[-1], teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                          dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
                          pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import diffusers
 import torch
+from accelerate.utils import set_seed
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from ...data.prompts import read_prompts
@@ -118,6 +119,7 @@ def train(cfg: TextCraftorConfig) -> Path:
     pipe.set_progress_bar_config(disable=True)
     originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval()
                  for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None}
+    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     model = trainable_module(pipe, cfg)
     for _, _, reward in rewards:
         reward.to(pipe.device)
