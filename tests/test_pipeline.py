@@ -145,10 +145,14 @@ def test_lora_lift_loads_diffusers_lora_weights(tmp_path, arch, tiny_dir):
     with_adapter = _images(pipe)
     type(pipe).save_lora_weights(tmp_path / "lora", unet_lora_layers=get_peft_model_state_dict(pipe.unet))
 
-    lifted = load_pipeline(tiny_dir, lifts=load_lifts([f"lora={tmp_path / 'lora'}"]))
-    out = _images(lifted)
-    assert np.abs(out - base).max() > 1e-3
-    np.testing.assert_allclose(out, with_adapter, atol=1e-5)
+    for fuse in (True, False):  # fused into the weights (the default) or kept as LoRA layers: the same images
+        lifted = load_pipeline(tiny_dir, lifts=load_lifts([f"lora={tmp_path / 'lora'}"], [f"lora.fuse={fuse}"]))
+        out = _images(lifted)
+        assert np.abs(out - base).max() > 1e-3
+        np.testing.assert_allclose(out, with_adapter, atol=1e-5)
+        assert any("lora" in k for k in lifted.unet.state_dict()) is not fuse  # fused: no LoRA layer left to run
+    half = load_pipeline(tiny_dir, lifts=load_lifts([f"lora={tmp_path / 'lora'}"], ["lora.scale=0.5"]))
+    assert 0 < np.abs(_images(half) - base).max() < np.abs(out - base).max()
 
 
 def test_edit_prompt_embeds_reaches_the_unet(tiny_pipeline_dirs):

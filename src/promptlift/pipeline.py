@@ -582,13 +582,29 @@ def _check_same_interface(lift: str, component: str, old, new) -> None:
 
 
 class LoraLift(Lift):
-    """Load diffusers-format LoRA weights (UNet and/or text encoders) with `pipe.load_lora_weights`."""
+    """Load diffusers-format LoRA weights (UNet and/or text encoders) with `pipe.load_lora_weights`.
 
-    def __init__(self, name: str, path: Path | None):
+    `fuse` (default) merges the LoRA into the weights it adapts and removes its layers, so a generation costs what the
+    base model's does (unfused, every adapted layer runs two more matmuls at every step); `fuse=False` keeps the layers
+    (to switch or reweight adapters later). `scale` multiplies the LoRA's change.
+    """
+
+    def __init__(self, name: str, path: Path | None, fuse: bool = True, scale: float = 1.0):
         super().__init__(name, _require_path(name, path))
+        if not fuse and scale != 1.0:
+            raise ValueError(f"lift {name!r}: `scale` {scale} needs `fuse` (an unfused LoRA is reweighted with "
+                             "diffusers' `pipe.set_adapters`); drop `fuse=False` or the scale.")
+        self.fuse, self.scale = bool(fuse), float(scale)
 
     def apply(self, pipe: DiffusionPipeline) -> None:
-        pipe.load_lora_weights(str(self.path), adapter_name=self.name.replace("-", "_"))
+        adapter = self.name.replace("-", "_")
+        pipe.load_lora_weights(str(self.path), adapter_name=adapter)
+        if self.fuse:
+            pipe.fuse_lora(adapter_names=[adapter], lora_scale=self.scale)
+            pipe.delete_adapters(adapter)  # the merged weights stay; the LoRA layers of this adapter go
+
+    def describe(self) -> dict:
+        return {**super().describe(), "fuse": self.fuse, "scale": self.scale}
 
 
 register_lift("lora", help="LoRA weights in diffusers format (pytorch_lora_weights.safetensors); PATH required.")(
