@@ -11,8 +11,8 @@ steps, the VAE decode) is timed interleaved, `repeats` times after a warm-up, on
 it prints the median seconds and lifted / base. The FLOPs of one image's generation are counted for every system
 (torch's FlopCounterMode), and then projected to SD 1.5 at 512 px: the base generation (25 steps x the guided UNet
 pair, the VAE decode, the CLIP ViT-L text encoder) and each lift's own work at that size, built from the configs
-in benchmarks/configs/sd15 on the meta device (no weights): quality-tuning = the bundle's LoRA (rank 16 on
-to_q/k/v/out) on the SD 1.5 UNet at every step; TextCraftor = one more CLIP-L encode (the base model's embedding
+in benchmarks/configs/sd15 on the meta device (no weights): quality-tuning = nothing (its LoRA is fused into the UNet's
+weights when the lift loads); TextCraftor = one more CLIP-L encode (the base model's embedding
 its change is measured against); SUR-adapter = its teacher (all-MiniLM-L6-v2) and the adapter at width 768;
 refiner = a CLIP-L encode of the prompt, its domain adapter at width 768 and its decoder (the class defaults,
 d_model 256, writing the tokenizer's 49 408 tokens) over the prompt and 20 new tokens. Default model: the embedded one.
@@ -51,7 +51,6 @@ def flops(fn) -> float:
 def sd15_flops(prompt: str, steps: int) -> dict[str, float]:
     """{part: FLOPs} of one 512 px SD 1.5 image (base) and of each stack lift's own work at that size."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from peft import LoraConfig
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from promptlift.methods.refiner.model import PromptRefiner
@@ -78,12 +77,11 @@ def sd15_flops(prompt: str, steps: int) -> dict[str, float]:
                  "vae decode": flops(lambda: vae.decode(latents[:1])),
                  "text encoder": flops(lambda: text(ids))}
         base = steps * parts["unet step"] + parts["vae decode"] + parts["text encoder"]
-        unet.add_adapter(LoraConfig(r=16, lora_alpha=16, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
         teacher = LLMFeatures(json.loads((default_model_path().parent / "sur-adapter" / "teacher.json").read_text())["model"])
         states, mask = teacher.token_states([prompt])
         mem, new = torch.zeros(1, 77, 768), torch.zeros(1, 40, dtype=torch.long)  # new: prompt (~20 tokens) + 20 written
         extra = {
-            "quality-tuning": steps * flops(lambda: unet(latents, t, context)) - steps * parts["unet step"],
+            "quality-tuning": 0.0,  # the LoRA is fused into the UNet's weights when the lift loads: no work per step
             "textcraftor": parts["text encoder"],
             "sur-adapter": flops(lambda: teacher.token_states([prompt]))
             + flops(lambda: adapter(context[:1], None, states.to(meta), mask.to(meta))),

@@ -7,6 +7,7 @@ Each command's options are built from its config dataclass, so every option is d
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 import typing
@@ -484,4 +485,6 @@ def _quiet_third_party() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `promptlift` console script."""
     _quiet_third_party()
+    if int(os.environ.get("RANK", 0)) > 0:  # under `accelerate launch` / `torchrun` the main process reports; errors still show
+        sys.stdout = open(os.devnull, "w")
     cli.main(args=list(argv) if argv is not None else None, prog_name="promptlift")

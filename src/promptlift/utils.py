@@ -138,6 +138,24 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def launched_on_cpus() -> bool:
+    """True when the processes of a launch run on CPUs: `ACCELERATE_USE_CPU` is set, or a multi-process launch
+    (`accelerate launch`, `torchrun`) finds no CUDA. accelerate must then be told, or each process would be its own
+    rank 0 instead of joining a gloo process group."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return launched and not torch.cuda.is_available()
+
+
+def distributed_state():
+    """accelerate's `PartialState` of this launch (one process, or one per rank under `accelerate launch` / `torchrun`,
+    with NCCL on GPUs and gloo on CPUs)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=launched_on_cpus())
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     """fp32 on CPU; fp16 on CUDA and MPS (the Stable Diffusion inference convention)."""
     return torch.float32 if device.type == "cpu" else torch.float16

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..html import histogram_svg, img_tag, page
-from ..utils import atomic_dir, atomic_write_json, atomic_write_text, images_to_tensor, prefetch, json_text
+from ..utils import atomic_dir, atomic_write_json, atomic_write_text, distributed_state, images_to_tensor, json_text, prefetch
 from .records import Record, count_records, iter_records
 
 __all__ = ["CurateConfig", "curate"]
@@ -117,7 +117,9 @@ def _score_batch(batch: list[Record], rewards: dict, cfg: CurateConfig, thumbs: 
 
 
 def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
-    """Score this process's shard; writes scores-{rank}.jsonl (one line per image) and thumbs-{rank}.npy."""
+    """Score this process's shard; writes scores-{rank}.jsonl (one line per image) and thumbs-{rank}.npy. A batch is
+    the readable images of one block of `batch_size` records, so every process count makes the same batches (and the
+    same scores, to the bit)."""
     from ..rewards import check_rewards, load_reward, parse_reward_options
 
     options = parse_reward_options(cfg.reward_option)
@@ -126,7 +128,7 @@ def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
     rewards = {role: load_reward(name, **options.get(name, {})) for role, name in names.items()}
     thumbs, batch = [], []
     out_path = work / f"scores-{rank}.jsonl"
-    total = count_records(cfg.input, shard=(rank, world))
+    total = count_records(cfg.input, shard=(rank, world), block=cfg.batch_size)
     with open(out_path, "w") as out, tqdm(total=total, desc=f"score[{rank}]", unit="img", disable=rank != 0) as bar:
         def flush():
             for row in _score_batch(batch, rewards, cfg, thumbs):
@@ -141,15 +143,15 @@ def score_shard(cfg: CurateConfig, work: Path, rank: int, world: int) -> Path:
             return rec, reason
 
         records = iter_records(cfg.input, split=cfg.split, image_column=cfg.image_column,
-                               caption_column=cfg.caption_column, shard=(rank, world))
+                               caption_column=cfg.caption_column, shard=(rank, world), block=cfg.batch_size)
         prepared = prefetch(records, prepare, depth=4 * cfg.batch_size) if cfg.read_ahead else map(prepare, records)
         for rec, reason in prepared:
+            if batch and rec.index // cfg.batch_size != batch[0].index // cfg.batch_size:
+                flush()  # the block ended
             if reason:
                 out.write(json_text({"index": rec.index, "key": rec.key, "dropped": reason}) + "\n")
             else:
                 batch.append(rec)
-                if len(batch) == cfg.batch_size:
-                    flush()
             bar.update(1)
         if batch:
             flush()
@@ -253,9 +255,7 @@ def _write_report(cfg: CurateConfig, decisions: list[dict], out: Path) -> None:
 
 def curate(cfg: CurateConfig) -> Path:
     """Run the funnel; under `accelerate launch` every process scores a shard and the main process selects."""
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = distributed_state()
     out = Path(cfg.output_dir)
     if state.is_main_process and out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise ValueError(f"`output_dir` {str(out)!r} already holds files; pass `--overwrite` or choose another folder.")

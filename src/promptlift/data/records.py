@@ -36,15 +36,21 @@ def _open(path: Path) -> tuple[Image.Image | None, str | None]:
         return None, f"unreadable: {type(e).__name__}: {e}"
 
 
-def _imagefolder(root: Path, caption_column: str | None, shard: tuple[int, int]) -> Iterator[Record]:
+def in_shard(index: int, shard: tuple[int, int], block: int = 1) -> bool:
+    """Whether record `index` belongs to shard (rank, world): blocks of `block` consecutive records go to the ranks in
+    turn (so a process scoring whole blocks as batches makes the batches one process would)."""
+    rank, world = shard
+    return (index // block) % world == rank
+
+
+def _imagefolder(root: Path, caption_column: str | None, shard: tuple[int, int], block: int) -> Iterator[Record]:
     meta_path = root / "metadata.jsonl"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{str(root)!r} has no metadata.jsonl; pass an imagefolder (file_name + columns per line) "
                                 "or a Hugging Face dataset id.")
-    rank, world = shard
     with open(meta_path) as f:
         for index, line in enumerate(f):
-            if index % world != rank or not line.strip():
+            if not in_shard(index, shard, block) or not line.strip():
                 continue
             try:
                 meta = json.loads(line)
@@ -60,13 +66,12 @@ def _imagefolder(root: Path, caption_column: str | None, shard: tuple[int, int])
 
 
 def _hf_dataset(name: str, split: str, image_column: str, caption_column: str | None,
-                shard: tuple[int, int]) -> Iterator[Record]:
+                shard: tuple[int, int], block: int) -> Iterator[Record]:
     from datasets import load_dataset
 
-    rank, world = shard
     ds = load_dataset(name, split=split, streaming=True)
     for index, row in enumerate(ds):
-        if index % world != rank:
+        if not in_shard(index, shard, block):
             continue
         image = row.get(image_column)
         error = None
@@ -78,23 +83,23 @@ def _hf_dataset(name: str, split: str, image_column: str, caption_column: str | 
         yield Record(index, str(row.get("id", index)), image, row.get(caption_column) if caption_column else None, meta, error)
 
 
-def count_records(source: str | Path, shard: tuple[int, int] = (0, 1)) -> int | None:
+def count_records(source: str | Path, shard: tuple[int, int] = (0, 1), block: int = 1) -> int | None:
     """How many records `iter_records(source, shard=shard)` yields, when it can be known without reading them (a local
     imagefolder); None for a streamed hub dataset."""
     meta = Path(source).expanduser() / "metadata.jsonl"
     if not meta.is_file():
         return None
-    rank, world = shard
     with open(meta, "rb") as f:
-        return sum(1 for index, line in enumerate(f) if index % world == rank and line.strip())
+        return sum(1 for index, line in enumerate(f) if in_shard(index, shard, block) and line.strip())
 
 
 def iter_records(source: str | Path, *, split: str = "train", image_column: str = "image",
-                 caption_column: str | None = None, shard: tuple[int, int] = (0, 1)) -> Iterator[Record]:
-    """Records of `source` (a local imagefolder or a hub dataset id); `shard=(rank, world)` keeps every world-th."""
+                 caption_column: str | None = None, shard: tuple[int, int] = (0, 1), block: int = 1) -> Iterator[Record]:
+    """Records of `source` (a local imagefolder or a hub dataset id); `shard=(rank, world)` keeps every world-th block
+    of `block` records (see `in_shard`)."""
     path = Path(source).expanduser()
     if path.is_dir():
-        return _imagefolder(path, caption_column, shard)
+        return _imagefolder(path, caption_column, shard, block)
     if path.exists():
         raise ValueError(f"input {str(source)!r} is a file; pass an imagefolder (with metadata.jsonl) or a dataset id.")
-    return _hf_dataset(str(source), split, image_column, caption_column, shard)
+    return _hf_dataset(str(source), split, image_column, caption_column, shard, block)

@@ -7,6 +7,8 @@ is held in memory beyond one batch.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -17,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from ..config import to_dict
 from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts, rewrite_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
-from ..utils import images_to_tensor, atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir, json_text
+from ..utils import (atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
+                     images_to_tensor, json_text)
 from .prompts import load_prompt_set
 from ..stats import bootstrap_mean
 
@@ -62,19 +66,20 @@ class EvalConfig(SamplingConfig):
         parse_reward_options(self.reward_option)
 
 
-def _check_resume(out: Path, settings: dict, overwrite: bool) -> None:
-    """A run folder holding a different run is an error, not something to mix into (or, with `overwrite`, emptied)."""
+def _check_resume(out: Path, settings: dict, overwrite: bool, clear: bool = True) -> None:
+    """A run folder holding a different run is an error, not something to mix into (or, with `overwrite`, emptied
+    when `clear`: by the one process that writes)."""
     saved = out / "config.json"
     if not saved.is_file() or not read_scores(out):  # no finished image: nothing to resume or to protect
         return
     old = json.loads(saved.read_text())
     keys = (*_RUN_KEYS, "prompts_sha256") if "prompts_sha256" in old else _RUN_KEYS  # runs before the fingerprint
     diff = [k for k in keys if old.get(k) != settings.get(k)]
-    if diff and overwrite:
+    if diff and overwrite and clear:
         for name in ("scores.jsonl", "summary.json", "report.html", "config.json"):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "images", ignore_errors=True)
-    elif diff:
+    elif diff and not overwrite:
         what = ", ".join("the prompts' text" if k == "prompts_sha256" else k for k in diff)
         raise ValueError(f"`output_dir` {str(out)!r} holds a run made from other settings ({what}); choose a new "
                          "output_dir, pass `--overwrite` to replace that run, or repeat its settings to resume it.")
@@ -101,24 +106,29 @@ def read_scores(run_dir: Path) -> list[dict]:
 
 
 def evaluate(cfg: EvalConfig) -> Path:
-    """Run (or resume) an evaluation; returns the run folder."""
+    """Run (or resume) an evaluation; returns the run folder. Under `accelerate launch` / `torchrun` the processes
+    share the batches and the main process writes every score, in the order one process would."""
+    state = distributed_state()
     out = ensure_output_dir(cfg.output_dir)
     records = load_prompt_set(cfg.prompts, cfg.prompts_path, cfg.prompts_subset, cfg.num_prompts)
     settings = {**to_dict(cfg), "prompts_sha256": _fingerprint(records)}
-    _check_resume(out, settings, cfg.overwrite)
+    _check_resume(out, settings, cfg.overwrite, clear=state.is_main_process)
     options = parse_reward_options(cfg.reward_option)
     check_rewards(cfg.rewards, options)  # everything missing, listed before any generation
-    atomic_write_json(out / "config.json", settings)
-    finished = read_scores(out)
-    done = {(r["id"], r["seed"]) for r in finished}
-    _rewrite_scores(out, finished)  # drop a half-written last line before appending
+    with state.main_process_first():  # the main process settles the folder before the others read it
+        if state.is_main_process:
+            atomic_write_json(out / "config.json", settings)
+            _rewrite_scores(out, read_scores(out))  # drop a half-written last line before appending
+        done = {(r["id"], r["seed"]) for r in read_scores(out)}
     jobs = [(rec, seed) for rec in records for seed in range(cfg.seeds) if (str(rec["id"]), seed) not in done]
     if jobs:
-        _run_jobs(cfg, out, jobs, options)
-    summary = summarise(out)
-    from .report import write_report
+        _run_jobs(cfg, out, jobs, options, state)
+    if state.is_main_process:
+        summary = summarise(out)
+        from .report import write_report
 
-    write_report(out, summary, max_images=cfg.report_images)
+        write_report(out, summary, max_images=cfg.report_images)
+    state.wait_for_everyone()
     return out
 
 
@@ -128,7 +138,12 @@ def _rewrite_scores(out: Path, rows: list[dict]) -> None:
         atomic_write_text(path, "".join(json_text(r) + "\n" for r in rows))
 
 
-def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict) -> None:
+def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict, state) -> None:
+    """Generate, save and score `jobs` in batches of `batch_size`; with several processes, process r takes batches r,
+    r + P, ... (the same batches one process would make, so the same images and scores) and the main process appends
+    every row to scores.jsonl in job order."""
+    if state.num_processes > 1 and cfg.device is None:
+        cfg = dataclasses.replace(cfg, device=str(state.device))  # each rank on its own GPU
     rewards = {name: load_reward(name, **options.get(name, {})) for name in cfg.rewards}
     judge = _attribute_judge(cfg.judge_bundle) if any(_world_expected(rec) for rec, _ in jobs) else None
     pipe, lifts = load_sampling(cfg)
@@ -137,25 +152,37 @@ def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict) -> None:
     for reward in rewards.values():
         reward.to(pipe.device)
     (out / "images").mkdir(exist_ok=True)
-    with open(out / "scores.jsonl", "a") as scores, tqdm(total=len(jobs), desc="eval", unit="img") as bar:
-        for start in range(0, len(jobs), cfg.batch_size):
-            batch = jobs[start : start + cfg.batch_size]
-            t0 = time.perf_counter()
-            users = [r["prompt"] for r, _ in batch]
-            used = rewrite_prompts(users, lifts)  # scored against the user's prompt
-            images = generate_images(pipe, cfg, used, [s for _, s in batch], lifts, user_prompts=users)
-            t1 = time.perf_counter()
-            rows = _score_batch(batch, images, rewards, judge, pipe.device)
-            t2 = time.perf_counter()
-            for row, image, prompt_used in zip(rows, images, used):
-                if prompt_used != row["prompt"]:
-                    row["prompt_used"] = prompt_used
-                with atomic_path(out / row["image"], suffix=".png") as tmp:
-                    image.save(tmp, format="PNG")
-                row["timings"] = {"generate_s": (t1 - t0) / len(batch), "score_s": (t2 - t1) / len(batch)}
-                scores.write(json_text(row) + "\n")
-            scores.flush()
-            bar.update(len(batch))
+    batches = [jobs[start : start + cfg.batch_size] for start in range(0, len(jobs), cfg.batch_size)]
+    main = state.is_main_process
+    with open(out / "scores.jsonl", "a") if main else contextlib.nullcontext() as scores, \
+            tqdm(total=len(jobs), desc="eval", unit="img", disable=not main) as bar:
+        for first in range(0, len(batches), state.num_processes):  # one round: a batch per process
+            mine = first + state.process_index
+            rows = _run_batch(cfg, out, batches[mine], pipe, lifts, rewards, judge) if mine < len(batches) else []
+            if state.num_processes > 1:
+                rows = [row for part in gather_object([rows]) for row in part]  # ranks in order = batches in order
+            if main:
+                scores.write("".join(json_text(row) + "\n" for row in rows))
+                scores.flush()
+            bar.update(len(rows))
+
+
+def _run_batch(cfg: EvalConfig, out: Path, batch: list, pipe, lifts, rewards: dict, judge) -> list[dict]:
+    """Generate one batch, save its images, and return its score rows."""
+    t0 = time.perf_counter()
+    users = [r["prompt"] for r, _ in batch]
+    used = rewrite_prompts(users, lifts)  # scored against the user's prompt
+    images = generate_images(pipe, cfg, used, [s for _, s in batch], lifts, user_prompts=users)
+    t1 = time.perf_counter()
+    rows = _score_batch(batch, images, rewards, judge, pipe.device)
+    t2 = time.perf_counter()
+    for row, image, prompt_used in zip(rows, images, used):
+        if prompt_used != row["prompt"]:
+            row["prompt_used"] = prompt_used
+        with atomic_path(out / row["image"], suffix=".png") as tmp:
+            image.save(tmp, format="PNG")
+        row["timings"] = {"generate_s": (t1 - t0) / len(batch), "score_s": (t2 - t1) / len(batch)}
+    return rows
 
 
 def _world_expected(rec: dict) -> bool:

@@ -20,12 +20,12 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..utils import atomic_write_json, json_text
+from ..utils import atomic_write_json, json_text, launched_on_cpus
 
 __all__ = ["TrainConfig", "MethodTrainConfig", "FitResult", "fit", "find_checkpoint"]
 
@@ -108,6 +108,7 @@ class FitResult:
     step: int
     metrics: dict = field(default_factory=dict)
     stopped_early: bool = False
+    is_main_process: bool = True  # under a multi-process launch, only the main process writes the trainer's outputs
 
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -178,7 +179,9 @@ def _make_accelerator(cfg: TrainConfig, out: Path, desc: str) -> Accelerator:
 
         if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
             raise ImportError("`report_to tensorboard` needs TensorBoard: pip install tensorboard")
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    # a step is an optimizer step whatever the process count (accelerate would step the LR schedule once per process)
+    accelerator = Accelerator(cpu=launched_on_cpus(), gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              step_scheduler_with_optimizer=False,
                               mixed_precision=cfg.mixed_precision, log_with="tensorboard" if tracking else None,
                               project_dir=str(out / "tensorboard") if tracking else None)
     if tracking:
@@ -244,11 +247,13 @@ def fit(
         evaluating = eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last)
         if evaluating or step % cfg.checkpointing_steps == 0 or last:
             _require_finite(params, step, out)  # nothing non-finite reaches an evaluation's saved weights or a checkpoint
-        if evaluating:
-            metrics = _evaluate(eval_fn, accelerator.unwrap_model(model), ema, params, step)
-            _log(log_path, {"step": step, "eval": metrics}, accelerator)
-            accelerator.print(f"step {step}: {metrics}")
-            stopped = bool(stop_fn and stop_fn(metrics))
+        if evaluating:  # on the main process (it writes what the evaluation keeps); every process learns the outcome
+            if accelerator.is_main_process:
+                metrics = _evaluate(eval_fn, accelerator.unwrap_model(model), ema, params, step)
+                _log(log_path, {"step": step, "eval": metrics}, accelerator)
+                accelerator.print(f"step {step}: {metrics}")
+                stopped = bool(stop_fn and stop_fn(metrics))
+            metrics, stopped = broadcast_object_list([metrics, stopped]) if accelerator.num_processes > 1 else (metrics, stopped)
         if step % cfg.checkpointing_steps == 0 or last or stopped:
             _save_checkpoint(accelerator, cfg, step, state)
         if stopped:
@@ -258,7 +263,8 @@ def fit(
     model = accelerator.unwrap_model(model)
     if ema is not None:
         ema.copy_to(params)
-    return FitResult(model=model, step=step, metrics=metrics, stopped_early=stopped)
+    return FitResult(model=model, step=step, metrics=metrics, stopped_early=stopped,
+                     is_main_process=accelerator.is_main_process)
 
 
 def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path) -> tuple[int, dict]:
@@ -288,26 +294,55 @@ def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path) -> tuple[int,
 
 
 def _optimizer_step(accelerator, cfg: TrainConfig, model, optimizer, scheduler, params, loss_fn, batch_fn, step: int):
-    """One optimizer step over `gradient_accumulation_steps` micro-batches; a non-finite loss skips the update."""
+    """One optimizer step over `gradient_accumulation_steps` micro-batches; a non-finite loss skips the update.
+
+    Micro-batch `(step * accum + micro) * P + rank` on process `rank` of P: one process with accumulation 2P makes the
+    batches of P processes with accumulation 2 (the same seeds), and its result up to float rounding."""
     model.train()
+    module = accelerator.unwrap_model(model)  # trainers call its methods and the pipeline's modules: no DDP forward
     accum = cfg.gradient_accumulation_steps
     skipped = False
     for micro in range(accum):
         with accelerator.accumulate(model):
             index = (step * accum + micro) * accelerator.num_processes + accelerator.process_index
-            loss, logs = loss_fn(model, batch_fn(index))
+            # the model's own randomness (dropout) is a function of the micro-batch too: the same whatever the process
+            # count, and on resume
+            torch.manual_seed(cfg.seed * 1_000_033 + index + 1)
+            loss, logs = loss_fn(module, batch_fn(index))
             if not torch.isfinite(loss):
                 skipped = True
             else:
                 accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                skipped = _average_gradients(accelerator, params, skipped)
             if accelerator.sync_gradients and cfg.max_grad_norm > 0 and not skipped:
                 norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 skipped = not torch.isfinite(torch.as_tensor(norm)).item()  # an inf/NaN gradient skips the update too
             if not skipped:
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
             optimizer.zero_grad(set_to_none=True)
     return loss, logs, skipped
+
+
+def _average_gradients(accelerator: Accelerator, params, skipped: bool) -> bool:
+    """Average the gradients over the processes (in one all-reduce; a parameter no process gave a gradient keeps
+    none), and return whether any process skipped this step (then all do)."""
+    if accelerator.num_processes == 1:
+        return skipped
+    import torch.distributed as dist
+
+    has = torch.tensor([float(skipped)] + [float(p.grad is not None) for p in params], device=accelerator.device)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    used = [p for p, h in zip(params, has[1:].tolist()) if h]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in used]
+    if grads:
+        flat = torch.cat([g.reshape(-1) for g in grads]) / accelerator.num_processes
+        dist.all_reduce(flat)
+        for p, chunk in zip(used, flat.split([g.numel() for g in grads])):
+            p.grad = chunk.view_as(p).clone()
+    return bool(has[0].item())
 
 
 def _require_finite(params, step: int, out: Path) -> None:

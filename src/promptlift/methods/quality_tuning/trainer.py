@@ -148,6 +148,7 @@ def train(cfg: QualityTuningConfig) -> Path:
         return state["since_best"] >= cfg.early_stopping_patience
 
     trainable = [p for p in unet.parameters() if p.requires_grad]
-    fit(cfg, unet, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, stop_fn=stop_fn, desc="quality-tuning")
-    atomic_write_json(out / "eval_history.json", state["history"])
+    result = fit(cfg, unet, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, stop_fn=stop_fn, desc="quality-tuning")
+    if result.is_main_process:  # one writer under a multi-process launch
+        atomic_write_json(out / "eval_history.json", state["history"])
     return out

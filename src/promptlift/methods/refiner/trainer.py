@@ -248,6 +248,7 @@ def train(cfg: RefinerConfig) -> Path:
         return metrics
 
     result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")
-    result.model.eval().save_pretrained(out / "final", extra)
-    atomic_write_json(out / "eval_history.json", state["history"])
+    if result.is_main_process:  # one writer under a multi-process launch
+        result.model.eval().save_pretrained(out / "final", extra)
+        atomic_write_json(out / "eval_history.json", state["history"])
     return out

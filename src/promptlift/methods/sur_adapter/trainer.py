@@ -233,6 +233,7 @@ def train(cfg: SURAdapterConfig) -> Path:
     state = {"history": []}
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
                  eval_fn=_eval_fn(cfg, pipe, teacher, state), desc="sur-adapter")
-    save_adapter(result.model.eval(), cfg, out / "final")
-    atomic_write_json(out / "eval_history.json", state["history"])
+    if result.is_main_process:  # one writer under a multi-process launch
+        save_adapter(result.model.eval(), cfg, out / "final")
+        atomic_write_json(out / "eval_history.json", state["history"])
     return out

@@ -172,7 +172,8 @@ def train(cfg: TextCraftorConfig) -> Path:
         return metrics
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    fit(cfg, model, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, desc="textcraftor")
-    save_tuned(pipe, cfg, out / "final")
-    atomic_write_json(out / "eval_history.json", state["history"])
+    result = fit(cfg, model, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, desc="textcraftor")
+    if result.is_main_process:  # one writer under a multi-process launch
+        save_tuned(pipe, cfg, out / "final")
+        atomic_write_json(out / "eval_history.json", state["history"])
     return out
