@@ -315,9 +315,9 @@ def _optimizer_step(accelerator, cfg: TrainConfig, model, optimizer, scheduler, 
                 accelerator.backward(loss)
             if accelerator.sync_gradients:
                 skipped = _average_gradients(accelerator, params, skipped)
-            if accelerator.sync_gradients and cfg.max_grad_norm > 0 and not skipped:
-                norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                skipped = not torch.isfinite(torch.as_tensor(norm)).item()  # an inf/NaN gradient skips the update too
+                if cfg.max_grad_norm > 0 and not skipped:
+                    norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    skipped = not torch.isfinite(torch.as_tensor(norm)).item()  # an inf/NaN gradient skips the update too
             if not skipped:
                 optimizer.step()
                 if accelerator.sync_gradients:
