@@ -145,6 +145,33 @@ def test_fifty_concurrent_raters_lose_no_vote(tmp_path, runs):
     assert len(rows) == 200 and len({r for r, _ in rows}) == 50
 
 
+def test_request_bodies_over_the_cap_are_refused(tmp_path, runs):
+    import httpx
+    from gradio_client import Client
+
+    from promptlift.app.server import MAX_REQUEST_BYTES, serve
+
+    port = _free_port()
+    app = serve(ServeConfig(runs=runs, votes_db=tmp_path / "votes.sqlite", port=port), block=False)
+    url = f"http://127.0.0.1:{port}/gradio_api/queue/join"
+    # a well-formed queue request, its prompt over the cap: without the cap the server reads it all and queues it
+    body = json.dumps({"data": [0, 1, "x" * MAX_REQUEST_BYTES, 0, "visual appeal", "a", "r"], "fn_index": 0,
+                       "session_hash": "s", "event_data": None, "trigger_id": None}).encode()
+    try:
+        declared = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
+        streamed = httpx.post(url, content=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
+                              headers={"content-type": "application/json"}, timeout=30)  # chunked: no length
+        small = httpx.post(url, content=body[:1000], headers={"content-type": "application/json"}, timeout=30)
+        Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            0, 1, "two red boats at sunset", 0, "visual appeal", "a", "rater", api_name="/vote")
+    finally:
+        app.close()
+    assert declared.status_code == 413, declared.text[:200]
+    assert streamed.status_code >= 400 and "event_id" not in streamed.text, streamed.text[:200]
+    assert small.status_code == 422  # a small malformed body still reaches the app's own validation
+    assert sqlite3.connect(tmp_path / "votes.sqlite").execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 1
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not shutil.which("chromedriver") or not (shutil.which("chromium") or shutil.which("chromium-browser")):

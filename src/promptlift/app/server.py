@@ -209,6 +209,32 @@ def build_app(state: AppState):
 
 
 MAX_UPLOAD = "1mb"  # no page takes a file; Gradio's upload route stays capped so it cannot fill the disk
+MAX_REQUEST_BYTES = 1 << 20  # a page's request is a prompt and a few numbers: any body over 1 MiB is refused
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to a request whose declared body is over `max_bytes`, and end one that streams
+    more than that (chunked, no length) as a client disconnect, so the server never holds more than `max_bytes`."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"text/plain")]})
+            return await send({"type": "http.response.body", "body": f"request body over {self.max_bytes} bytes".encode()})
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return {"type": "http.disconnect"} if received > self.max_bytes else message
+
+        await self.app(scope, limited, send)
 
 
 def serve(cfg: ServeConfig, block: bool = True):
@@ -217,10 +243,13 @@ def serve(cfg: ServeConfig, block: bool = True):
         import gradio  # noqa: F401
     except ImportError as e:
         raise ImportError("the web app needs Gradio: pip install 'promptlift[app]'") from e
+    from starlette.middleware import Middleware
+
     state = AppState(cfg)
     app = build_app(state)
     app.queue(default_concurrency_limit=16)  # votes and pages in parallel; the model runs one request at a time
     allowed = [str(Path(p).resolve()) for p in [*state.runs, cfg.output_dir, *( [cfg.curated] if cfg.curated else [])]]
     app.launch(server_name=cfg.host, server_port=cfg.port, allowed_paths=allowed, prevent_thread_lock=not block,
-               show_error=True, quiet=True, css=CSS, max_file_size=MAX_UPLOAD)
+               show_error=True, quiet=True, css=CSS, max_file_size=MAX_UPLOAD,
+               app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)]})
     return app
