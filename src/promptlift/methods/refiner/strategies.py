@@ -65,23 +65,40 @@ class Refiner:
             return head, prefix[len(head):]
         return prefix or prompt, ""  # a prefix the user rewrote is kept whole, and extended
 
-    def _write(self, prompt: str, prefix: str, mode: int, max_new_tokens: int, sample: bool, seed: int,
-               top_p: float = 0.95, top_k: int = 50, whole_phrases: bool = False) -> str:
-        """`prefix` (the refined prompt so far; "" at the start) extended by up to `max_new_tokens` decoder tokens.
-        `whole_phrases`: a phrase cut by the length limit is dropped (the text ends at its last comma)."""
-        kept, tail = self._split(prompt, prefix)
-        tail = tail.strip().lstrip(",").strip()
-        budget = min(max_new_tokens, self.budget_left(join_prompt(kept, tail)) - int(bool(kept and not tail)))
-        if budget <= 0:
-            return prefix or kept
-        adapted, mask = self._adapted([prompt])
-        ids = self.features.tokenizer(tail, add_special_tokens=False).input_ids if tail else []
-        start = torch.tensor([self.model.writable([self.model.config["bos_token_id"], *ids])], device=adapted.device)
+    def _write(self, prompts: list[str], prefixes: list[str], mode: int, max_new_tokens: int, sample: bool,
+               seeds: list[int], top_p: float = 0.95, top_k: int = 50, whole_phrases: bool = False) -> list[str]:
+        """Each `prefixes[i]` (the refined prompt of `prompts[i]` so far; "" at the start) extended by up to
+        `max_new_tokens` decoder tokens. Greedy rows that start alike are decoded as one batch; a sampled row alone,
+        so that it follows its own seed. `whole_phrases`: a phrase cut by the length limit is dropped (the text ends
+        at its last comma)."""
+        out, rows = list(prefixes), []
+        for i, (prompt, prefix) in enumerate(zip(prompts, prefixes)):
+            kept, tail = self._split(prompt, prefix)
+            tail = tail.strip().lstrip(",").strip()
+            budget = min(max_new_tokens, self.budget_left(join_prompt(kept, tail)) - int(bool(kept and not tail)))
+            if budget <= 0:
+                out[i] = prefix or kept
+                continue
+            ids = self.features.tokenizer(tail, add_special_tokens=False).input_ids if tail else []
+            rows.append((i, kept, ids, self.model.writable([self.model.config["bos_token_id"], *ids]), budget))
+        groups: dict[tuple, list] = {}
+        for row in rows:
+            groups.setdefault((row[0],) if sample else (len(row[3]),), []).append(row)
         kwargs = dict(do_sample=True, top_p=top_p, top_k=top_k) if sample else dict(do_sample=False)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            out = self.model.generate(adapted, mask, mode % self.model.num_modes, start, max_new_tokens=budget, **kwargs)
-        new = self.model.to_tokenizer_ids(out[0, start.shape[1]:]).tolist()  # the prefix keeps its own tokens
+        for group in groups.values():
+            adapted, mask = self._adapted([prompts[row[0]] for row in group])
+            start = torch.tensor([row[3] for row in group], device=adapted.device)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seeds[group[0][0]])
+                written = self.model.generate(adapted, mask, mode % self.model.num_modes, start,
+                                              max_new_tokens=max(row[4] for row in group), **kwargs)
+            for (i, kept, ids, _, budget), sequence in zip(group, written):
+                new = self.model.to_tokenizer_ids(sequence[start.shape[1]:][:budget]).tolist()  # the prefix keeps its tokens
+                out[i] = self._text(kept, ids, new, whole_phrases)
+        return out
+
+    def _text(self, kept: str, ids: list[int], new: list[int], whole_phrases: bool) -> str:
+        """The refined prompt: `kept` joined with the decoded tokens `ids + new`, within the token budget."""
         text = _COMMA.sub(",", self.features.tokenizer.decode(ids + new, skip_special_tokens=True)).strip()
         if whole_phrases and self.model.config["eos_token_id"] not in new:  # stopped by the length limit
             head = _COMMA.sub(",", self.features.tokenizer.decode(ids, skip_special_tokens=True)).strip()
@@ -99,7 +116,7 @@ class Refiner:
         back only when the refiner knows fewer continuations)."""
         found: list[str] = []
         for draw in range(3 * n):
-            text = self._write(prompt, prefix, draw % self.model.num_modes, new_tokens, True, seed + draw, top_p, top_k)
+            text, = self._write([prompt], [prefix], draw % self.model.num_modes, new_tokens, True, [seed + draw], top_p, top_k)
             if text not in found:
                 found.append(text)
             if len(found) == n:
@@ -108,10 +125,10 @@ class Refiner:
 
     def one_shot(self, prompts: list[str], max_new_tokens: int = 20, mode: int = 0, sample: bool = False,
                  seed: int = 0) -> list[str]:
-        """(b) A whole refined prompt per input, up to `max_new_tokens` tokens (greedy unless `sample`); a phrase the
-        limit cuts is left out."""
-        return [self._write(p, "", mode, max_new_tokens, sample, seed + i, whole_phrases=True)
-                for i, p in enumerate(prompts)]
+        """(b) A whole refined prompt per input, up to `max_new_tokens` tokens (greedy, all prompts decoded as one
+        batch, unless `sample`: then prompt i follows seed `seed + i`); a phrase the limit cuts is left out."""
+        return self._write(prompts, [""] * len(prompts), mode, max_new_tokens, sample,
+                           [seed + i for i in range(len(prompts))], whole_phrases=True)
 
     def embeds(self, prompts: list[str]) -> torch.Tensor:
         """(c) The adapted coarse features, as `prompt_embeds` (the pipeline's encoder only)."""
