@@ -75,7 +75,7 @@ def test_hybrid_schedule_keeps_the_adapter_before_and_after_the_switch(parts):
 
 def test_the_adapter_reads_the_users_words_and_keeps_the_rewrites_phrases(parts):
     """A refiner's rewrite adds its change (`base(rewritten) - base(user's)`) to the adapter's reading of the user's
-    prompt; the adapter never reads the rewrite."""
+    prompt; the adapter never reads the rewrite, unless told to (`reads="rewrite"`: then it reads nothing else)."""
     model, tc_dir, sur_dir = parts
     pipe = load_pipeline(model)
     rewritten = [f"{p}, highly detailed, soft lighting" for p in PROMPTS]
@@ -90,6 +90,16 @@ def test_the_adapter_reads_the_users_words_and_keeps_the_rewrites_phrases(parts)
     assert seen == PROMPTS
     with pytest.raises(ValueError, match="1 user prompts for 2"):
         encode_prompts(pipe, rewritten, lifts=[sur], user_prompts=PROMPTS[:1])
+
+    reader = SURAdapterLift("sur-adapter", sur_dir, reads="rewrite")
+    torch.testing.assert_close(encode_prompts(pipe, rewritten, lifts=[reader], user_prompts=PROMPTS).prompt_embeds,
+                               encode_prompts(pipe, rewritten, lifts=[reader]).prompt_embeds)
+    seen.clear()
+    reader._adapt = sur._adapt
+    encode_prompts(pipe, rewritten, lifts=[reader], user_prompts=PROMPTS)
+    assert seen == rewritten
+    with pytest.raises(ValueError, match="must be 'user' or 'rewrite'"):
+        SURAdapterLift("sur-adapter", sur_dir, reads="both")
 
 
 def test_lifted_specs_keep_the_stack_order_and_take_given_weights():

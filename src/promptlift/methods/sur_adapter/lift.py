@@ -20,9 +20,13 @@ class SURAdapterLift(Lift):
     inference, `teacher.json` naming the LLM teacher and layer.
     """
 
-    def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *,
+    def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *, reads: str = "user",
                  adapter: SURAdapter | None = None, teacher=None):
-        """Load the adapter from `path`, or wrap an `adapter` (and its LLM `teacher`) in memory, as a trainer does."""
+        """Load the adapter from `path`, or wrap an `adapter` (and its LLM `teacher`) in memory, as a trainer does.
+        `reads`: which prompt the adapter adapts when a refiner rewrote it: the user's ("user"; the rewrite's change
+        of the embedding is added to the adapter's) or the rewrite ("rewrite"; its phrases pass through the adapter)."""
+        if reads not in ("user", "rewrite"):
+            raise ValueError(f"lift {name!r}: reads={reads!r} must be 'user' or 'rewrite'.")
         if adapter is None:
             if path is None or not (Path(path) / "config.json").is_file():
                 raise ValueError(f"lift {name!r}: {str(path)!r} holds no adapter (config.json); pass `--lift {name}=PATH` "
@@ -34,7 +38,7 @@ class SURAdapterLift(Lift):
                 spec = json.loads((Path(path) / "teacher.json").read_text())
                 teacher = LLMFeatures(spec["model"], spec["layer"], max_length=spec.get("max_tokens", 128))
         super().__init__(name, Path(path) if path is not None else None)
-        self.adapter, self.apply_to_unconditional = adapter, apply_to_unconditional
+        self.adapter, self.apply_to_unconditional, self.reads = adapter, apply_to_unconditional, reads
         self.teacher = teacher if adapter.llm_at_inference else None
 
     @torch.no_grad()
@@ -50,11 +54,11 @@ class SURAdapterLift(Lift):
         return self.adapter(x, mask, llm, llm_mask)[0], mask
 
     def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
-        """Adapt the base model's embedding of the user's prompt (what the adapter was trained on: the words the user
-        wrote, before any rewrite) and keep what the other lifts changed (a tuned encoder's `tuned - base`, a
-        refiner's appended phrases): the result is `adapted(base(user's prompt)) + edits`."""
-        source = embeds.user_prompts or prompts
-        base = embeds.user_base
+        """Adapt the base model's embedding of the user's prompt (`reads="user"`: the words the user wrote, before
+        any rewrite) or of the rewrite (`reads="rewrite"`), and keep what the other lifts changed (a tuned encoder's
+        `tuned - base`; with "user", a refiner's appended phrases): the result is `adapted(base(read prompt)) + edits`."""
+        source = embeds.user_prompts or prompts if self.reads == "user" else prompts
+        base = embeds.user_base if self.reads == "user" else embeds.base
         edits = embeds.edits(base)  # the other lifts' changes, a swapped encoder's and a rewrite's included
         x = base.prompt_embeds
         self.adapter.to(device=x.device, dtype=x.dtype)
@@ -73,5 +77,5 @@ class SURAdapterLift(Lift):
         return embeds
 
     def describe(self) -> dict:
-        return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional,
+        return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional, "reads": self.reads,
                 "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}
