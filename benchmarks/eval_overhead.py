@@ -16,7 +16,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from promptlift.evaluation.prompts import load_prompt_set  # noqa: E402
+from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.evaluation.run import EvalConfig, evaluate  # noqa: E402
 from promptlift.utils import images_to_tensor  # noqa: E402
 from promptlift.generation import generate_images, load_sampling  # noqa: E402

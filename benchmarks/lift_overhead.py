@@ -30,9 +30,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from promptlift.evaluation.prompts import load_prompt_set  # noqa: E402
+from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
-from promptlift.pipeline import LIFTED_STACK, lifted_specs, rewrite_prompts  # noqa: E402
+from promptlift.methods import LIFTED_STACK, lifted_specs  # noqa: E402
+from promptlift.pipeline import rewrite_prompts  # noqa: E402
 
 SD15 = Path(__file__).parent / "configs" / "sd15"
 

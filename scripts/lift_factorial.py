@@ -26,7 +26,7 @@ import torch
 from promptlift.config import load_config
 from promptlift.evaluation.run import WORLD_ATTRIBUTES, EvalConfig, evaluate, read_scores
 from promptlift.evaluation.systems import format_system_table, system_table
-from promptlift.pipeline import LIFTED_STACK
+from promptlift.methods import LIFTED_STACK
 from promptlift.stats import bootstrap_mean
 
 JUDGE = "world-aesthetic"

@@ -47,7 +47,7 @@ def run_set(name: str, args) -> dict:
 
 
 def diversity(name: str, args) -> dict:
-    from promptlift.evaluation import load_prompt_set
+    from promptlift.data import load_prompt_set
     from promptlift.methods.refiner.strategies import Refiner
     from promptlift.methods.sur_adapter.llm import LLMFeatures
     from promptlift.pipeline import load_pipeline

@@ -11,7 +11,7 @@ import json
 
 import torch
 
-from promptlift.evaluation.heldout import HeldOutEvaluator
+from promptlift.methods.heldout import HeldOutEvaluator
 from promptlift.pipeline import load_lifts, load_pipeline, recommended_guidance_scale
 
 

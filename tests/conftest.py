@@ -31,9 +31,9 @@ def tiny_bundle_dir(tmp_path_factory):
     """Judges with random weights and a tiny world CLIP, laid out like the shipped bundle."""
     import torch
 
-    from promptlift.world.bundle import build_tokenizer
-    from promptlift.world.judges import JUDGE_CLASSES
-    from promptlift.world.world_clip import build_clip, save_world_clip
+    from promptlift.judges import build_tokenizer
+    from promptlift.judges import JUDGE_CLASSES
+    from promptlift.judges.clip import build_clip, save_world_clip
 
     root = tmp_path_factory.mktemp("bundle")
     torch.manual_seed(0)

@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from promptlift.world.bundle import BundleConfig, load_judge, train_bundle
-from promptlift.world.judges import JUDGE_CLASSES
+from promptlift.judges import load_judge
+from promptlift.recipes.bundle import BundleConfig, train_bundle
+from promptlift.judges import JUDGE_CLASSES
 
 
 @pytest.mark.parametrize("name", list(JUDGE_CLASSES))

@@ -9,7 +9,7 @@ from PIL import Image
 from click.testing import CliRunner
 
 from promptlift.cli import cli
-from promptlift.evaluation import PROMPT_SETS, load_prompt_set
+from promptlift.data import PROMPT_SETS, load_prompt_set
 from promptlift.stats import bootstrap_mean, win_rate
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -256,7 +256,7 @@ def test_system_table_pairs_systems_on_shared_prompts_and_seeds(tmp_path):
 
 
 def test_a_prompts_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
-    from promptlift.evaluation.prompts import load_prompt_set
+    from promptlift.data.prompt_sets import load_prompt_set
 
     path = tmp_path / "p.jsonl"
     path.write_bytes(b'{"prompt": "a red ball"}\n{"prompt": "caf\xe9"}\n')

@@ -11,7 +11,8 @@ from promptlift.cli import cli
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
 from promptlift.methods.sur_adapter.model import SURAdapter
 from promptlift.methods.textcraftor.lift import TextCraftorLift
-from promptlift.pipeline import LIFTED_STACK, encode_prompts, lifted_specs, load_lifts, load_pipeline
+from promptlift.methods import LIFTED_STACK, lifted_specs
+from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
 
 PROMPTS = ["a red ball", "two boats at sunset"]
 

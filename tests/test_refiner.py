@@ -234,9 +234,9 @@ def test_bad_config_is_named(tmp_path):
 
 
 def test_the_bundled_refiner_extends_a_literal_prompt_with_its_scenery():
-    from promptlift.methods.refiner import bundle_refiner
+    from promptlift.methods import METHODS
 
-    refiner = Refiner.load(bundle_refiner(), load_pipeline(None))
+    refiner = Refiner.load(METHODS["refiner"].bundle_weights, load_pipeline(None))
     assert refiner.extend
     refined = refiner.one_shot(["two red boats at sunset", "a white tree at night"])
     assert refined[0].startswith("two red boats at sunset, ") and "warm evening sky" in refined[0]

@@ -88,7 +88,7 @@ def _tiny_imagereward_folder(root):
 
 
 def _bert_tokenizer_folder(root):
-    from promptlift.world.bundle import build_tokenizer
+    from promptlift.judges import build_tokenizer
 
     build_tokenizer(model_max_length=64).save_pretrained(root)  # bert-base-uncased's WordPiece vocabulary
     return str(root)

@@ -82,14 +82,14 @@ def test_diffusion_gradient_reaches_the_adapter_and_nothing_else(tmp_path, tiny_
         seen["unet_same"] = all(torch.equal(p, pipe_params[n]) for n, p in spy_fit.pipe.unet.named_parameters())
         return result
 
-    real_load = trainer.load_pipeline
+    real_load = trainer.load_frozen_pipeline
 
     def spy_load(*a, **kw):
         spy_fit.pipe = real_load(*a, **kw)
         return spy_fit.pipe
 
     monkeypatch.setattr(trainer, "fit", spy_fit)
-    monkeypatch.setattr(trainer, "load_pipeline", spy_load)
+    monkeypatch.setattr(trainer, "load_frozen_pipeline", spy_load)
     result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir,
                      "--llm_weight", 0, "--complex_weight", 0)
     assert result.exit_code == 0, result.output
@@ -143,7 +143,7 @@ def _tiny_captioner(root):
     """A tiny random BLIP captioner (the architecture SURD used), saved like a hub model."""
     from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
-    from promptlift.world.bundle import build_tokenizer
+    from promptlift.judges import build_tokenizer
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer(model_max_length=32)

@@ -6,6 +6,7 @@ Each command's options are built from its config dataclass, so every option is d
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -83,15 +84,25 @@ def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, argum
     return _ConfigCommand(name, params=params, callback=callback, help=doc, short_help=doc.split("\n")[0])
 
 
+LazyCommands = dict[str, tuple[str, Callable[[], click.Command]]]
+
+
 class LazyGroup(click.Group):
     """A group whose commands import their (heavy) modules only when run, so `--help` stays fast.
 
-    `lazy` maps a command name to (one-line help, a function building the command).
+    `lazy` maps a command name to (one-line help, a function building the command), or is a function returning that
+    map, called when the group is first listed or used (a registry read only then).
     """
 
-    def __init__(self, *args, lazy: dict[str, tuple[str, Callable[[], click.Command]]] | None = None, **kwargs):
+    def __init__(self, *args, lazy: LazyCommands | Callable[[], LazyCommands] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lazy = dict(lazy or {})
+        self._lazy = lazy or {}
+
+    @property
+    def lazy(self) -> LazyCommands:
+        if callable(self._lazy):
+            self._lazy = dict(self._lazy())
+        return self._lazy
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -166,9 +177,9 @@ def _run_tiny_pipeline(cfg: TinyPipelineConfig) -> None:
 @cli.command("lifts")
 def list_lifts() -> None:
     """List the registered lifts (for `--lift NAME[=PATH]`)."""
-    from .pipeline import LIFTS, _register_method_lifts
+    from . import methods  # noqa: F401 (registers the methods' lifts)
+    from .pipeline import LIFTS
 
-    _register_method_lifts()
     for spec in LIFTS.values():
         default = spec.default_path() if spec.default_path else None
         options = spec.options()
@@ -276,70 +287,29 @@ def _refine_command() -> click.Command:
     return config_command("refine", RefineConfig, _run_refine, arguments=("prompt",))
 
 
-@cli.group("train", cls=LazyGroup)
+def _method_command(name: str) -> click.Command:
+    from .methods import METHODS
+
+    method = METHODS[name]
+
+    def run(cfg) -> None:
+        out = method.train(cfg)
+        best = "best/ (best held-out) and " if (out / "best").is_dir() else ""
+        click.echo(f"{name} run in {out}: trained weights in {best}final/")
+
+    return config_command(name, method.config, run)
+
+
+def _method_commands() -> dict[str, tuple[str, Callable[[], click.Command]]]:
+    """`promptlift train NAME` for every registered method (the registry is read when the group is used)."""
+    from .methods import METHODS
+
+    return {name: (spec.help, functools.partial(_method_command, name)) for name, spec in METHODS.items()}
+
+
+@cli.group("train", cls=LazyGroup, lazy=_method_commands)
 def train() -> None:
     """Train a method (each takes --config FILE.yaml and --key value overrides)."""
-
-
-def _run_quality_tuning(cfg) -> None:
-    from .methods.quality_tuning.trainer import train as train_qt
-
-    click.echo(f"quality-tuned weights in {train_qt(cfg) / 'best'}")
-
-
-def _quality_tuning_command() -> click.Command:
-    from .methods.quality_tuning.config import QualityTuningConfig
-
-    return config_command("quality-tuning", QualityTuningConfig, _run_quality_tuning)
-
-
-def _run_sur_adapter(cfg) -> None:
-    from .methods.sur_adapter.trainer import train as train_sur
-
-    out = train_sur(cfg)
-    click.echo(f"SUR-adapter in {out / 'best'} (best held-out) and {out / 'final'}")
-
-
-def _sur_adapter_command() -> click.Command:
-    from .methods.sur_adapter.config import SURAdapterConfig
-
-    return config_command("sur-adapter", SURAdapterConfig, _run_sur_adapter)
-
-
-def _run_refiner(cfg) -> None:
-    from .methods.refiner.trainer import train as train_refiner
-
-    click.echo(f"refiner run in {train_refiner(cfg)} (best/ and final/)")
-
-
-def _refiner_command() -> click.Command:
-    from .methods.refiner.config import RefinerConfig
-
-    return config_command("refiner", RefinerConfig, _run_refiner)
-
-
-def _run_textcraftor(cfg) -> None:
-    from .methods.textcraftor.trainer import train as train_tc
-
-    out = train_tc(cfg)
-    best = "best/ (best held-out) and " if (out / "best").is_dir() else ""
-    click.echo(f"TextCraftor run in {out}: tuned weights in {best}final/")
-
-
-def _textcraftor_command() -> click.Command:
-    from .methods.textcraftor.config import TextCraftorConfig
-
-    return config_command("textcraftor", TextCraftorConfig, _run_textcraftor)
-
-
-train.lazy.update({"quality-tuning": ("Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
-                                      _quality_tuning_command),
-                   "sur-adapter": ("SUR-adapter: adapter on the prompt embeddings, LLM-distilled, frozen diffusion model.",
-                                   _sur_adapter_command),
-                   "textcraftor": ("TextCraftor: reward fine-tuning of the text encoder through the last sampling steps.",
-                                   _textcraftor_command),
-                   "refiner": ("Prompt refiner (UF-FGTG): encoder + domain adapter + decoder, coarse -> fine prompts.",
-                               _refiner_command)})
 
 
 def _run_sur_triples(cfg) -> None:
@@ -368,7 +338,7 @@ def list_rewards() -> None:
 @cli.command("prompt-sets")
 def list_prompt_sets() -> None:
     """List the named prompt sets (for `--prompts`)."""
-    from .evaluation import PROMPT_SETS
+    from .data import PROMPT_SETS
 
     for spec in PROMPT_SETS.values():
         click.echo(f"{spec.name:22s} {spec.help}")
@@ -445,13 +415,13 @@ def _run_world_stats(cfg) -> None:
 
 
 def _run_train_bundle(cfg) -> None:
-    from .world.bundle import train_bundle
+    from .recipes.bundle import train_bundle
 
     click.echo(json_text(train_bundle(cfg), indent=2))
 
 
 def _train_bundle_command() -> click.Command:
-    from .world.bundle import BundleConfig
+    from .recipes.bundle import BundleConfig
 
     return config_command("train-bundle", BundleConfig, _run_train_bundle)
 

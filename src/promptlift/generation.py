@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import to_dict
-from .pipeline import (Lift, check_prompts, encode_prompts, lifted_specs, load_lifts, load_pipeline,
+from .methods import lifted_specs
+from .pipeline import (Lift, check_prompts, encode_prompts, load_lifts, load_pipeline,
                        recommended_guidance_scale, rewrite_prompts, run_pipeline)
 from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
 

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from ..data.review import REVIEW_FILE, read_review
-from ..pipeline import LIFTED_STACK
+from ..methods import LIFTED_STACK, METHODS
 from ..utils import atomic_write_json, json_text
 from .votes import QUESTIONS, VoteStore
 
@@ -138,9 +138,9 @@ class AppState:
 
     def refiner(self):
         if self._refiner is None:
-            from ..methods.refiner import Refiner, bundle_refiner
+            from ..methods.refiner import Refiner
 
-            path = self.cfg.refiner or bundle_refiner()
+            path = self.cfg.refiner or METHODS["refiner"].bundle_weights
             if path is None:
                 raise UserError("No prompt refiner is installed; start the app with `--refiner PATH`.")
             self._refiner = Refiner.load(path, self.pipeline()[0])

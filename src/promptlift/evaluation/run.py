@@ -28,7 +28,7 @@ from ..pipeline import check_prompts, rewrite_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
                      images_to_tensor, json_text)
-from .prompts import load_prompt_set
+from ..data.prompt_sets import load_prompt_set
 from ..stats import bootstrap_mean
 
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
@@ -191,7 +191,7 @@ def _world_expected(rec: dict) -> bool:
 
 
 def _attribute_judge(bundle_dir: Path | None):
-    from ..world.bundle import BUNDLE_DIR, load_judge
+    from ..judges.bundle import BUNDLE_DIR, load_judge
 
     return load_judge(bundle_dir or BUNDLE_DIR, "attributes")
 

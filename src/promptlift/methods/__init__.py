@@ -1,1 +1,13 @@
-"""The four post-training methods, one folder each: config.py (dataclass), trainer.py (the loop)."""
+"""The four post-training methods, one folder each (config.py: the dataclass; trainer.py: the loop; the lift that
+applies what it trained), registered in METHODS; common.py and heldout.py hold what their trainers share, stack.py
+the lifted stack of all four.
+
+A new method is a folder here whose __init__ registers it with `register_method` (config, trainer, lift), imported
+below; the CLI's `train` group, `promptlift lifts`, the app and the bundle paths then all know it.
+"""
+
+from . import quality_tuning, refiner, sur_adapter, textcraftor  # noqa: F401 (each registers its method and lift)
+from .registry import METHODS, MethodSpec, register_method
+from .stack import LIFTED_STACK, lifted_specs, load_lifted_pipeline
+
+__all__ = ["LIFTED_STACK", "METHODS", "MethodSpec", "lifted_specs", "load_lifted_pipeline", "register_method"]

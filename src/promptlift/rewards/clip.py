@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..world.world_clip import projected
+from ..judges.clip import projected
 from .base import Reward, WeightSource, clip_preprocess, register_reward
 
 __all__ = ["CLIPScore", "PickScore", "LaionAesthetic", "encode_text_windows", "load_clip"]

@@ -12,10 +12,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..world.bundle import BUNDLE_DIR, load_judge, load_tokenizer_from
+from ..judges.bundle import BUNDLE_DIR, load_judge, load_tokenizer_from
 from ..world.prompts import parse_prompt
 from ..world.scene import ATTRIBUTES
-from ..world.world_clip import image_features, load_world_clip, text_features
+from ..judges.clip import image_features, load_world_clip, text_features
 from .base import Reward, WeightSource, register_reward
 
 __all__ = ["WorldAesthetic", "WorldAttributes", "WorldCLIPScore"]

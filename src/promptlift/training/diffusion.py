@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["diffusion_loss", "noised", "sdxl_time_ids", "latent_dist_params", "sample_latents"]
+__all__ = ["UNET_LORA_TARGETS", "diffusion_loss", "noised", "sdxl_time_ids", "latent_dist_params", "sample_latents"]
+
+UNET_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the UNet's attention projections, as diffusers' LoRA scripts
 
 
 @torch.no_grad()

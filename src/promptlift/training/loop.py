@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..utils import atomic_write_json, json_text, launched_on_cpus
 
-__all__ = ["TrainConfig", "MethodTrainConfig", "FitResult", "fit", "find_checkpoint"]
+__all__ = ["TrainConfig", "FitResult", "fit", "find_checkpoint"]
 
 
 @dataclass
@@ -71,33 +71,6 @@ class TrainConfig:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}.")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must be in (0, 1), got {self.ema_decay}.")
-
-
-@dataclass
-class MethodTrainConfig(TrainConfig):
-    """TrainConfig + the base model and the held-out evaluation every method trainer runs every `eval_steps`."""
-
-    pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
-    eval_prompts: str = field(default="literal", metadata={"help": "Held-out prompts: a world set (complex, literal, narrative-val) or a .jsonl file."})
-    num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
-    eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging the win rate vs base; never a training reward."})
-    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
-    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
-    eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
-    eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        from ..rewards import parse_reward_options
-
-        parse_reward_options(self.reward_option)
-        if self.num_eval_prompts < 1 or self.eval_inference_steps < 1:
-            raise ValueError(f"`num_eval_prompts` and `eval_inference_steps` must be >= 1, got {self.num_eval_prompts} "
-                             f"and {self.eval_inference_steps}.")
-        if self.eval_guidance_scale is None:
-            from ..pipeline import recommended_guidance_scale
-
-            self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)
 
 
 @dataclass

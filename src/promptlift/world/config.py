@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["ContactSheetConfig", "DatasetConfig", "PromptSetConfig", "RenderConfig", "StatsConfig", "PROMPT_SETS"]
+__all__ = ["ContactSheetConfig", "DatasetConfig", "PromptSetConfig", "RenderConfig", "StatsConfig", "WORLD_PROMPT_STYLES"]
 
-# Named evaluation prompt sets: set name -> prompt style (narrative sets name their phrasing pool).
-PROMPT_SETS = {"complex": "complex", "literal": "literal", "narrative-train": "narrative", "narrative-val": "narrative"}
+# The world's prompt sets: set name -> prompt style (narrative sets name their phrasing pool).
+WORLD_PROMPT_STYLES = {"complex": "complex", "literal": "literal", "narrative-train": "narrative", "narrative-val": "narrative"}
 
 
 def _check_positive(cfg, *names: str) -> None:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..utils import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, default_font, ensure_output_dir, json_text
-from .config import PROMPT_SETS, ContactSheetConfig, DatasetConfig, PromptSetConfig, RenderConfig, StatsConfig
+from .config import WORLD_PROMPT_STYLES, ContactSheetConfig, DatasetConfig, PromptSetConfig, RenderConfig, StatsConfig
 from .prompts import (
     complex_prompt,
     indirect_share,
@@ -92,9 +92,9 @@ def iter_prompt_set(name: str, num_prompts: int = 200, seed: int = 0) -> Iterato
     Scenes come from the prompt-set seed stream, apart from every dataset. The complex set is
     written for the best quality, so its prompts carry every quality keyword, as a skilled user's would.
     """
-    if name not in PROMPT_SETS:
-        raise ValueError(f"unknown world prompt set {name!r}; choose one of {list(PROMPT_SETS)}.")
-    style = PROMPT_SETS[name]
+    if name not in WORLD_PROMPT_STYLES:
+        raise ValueError(f"unknown world prompt set {name!r}; choose one of {list(WORLD_PROMPT_STYLES)}.")
+    style = WORLD_PROMPT_STYLES[name]
     for i in range(num_prompts):
         seed_i = scene_seed(seed, i, stream="prompts")
         scene = sample_scene(seed_i, quality=Quality.best() if style == "complex" else None)

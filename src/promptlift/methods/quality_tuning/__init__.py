@@ -1,21 +1,17 @@
-"""Quality-tuning (Emu): curated-data SFT of the UNet; registers the `quality-tuning` lift."""
+"""Quality-tuning (Emu): curated-data SFT of the UNet; registers the `quality-tuning` method and lift."""
 
 from pathlib import Path
 
-from ...pipeline import ComponentLift, LoraLift, register_lift
+from ...pipeline import ComponentLift, LoraLift
+from ..registry import register_method
 from .config import QualityTuningConfig
 
 __all__ = ["QualityTuningConfig"]
 
-BUNDLE_WEIGHTS = Path(__file__).resolve().parents[2] / "bundle" / "quality-tuning"
 
-
-def _default_path() -> Path | None:
-    return BUNDLE_WEIGHTS if BUNDLE_WEIGHTS.is_dir() else None
-
-
-@register_lift("quality-tuning", help="Quality-tuned UNet weights (unet/ folder or LoRA); default: the bundle's.",
-               default_path=_default_path)
+@register_method("quality-tuning", config=QualityTuningConfig, trainer=f"{__name__}.trainer:train",
+                 help="Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
+                 lift_help="Quality-tuned UNet weights (unet/ folder or LoRA); default: the bundle's.")
 def _quality_tuning_lift(name: str, path: Path | None):
     if path is not None and (path / "pytorch_lora_weights.safetensors").is_file():
         return LoraLift(name, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...training import MethodTrainConfig
+from ..common import MethodTrainConfig
 
 __all__ = ["QualityTuningConfig"]
 

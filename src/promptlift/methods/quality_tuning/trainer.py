@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -20,11 +19,12 @@ from tqdm.auto import tqdm
 
 from ...data.records import iter_records
 from ...data.review import read_review
-from ...pipeline import encode_prompts, load_pipeline
-from ...evaluation.heldout import HeldOutEvaluator
+from ...pipeline import encode_prompts
 from ...training import epoch_indices, fit
-from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
-from ...utils import atomic_dir, atomic_write_json, images_to_tensor
+from ...training.diffusion import UNET_LORA_TARGETS, diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
+from ...utils import atomic_dir, images_to_tensor
+from ..common import BestKeeper, load_frozen_pipeline
+from ..heldout import HeldOutEvaluator
 from .config import QualityTuningConfig
 
 __all__ = ["train", "save_weights"]
@@ -72,7 +72,7 @@ def save_weights(unet, cfg: QualityTuningConfig, folder: Path) -> Path:
             cls = StableDiffusionXLPipeline if "text_time" == unet.config.addition_embed_type else StableDiffusionPipeline
             cls.save_lora_weights(tmp, unet_lora_layers=get_peft_model_state_dict(unet),
                                   unet_lora_adapter_metadata={"r": cfg.lora_rank, "lora_alpha": cfg.lora_alpha,
-                                                              "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]})
+                                                              "target_modules": UNET_LORA_TARGETS})
         else:
             unet.save_pretrained(tmp / "unet")
     return folder
@@ -80,10 +80,7 @@ def save_weights(unet, cfg: QualityTuningConfig, folder: Path) -> Path:
 
 def train(cfg: QualityTuningConfig) -> Path:
     """Quality-tune the UNet of `pretrained_model_name_or_path` on `train_data_dir`; returns the output folder."""
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
-    for module in (pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
-        if module is not None:
-            module.requires_grad_(False)
+    pipe = load_frozen_pipeline(cfg, train="unet")
     unet = pipe.unet
     set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     if cfg.use_lora:
@@ -91,7 +88,7 @@ def train(cfg: QualityTuningConfig) -> Path:
 
         unet.requires_grad_(False)
         unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
-                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+                                    target_modules=UNET_LORA_TARGETS))
     else:
         unet.requires_grad_(True)
     cache = build_cache(pipe, cfg)
@@ -128,27 +125,19 @@ def train(cfg: QualityTuningConfig) -> Path:
 
     evaluator = HeldOutEvaluator.from_config(pipe, cfg)
     out = Path(cfg.output_dir)
-    best_file = out / "best" / "eval.json"  # a resumed run keeps competing with its earlier best
-    state = {"best": json.loads(best_file.read_text())["win_rate_vs_base"] if best_file.is_file() else -1.0,
-             "since_best": 0, "history": []}
+    keeper = BestKeeper(out)
 
     def eval_fn(model, step):
         metrics = evaluator()  # the pipeline's UNet is the model in training
-        state["history"].append({"step": step, **metrics})
         semantic_kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - cfg.max_semantic_drop
-        if semantic_kept and metrics["win_rate_vs_base"] > state["best"]:
-            state.update(best=metrics["win_rate_vs_base"], since_best=0)
-            save_weights(model, cfg, out / "best")
-            atomic_write_json(out / "best" / "eval.json", {"step": step, **metrics})
-        else:
-            state["since_best"] += 1
+        keeper.keep(step, metrics["win_rate_vs_base"] if semantic_kept else None, metrics,
+                    lambda folder: save_weights(model, cfg, folder))
         return metrics
 
     def stop_fn(metrics):
-        return state["since_best"] >= cfg.early_stopping_patience
+        return keeper.since_best >= cfg.early_stopping_patience
 
     trainable = [p for p in unet.parameters() if p.requires_grad]
     result = fit(cfg, unet, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, stop_fn=stop_fn, desc="quality-tuning")
-    if result.is_main_process:  # one writer under a multi-process launch
-        atomic_write_json(out / "eval_history.json", state["history"])
+    keeper.write_history(result)
     return out

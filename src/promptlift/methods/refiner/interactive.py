@@ -58,10 +58,10 @@ def refine(cfg: RefineConfig, show: Callable[[int, list[str]], None] = lambda i,
            ask: Callable[[list[str]], int] | None = None) -> str:
     """Run the loop; returns the final refined prompt. `show(round, candidates)` displays a round; `ask` picks."""
     from ...pipeline import load_pipeline
-    from . import bundle_refiner
+    from ..registry import METHODS
     from .strategies import Refiner
 
-    path = cfg.refiner or bundle_refiner()
+    path = cfg.refiner or METHODS["refiner"].bundle_weights
     if path is None:
         raise ValueError("no `refiner` given and the bundle has none; pass `--refiner` with a `promptlift train refiner` output.")
     pipe = load_pipeline(cfg.model)

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -27,11 +26,11 @@ from tqdm.auto import tqdm
 
 from ...data.prompts import read_prompts
 from ...data.records import iter_records
-from ...evaluation.heldout import HeldOutEvaluator
-from ...pipeline import load_pipeline
 from ...training import epoch_indices, fit
 from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
-from ...utils import atomic_write_json, images_to_tensor
+from ...utils import images_to_tensor
+from ..common import BestKeeper, load_frozen_pipeline
+from ..heldout import HeldOutEvaluator
 from .config import RefinerConfig
 from .data import Summariser, coarse_pairs, continuation, shuffle_phrases
 from .features import TextFeatures
@@ -112,14 +111,6 @@ def mode_similarity(modes: torch.Tensor) -> torch.Tensor:
     modes = F.normalize(modes, dim=-1)
     k = modes.shape[1]
     return ((modes @ modes.transpose(1, 2)).sum((1, 2)) - k).mean() / max(k * (k - 1), 1)
-
-
-def _frozen_pipeline(cfg: RefinerConfig):
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
-    for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
-        if getattr(pipe, name, None) is not None:
-            getattr(pipe, name).requires_grad_(False)
-    return pipe
 
 
 def _build_model(cfg: RefinerConfig, features: TextFeatures, caches: list[dict]) -> PromptRefiner:
@@ -217,7 +208,7 @@ def train(cfg: RefinerConfig) -> Path:
         if len(rows) < 128:
             raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
         held_rows, rows = rows[-64:], rows[:-64]
-    pipe = _frozen_pipeline(cfg)
+    pipe = load_frozen_pipeline(cfg)
     features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
     cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
     held_out = build_cache(held_rows, features, cfg) if held_rows else None
@@ -230,8 +221,7 @@ def train(cfg: RefinerConfig) -> Path:
     loss_fn = _loss_fn(cfg, pipe, use_images)
 
     out = Path(cfg.output_dir)
-    best_file = out / "best" / "eval.json"
-    state = {"best": json.loads(best_file.read_text())["score"] if best_file.is_file() else None, "history": []}
+    keeper = BestKeeper(out)
     evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
 
     def eval_fn(m, step):
@@ -240,15 +230,11 @@ def train(cfg: RefinerConfig) -> Path:
             metrics, score = _judged_check(refiner, evaluator, cfg)
         else:
             metrics, score = _cross_entropy_check(refiner, held_out, held_rows)
-        state["history"].append({"step": step, **metrics})
-        if state["best"] is None or score > state["best"]:
-            state["best"] = score
-            m.save_pretrained(out / "best", {**extra, "step": step})
-            atomic_write_json(best_file, {"step": step, "score": score, **metrics})
+        keeper.keep(step, score, metrics, lambda folder: m.save_pretrained(folder, {**extra, "step": step}))
         return metrics
 
     result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")
     if result.is_main_process:  # one writer under a multi-process launch
         result.model.eval().save_pretrained(out / "final", extra)
-        atomic_write_json(out / "eval_history.json", state["history"])
+    keeper.write_history(result)
     return out

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ...training import MethodTrainConfig
+from ..common import MethodTrainConfig
 
 __all__ = ["SURAdapterConfig"]
 

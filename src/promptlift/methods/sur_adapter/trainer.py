@@ -27,11 +27,12 @@ from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
 from ...data.records import iter_records
-from ...evaluation.heldout import HeldOutEvaluator
-from ...pipeline import encode_prompts, load_pipeline, prompt_padding_mask
+from ...pipeline import encode_prompts, prompt_padding_mask
 from ...training import epoch_indices, fit
 from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
 from ...utils import atomic_dir, atomic_path, atomic_write_json, images_to_tensor
+from ..common import BestKeeper, load_frozen_pipeline
+from ..heldout import HeldOutEvaluator
 from .config import SURAdapterConfig
 from .lift import SURAdapterLift
 from .llm import LLMFeatures, masked_mean
@@ -194,22 +195,15 @@ def _loss_fn(cfg: SURAdapterConfig, pipe):
     return loss_fn
 
 
-def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, state: dict):
+def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, keeper: BestKeeper):
     """eval_fn(model, step): the held-out check; the best adapter so far is kept in best/ (step 3)."""
-    out = Path(cfg.output_dir)
     evaluator = HeldOutEvaluator.from_config(pipe, cfg)
-    best_file = out / "best" / "eval.json"
-    state["best"] = json.loads(best_file.read_text())["score"] if best_file.is_file() else -1.0
 
     def eval_fn(model, step):
         metrics = evaluator([SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher)])
         # the method's aim: simple prompts right; ties broken by the aesthetic win rate
         score = metrics.get("semantic_all", 0.0) + 1e-3 * metrics["win_rate_vs_base"]
-        state["history"].append({"step": step, **metrics})
-        if score > state["best"]:
-            state["best"] = score
-            save_adapter(model, cfg, out / "best")
-            atomic_write_json(out / "best" / "eval.json", {"step": step, "score": score, **metrics})
+        keeper.keep(step, score, metrics, lambda folder: save_adapter(model, cfg, folder))
         return metrics
 
     return eval_fn
@@ -217,10 +211,7 @@ def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, state: dict):
 
 def train(cfg: SURAdapterConfig) -> Path:
     """Train the adapter on `train_data_dir`; returns the output folder (adapter in final/ and best/)."""
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
-    for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
-        if getattr(pipe, name, None) is not None:
-            getattr(pipe, name).requires_grad_(False)
+    pipe = load_frozen_pipeline(cfg)
     out = Path(cfg.output_dir)
     teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or out / "llm-cache", device=pipe.device)
     cache = cached_features(pipe, cfg, teacher)
@@ -230,10 +221,10 @@ def train(cfg: SURAdapterConfig) -> Path:
                          pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
                          llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
                          read_prompt_embeds=cfg.read_prompt_embeds)
-    state = {"history": []}
+    keeper = BestKeeper(out)
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
-                 eval_fn=_eval_fn(cfg, pipe, teacher, state), desc="sur-adapter")
+                 eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
     if result.is_main_process:  # one writer under a multi-process launch
         save_adapter(result.model.eval(), cfg, out / "final")
-        atomic_write_json(out / "eval_history.json", state["history"])
+    keeper.write_history(result)
     return out

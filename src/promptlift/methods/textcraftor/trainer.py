@@ -11,7 +11,6 @@ base model by an evaluation judge that is not a training reward; the best weight
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import diffusers
@@ -20,12 +19,13 @@ from accelerate.utils import set_seed
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from ...data.prompts import read_prompts
-from ...evaluation.heldout import HeldOutEvaluator
 from ...pipeline import PromptEmbeds, encode_prompts, load_pipeline
 from ...rewards import load_reward, parse_reward_options
 from ...training import epoch_indices, fit
-from ...training.diffusion import sdxl_time_ids
+from ...training.diffusion import UNET_LORA_TARGETS, sdxl_time_ids
 from ...utils import atomic_dir, atomic_write_json
+from ..common import PIPELINE_MODELS, BestKeeper
+from ..heldout import HeldOutEvaluator
 from .config import TextCraftorConfig, parse_weighted
 from .lift import INFO_FILE, TextCraftorLift, swapped
 from .sampling import Conditioning, decode, sample_with_grad
@@ -33,14 +33,13 @@ from .sampling import Conditioning, decode, sample_with_grad
 __all__ = ["save_tuned", "train", "trainable_module"]
 
 ENCODER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-UNET_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
 def trainable_module(pipe, cfg: TextCraftorConfig) -> torch.nn.Module:
     """Freeze everything, then make trainable what `cfg` tunes: the encoder(s) (all weights or a LoRA), or a UNet LoRA."""
     from peft import LoraConfig
 
-    for name in ("vae", "unet", "text_encoder", "text_encoder_2"):
+    for name in PIPELINE_MODELS:
         if getattr(pipe, name, None) is not None:
             getattr(pipe, name).requires_grad_(False).eval()
     if cfg.train == "unet_lora":
@@ -153,8 +152,7 @@ def train(cfg: TextCraftorConfig) -> Path:
 
     evaluator = HeldOutEvaluator.from_config(pipe, cfg)
     out = Path(cfg.output_dir)
-    best_file = out / "best" / "eval.json"
-    state = {"best": json.loads(best_file.read_text())["score"] if best_file.is_file() else -1.0, "history": []}
+    keeper = BestKeeper(out)
 
     def eval_fn(_model, step):
         lifts = [] if cfg.train == "unet_lora" else [TextCraftorLift("textcraftor", None, switch_step=cfg.switch_step,
@@ -163,17 +161,13 @@ def train(cfg: TextCraftorConfig) -> Path:
         # the aim: more appealing images with the content kept; a semantic drop over 1 point never counts as best
         kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
         # the win rate saturates at 1 quickly; the judge's mean breaks ties
-        score = metrics["win_rate_vs_base"] + 1e-3 * metrics["judge_mean"] if kept else -1.0
-        state["history"].append({"step": step, **metrics})
-        if score > state["best"]:
-            state["best"] = score
-            save_tuned(pipe, cfg, out / "best", {"step": step})
-            atomic_write_json(best_file, {"step": step, "score": score, **metrics})
+        score = metrics["win_rate_vs_base"] + 1e-3 * metrics["judge_mean"] if kept else None
+        keeper.keep(step, score, metrics, lambda folder: save_tuned(pipe, cfg, folder, {"step": step}))
         return metrics
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     result = fit(cfg, model, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, desc="textcraftor")
     if result.is_main_process:  # one writer under a multi-process launch
         save_tuned(pipe, cfg, out / "final")
-        atomic_write_json(out / "eval_history.json", state["history"])
+    keeper.write_history(result)
     return out

@@ -14,21 +14,13 @@ from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNe
 from diffusers.training_utils import compute_snr
 from transformers import CLIPTextModel
 
-from ..training import find_checkpoint, fit
-from ..utils import atomic_dir, atomic_path, image_grid
-from .batches import world_batch
-from .bundle import (
-    BundleConfig,
-    PART_SEEDS,
-    _train_config,
-    _write_card,
-    attribute_accuracy,
-    load_judge,
-    load_tokenizer,
-    load_vae,
-)
-from .dataset import iter_prompt_set
-from .prompts import complex_prompt, literal_prompt
+from ...judges.bundle import attribute_accuracy, load_judge
+from ...training import find_checkpoint, fit
+from ...utils import atomic_dir, atomic_path, image_grid
+from ...world.batches import world_batch
+from ...world.dataset import iter_prompt_set
+from ...world.prompts import complex_prompt, literal_prompt
+from .recipe import PART_SEEDS, BundleConfig, load_tokenizer, load_vae, train_config, write_card
 
 __all__ = ["assemble", "build_unet", "generate_for_eval", "noise_scheduler", "train_unet", "world_pipeline"]
 
@@ -130,7 +122,7 @@ def train_unet(cfg: BundleConfig) -> dict:
         return loss, {}
 
     prompts = list(iter_prompt_set("complex", cfg.unet_eval_prompts, seed=1))
-    judge = load_judge(cfg, "attributes")
+    judge = load_judge(cfg.output_dir, "attributes")
 
     samples = Path(cfg.work_dir) / "unet" / "samples"
 
@@ -142,14 +134,14 @@ def train_unet(cfg: BundleConfig) -> dict:
             image_grid(images, cols=8, scale=2).save(tmp)
         return {"complex_prompts": attribute_accuracy(judge, images, [x["expected"] for x in prompts])}
 
-    tc = _train_config(cfg, "unet", max_train_steps=cfg.unet_steps, train_batch_size=cfg.unet_batch_size,
+    tc = train_config(cfg, "unet", max_train_steps=cfg.unet_steps, train_batch_size=cfg.unet_batch_size,
                        learning_rate=cfg.unet_learning_rate, lr_warmup_steps=500, checkpointing_steps=250,
                        eval_steps=cfg.unet_eval_steps, use_ema=True, ema_decay=0.999, adam_weight_decay=0.01)
     result = fit(tc, unet, loss_fn, batch_fn, eval_fn=eval_fn, desc="unet")
     with atomic_dir(Path(cfg.output_dir) / "pipeline" / "unet") as tmp:
         result.model.eval().save_pretrained(tmp)
     metrics = {"steps": result.step, "init": cfg.unet_init, **result.metrics}
-    _write_card(cfg, "unet", metrics)
+    write_card(cfg, "unet", metrics)
     return metrics
 
 
@@ -182,7 +174,7 @@ def snapshot_unet(cfg: BundleConfig) -> dict:
     with atomic_dir(Path(cfg.output_dir) / "pipeline" / "unet") as tmp:
         unet.save_pretrained(tmp)
     metrics = {"snapshot_of_step": ema["optimization_step"], "status": "training in progress", "init": cfg.unet_init}
-    _write_card(cfg, "unet", metrics)
+    write_card(cfg, "unet", metrics)
     return metrics
 
 
@@ -197,5 +189,5 @@ def assemble(cfg: BundleConfig) -> dict:
         pipe.save_pretrained(tmp)
     size = sum(f.stat().st_size for f in Path(cfg.output_dir).rglob("*") if f.is_file())
     metrics = {"bundle_size_mb": round(size / 2**20, 2)}
-    _write_card(cfg, "assemble", metrics)
+    write_card(cfg, "assemble", metrics)
     return metrics

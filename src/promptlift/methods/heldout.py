@@ -10,8 +10,12 @@ import numpy as np
 import torch
 
 from ..pipeline import Lift, encode_prompts, rewrite_prompts, run_pipeline
+from ..data.prompt_sets import load_prompt_set
+from ..judges.bundle import BUNDLE_DIR, load_judge
 from ..rewards import load_reward, parse_reward_options
 from ..stats import win_rate
+from ..world.config import WORLD_PROMPT_STYLES
+from ..world.dataset import iter_prompt_set
 
 __all__ = ["HeldOutEvaluator", "heldout_lines"]
 
@@ -21,14 +25,8 @@ ATTRIBUTES = ("setting", "kind", "color", "count")
 def heldout_lines(source: str, n: int) -> list[dict]:
     """The first `n` prompts of a world prompt set (a seed apart from the eval runs'), a registered prompt set
     (e.g. partiprompts, from its cache or original address) or a .jsonl file of {"prompt", "expected"?}."""
-    from ..world.config import PROMPT_SETS as WORLD_SETS
-
-    if source in WORLD_SETS:
-        from ..world.dataset import iter_prompt_set
-
+    if source in WORLD_PROMPT_STYLES:
         return list(iter_prompt_set(source, n, seed=3))
-    from .prompts import load_prompt_set
-
     return load_prompt_set(source, num_prompts=n)
 
 
@@ -43,8 +41,6 @@ class HeldOutEvaluator:
         self.judge = load_reward(judge, **parse_reward_options(reward_option).get(judge, {}))
         self.attributes = None
         if all(isinstance(x.get("expected"), dict) for x in self.lines):
-            from ..world.bundle import BUNDLE_DIR, load_judge
-
             self.attributes = load_judge(judge_bundle or BUNDLE_DIR, "attributes")
         self.base = self.score(self.images([]))
 

@@ -1,0 +1,79 @@
+"""What every method trainer shares: its config's base model and held-out evaluation settings, the frozen base
+pipeline, and keeping the best weights by the held-out check."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..pipeline import load_pipeline, recommended_guidance_scale
+from ..rewards import parse_reward_options
+from ..training import FitResult, TrainConfig
+from ..utils import atomic_write_json
+
+__all__ = ["BestKeeper", "MethodTrainConfig", "load_frozen_pipeline"]
+
+PIPELINE_MODELS = ("vae", "unet", "text_encoder", "text_encoder_2")
+
+
+@dataclass
+class MethodTrainConfig(TrainConfig):
+    """TrainConfig + the base model and the held-out evaluation every method trainer runs every `eval_steps`."""
+
+    pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
+    eval_prompts: str = field(default="literal", metadata={"help": "Held-out prompts: a world set (complex, literal, narrative-val) or a .jsonl file."})
+    num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
+    eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging the win rate vs base; never a training reward."})
+    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
+    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
+    eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
+    eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        parse_reward_options(self.reward_option)
+        if self.num_eval_prompts < 1 or self.eval_inference_steps < 1:
+            raise ValueError(f"`num_eval_prompts` and `eval_inference_steps` must be >= 1, got {self.num_eval_prompts} "
+                             f"and {self.eval_inference_steps}.")
+        if self.eval_guidance_scale is None:
+            self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)
+
+
+def load_frozen_pipeline(cfg: MethodTrainConfig, train: str | None = None):
+    """The config's base pipeline in fp32, every model in it frozen (no gradients, eval mode) but `train`."""
+    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
+    for name in PIPELINE_MODELS:
+        module = getattr(pipe, name, None)
+        if module is not None and name != train:
+            module.requires_grad_(False).eval()
+    return pipe
+
+
+class BestKeeper:
+    """The held-out check's history and the best weights so far: `keep(step, score, metrics, save)` calls
+    `save(output_dir / "best")` and writes best/eval.json when `score` beats every earlier one (higher is better;
+    None never counts). A resumed run keeps competing with the best its earlier part saved."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = Path(output_dir)
+        best = self.output_dir / "best" / "eval.json"
+        self.best = json.loads(best.read_text()).get("score") if best.is_file() else None
+        self.since_best, self.history = 0, []
+
+    def keep(self, step: int, score: float | None, metrics: dict, save: Callable[[Path], None]) -> bool:
+        """Record the check at `step`; True when it was the best so far (and saved)."""
+        self.history.append({"step": step, **metrics})
+        if score is None or (self.best is not None and score <= self.best):
+            self.since_best += 1
+            return False
+        self.best, self.since_best = score, 0
+        save(self.output_dir / "best")
+        atomic_write_json(self.output_dir / "best" / "eval.json", {"step": step, "score": score, **metrics})
+        return True
+
+    def write_history(self, result: FitResult) -> None:
+        """eval_history.json, by the main process only (one writer under a multi-process launch)."""
+        if result.is_main_process:
+            atomic_write_json(self.output_dir / "eval_history.json", self.history)

@@ -1,0 +1,64 @@
+"""The METHODS registry: one entry per post-training method, from which the CLI's `train` group, the lift registry,
+the app's lift list and the bundle's weight folders are all read."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..judges.bundle import BUNDLE_DIR
+from ..pipeline import Lift, register_lift
+from ..registry import check_registration
+from .common import MethodTrainConfig
+
+__all__ = ["METHODS", "MethodSpec", "register_method"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method: `promptlift train NAME` (its config dataclass and trainer), and the lift NAME that applies what it
+    trained, whose default weights are the bundle's `bundle_subfolder`."""
+
+    name: str
+    config: type[MethodTrainConfig]
+    trainer: str  # "module:function", imported when a run starts (trainers pull in heavy dependencies)
+    help: str
+    lift: Callable[..., Lift]
+    bundle_subfolder: str
+
+    @property
+    def bundle_weights(self) -> Path | None:
+        """The embedded bundle's trained weights of this method, if it ships them."""
+        path = BUNDLE_DIR / self.bundle_subfolder
+        return path if path.is_dir() else None
+
+    def train(self, cfg: MethodTrainConfig) -> Path:
+        """Run the trainer; returns the run folder (best/ and final/ inside)."""
+        module, _, function = self.trainer.partition(":")
+        return getattr(importlib.import_module(module), function)(cfg)
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, *, config: type[MethodTrainConfig], trainer: str, help: str, lift_help: str,
+                    bundle_subfolder: str | None = None, path_is_spec: bool = False):
+    """Register the decorated lift factory `(name, path, **options) -> Lift` as method `name`'s lift, and the method;
+    both validated now (a config that is not a MethodTrainConfig dataclass, or a trainer that is not "module:function",
+    is refused)."""
+
+    def decorator(lift: Callable[..., Lift]):
+        check_registration("method", METHODS, name, lift, help)
+        if not (dataclasses.is_dataclass(config) and issubclass(config, MethodTrainConfig)):
+            raise TypeError(f"method {name!r}: `config` must be a MethodTrainConfig dataclass, got {config!r}.")
+        if not all(trainer.partition(":")[::2]):
+            raise ValueError(f"method {name!r}: `trainer` must be 'module:function', got {trainer!r}.")
+        spec = MethodSpec(name, config, trainer, help, lift, bundle_subfolder or name)
+        register_lift(name, help=lift_help, default_path=lambda: spec.bundle_weights, path_is_spec=path_is_spec)(lift)
+        METHODS[name] = spec
+        return lift
+
+    return decorator

@@ -1,0 +1,33 @@
+"""The lifted stack: all four methods' lifts as one product, in the order they compose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from diffusers import DiffusionPipeline
+
+from ..pipeline import Lift, load_lifts, load_pipeline, parse_lift
+
+__all__ = ["LIFTED_STACK", "lifted_specs", "load_lifted_pipeline"]
+
+# The whole product, in the order the lifts compose (see `encode_prompts`): the refiner rewrites the prompt that every
+# other lift then reads; quality-tuning swaps the UNet; the SUR-adapter edits the base model's embedding;
+# TextCraftor adds its encoder's change last, since its hybrid schedule hands tensors over mid-sampling.
+LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
+
+
+def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
+    """`--lift` specs of the lifted stack: each of LIFTED_STACK, in that order, with its default weights unless
+    `specs` names it with other ones (`NAME=PATH`); lifts of `specs` outside the stack follow."""
+    given = {parse_lift(spec)[0]: spec for spec in specs}
+    return [given.get(name, name) for name in LIFTED_STACK] + [s for n, s in given.items() if n not in LIFTED_STACK]
+
+
+def load_lifted_pipeline(pretrained_model_name_or_path: str | Path | None = None, *, lifts: Sequence[str] = (),
+                         lift_options: Sequence[str] = (), **kwargs) -> tuple[DiffusionPipeline, list[Lift]]:
+    """(pipeline, lifts) with the whole stack applied: the bundle's refiner, quality-tuning, SUR-adapter and
+    TextCraftor weights, or those `lifts` names (`NAME=PATH`); `kwargs` go to `load_pipeline`. Pass the lifts to
+    `rewrite_prompts`, `encode_prompts` and `run_pipeline` (or to `generation.generate`)."""
+    loaded = load_lifts(lifted_specs(lifts), lift_options)
+    return load_pipeline(pretrained_model_name_or_path, lifts=loaded, **kwargs), loaded
