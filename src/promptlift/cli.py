@@ -6,13 +6,16 @@ Each command's options are built from its config dataclass, so every option is d
 
 from __future__ import annotations
 
+import ast
 import functools
+import importlib
+import importlib.util
 import json
 import os
 import sys
 import types
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -159,16 +162,7 @@ def _run_generate(cfg) -> None:
         click.echo(f"base model's images in {cfg.output_dir / 'base'}; side by side: {cfg.output_dir / 'sheet.png'}")
 
 
-@dataclass
-class TinyPipelineConfig:
-    """Build a tiny random Stable Diffusion pipeline offline (for tests and trying the tools; images are noise)."""
-
-    output_dir: Path = field(default=Path(".cache/tiny-sd1"), metadata={"help": "Folder to save the pipeline in."})
-    arch: Literal["sd1", "sd2", "sdxl"] = field(default="sd1", metadata={"help": "Architecture to mimic."})
-    seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
-
-
-def _run_tiny_pipeline(cfg: TinyPipelineConfig) -> None:
+def _run_tiny_pipeline(cfg) -> None:
     from .tiny import save_tiny_pipeline
 
     click.echo(f"saved a tiny {cfg.arch} pipeline to {save_tiny_pipeline(cfg.arch, cfg.output_dir, cfg.seed)}")
@@ -187,12 +181,6 @@ def list_lifts() -> None:
                    + (f" [--lift_option {spec.name}.{'|'.join(options)}=VALUE]" if options else ""))
 
 
-def _generate_command() -> click.Command:
-    from .generation import GenerateConfig
-
-    return config_command("generate", GenerateConfig, _run_generate, arguments=("prompt",))
-
-
 def _run_eval(cfg) -> None:
     from .evaluation.run import evaluate
 
@@ -207,28 +195,10 @@ def _run_compare(cfg) -> None:
     click.echo(json_text(compare(cfg), indent=2))
 
 
-def _eval_command() -> click.Command:
-    from .evaluation.run import EvalConfig
-
-    return config_command("eval", EvalConfig, _run_eval)
-
-
-def _compare_command() -> click.Command:
-    from .evaluation.compare import CompareConfig
-
-    return config_command("compare", CompareConfig, _run_compare, arguments=("run_a", "run_b"))
-
-
 def _run_export(cfg) -> None:
     from .evaluation.export import export_run
 
     click.echo(f"wrote {export_run(cfg)}")
-
-
-def _export_command() -> click.Command:
-    from .evaluation.export import ExportConfig
-
-    return config_command("export", ExportConfig, _run_export, arguments=("run",))
 
 
 def _run_curate(cfg) -> None:
@@ -238,23 +208,11 @@ def _run_curate(cfg) -> None:
     click.echo(f"curated set, decisions.jsonl and report.html in {out}")
 
 
-def _curate_command() -> click.Command:
-    from .data.curation import CurateConfig
-
-    return config_command("curate", CurateConfig, _run_curate)
-
-
 def _run_serve(cfg) -> None:
     from .app.server import serve
 
     click.echo(f"promptlift app on http://{cfg.host}:{cfg.port} (Ctrl+C stops it)")
     serve(cfg)
-
-
-def _serve_command() -> click.Command:
-    from .app.state import ServeConfig
-
-    return config_command("serve", ServeConfig, _run_serve)
 
 
 def _run_refine(cfg) -> None:
@@ -279,12 +237,6 @@ def _run_refine(cfg) -> None:
 
 def _stdin_is_tty() -> bool:
     return sys.stdin.isatty()
-
-
-def _refine_command() -> click.Command:
-    from .methods.refiner.interactive import RefineConfig
-
-    return config_command("refine", RefineConfig, _run_refine, arguments=("prompt",))
 
 
 def _method_command(name: str) -> click.Command:
@@ -319,12 +271,6 @@ def _run_sur_triples(cfg) -> None:
     click.echo(f"triples in {out} (decisions.jsonl says why each input was kept or dropped)")
 
 
-def _sur_triples_command() -> click.Command:
-    from .methods.sur_adapter.triples import TriplesConfig
-
-    return config_command("sur-triples", TriplesConfig, _run_sur_triples)
-
-
 @cli.command("rewards")
 def list_rewards() -> None:
     """List the registered rewards (for `--rewards` and `--judge`)."""
@@ -344,40 +290,9 @@ def list_prompt_sets() -> None:
         click.echo(f"{spec.name:22s} {spec.help}")
 
 
-cli.lazy.update(
-    {
-        "eval": ("Generate a prompt set with fixed seeds, score, summarise and report.", _eval_command),
-        "compare": ("Win rate of run A over run B with a bootstrap 95 % interval.", _compare_command),
-        "export": ("Lay out a run's images for GenEval or T2I-CompBench.", _export_command),
-        "curate": ("Curate a few very aesthetic images from a large pool (Emu's funnel).", _curate_command),
-        "generate": ("Generate images from prompts (PNG + JSON sidecar per image).", _generate_command),
-        "refine": ("Rewrite a plain prompt into model-preferred candidates (3 per round, pick one, extend).",
-                   _refine_command),
-        "serve": ("The web app: refine and pick, base vs lifted, blind A/B rating, curation review.", _serve_command),
-        "sur-triples": ("SUR-adapter triples from (image, complex prompt) pairs, with semantic correction.",
-                        _sur_triples_command),
-        "tiny-pipeline": (
-            TinyPipelineConfig.__doc__.split("\n")[0],
-            lambda: config_command("tiny-pipeline", TinyPipelineConfig, _run_tiny_pipeline),
-        ),
-    }
-)
-
-
-@cli.group("world", cls=LazyGroup)
+@cli.group("world", cls=LazyGroup, lazy=lambda: _lazy_commands(WORLD_COMMANDS))
 def world() -> None:
     """The procedural world: render scenes, build datasets and prompt sets, measure it."""
-
-
-def _world_command(name: str, config: str, run: Callable[[Any], Any]) -> Callable[[], click.Command]:
-    """A lazily built `world` command whose config class lives in promptlift.world.config."""
-
-    def build() -> click.Command:
-        from .world import config as world_config
-
-        return config_command(name, getattr(world_config, config), run)
-
-    return build
 
 
 def _run_world_render(cfg) -> None:
@@ -420,24 +335,52 @@ def _run_train_bundle(cfg) -> None:
     click.echo(json_text(train_bundle(cfg), indent=2))
 
 
-def _train_bundle_command() -> click.Command:
-    from .recipes.bundle import BundleConfig
+@dataclass(frozen=True)
+class Command:
+    """A command built from its config dataclass ("module:Class", imported only when the command runs; its docstring
+    is the help): an option per field (`arguments` positional), then `run(cfg)` does the work and reports."""
 
-    return config_command("train-bundle", BundleConfig, _run_train_bundle)
+    config: str
+    run: Callable[[Any], None]
+    arguments: tuple[str, ...] = ()
+
+    def build(self, name: str) -> click.Command:
+        module, _, cls = self.config.partition(":")
+        return config_command(name, getattr(importlib.import_module(module), cls), self.run, arguments=self.arguments)
+
+    @property
+    def short_help(self) -> str:
+        """The first line of the config's docstring, read from its source (importing it would load torch)."""
+        module, _, cls = self.config.partition(":")
+        tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
+        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+        return (ast.get_docstring(node) or "").split("\n")[0]
 
 
-world.lazy.update(
-    {
-        "train-bundle": ("Train the embedded default bundle (resumable, part by part).", _train_bundle_command),
-        "render": ("Render world scenes to PNGs with their prompts.", _world_command("render", "RenderConfig", _run_world_render)),
-        "dataset": ("Build a world dataset (imagefolder + metadata.jsonl).", _world_command("dataset", "DatasetConfig", _run_world_dataset)),
-        "prompts": ("Write a named world prompt set as JSONL.", _world_command("prompts", "PromptSetConfig", _run_world_prompts)),
-        "contact-sheet": ("Scenes sorted by aesthetic score with their prompts, as one PNG.",
-                          _world_command("contact-sheet", "ContactSheetConfig", _run_world_contact_sheet)),
-        "stats": ("Score distribution, narrative indirection and pool disjointness.",
-                  _world_command("stats", "StatsConfig", _run_world_stats)),
-    }
-)
+def _lazy_commands(commands: dict[str, Command]) -> LazyCommands:
+    return {name: (command.short_help, functools.partial(command.build, name)) for name, command in commands.items()}
+
+
+COMMANDS = {  # promptlift NAME
+    "generate": Command("promptlift.generation:GenerateConfig", _run_generate, ("prompt",)),
+    "eval": Command("promptlift.evaluation.run:EvalConfig", _run_eval),
+    "compare": Command("promptlift.evaluation.compare:CompareConfig", _run_compare, ("run_a", "run_b")),
+    "export": Command("promptlift.evaluation.export:ExportConfig", _run_export, ("run",)),
+    "curate": Command("promptlift.data.curation:CurateConfig", _run_curate),
+    "refine": Command("promptlift.methods.refiner.interactive:RefineConfig", _run_refine, ("prompt",)),
+    "serve": Command("promptlift.app.state:ServeConfig", _run_serve),
+    "sur-triples": Command("promptlift.methods.sur_adapter.triples:TriplesConfig", _run_sur_triples),
+    "tiny-pipeline": Command("promptlift.tiny:TinyPipelineConfig", _run_tiny_pipeline),
+}
+WORLD_COMMANDS = {  # promptlift world NAME
+    "train-bundle": Command("promptlift.recipes.bundle.recipe:BundleConfig", _run_train_bundle),
+    "render": Command("promptlift.world.config:RenderConfig", _run_world_render),
+    "dataset": Command("promptlift.world.config:DatasetConfig", _run_world_dataset),
+    "prompts": Command("promptlift.world.config:PromptSetConfig", _run_world_prompts),
+    "contact-sheet": Command("promptlift.world.config:ContactSheetConfig", _run_world_contact_sheet),
+    "stats": Command("promptlift.world.config:StatsConfig", _run_world_stats),
+}
+cli.lazy.update(_lazy_commands(COMMANDS))
 
 
 def _quiet_third_party() -> None:

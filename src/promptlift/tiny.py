@@ -6,6 +6,7 @@ Their images are noise: they have the architecture of the real thing, not its tr
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +22,7 @@ from diffusers import (
 from .utils import atomic_dir
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-__all__ = ["Arch", "ARCHS", "byte_level_clip_tokenizer", "build_tiny_pipeline", "save_tiny_pipeline"]
+__all__ = ["Arch", "ARCHS", "TinyPipelineConfig", "byte_level_clip_tokenizer", "build_tiny_pipeline", "save_tiny_pipeline"]
 
 Arch = Literal["sd1", "sd2", "sdxl"]
 ARCHS: tuple[str, ...] = ("sd1", "sd2", "sdxl")
@@ -146,3 +147,12 @@ def save_tiny_pipeline(arch: Arch, output_dir: str | Path, seed: int = 0) -> Pat
     with atomic_dir(output_dir) as tmp:
         build_tiny_pipeline(arch, seed).save_pretrained(tmp)
     return Path(output_dir)
+
+
+@dataclass
+class TinyPipelineConfig:
+    """Build a tiny random Stable Diffusion pipeline offline (for tests and trying the tools; images are noise)."""
+
+    output_dir: Path = field(default=Path(".cache/tiny-sd1"), metadata={"help": "Folder to save the pipeline in."})
+    arch: Literal["sd1", "sd2", "sdxl"] = field(default="sd1", metadata={"help": "Architecture to mimic."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
