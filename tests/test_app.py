@@ -18,6 +18,7 @@ pytest.importorskip("gradio")
 
 from promptlift.app.state import AppState, ServeConfig, UserError  # noqa: E402
 from promptlift.app.votes import VoteStore  # noqa: E402
+from helpers import run_cli  # noqa: E402
 
 
 def _run(root, name, colour):
@@ -191,16 +192,12 @@ def browser():
 @pytest.fixture(scope="module")
 def embedded_refiner(tmp_path_factory, world_set):
     """A refiner trained for a few steps on the embedded model (the Create page needs one)."""
-    from click.testing import CliRunner
-
-    from promptlift.cli import cli
-
     out = tmp_path_factory.mktemp("app-refiner") / "run"
     args = ["train", "refiner", "--train_data", world_set, "--output_dir", out, "--max_train_steps", 40,
             "--train_batch_size", 6, "--eval_steps", 1000, "--num_eval_prompts", 1, "--eval_inference_steps", 1,
             "--d_model", 32, "--num_decoder_layers", 1, "--diffusion_weight", 0, "--learning_rate", 3e-3,
             "--lr_warmup_steps", 0, "--checkpointing_steps", 1000]
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    result = run_cli(*args)
     assert result.exit_code == 0, result.output
     return out / "final"
 

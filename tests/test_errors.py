@@ -4,10 +4,11 @@ import pytest
 from click.testing import CliRunner
 
 from promptlift.cli import cli
+from helpers import run_cli
 
 
 def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+    return run_cli(*args, catch_exceptions=True)
 
 
 @pytest.fixture

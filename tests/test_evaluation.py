@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from promptlift.cli import cli
 from promptlift.data import PROMPT_SETS, load_prompt_set
 from promptlift.stats import bootstrap_mean, win_rate
+from helpers import run_cli
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 needs_bench = pytest.mark.skipif(not BENCH.is_dir(), reason="../shared/benchmarks is not beside the project")
@@ -66,7 +67,7 @@ def test_bootstrap_and_win_rate_statistics():
 
 
 def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args)
 
 
 def _eval(model, out, bundle, *extra):

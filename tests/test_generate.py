@@ -8,10 +8,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from promptlift.cli import cli
+from helpers import run_cli
 
 
 def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    result = run_cli(*args)
     return result
 
 

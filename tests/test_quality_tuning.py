@@ -7,6 +7,7 @@ from diffusers import UNet2DConditionModel
 
 from promptlift.cli import cli
 from promptlift.pipeline import load_lifts, load_pipeline
+from helpers import run_cli
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def run_qt(model, data, out, bundle, *extra):
             "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--eval_judge", "world-aesthetic",
             "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle, "--lr_warmup_steps", 1,
             "--learning_rate", 1e-3, *extra]
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args)
 
 
 def test_full_finetune_changes_only_the_unet_and_loads_everywhere(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated):

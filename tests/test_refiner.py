@@ -14,6 +14,7 @@ from promptlift.methods.refiner.config import RefinerConfig
 from promptlift.methods.refiner.data import BUCKETS, coarse_pairs, coarsen, continuation, shuffle_phrases
 from promptlift.methods.refiner.strategies import Refiner
 from promptlift.pipeline import encode_prompts, join_prompt, load_lifts, load_pipeline
+from helpers import run_cli
 
 REAL_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "prompt_pairs_and_collections" / "imagereward_refl_data.json"
 
@@ -24,7 +25,7 @@ def run_refiner(model, data, out, bundle, *extra):
             "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--eval_max_new_tokens", 5, "--d_model", 32,
             "--num_decoder_layers", 2, "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,
             "--learning_rate", 1e-3, "--lr_warmup_steps", 1, "--logging_steps", 1, *extra]
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args)
 
 
 def test_coarsen_keeps_the_leading_phrases_within_each_bucket():

@@ -5,12 +5,11 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from promptlift.cli import cli
 from promptlift.methods.sur_adapter.config import SURAdapterConfig
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
 from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
+from helpers import run_cli
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ def run_sur(model, data, out, bundle, *extra):
             "--checkpointing_steps", 2, "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--num_heads", 4,
             "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,
             "--lr_warmup_steps", 1, "--learning_rate", 1e-2, *extra]
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args)
 
 
 def forbid_rebuilding_the_cache(monkeypatch):

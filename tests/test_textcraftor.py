@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from promptlift.cli import cli
 from promptlift.methods.textcraftor.config import TextCraftorConfig
 from promptlift.methods.textcraftor.lift import TextCraftorLift, parse_mix
 from promptlift.methods.textcraftor.sampling import Conditioning, sample_with_grad
 from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline, run_pipeline
+from helpers import run_cli
 
 PROMPTS = ["two red boats at sunset", "a white ball on the beach", "three green trees at night"]
 
@@ -32,7 +31,7 @@ def run_tc(model, prompts, out, bundle, *extra):
             "--judge_bundle", bundle, "--max_train_steps", 2, "--train_batch_size", 2, "--num_inference_steps", 3,
             "--grad_steps", 2, "--guidance_scale", 2.0, "--eval_steps", 2, "--checkpointing_steps", 1,
             "--num_eval_prompts", 2, "--eval_inference_steps", 3, "--switch_step", 1, "--learning_rate", 1e-3, *extra]
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")

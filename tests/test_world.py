@@ -4,9 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from promptlift.cli import cli
 from promptlift.world import (
     ATTRIBUTES,
     FACTORS,
@@ -26,6 +24,7 @@ from promptlift.world.config import DatasetConfig
 from promptlift.world.dataset import build_dataset, iter_prompt_set, world_stats
 from promptlift.world.config import StatsConfig
 from promptlift.world.render import COLOR_RGB, _PALETTE, _tones
+from helpers import run_cli
 
 SCENES = [sample_scene(scene_seed(0, i)) for i in range(2000)]
 
@@ -171,7 +170,7 @@ def test_prompt_sets_parse_to_expected_and_are_held_out(name):
 
 
 def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args)
 
 
 def test_world_cli_end_to_end(tmp_path):

@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import to_dict
 from .methods import lifted_specs
-from .pipeline import (Lift, check_prompts, encode_prompts, load_lifts, load_pipeline,
-                       recommended_guidance_scale, rewrite_prompts, run_pipeline)
+from .pipeline import (Lift, check_prompts, load_lifts, load_pipeline, recommended_guidance_scale, rewrite_prompts,
+                       seeded_images)
 from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
 
 __all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_seeds", "load_sampling"]
@@ -202,28 +202,12 @@ def compare_sheet(base: list[Path], lifted: list[Path], output: Path, scale: int
 @torch.no_grad()
 def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[int], lifts: list[Lift],
                     user_prompts: list[str] | None = None) -> list:
-    """One pipeline call -> PIL images; each image has its own CPU generator, so it does not depend on its batch-mates.
-    `prompts` are the rewritten prompts (`rewrite_prompts`), `user_prompts` what the user wrote (see `encode_prompts`)."""
-    do_cfg = cfg.guidance_scale > 1
-    embeds = encode_prompts(
-        pipe,
-        prompts,
-        negative_prompt=[cfg.negative_prompt] * len(prompts) if cfg.negative_prompt else None,
-        do_classifier_free_guidance=do_cfg,
-        lifts=lifts,
-        user_prompts=user_prompts,
-    )
-    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-    return run_pipeline(
-        pipe,
-        embeds,
-        lifts,
-        num_inference_steps=cfg.num_inference_steps,
-        guidance_scale=cfg.guidance_scale,
-        height=cfg.height,
-        width=cfg.width,
-        generator=generators,
-    ).images
+    """One pipeline call with `cfg`'s sampling settings -> PIL images (see `seeded_images`). `prompts` are the
+    rewritten prompts (`rewrite_prompts`), `user_prompts` what the user wrote (see `encode_prompts`)."""
+    return seeded_images(pipe, prompts, seeds, lifts, user_prompts=user_prompts or prompts,
+                         guidance_scale=cfg.guidance_scale, negative_prompt=cfg.negative_prompt,
+                         num_inference_steps=cfg.num_inference_steps, height=cfg.height, width=cfg.width,
+                         output_type="pil")
 
 
 def _write_image(stem: Path, image, sidecar: dict) -> Path:

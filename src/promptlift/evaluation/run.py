@@ -23,17 +23,18 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from ..config import to_dict
+from ..data.prompt_sets import load_prompt_set
 from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts, rewrite_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
+from ..stats import bootstrap_mean
 from ..utils import (atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
                      images_to_tensor, json_text)
-from ..data.prompt_sets import load_prompt_set
-from ..stats import bootstrap_mean
+from ..world.scene import ATTRIBUTES
 
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
 
-WORLD_ATTRIBUTES = ("setting", "kind", "color", "count")
+WORLD_ATTRIBUTES = tuple(ATTRIBUTES)  # the attributes the world's judge reads
 # Settings that change the images or their scores: a run folder resumes only with the same values.
 _RUN_KEYS = ("model", "lift", "lift_option", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
              "on_long_prompt", "prompts", "prompts_subset", "rewards", "reward_option", "judge_bundle")

@@ -9,9 +9,15 @@ import torch
 from ..world.scene import ATTRIBUTES
 from .models import JUDGE_CLASSES, AttributeJudge
 
-__all__ = ["BUNDLE_DIR", "attribute_accuracy", "build_tokenizer", "load_judge", "load_tokenizer_from"]
+__all__ = ["BUNDLE_DIR", "attribute_accuracy", "build_tokenizer", "bundle_size_mb", "load_judge", "load_tokenizer_from",
+           "semantic_hits"]
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
+
+
+def bundle_size_mb(bundle_dir: str | Path) -> float:
+    """The size of every file in a bundle folder, in MiB."""
+    return round(sum(f.stat().st_size for f in Path(bundle_dir).rglob("*") if f.is_file()) / 2**20, 2)
 
 
 def load_judge(bundle_dir: str | Path, name: str):
@@ -44,6 +50,11 @@ def load_tokenizer_from(bundle_dir: str | Path):
     return AutoTokenizer.from_pretrained(path)
 
 
+def semantic_hits(predicted: dict[str, list], expected: list[dict]) -> dict[str, list[bool]]:
+    """{attribute: [prediction i == expected[i][attribute]]} over the world's four attributes."""
+    return {name: [p == e[name] for p, e in zip(predicted[name], expected)] for name in ATTRIBUTES}
+
+
 @torch.no_grad()
 def attribute_accuracy(judge: AttributeJudge, images: torch.Tensor, expected: list[dict], batch_size: int = 128) -> dict[str, float]:
     """The judge's accuracy per attribute and all four correct, on images whose truth is `expected` (dicts)."""
@@ -53,7 +64,7 @@ def attribute_accuracy(judge: AttributeJudge, images: torch.Tensor, expected: li
         out = judge.predict(images[start : start + batch_size])
         for name in ATTRIBUTES:
             preds[name] += out[name]
-    correct = {name: [p == e[name] for p, e in zip(preds[name], expected)] for name in ATTRIBUTES}
+    correct = semantic_hits(preds, expected)
     acc = {name: sum(c) / len(c) for name, c in correct.items()}
     acc["all"] = sum(all(cs) for cs in zip(*correct.values())) / len(expected)
     return {k: round(v, 4) for k, v in acc.items()}

@@ -9,18 +9,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..pipeline import Lift, encode_prompts, rewrite_prompts, run_pipeline
+from ..pipeline import Lift, seeded_images
 from ..data.prompt_sets import load_prompt_set
-from ..judges.bundle import BUNDLE_DIR, load_judge
+from ..judges.bundle import BUNDLE_DIR, load_judge, semantic_hits
 from ..rewards import load_reward, parse_reward_options
 from ..stats import win_rate
 from ..world.config import WORLD_PROMPT_STYLES
 from ..world.dataset import iter_prompt_set
 
 __all__ = ["HeldOutEvaluator", "heldout_lines"]
-
-ATTRIBUTES = ("setting", "kind", "color", "count")
-
 
 def heldout_lines(source: str, n: int) -> list[dict]:
     """The first `n` prompts of a world prompt set (a seed apart from the eval runs'), a registered prompt set
@@ -50,22 +47,16 @@ class HeldOutEvaluator:
         return cls(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option, cfg.judge_bundle,
                    cfg.eval_guidance_scale, cfg.eval_inference_steps)
 
-    @torch.no_grad()
     def images(self, lifts: Sequence[Lift]) -> torch.Tensor:
-        gens = [torch.Generator().manual_seed(i) for i in range(len(self.prompts))]
-        prompts = rewrite_prompts(self.prompts, lifts)  # the judges still score against the user's prompt
-        embeds = encode_prompts(self.pipe, prompts, do_classifier_free_guidance=self.guidance_scale > 1,
-                                lifts=list(lifts), user_prompts=self.prompts)
-        self.pipe.set_progress_bar_config(disable=True)
-        return run_pipeline(self.pipe, embeds, lifts, num_inference_steps=self.steps, generator=gens,
-                         guidance_scale=self.guidance_scale, output_type="pt").images
+        return seeded_images(self.pipe, self.prompts, range(len(self.prompts)), lifts,
+                               guidance_scale=self.guidance_scale, num_inference_steps=self.steps)
 
     @torch.no_grad()
     def score(self, images: torch.Tensor) -> dict:
         out = {"judge": self.judge(images, self.prompts).float().cpu().tolist()}
         if self.attributes is not None:
             pred = self.attributes.predict(images.cpu())
-            hits = {k: [pred[k][i] == x["expected"][k] for i, x in enumerate(self.lines)] for k in ATTRIBUTES}
+            hits = semantic_hits(pred, [x["expected"] for x in self.lines])
             out["semantic"] = {k: float(np.mean(v)) for k, v in hits.items()}
             out["semantic"]["all"] = float(np.mean([all(h[i] for h in hits.values()) for i in range(len(self.lines))]))
         return out

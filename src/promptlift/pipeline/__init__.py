@@ -29,6 +29,7 @@ from .prompts import (
     PromptEmbeds,
     check_prompts,
     encode_prompts,
+    seeded_images,
     join_prompt,
     plus_edits,
     prompt_padding_mask,
@@ -38,7 +39,7 @@ from .prompts import (
 )
 
 __all__ = ["LIFTS", "MODEL_DEFAULTS_FILE", "SUPPORTED_PIPELINES", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec",
-           "LoraLift", "PromptEmbeds", "apply_lifts", "check_prompts", "default_model_path", "encode_prompts",
+           "LoraLift", "PromptEmbeds", "apply_lifts", "check_prompts", "default_model_path", "encode_prompts", "seeded_images",
            "join_prompt", "load_component_strict", "load_lifts", "load_pipeline", "parse_lift", "parse_lift_options",
            "plus_edits", "prompt_padding_mask", "recommended_guidance_scale", "register_lift", "rewrite_prompts",
            "run_pipeline", "swapped"]

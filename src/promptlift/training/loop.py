@@ -27,7 +27,13 @@ from tqdm.auto import tqdm
 
 from ..utils import atomic_write_json, json_text, launched_on_cpus
 
-__all__ = ["TrainConfig", "FitResult", "fit", "find_checkpoint"]
+__all__ = ["TrainConfig", "FitResult", "batch_seed", "fit", "find_checkpoint"]
+
+
+def batch_seed(seed: int, index: int, stride: int = 1_000_003) -> int:
+    """The seed of micro-batch `index` of a run seeded `seed`: what a batch draws (noise, timesteps, dropout, caption
+    choices) is a function of its index, so a resumed run draws what the uninterrupted one did."""
+    return seed * stride + index
 
 
 @dataclass
@@ -280,7 +286,7 @@ def _optimizer_step(accelerator, cfg: TrainConfig, model, optimizer, scheduler, 
             index = (step * accum + micro) * accelerator.num_processes + accelerator.process_index
             # the model's own randomness (dropout) is a function of the micro-batch too: the same whatever the process
             # count, and on resume
-            torch.manual_seed(cfg.seed * 1_000_033 + index + 1)
+            torch.manual_seed(batch_seed(cfg.seed, index + 1, stride=1_000_033))
             loss, logs = loss_fn(module, batch_fn(index))
             if not torch.isfinite(loss):
                 skipped = True

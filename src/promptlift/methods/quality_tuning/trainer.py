@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ...data.records import iter_records
 from ...data.review import read_review
 from ...pipeline import encode_prompts
-from ...training import epoch_indices, fit
+from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import UNET_LORA_TARGETS, diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
 from ...utils import atomic_dir, images_to_tensor
 from ..common import BestKeeper, load_frozen_pipeline
@@ -102,13 +102,13 @@ def train(cfg: QualityTuningConfig) -> Path:
 
     def batch_fn(i: int) -> dict:
         idx = epoch_indices(i, len(cache), cfg.train_batch_size, cfg.seed)
-        gen.manual_seed(cfg.seed * 1_000_003 + i)
+        gen.manual_seed(batch_seed(cfg.seed, i))
         cols = [cfg.caption_column[j] for j in torch.randint(len(cfg.caption_column), (len(idx),), generator=gen).tolist()]
         drop = (torch.rand(len(idx), generator=gen) < cfg.caption_dropout).tolist()
         texts = [empty if d else cache[k][c] for k, c, d in zip(idx, cols, drop)]
         params = torch.stack([cache[k]["params"] for k in idx])
         embeds = torch.stack([t[0] for t in texts])
-        batch = {"latents": sample_latents(params, scale, gen), "embeds": embeds, "seed": cfg.seed * 7919 + i}
+        batch = {"latents": sample_latents(params, scale, gen), "embeds": embeds, "seed": batch_seed(cfg.seed, i, stride=7919)}
         if xl:
             h, w = (s * pipe.vae_scale_factor for s in params.shape[-2:])
             batch["added"] = {"text_embeds": torch.stack([t[1] for t in texts]),

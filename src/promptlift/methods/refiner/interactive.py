@@ -45,12 +45,9 @@ class RefineConfig:
 @torch.no_grad()
 def pick_by_reward(pipe, candidates: list[str], prompt: str, reward, steps: int, seed: int) -> int:
     """Index of the candidate whose preview (same seed for all) scores highest; scored against the user's prompt."""
-    from ...pipeline import encode_prompts, run_pipeline
+    from ...pipeline import seeded_images
 
-    embeds = encode_prompts(pipe, candidates)
-    gens = [torch.Generator().manual_seed(seed) for _ in candidates]
-    pipe.set_progress_bar_config(disable=True)
-    images = run_pipeline(pipe, embeds, (), num_inference_steps=steps, generator=gens, output_type="pt").images
+    images = seeded_images(pipe, candidates, [seed] * len(candidates), num_inference_steps=steps)
     return int(reward(images, [prompt] * len(candidates)).argmax())
 
 

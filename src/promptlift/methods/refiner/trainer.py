@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ...data.prompts import read_prompts
 from ...data.records import iter_records
-from ...training import epoch_indices, fit
+from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
 from ...utils import images_to_tensor
 from ..common import BestKeeper, load_frozen_pipeline
@@ -153,7 +153,7 @@ def _batch_fn(cfg: RefinerConfig, cache: dict, model: PromptRefiner, features: T
         batch = {k: cache[k][idx] for k in ("x", "mask", "fine_pooled")}
         batch["x"] = batch["x"].float()
         if cfg.shuffle_phrases:
-            rng = random.Random(cfg.seed * 1_000_003 + i)
+            rng = random.Random(batch_seed(cfg.seed, i))
             texts = [shuffle_phrases(cache["targets"][j], rng) for j in idx.tolist()]
             labels = model.to_decoder_ids(features.fine_labels(texts, cfg.max_fine_tokens))
         else:
@@ -161,12 +161,12 @@ def _batch_fn(cfg: RefinerConfig, cache: dict, model: PromptRefiner, features: T
         width = int((labels != -100).sum(1).max())
         batch["labels"] = labels[:, :width].contiguous()
         if use_images:  # the diffusion term reads the first `diffusion_batch_size` rows
-            gen.manual_seed(cfg.seed * 1_000_003 + i)
+            gen.manual_seed(batch_seed(cfg.seed, i))
             idx = idx[: cfg.diffusion_batch_size]
             batch["latents"] = sample_latents(cache["params"][idx], pipe.vae.config.scaling_factor, gen)
             if "pooled" in cache:
                 batch["pooled"] = cache["pooled"][idx]
-        batch["seed"] = cfg.seed * 7919 + i
+        batch["seed"] = batch_seed(cfg.seed, i, stride=7919)
         return batch
 
     return batch_fn

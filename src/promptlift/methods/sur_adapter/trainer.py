@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ...data.records import iter_records
 from ...pipeline import encode_prompts, prompt_padding_mask
-from ...training import epoch_indices, fit
+from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
 from ...utils import atomic_dir, atomic_path, atomic_write_json, images_to_tensor
 from ..common import BestKeeper, load_frozen_pipeline
@@ -143,11 +143,11 @@ def _batch_fn(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor], scale: floa
 
     def batch_fn(i: int) -> dict:
         idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
-        gen.manual_seed(cfg.seed * 1_000_003 + i)
+        gen.manual_seed(batch_seed(cfg.seed, i))
         batch = {k: v[idx] for k, v in cache.items() if k != "params"}
         # the UNet terms read the first `diffusion_batch_size` rows
         batch["latents"] = sample_latents(cache["params"][idx[: cfg.diffusion_batch_size]], scale, gen)
-        batch["seed"] = cfg.seed * 7919 + i
+        batch["seed"] = batch_seed(cfg.seed, i, stride=7919)
         if cfg.llm_token_dropout > 0:
             batch["llm_mask"] = drop_tokens(batch["llm_mask"], cfg.llm_token_dropout, gen)
         return batch

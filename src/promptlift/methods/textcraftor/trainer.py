@@ -21,7 +21,7 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from ...data.prompts import read_prompts
 from ...pipeline import PromptEmbeds, encode_prompts, load_pipeline
 from ...rewards import load_reward, parse_reward_options
-from ...training import epoch_indices, fit
+from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import UNET_LORA_TARGETS, sdxl_time_ids
 from ...utils import atomic_dir, atomic_write_json
 from ..common import PIPELINE_MODELS, BestKeeper
@@ -131,7 +131,7 @@ def train(cfg: TextCraftorConfig) -> Path:
 
     def batch_fn(i: int) -> dict:
         return {"prompts": [prompts[k] for k in epoch_indices(i, len(prompts), cfg.train_batch_size, cfg.seed)],
-                "seed": cfg.seed * 7919 + i}
+                "seed": batch_seed(cfg.seed, i, stride=7919)}
 
     def loss_fn(_model, batch):
         texts = batch["prompts"]

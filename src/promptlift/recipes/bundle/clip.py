@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from transformers import CLIPModel
 
 from ...judges.clip import build_clip, clip_pixel_values, image_features, save_world_clip, text_features
-from ...training import fit
+from ...training import batch_seed, fit
 from ...world.batches import world_batch
 from ...world.prompts import COUNT_WORDS, LITERAL_SETTING, NOUNS, complex_prompt, literal_prompt
 from ...world.scene import ATTRIBUTES
@@ -61,7 +61,7 @@ def train_clip(cfg: BundleConfig) -> dict:
 
     def batch_fn(i: int):
         batch = world_batch(i, cfg.clip_batch_size, seed)
-        gen.manual_seed(seed * 7919 + i)
+        gen.manual_seed(batch_seed(seed, i, stride=7919))
         captions = _captions(batch.scenes, gen)
         tok = tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
         return {"pixel_values": clip_pixel_values(batch.images), "input_ids": tok.input_ids,

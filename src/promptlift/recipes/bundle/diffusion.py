@@ -14,8 +14,10 @@ from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNe
 from diffusers.training_utils import compute_snr
 from transformers import CLIPTextModel
 
-from ...judges.bundle import attribute_accuracy, load_judge
-from ...training import find_checkpoint, fit
+from ...judges.bundle import attribute_accuracy, bundle_size_mb, load_judge
+from ...pipeline import seeded_images
+from ...training import batch_seed, find_checkpoint, fit
+from ...training.diffusion import noised
 from ...utils import atomic_dir, atomic_path, image_grid
 from ...world.batches import world_batch
 from ...world.dataset import iter_prompt_set
@@ -91,14 +93,13 @@ def train_unet(cfg: BundleConfig) -> dict:
     @torch.no_grad()
     def batch_fn(i: int):
         batch = world_batch(i, cfg.unet_batch_size, seed)
-        gen.manual_seed(seed * 7919 + i)
+        gen.manual_seed(batch_seed(seed, i, stride=7919))
         u = torch.rand(len(batch.scenes), generator=gen).tolist()
         captions = ["" if p < cfg.caption_dropout else complex_prompt(s) if p < (1 + cfg.caption_dropout) / 2
                     else literal_prompt(s) for s, p in zip(batch.scenes, u)]
         latents = vae.encode(batch.images * 2 - 1).latent_dist.sample(generator=gen) * scale
-        noise = torch.randn(latents.shape, generator=gen)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=gen)
-        return {"noisy": scheduler.add_noise(latents, noise, t), "noise": noise, "t": t,
+        noisy, t, noise = noised(scheduler, latents, gen)  # epsilon prediction: the target is the noise
+        return {"noisy": noisy, "noise": noise, "t": t,
                 "encoder_hidden_states": encode(captions)}
 
     cache: dict[str, torch.Tensor] = {}  # the world repeats captions: encode each once (the encoder is frozen)
@@ -149,13 +150,8 @@ def train_unet(cfg: BundleConfig) -> dict:
 def generate_for_eval(pipe, prompts: list[str], seeds: list[int], guidance_scale: float, batch_size: int = 64,
                       num_inference_steps: int = 25) -> torch.Tensor:
     """Images (N, 3, H, W) in [0, 1] for prompt i with seed seeds[i] (25 DDIM steps)."""
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        p, s = prompts[start : start + batch_size], seeds[start : start + batch_size]
-        gens = [torch.Generator().manual_seed(x) for x in s]
-        out.append(pipe(p, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=gens,
-                        output_type="pt").images)
-    return torch.cat(out)
+    return seeded_images(pipe, prompts, seeds, batch_size=batch_size, guidance_scale=guidance_scale,
+                           num_inference_steps=num_inference_steps)
 
 
 def snapshot_unet(cfg: BundleConfig) -> dict:
@@ -187,7 +183,6 @@ def assemble(cfg: BundleConfig) -> dict:
     target = Path(cfg.output_dir) / "pipeline"
     with atomic_dir(target) as tmp:
         pipe.save_pretrained(tmp)
-    size = sum(f.stat().st_size for f in Path(cfg.output_dir).rglob("*") if f.is_file())
-    metrics = {"bundle_size_mb": round(size / 2**20, 2)}
+    metrics = {"bundle_size_mb": bundle_size_mb(cfg.output_dir)}
     write_card(cfg, "assemble", metrics)
     return metrics

@@ -16,7 +16,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from ...evaluation.run import EvalConfig, evaluate
-from ...judges.bundle import attribute_accuracy, load_judge
+from ...judges.bundle import attribute_accuracy, bundle_size_mb, load_judge
 from ...pipeline import MODEL_DEFAULTS_FILE
 from ...utils import atomic_write_json, atomic_write_text, json_text
 from ...world.batches import blur
@@ -95,10 +95,9 @@ def measure_bundle(cfg: BundleConfig) -> dict:
     pipe = StableDiffusionPipeline.from_pretrained(Path(cfg.output_dir) / "pipeline")
     pipe.set_progress_bar_config(disable=True)
     timing = _generation_time(pipe, best, cfg.measure_timing_batch)
-    size = sum(f.stat().st_size for f in Path(cfg.output_dir).rglob("*") if f.is_file())
     metrics = {"guidance_scale": best, "guidance_search": by_scale, "judges": _judges_on_held_out(cfg),
                "prompt_sets": sets, "quality_keywords": keywords_effect, **timing,
-               "bundle_size_mb": round(size / 2**20, 2), "seeds": list(range(cfg.measure_seeds)),
+               "bundle_size_mb": bundle_size_mb(cfg.output_dir), "seeds": list(range(cfg.measure_seeds)),
                "prompts_per_set": cfg.measure_prompts}
     write_card(cfg, "measure", metrics)
     atomic_write_json(Path(cfg.output_dir) / "pipeline" / MODEL_DEFAULTS_FILE,
