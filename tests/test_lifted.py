@@ -148,3 +148,28 @@ def test_compare_base_writes_the_base_images_and_a_side_by_side_sheet(tmp_path, 
     assert sheet.height > 4 * side and sheet.width > 2 * side
     refused = CliRunner().invoke(cli, ["generate", "--compare_base", "x", "--output_dir", str(tmp_path / "no")])
     assert refused.exit_code != 0 and "no lift is given" in refused.output
+
+
+def test_the_methods_registry_is_validated_and_read_by_the_cli_and_the_lift_registry():
+    from helpers import run_cli
+
+    from promptlift.methods import METHODS, register_method
+    from promptlift.methods.quality_tuning import QualityTuningConfig
+    from promptlift.pipeline import LIFTS
+
+    assert set(METHODS) == set(LIFTED_STACK)
+    for name, spec in METHODS.items():
+        assert LIFTS[name].default_path() == spec.bundle_weights is not None  # the bundle ships every method's weights
+    listed = run_cli("train", "--help")
+    assert listed.exit_code == 0 and all(name in listed.output for name in METHODS)
+
+    def lift(name, path):
+        return None
+
+    with pytest.raises(TypeError, match="MethodTrainConfig dataclass"):
+        register_method("new-method", config=dict, trainer="a:b", help="h", lift_help="h")(lift)
+    with pytest.raises(ValueError, match="'module:function'"):
+        register_method("new-method", config=QualityTuningConfig, trainer="nocolon", help="h", lift_help="h")(lift)
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("refiner", config=QualityTuningConfig, trainer="a:b", help="h", lift_help="h")(lift)
+    assert "new-method" not in METHODS and "new-method" not in LIFTS
