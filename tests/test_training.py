@@ -200,3 +200,43 @@ def test_resuming_with_another_process_count_is_refused(tmp_path):
     model, loss_fn, batch_fn = toy_problem()
     with pytest.raises(ValueError, match="written by 2 process\\(es\\), and this run has 1"):
         fit(cfg(tmp_path, max_train_steps=8, resume_from_checkpoint="latest"), model, loss_fn, batch_fn)
+
+
+def test_8bit_adamw_trains_and_checkpoints_8bit_moments(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(), torch.nn.Linear(128, 1))  # 8192 weights: 8-bit
+    w = torch.randn(1, 64)
+
+    def batch_fn(i):
+        x = torch.randn(16, 64, generator=torch.Generator().manual_seed(i))
+        return x, torch.tanh(x @ w.t())
+
+    def loss_fn(m, batch):
+        return torch.nn.functional.mse_loss(m(batch[0]), batch[1]), {}
+
+    before = loss_fn(model, batch_fn(999))[0].item()
+    result = fit(cfg(tmp_path, max_train_steps=40, use_ema=False, optimizer="adamw_8bit", learning_rate=3e-3,
+                     checkpointing_steps=40), model, loss_fn, batch_fn)
+    assert loss_fn(result.model, batch_fn(999))[0].item() < 0.7 * before
+    state = torch.load(tmp_path / "checkpoints" / "checkpoint-40" / "optimizer.bin", weights_only=False)["state"]
+
+    def moments(tree):  # bitsandbytes nests its quantised state one level down
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from moments(value)
+            elif key in ("state1", "state2"):
+                yield value
+
+    big = list(moments(state[0]))  # the 128 x 64 weight: both moments in 8 bits, 1 byte per element each
+    assert len(big) == 2 and all(m.dtype == torch.uint8 and m.numel() == 8192 for m in big)
+
+
+def test_8bit_adamw_without_bitsandbytes_is_refused_with_the_fix(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if not installed
+    model, loss_fn, batch_fn = toy_problem()
+    with pytest.raises(ValueError, match=r"pip install 'promptlift\[bnb\]'"):
+        fit(cfg(tmp_path, optimizer="adamw_8bit"), model, loss_fn, batch_fn)
+    assert not (tmp_path / "checkpoints").exists()

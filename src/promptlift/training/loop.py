@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..utils import atomic_write_json, json_text, launched_on_cpus
 
-__all__ = ["TrainConfig", "FitResult", "batch_seed", "fit", "find_checkpoint"]
+__all__ = ["TrainConfig", "FitResult", "batch_seed", "fit", "find_checkpoint", "make_optimizer"]
 
 
 def batch_seed(seed: int, index: int, stride: int = 1_000_003) -> int:
@@ -46,6 +46,9 @@ class TrainConfig:
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
     adam_weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
+    optimizer: Literal["adamw", "adamw_8bit"] = field(default="adamw", metadata={
+        "help": "AdamW, or bitsandbytes' 8-bit AdamW: moments stored in 8 bits (2 bytes of state per parameter instead "
+                "of 8); needs `pip install 'promptlift[bnb]'`."})
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = field(
         default="cosine", metadata={"help": "Learning-rate schedule after warm-up."}
     )
@@ -91,6 +94,19 @@ class FitResult:
 
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimizer `cfg.optimizer` names over `params`: torch's AdamW, or bitsandbytes' AdamW8bit (block-wise
+    8-bit moments for tensors of 4096+ elements, the rest in fp32, as bitsandbytes does)."""
+    if cfg.optimizer == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            raise ValueError("`optimizer` adamw_8bit needs bitsandbytes: pip install 'promptlift[bnb]' (or use "
+                             "`--optimizer adamw`).") from e
+        return bnb.optim.AdamW8bit(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
 
 
 def find_checkpoint(output_dir: Path, which: str) -> Path | None:
@@ -194,7 +210,7 @@ def fit(
     accelerator = accelerator or _make_accelerator(cfg, out, desc)
     set_seed(cfg.seed)
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+    optimizer = make_optimizer(cfg, params)
     scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
                               num_training_steps=cfg.max_train_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
