@@ -119,3 +119,45 @@ def test_max_train_samples_takes_the_best_ranked(tmp_path, tiny_pipeline_dirs, c
         torch.testing.assert_close(entry["complex"][0], embeds)
     with pytest.raises(ValueError, match="max_train_samples"):
         QualityTuningConfig(train_data_dir=data, max_train_samples=0)
+
+
+def test_aspect_ratio_buckets_keep_every_batch_in_one_bucket_and_cover_each_epoch():
+    from PIL import Image
+
+    from promptlift.data.buckets import bucket_batch, bucket_size, fit_to_bucket
+
+    assert bucket_size(1024, 1024, 1024) == (1024, 1024) and bucket_size(1920, 1080, 1024) == (1344, 768)
+    assert bucket_size(256, 128, 128) == (192, 64)
+    image, (top, left) = fit_to_bucket(Image.new("RGB", (300, 100)), (192, 64))
+    assert image.size == (192, 64) and (top, left) == (0, 0)
+    image, (top, left) = fit_to_bucket(Image.new("RGB", (100, 300)), (64, 64))
+    assert image.size == (64, 64) and top == 64 and left == 0
+    buckets = [(192, 64)] * 5 + [(128, 128)] * 4
+    per_epoch = 3 + 2  # ceil(5 / 2) + ceil(4 / 2)
+    epoch = [bucket_batch(i, buckets, 2, seed=1) for i in range(per_epoch)]
+    assert all(len({buckets[k] for k in b}) == 1 for b in epoch)
+    assert sorted(k for b in epoch for k in b) == list(range(9))
+    assert [bucket_batch(i, buckets, 2, seed=1) for i in range(per_epoch)] == epoch  # a function of i: exact resume
+    assert [bucket_batch(per_epoch + i, buckets, 2, seed=1) for i in range(per_epoch)] != epoch  # reshuffled
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_mixed_sizes_train_on_buckets_and_are_refused_without(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, world_set,
+                                                              arch):
+    import json
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "mixed"
+    shutil.copytree(world_set, data)
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    for row in rows[::2]:  # every other image 2:1 landscape, the rest stay square
+        path = data / row["file_name"]
+        Image.open(path).convert("RGB").resize((256, 128)).save(path)
+    model = tiny_pipeline_dirs[arch]
+    refused = run_qt(model, data, tmp_path / "a", tiny_bundle_dir)
+    assert refused.exit_code != 0 and "--resolution" in refused.output
+    result = run_qt(model, data, tmp_path / "b", tiny_bundle_dir, "--resolution", 128, "--use_lora", "--lora_rank", 2)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "eval_history.json").is_file()

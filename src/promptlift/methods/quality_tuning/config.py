@@ -20,6 +20,7 @@ class QualityTuningConfig(MethodTrainConfig):
     use_lora: bool = field(default=False, metadata={"help": "Train a LoRA of the UNet instead of all its weights."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
+    resolution: int | None = field(default=None, metadata={"help": "Aspect-ratio buckets of about this many pixels squared (sides multiples of 64): each image resized and centre-cropped to its bucket, each batch from one bucket; default: every image at its own size (all must match)."})
     noise_offset: float = field(default=0.1, metadata={"help": "Noise offset (Emu uses 0.1)."})
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions, so classifier-free guidance keeps working."})
     max_semantic_drop: float = field(default=0.03, metadata={"help": "A checkpoint whose semantic accuracy falls more than this below base is never kept as best."})
@@ -38,5 +39,7 @@ class QualityTuningConfig(MethodTrainConfig):
             raise ValueError(f"`max_train_samples` must be >= 1, got {self.max_train_samples}.")
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}.")
+        if self.resolution is not None and self.resolution < 64:
+            raise ValueError(f"`resolution` must be >= 64 pixels, got {self.resolution}.")
         if self.noise_offset < 0:
             raise ValueError(f"`noise_offset` must be >= 0, got {self.noise_offset}.")

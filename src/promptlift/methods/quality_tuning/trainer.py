@@ -17,6 +17,7 @@ from accelerate.utils import set_seed
 from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
+from ...data.buckets import bucket_batch, bucket_size, fit_to_bucket
 from ...data.records import iter_records
 from ...data.review import read_review
 from ...pipeline import encode_prompts
@@ -44,7 +45,12 @@ def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
         missing = [c for c in cfg.caption_column if not rec.meta.get(c)]
         if missing:
             raise ValueError(f"curated image {rec.key!r} has no caption in {missing}; valid columns: {sorted(rec.meta)}.")
-        entry = {"params": latent_dist_params(pipe.vae, images_to_tensor([rec.image]).to(pipe.device))[0].cpu()}
+        image, entry = rec.image, {"size": rec.image.size, "time_ids": None}
+        if cfg.resolution is not None:  # SDXL's micro-conditioning: original size, crop top-left, target size
+            entry["size"] = bucket_size(*image.size, cfg.resolution)
+            (image, (top, left)), height, width = fit_to_bucket(image, entry["size"]), image.height, image.width
+            entry["time_ids"] = torch.tensor([height, width, top, left, entry["size"][1], entry["size"][0]], dtype=torch.float32)
+        entry["params"] = latent_dist_params(pipe.vae, images_to_tensor([image]).to(pipe.device))[0].cpu()
         for column in cfg.caption_column:
             embeds = encode_prompts(pipe, [rec.meta[column]], do_classifier_free_guidance=False)
             entry[column] = (embeds.prompt_embeds[0].cpu(),
@@ -52,6 +58,10 @@ def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
         cache.append(entry)
     if not cache:
         raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds no images.")
+    sizes = sorted({entry["size"] for entry in cache})
+    if cfg.resolution is None and len(sizes) > 1:
+        raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds images of {len(sizes)} sizes "
+                         f"({sizes[:3]}...); pass `--resolution` (e.g. 1024) to train on aspect-ratio buckets.")
     return cache
 
 
@@ -101,7 +111,10 @@ def train(cfg: QualityTuningConfig) -> Path:
     gen = torch.Generator()
 
     def batch_fn(i: int) -> dict:
-        idx = epoch_indices(i, len(cache), cfg.train_batch_size, cfg.seed)
+        if cfg.resolution is None:
+            idx = epoch_indices(i, len(cache), cfg.train_batch_size, cfg.seed)
+        else:
+            idx = bucket_batch(i, [entry["size"] for entry in cache], cfg.train_batch_size, cfg.seed)
         gen.manual_seed(batch_seed(cfg.seed, i))
         cols = [cfg.caption_column[j] for j in torch.randint(len(cfg.caption_column), (len(idx),), generator=gen).tolist()]
         drop = (torch.rand(len(idx), generator=gen) < cfg.caption_dropout).tolist()
@@ -111,8 +124,9 @@ def train(cfg: QualityTuningConfig) -> Path:
         batch = {"latents": sample_latents(params, scale, gen), "embeds": embeds, "seed": batch_seed(cfg.seed, i, stride=7919)}
         if xl:
             h, w = (s * pipe.vae_scale_factor for s in params.shape[-2:])
-            batch["added"] = {"text_embeds": torch.stack([t[1] for t in texts]),
-                              "time_ids": sdxl_time_ids(h, w, len(idx))}
+            time_ids = (torch.stack([cache[k]["time_ids"] for k in idx]) if cfg.resolution is not None
+                        else sdxl_time_ids(h, w, len(idx)))
+            batch["added"] = {"text_embeds": torch.stack([t[1] for t in texts]), "time_ids": time_ids}
         return batch
 
     def loss_fn(model, batch):
