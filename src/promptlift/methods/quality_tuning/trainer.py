@@ -39,6 +39,10 @@ def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
     records = [r for r in iter_records(cfg.train_data_dir) if r.meta.get("file_name") not in dropped]
     if cfg.max_train_samples is not None:
         records = sorted(records, key=_curation_rank)[: cfg.max_train_samples]
+    sizes = sorted({rec.image.size for rec in records if rec.image is not None})
+    if cfg.resolution is None and len(sizes) > 1:  # refused before any image is encoded
+        raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds images of {len(sizes)} sizes "
+                         f"({sizes[:3]}...); pass `--resolution` (e.g. 1024) to train on aspect-ratio buckets.")
     for rec in tqdm(records, desc="cache", unit="img"):
         if rec.image is None:
             raise ValueError(f"curated image {rec.key!r} is unreadable ({rec.error}); curate again.")
@@ -58,10 +62,6 @@ def build_cache(pipe, cfg: QualityTuningConfig) -> list[dict]:
         cache.append(entry)
     if not cache:
         raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds no images.")
-    sizes = sorted({entry["size"] for entry in cache})
-    if cfg.resolution is None and len(sizes) > 1:
-        raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds images of {len(sizes)} sizes "
-                         f"({sizes[:3]}...); pass `--resolution` (e.g. 1024) to train on aspect-ratio buckets.")
     return cache
 
 
