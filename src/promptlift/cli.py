@@ -246,8 +246,9 @@ def _method_command(name: str) -> click.Command:
 
     def run(cfg) -> None:
         out = method.train(cfg)
-        best = "best/ (best held-out) and " if (out / "best").is_dir() else ""
-        click.echo(f"{name} run in {out}: trained weights in {best}final/")
+        kept = [f"{folder}/" + (" (best held-out)" if folder == "best" else "") for folder in ("best", "final")
+                if (out / folder).is_dir()]
+        click.echo(f"{name} run in {out}: trained weights in {' and '.join(kept) or 'no folder (no evaluation kept one)'}")
 
     return config_command(name, method.config, run)
 
