@@ -15,15 +15,20 @@ import os
 import sys
 import types
 import typing
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import click
 
-from . import __version__
-from .config import ConfigField, config_fields, load_config
-from .utils import json_text
+# torch deprecates `torch.jit.script_method`, which bitsandbytes (the optional 8-bit optimizer) uses when the libraries
+# below import it: not the user's concern, so hidden before they load
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
+
+from . import __version__  # noqa: E402
+from .config import ConfigField, config_fields, load_config  # noqa: E402
+from .utils import json_text  # noqa: E402
 
 __all__ = ["main", "cli", "config_command"]
 
@@ -385,7 +390,7 @@ cli.lazy.update(_lazy_commands(COMMANDS))
 
 
 def _quiet_third_party() -> None:
-    """Hide loading progress bars and a transformers notice about torchvision, which promptlift does not use."""
+    """Hide a transformers notice about torchvision, which promptlift does not use."""
     import logging
 
     class _NoTorchvisionNotice(logging.Filter):
@@ -393,7 +398,6 @@ def _quiet_third_party() -> None:
             return "requires torchvision (not installed)" not in record.getMessage()
 
     logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
-
 
 
 def main(argv: Sequence[str] | None = None) -> None:
