@@ -13,7 +13,7 @@ from ..rewards import parse_reward_options
 from ..training import FitResult, TrainConfig
 from ..utils import atomic_write_json
 
-__all__ = ["BestKeeper", "MethodTrainConfig", "load_frozen_pipeline"]
+__all__ = ["BestKeeper", "MethodTrainConfig", "freeze_pipeline", "load_frozen_pipeline"]
 
 PIPELINE_MODELS = ("vae", "unet", "text_encoder", "text_encoder_2")
 
@@ -43,7 +43,11 @@ class MethodTrainConfig(TrainConfig):
 
 def load_frozen_pipeline(cfg: MethodTrainConfig, train: str | None = None):
     """The config's base pipeline in fp32, every model in it frozen (no gradients, eval mode) but `train`."""
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
+    return freeze_pipeline(load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32"), train)
+
+
+def freeze_pipeline(pipe, train: str | None = None):
+    """Every model of `pipe` frozen (no gradients, eval mode) but `train`; returns `pipe`."""
     for name in PIPELINE_MODELS:
         module = getattr(pipe, name, None)
         if module is not None and name != train:

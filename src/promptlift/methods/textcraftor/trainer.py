@@ -24,7 +24,7 @@ from ...rewards import load_reward, parse_reward_options
 from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import UNET_LORA_TARGETS, sdxl_time_ids
 from ...utils import atomic_dir, atomic_write_json
-from ..common import PIPELINE_MODELS, BestKeeper
+from ..common import BestKeeper, freeze_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import TextCraftorConfig, parse_weighted
 from .lift import INFO_FILE, TextCraftorLift, swapped
@@ -39,9 +39,7 @@ def trainable_module(pipe, cfg: TextCraftorConfig) -> torch.nn.Module:
     """Freeze everything, then make trainable what `cfg` tunes: the encoder(s) (all weights or a LoRA), or a UNet LoRA."""
     from peft import LoraConfig
 
-    for name in PIPELINE_MODELS:
-        if getattr(pipe, name, None) is not None:
-            getattr(pipe, name).requires_grad_(False).eval()
+    freeze_pipeline(pipe)
     if cfg.train == "unet_lora":
         pipe.unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
                                          target_modules=UNET_LORA_TARGETS))
