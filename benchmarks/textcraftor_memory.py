@@ -16,83 +16,14 @@ reported. Goal: truncated peak flat in T and <= 1.5x plain.
 """
 
 import argparse
-import ctypes
 import multiprocessing as mp
 import os
 import statistics
-import threading
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-
-
-def _libc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        return libc
-    except (OSError, AttributeError):  # not glibc >= 2.33: only the resident set is measured
-        return None
-
-
-LIBC = _libc()
-
-
-def _allocated() -> int:
-    """Bytes malloc has handed out and not had back (0 where glibc's mallinfo2 is missing)."""
-    if LIBC is None:
-        return 0
-    info = LIBC.mallinfo2()
-    return info.uordblks + info.hblkhd
-
-
-def _trim() -> None:
-    """Hand freed heap memory back to the OS (glibc), so the step's own allocations show in the resident set."""
-    import gc
-
-    gc.collect()
-    if LIBC is not None:  # elsewhere the resident set is noisier, not wrong
-        LIBC.malloc_trim(0)
-
-
-class PeakSampler:
-    """Highest allocated bytes and resident set seen while the block runs, above their values before it (CPU)."""
-
-    def __enter__(self):
-        _trim()
-        self.base = self.peak = (_allocated(), _rss())
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        self.peak = tuple(map(max, self.peak, (_allocated(), _rss())))
-
-    def _run(self):
-        while not self.stop.is_set():
-            self._sample()
-            time.sleep(0.0002)
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self._sample()
-
-    @property
-    def extra(self) -> tuple[int, int]:
-        """(allocated, resident) bytes above the start."""
-        return self.peak[0] - self.base[0], self.peak[1] - self.base[1]
+from memory import PeakSampler  # noqa: E402  (benchmarks/memory.py)
 
 
 def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: int, queue) -> None:

@@ -175,6 +175,38 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_partly_frozen_model_checkpoints_only_what_trains_and_resumes_bitwise(tmp_path):
+    """A LoRA's checkpoint must not hold the frozen base again (at SDXL size that is 10 GB a checkpoint)."""
+    from safetensors import safe_open
+
+    def problem(seed):
+        model, loss_fn, batch_fn = toy_problem(seed)
+        model[0].requires_grad_(False)  # the frozen base; model[2] trains
+        return model, loss_fn, batch_fn
+
+    model, loss_fn, batch_fn = problem(0)
+    straight = fit(cfg(tmp_path / "a", max_train_steps=8), model, loss_fn, batch_fn).model
+    with safe_open(str(find_checkpoint(tmp_path / "a", "latest") / "model.safetensors"), framework="pt") as f:
+        assert set(f.keys()) == {"2.weight", "2.bias"}
+    model, loss_fn, batch_fn = problem(0)
+
+    def crashing(i):
+        if i == 5:  # step 6, after checkpoint-4
+            raise KeyboardInterrupt
+        return batch_fn(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg(tmp_path / "b", max_train_steps=8), model, loss_fn, crashing)
+    model, loss_fn, batch_fn = problem(0)  # the same frozen base, as a trainer reloads it
+    resumed = fit(cfg(tmp_path / "b", max_train_steps=8, resume_from_checkpoint="latest"), model, loss_fn, batch_fn).model
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    model, loss_fn, batch_fn = problem(0)
+    model[0].requires_grad_(True)
+    model[2].requires_grad_(False)  # another set of trained weights: the checkpoint lacks them
+    with pytest.raises(ValueError, match="is damaged .*lacks 2 trained weights"):
+        fit(cfg(tmp_path / "b", max_train_steps=12, resume_from_checkpoint="latest"), model, loss_fn, batch_fn)
+
+
 @pytest.mark.parametrize("damage", ["state", "weights"])
 def test_a_damaged_checkpoint_is_named_with_the_fix(tmp_path, damage):
     model, loss_fn, batch_fn = toy_problem()

@@ -214,11 +214,14 @@ def fit(
     scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
                               num_training_steps=cfg.max_train_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    frozen = _frozen_names(accelerator.unwrap_model(model), params)
+    if frozen:  # a LoRA over a 2.6B-parameter UNet: checkpoints hold what trains, not the frozen base again
+        accelerator.register_save_state_pre_hook(lambda models, weights, _: [w.pop(k, None) for w in weights for k in frozen])
     ema = EMAModel(params, decay=cfg.ema_decay) if cfg.use_ema else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
 
-    step, state = _resume(accelerator, cfg, out)
+    step, state = _resume(accelerator, cfg, out, accelerator.unwrap_model(model), frozen)
 
     metrics: dict = {}
     stopped = False
@@ -262,8 +265,27 @@ def fit(
                      is_main_process=accelerator.is_main_process)
 
 
-def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path) -> tuple[int, dict]:
-    """(step, trainer state) of the checkpoint to resume from, restoring model/optimizer/scheduler/EMA/RNG; else 0."""
+def _frozen_names(module: torch.nn.Module, params: list[torch.nn.Parameter]) -> set[str]:
+    """Names of `module`'s parameters outside `params` (the frozen base of a LoRA): checkpoints leave them out."""
+    trained = {id(p) for p in params}
+    return {name for name, p in module.named_parameters() if id(p) not in trained}
+
+
+def _check_saved_weights(ckpt: Path, module: torch.nn.Module, frozen: set[str]) -> None:
+    """Every trained weight of `module` is in the checkpoint (which leaves the `frozen` ones out)."""
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:
+        missing = set(module.state_dict()) - frozen - set(f.keys())
+    if missing:
+        raise ValueError(f"it lacks {len(missing)} trained weights (e.g. {sorted(missing)[0]!r}): it was written by "
+                         "another model or LoRA")
+
+
+def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path, module: torch.nn.Module,
+            frozen: set[str] = frozenset()) -> tuple[int, dict]:
+    """(step, trainer state) of the checkpoint to resume from, restoring model/optimizer/scheduler/EMA/RNG; else 0.
+    A checkpoint without the `frozen` weights loads over the model's own."""
     state = {"nonfinite_in_a_row": 0, "nonfinite_total": 0}
     ckpt = find_checkpoint(out, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
     if ckpt is None:
@@ -280,7 +302,9 @@ def _resume(accelerator: Accelerator, cfg: TrainConfig, out: Path) -> tuple[int,
                          f"{accelerator.num_processes}; resume it with `--num_processes {saved}` (the batches of a run "
                          "depend on its process count), or start a new output_dir.")
     try:
-        accelerator.load_state(str(ckpt))
+        if frozen:
+            _check_saved_weights(ckpt, module, frozen)
+        accelerator.load_state(str(ckpt), strict=not frozen)
     except Exception as e:  # truncated or foreign weight files
         raise ValueError(f"checkpoint {str(ckpt)!r} is damaged ({type(e).__name__}: {e}); delete that folder to resume "
                          "from the one before it, or pass `--resume_from_checkpoint` another one.") from None

@@ -20,6 +20,9 @@ class SURAdapterConfig(MethodTrainConfig):
     complex_column: str = field(default="complex", metadata={"help": "Column of the complex (keyword) prompt."})
     extra_simple_columns: list[str] = field(default_factory=list, metadata={"help": "More columns used as simple prompts of the same image (e.g. literal: the adapter "
                                                                                      "also learns to keep prompts that already work)."})
+    refiner: str | None = field(default=None, metadata={"help": "A refiner lift (`refiner` = the bundle's, or `refiner=PATH`): each simple prompt also "
+                                                                "trains as the refiner's rewrite of it, the prompt the adapter reads in the lifted "
+                                                                "stack (`sur-adapter.reads=rewrite`); the held-out check runs the refiner first."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N triples only."})
     llm_model: str | None = field(default=None, metadata={"help": "LLM teacher: transformers id or folder; default: the packaged all-MiniLM-L6-v2."})
     llm_layer: int = field(default=-1, metadata={"help": "Hidden layer of the teacher to pool (negative counts from the top)."})

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
 from ...data.records import iter_records
-from ...pipeline import encode_prompts, prompt_padding_mask
+from ...pipeline import apply_lifts, encode_prompts, load_lifts, prompt_padding_mask, rewrite_prompts
 from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
 from ...utils import atomic_dir, atomic_path, atomic_write_json, images_to_tensor
@@ -60,13 +61,15 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
         raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds no triples.")
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("params", "simple", "complex", "mask", "llm", "pooled",
                                                             "llm_tokens", "llm_mask")}
+    rewriters = [[]] + ([_rewriting_lifts(pipe, cfg.refiner)] if cfg.refiner else [])
     for start in tqdm(range(0, len(records), batch_size), desc="cache", unit="batch"):
         batch = records[start : start + batch_size]
         params = latent_dist_params(pipe.vae, images_to_tensor([r.image for r in batch]).to(pipe.device)).cpu()
         complex_ = encode_prompts(pipe, [r.meta[cfg.complex_column] for r in batch],
                                   do_classifier_free_guidance=False).prompt_embeds.cpu()
-        for column in (cfg.simple_column, *cfg.extra_simple_columns):  # one training row per simple column
-            simple = [r.meta[column] for r in batch]
+        # one training row per simple column, and per column its rewrite by the refiner (as the lifted stack reads it)
+        for column, lifts in itertools.product((cfg.simple_column, *cfg.extra_simple_columns), rewriters):
+            simple = rewrite_prompts([r.meta[column] for r in batch], lifts)
             s = encode_prompts(pipe, simple, do_classifier_free_guidance=False)
             parts["params"].append(params)
             parts["complex"].append(complex_)
@@ -96,10 +99,27 @@ def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> tor
     return keep
 
 
+def _rewriting_lifts(pipe, spec: str) -> list:
+    """The lift `spec` (a refiner), loaded onto `pipe`, as a list for `rewrite_prompts` and the held-out check."""
+    lifts = load_lifts([spec])
+    apply_lifts(pipe, lifts)
+    return lifts
+
+
+def _lift_identity(spec: str | None) -> list | None:
+    """What a rewriting lift's output depends on, for the cache key: its spec and its folder's files and their times."""
+    if spec is None:
+        return None
+    path = load_lifts([spec])[0].path
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if path is not None else []
+    return [spec, str(path), [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]]
+
+
 def _cache_path(cfg: SURAdapterConfig, teacher: LLMFeatures, tokens: bool) -> Path:
     meta = Path(cfg.train_data_dir) / "metadata.jsonl"
     key = json.dumps([str(Path(cfg.train_data_dir).resolve()), meta.stat().st_size, meta.stat().st_mtime_ns,
                       cfg.simple_column, cfg.extra_simple_columns, cfg.complex_column, cfg.max_train_samples,
+                      _lift_identity(cfg.refiner),
                       str(cfg.pretrained_model_name_or_path), teacher.model_id, teacher.layer,
                       cfg.llm_max_tokens if tokens else None])
     return Path(cfg.feature_cache_dir) / f"sur-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
@@ -198,9 +218,11 @@ def _loss_fn(cfg: SURAdapterConfig, pipe):
 def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, keeper: BestKeeper):
     """eval_fn(model, step): the held-out check; the best adapter so far is kept in best/ (step 3)."""
     evaluator = HeldOutEvaluator.from_config(pipe, cfg)
+    refiner = _rewriting_lifts(pipe, cfg.refiner) if cfg.refiner else []  # the stack's order: rewrite, then adapt
 
     def eval_fn(model, step):
-        metrics = evaluator([SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher)])
+        adapter = SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher, reads="rewrite")
+        metrics = evaluator([*refiner, adapter])
         # the method's aim: simple prompts right; ties broken by the aesthetic win rate
         score = metrics.get("semantic_all", 0.0) + 1e-3 * metrics["win_rate_vs_base"]
         keeper.keep(step, score, metrics, lambda folder: save_adapter(model, cfg, folder))
