@@ -88,6 +88,24 @@ def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_pipeline_dir
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_gradient_checkpointing_recomputes_and_trains_the_same_weights(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir,
+                                                                       curated, monkeypatch):
+    from safetensors.torch import load_file
+
+    calls = []
+    checkpoint = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or checkpoint(*a, **k))
+    weights = {}
+    for flag in ("--no-gradient_checkpointing", "--gradient_checkpointing"):
+        calls.clear()
+        result = run_qt(tiny_pipeline_dirs["sd1"], curated, tmp_path / flag, tiny_bundle_dir, "--use_lora", flag)
+        assert result.exit_code == 0, result.output
+        assert bool(calls) == (flag == "--gradient_checkpointing")
+        weights[flag] = load_file(str(tmp_path / flag / "checkpoints" / "checkpoint-4" / "model.safetensors"))
+    a, b = weights.values()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def test_bad_training_data_is_named(tmp_path):
     result = CliRunner().invoke(cli, ["train", "quality-tuning", "--train_data_dir", str(tmp_path)])
     assert result.exit_code != 0 and "is not an imagefolder with metadata.jsonl" in result.output

@@ -57,10 +57,10 @@ def _run_killed(runner, *args) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    """The model weights of the run's last checkpoint (what accelerate saved for every prepared model)."""
-    files = sorted((run / "checkpoints" / "checkpoint-4").glob("model*.safetensors"))
-    assert files, f"no weights in {run}/checkpoints/checkpoint-4"
+def _weights(run: Path, step: int = 4) -> dict[str, torch.Tensor]:
+    """The model weights of the run's checkpoint `step` (what accelerate saved for every prepared model)."""
+    files = sorted((run / "checkpoints" / f"checkpoint-{step}").glob("model*.safetensors"))
+    assert files, f"no weights in {run}/checkpoints/checkpoint-{step}"
     return {f"{f.name}:{k}": v for f in files for k, v in load_file(f).items()}
 
 
@@ -82,3 +82,21 @@ def test_a_run_and_a_killed_resumed_run_end_bitwise_equal(trainer, tmp_path, req
     assert a.keys() == b.keys()
     differ = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differ, f"{len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}"
+
+
+# bf16 runs slowly on CPU: the default suite keeps two trainers (a LoRA over the UNet; an adapter before it), -m slow the rest
+BF16_DEFAULT = ("quality-tuning (LoRA)", "sur-adapter")
+
+
+@pytest.mark.parametrize("trainer", [t if t in BF16_DEFAULT else pytest.param(t, marks=pytest.mark.slow) for t in TRAINERS])
+def test_every_trainer_trains_in_bf16_with_its_frozen_models_in_bf16(trainer, tmp_path, request, tiny_pipeline_dirs,
+                                                                      tiny_bundle_dir):
+    """`--mixed_precision bf16` (fp16 on a GPU alike): frozen models held in bf16, the loss and the held-out check
+    autocast, the trained weights fp32 and finite."""
+    runner, data, extra = TRAINERS[trainer]
+    result = runner(tiny_pipeline_dirs["sd1"], request.getfixturevalue(data), tmp_path, tiny_bundle_dir, *extra,
+                    "--max_train_steps", 2, "--checkpointing_steps", 2, "--eval_steps", 2, "--mixed_precision", "bf16")
+    assert result.exit_code == 0, result.output
+    weights = _weights(tmp_path, step=2)
+    floats = [v for v in weights.values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in floats)

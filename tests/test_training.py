@@ -207,6 +207,23 @@ def test_a_partly_frozen_model_checkpoints_only_what_trains_and_resumes_bitwise(
         fit(cfg(tmp_path / "b", max_train_steps=12, resume_from_checkpoint="latest"), model, loss_fn, batch_fn)
 
 
+def test_mixed_precision_autocasts_the_whole_loss(tmp_path):
+    """Trainers call frozen models (the UNet) inside `loss_fn`, not the prepared model's forward: all of it autocasts."""
+    model, loss_fn, batch_fn = toy_problem()
+    frozen = torch.nn.Linear(4, 4).requires_grad_(False)  # a model the loss reads that fit was not given
+    seen = []
+
+    def loss_through_frozen(m, batch):
+        x, y = batch
+        h = frozen(x)
+        seen.append(h.dtype)
+        return torch.nn.functional.mse_loss(m(h).float(), y), {}
+
+    fit(cfg(tmp_path, max_train_steps=2, mixed_precision="bf16"), model, loss_through_frozen, batch_fn)
+    assert seen == [torch.bfloat16] * 2
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the trained weights stay fp32
+
+
 @pytest.mark.parametrize("damage", ["state", "weights"])
 def test_a_damaged_checkpoint_is_named_with_the_fix(tmp_path, damage):
     model, loss_fn, batch_fn = toy_problem()

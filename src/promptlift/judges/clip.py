@@ -34,7 +34,7 @@ def build_clip(tokenizer) -> CLIPModel:
 def clip_pixel_values(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] images at any size -> the world CLIP's input (64 px, mean 0.5, std 0.5)."""
     if images.shape[-1] != 64 or images.shape[-2] != 64:
-        images = F.interpolate(images, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+        images = F.interpolate(images.float(), size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
     return (images - 0.5) / 0.5
 
 

@@ -23,7 +23,8 @@ def prepare(images: torch.Tensor, size: int = 64) -> torch.Tensor:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"`images` must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}.")
     if images.shape[-1] != size or images.shape[-2] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        # float32: antialiased resizing has no half-precision CPU kernel (a trainer under bf16 autocast hands bf16 in)
+        images = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return (images - 0.5) / 0.25
 
 

@@ -14,6 +14,7 @@ from ..data.prompt_sets import load_prompt_set
 from ..judges.bundle import BUNDLE_DIR, load_judge, semantic_hits
 from ..rewards import load_reward, parse_reward_options
 from ..stats import win_rate
+from .common import autocast
 from ..world.config import WORLD_PROMPT_STYLES
 from ..world.dataset import iter_prompt_set
 
@@ -31,8 +32,11 @@ class HeldOutEvaluator:
     """`evaluator(lifts)` -> win rate vs base under `judge`, judge means, and semantic accuracy (world prompts)."""
 
     def __init__(self, pipe, source: str, num_prompts: int, judge: str, reward_option: Sequence[str] = (),
-                 judge_bundle: Path | None = None, guidance_scale: float = 7.5, num_inference_steps: int = 25):
+                 judge_bundle: Path | None = None, guidance_scale: float = 7.5, num_inference_steps: int = 25,
+                 mixed_precision: str = "no"):
+        """`mixed_precision`: the trainer's; the images are made under its autocast (frozen models held in it)."""
         self.pipe, self.guidance_scale, self.steps = pipe, guidance_scale, num_inference_steps
+        self.mixed_precision = mixed_precision
         self.lines = heldout_lines(source, num_prompts)
         self.prompts = [x["prompt"] for x in self.lines]
         self.judge = load_reward(judge, **parse_reward_options(reward_option).get(judge, {}))
@@ -45,11 +49,13 @@ class HeldOutEvaluator:
     def from_config(cls, pipe, cfg) -> "HeldOutEvaluator":
         """From a trainer's `MethodTrainConfig` (its eval_* fields)."""
         return cls(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option, cfg.judge_bundle,
-                   cfg.eval_guidance_scale, cfg.eval_inference_steps)
+                   cfg.eval_guidance_scale, cfg.eval_inference_steps, cfg.mixed_precision)
 
     def images(self, lifts: Sequence[Lift]) -> torch.Tensor:
-        return seeded_images(self.pipe, self.prompts, range(len(self.prompts)), lifts,
-                               guidance_scale=self.guidance_scale, num_inference_steps=self.steps)
+        with autocast(self.mixed_precision, self.pipe.device):
+            images = seeded_images(self.pipe, self.prompts, range(len(self.prompts)), lifts,
+                                   guidance_scale=self.guidance_scale, num_inference_steps=self.steps)
+        return images.float()
 
     @torch.no_grad()
     def score(self, images: torch.Tensor) -> dict:

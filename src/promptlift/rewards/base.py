@@ -150,7 +150,7 @@ def clip_preprocess(images: torch.Tensor, size: int, mean: Sequence[float], std:
     h, w = images.shape[-2:]
     scale = size / min(h, w)
     if (h, w) != (size, size):
-        images = F.interpolate(images, size=(max(size, round(h * scale)), max(size, round(w * scale))),
+        images = F.interpolate(images.float(), size=(max(size, round(h * scale)), max(size, round(w * scale))),
                                mode="bicubic", align_corners=False, antialias=True)
         top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
         images = images[..., top : top + size, left : left + size]

@@ -20,6 +20,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -174,6 +175,9 @@ def _make_accelerator(cfg: TrainConfig, out: Path, desc: str) -> Accelerator:
 
         if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
             raise ImportError("`report_to tensorboard` needs TensorBoard: pip install tensorboard")
+    # each run its own precision: a process that trains twice (the Python API, the tests) would get the first run's
+    # (the process group, PartialState, is kept)
+    AcceleratorState._reset_state()
     # a step is an optimizer step whatever the process count (accelerate would step the LR schedule once per process)
     accelerator = Accelerator(cpu=launched_on_cpus(), gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                               step_scheduler_with_optimizer=False,
@@ -327,7 +331,8 @@ def _optimizer_step(accelerator, cfg: TrainConfig, model, optimizer, scheduler, 
             # the model's own randomness (dropout) is a function of the micro-batch too: the same whatever the process
             # count, and on resume
             torch.manual_seed(batch_seed(cfg.seed, index + 1, stride=1_000_033))
-            loss, logs = loss_fn(module, batch_fn(index))
+            with accelerator.autocast():  # `mixed_precision` covers the whole loss: the frozen UNet and encoders too
+                loss, logs = loss_fn(module, batch_fn(index))
             if not torch.isfinite(loss):
                 skipped = True
             else:

@@ -45,13 +45,22 @@ class SURAdapterLift(Lift):
     def _adapt(self, pipe, x: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(adapted embeddings (B, L, D), padding mask (B, L)) of `prompts`, whose embeddings are `x`."""
         mask = padding_mask(pipe.tokenizer, prompts, x.shape[1]).to(x.device)
+        own = self._dtype
         llm = llm_mask = None
         if self.adapter.llm_tokens:
             llm, llm_mask = self.teacher.token_states(prompts)
-            llm, llm_mask = llm.to(x), llm_mask.to(x.device)
+            llm, llm_mask = llm.to(x.device, own), llm_mask.to(x.device)
         elif self.teacher is not None:
-            llm = self.teacher(prompts).to(x)
-        return self.adapter(x, mask, llm, llm_mask)[0], mask
+            llm = self.teacher(prompts).to(x.device, own)
+        return self.adapter(x.to(own), mask, llm, llm_mask)[0].to(x.dtype), mask
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        """The adapter computes in its own dtype (a trainer's fp32 adapter is never cast to a half-precision pipeline's)."""
+        return next(self.adapter.parameters()).dtype
+
+    def _adapt_pooled(self, pooled: torch.Tensor, adapted: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.adapter.adapt_pooled(pooled.to(self._dtype), adapted.to(self._dtype), mask).to(pooled.dtype)
 
     def edit_prompt_embeds(self, pipe, embeds: PromptEmbeds, prompts: list[str]) -> PromptEmbeds:
         """Adapt the base model's embedding of the user's prompt (`reads="user"`: the words the user wrote, before
@@ -61,16 +70,16 @@ class SURAdapterLift(Lift):
         base = embeds.user_base if self.reads == "user" else embeds.base
         edits = embeds.edits(base)  # the other lifts' changes, a swapped encoder's and a rewrite's included
         x = base.prompt_embeds
-        self.adapter.to(device=x.device, dtype=x.dtype)
+        self.adapter.to(device=x.device)
         adapted = {}
         adapted["prompt_embeds"], mask = self._adapt(pipe, x, source)
         with torch.no_grad():
             if base.pooled_prompt_embeds is not None:
-                adapted["pooled_prompt_embeds"] = self.adapter.adapt_pooled(base.pooled_prompt_embeds, adapted["prompt_embeds"], mask)
+                adapted["pooled_prompt_embeds"] = self._adapt_pooled(base.pooled_prompt_embeds, adapted["prompt_embeds"], mask)
             if self.apply_to_unconditional and base.negative_prompt_embeds is not None:
                 adapted["negative_prompt_embeds"], n_mask = self._adapt(pipe, base.negative_prompt_embeds, [""] * len(source))
                 if base.negative_pooled_prompt_embeds is not None:
-                    adapted["negative_pooled_prompt_embeds"] = self.adapter.adapt_pooled(
+                    adapted["negative_pooled_prompt_embeds"] = self._adapt_pooled(
                         base.negative_pooled_prompt_embeds, adapted["negative_prompt_embeds"], n_mask)
         for name, tensor in adapted.items():
             setattr(embeds, name, plus_edits(tensor, edits.get(name)))
