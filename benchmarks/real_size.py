@@ -76,16 +76,17 @@ def build_data(resolution: int, root: Path) -> Path:
         from promptlift.world.config import DatasetConfig
         from promptlift.world.dataset import build_dataset
 
-        build_dataset(DatasetConfig(num_scenes=16, seed=0, size=resolution, output_dir=folder, num_workers=1))
+        build_dataset(DatasetConfig(num_scenes=4, seed=0, size=resolution, output_dir=folder, num_workers=1))
     return folder
 
 
-def method_config(method: str, model: Path, data: Path, out: Path, resolution: int, batch: int):
-    """The config of `method`'s trainer for one step at `resolution` on `data`, as `promptlift train` builds it."""
+def method_config(method: str, model: Path, data: Path, out: Path, resolution: int, batch: int, options: dict):
+    """The config of `method`'s trainer for one step at `resolution` on `data`, as `promptlift train` builds it;
+    `options`: mixed_precision, optimizer, gradient_checkpointing."""
     from promptlift.methods import METHODS as REGISTRY
 
     common = dict(pretrained_model_name_or_path=str(model), output_dir=out, max_train_steps=1, train_batch_size=batch,
-                  num_eval_prompts=1, eval_inference_steps=1, lr_warmup_steps=0, checkpointing_steps=1)
+                  num_eval_prompts=1, eval_inference_steps=1, lr_warmup_steps=0, checkpointing_steps=1, **options)
     name, extra = method, {}
     if method.startswith("quality-tuning"):
         name = "quality-tuning"
@@ -98,11 +99,11 @@ def method_config(method: str, model: Path, data: Path, out: Path, resolution: i
     elif method.startswith("textcraftor"):
         name = "textcraftor"
         extra = dict(prompts=str(data), prompt_column="literal", reward=["world-aesthetic-reward:1", "world-clip:0.05"],
-                     num_inference_steps=10, grad_steps=int(method[-1]), gradient_checkpointing=True,
-                     resolution=resolution, guidance_scale=5.0)
+                     num_inference_steps=10, grad_steps=int(method[-1]), resolution=resolution, guidance_scale=5.0)
+        extra["gradient_checkpointing"] = True  # TextCraftor's own: each sampling step and the decode recomputed
     elif method == "refiner":
         extra = dict(train_data=str(data), coarse_column="literal", fine_column="complex", diffusion_batch_size=batch)
-    return name, REGISTRY[name].config(**common, **extra)
+    return name, REGISTRY[name].config(**{**common, **extra})
 
 
 def _tensor_bytes(obj) -> int:
@@ -147,12 +148,12 @@ def _instrument(record: dict) -> None:
     loop._optimizer_step = measured
 
 
-def _child(arch: str, method: str, resolution: int, batch: int, threads: int, root: str, queue) -> None:
+def _child(arch: str, method: str, resolution: int, batch: int, threads: int, root: str, options: dict, queue) -> None:
     import torch
 
     torch.set_num_threads(threads)
     root = Path(root)
-    record = dict(arch=arch, method=method, resolution=resolution, batch=batch, threads=threads,
+    record = dict(arch=arch, method=method, resolution=resolution, batch=batch, threads=threads, **options,
                   device="cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = root / arch / "model"
@@ -160,22 +161,24 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
         if method == "generate":  # the lifted stack, made of what the trainers' steps wrote
             from promptlift.generation import GenerateConfig, generate
 
-            lifts = [f"quality-tuning={runs / 'quality-tuning-lora' / 'final'}", f"sur-adapter={runs / 'sur-adapter' / 'final'}",
+            lifts = [f"quality-tuning={runs / 'quality-tuning-lora' / 'best'}", f"sur-adapter={runs / 'sur-adapter' / 'final'}",
                      f"textcraftor={runs / 'textcraftor-k5' / 'final'}", f"refiner={runs / 'refiner' / 'final'}"]
             cfg = GenerateConfig(prompt=["a couple of boats as the sun goes down"] * batch, model=str(model), lifted=True,
                                  lift=lifts, num_inference_steps=25, height=resolution, width=resolution,
-                                 output_dir=runs / "generate", overwrite=True)
+                                 output_dir=runs / "generate", batch_size=batch,
+                                 dtype={"bf16": "bfloat16", "fp16": "float16"}.get(options["mixed_precision"], "float32"))
             from memory import _allocated
 
             held = _allocated()
             t0 = time.perf_counter()
             with PeakSampler() as sampler:
                 generate(cfg)
+            # the whole call: loading the pipeline and the lifts, rewriting, 25 steps, decoding, writing
             record.update(seconds=time.perf_counter() - t0, held=held, peak=sampler.extra[0], trainable=0, grads=0,
                           optimizer=0)
         else:
             data = build_data(resolution, root)
-            name, cfg = method_config(method, model, data, runs / method, resolution, batch)
+            name, cfg = method_config(method, model, data, runs / method, resolution, batch, options)
             from promptlift.methods import METHODS as REGISTRY
 
             _instrument(record)
@@ -189,6 +192,22 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
     queue.put(record)
 
 
+def _result(proc, queue, record: dict) -> dict:
+    """The child's record; if it died first (the kernel's out-of-memory killer sends SIGKILL), a failed one."""
+    import queue as queues
+
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            proc.join()
+            return result
+        except queues.Empty:
+            if not proc.is_alive():
+                why = "killed (out of memory?)" if proc.exitcode == -9 else f"exited with {proc.exitcode}"
+                return {**record, "held": 0, "peak": 0, "grads": 0, "optimizer": 0, "seconds": 0, "ok": False,
+                        "error": f"the measuring process was {why}"}
+
+
 def measure(args) -> None:
     root = Path(args.root)
     results = Path(args.results)
@@ -199,17 +218,101 @@ def measure(args) -> None:
         for resolution in args.resolution:
             for method in args.methods:
                 queue = ctx.Queue()
+                options = dict(mixed_precision=args.mixed_precision, optimizer=args.optimizer,
+                               gradient_checkpointing=args.gradient_checkpointing)
                 proc = ctx.Process(target=_child, args=(arch, method, resolution, args.batch_size, args.num_threads,
-                                                        str(root), queue))
+                                                        str(root), options, queue))
                 proc.start()
-                record = queue.get()
-                proc.join()
+                record = _result(proc, queue, dict(arch=arch, method=method, resolution=resolution, **options))
                 with results.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 cells = (f"held {record['held'] / GiB:6.2f} GiB  step peak +{record['peak'] / GiB:6.2f} GiB  "
                          f"grads {record['grads'] / GiB:5.2f}  optimizer {record['optimizer'] / GiB:5.2f}  "
                          f"{record['seconds']:7.1f} s") if record["ok"] else f"FAILED {record['error']}"
                 print(f"{arch:>5} {method:>20} {resolution:>5} px  {cells}", flush=True)
+
+PAPER_RESOLUTION = {"sd15": 512, "sd21": 768, "sdxl": 1024}
+GPUS = (24, 40, 80)  # GiB: RTX 4090 / A6000-class, A100 40 GB, A100 / H100 80 GB
+
+
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares (a, b) of y = a + b x."""
+    n = len(points)
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+def memory_model(records: list[dict], fit: list[int]) -> dict:
+    """Per (arch, method): held bytes, gradients, optimizer state and activations = a + b x latent pixels (batch 1)."""
+    models = {}
+    for key in sorted({(r["arch"], r["method"]) for r in records}):
+        rows = {r["resolution"]: r for r in records if (r["arch"], r["method"]) == key and r["ok"]}
+        used = [rows[res] for res in fit if res in rows]
+        if len(used) < 2:
+            continue
+        last = used[-1]
+        activations = [((r["resolution"] / 8) ** 2, (r["peak"] - r["grads"] - r["optimizer"]) / r["batch"]) for r in used]
+        a, b = _fit(activations)
+        held = last["held"]
+        if key[1] == "generate":  # its peak holds the weights it loaded: they are the intercept, activations the slope
+            held, a = a * last["batch"], 0.0
+        models[key] = dict(held=held, grads=last["grads"], optimizer=last["optimizer"], trainable=last["trainable"],
+                           a=a, b=b, seconds={r["resolution"]: r["seconds"] for r in rows.values()}, rows=rows)
+    return models
+
+
+def project(m: dict, resolution: int, batch: int, *, optimizer: str = "measured", fp32: bool = False) -> float:
+    """Projected peak bytes: held + gradients + optimizer state + batch x activations(resolution).
+
+    `optimizer` "adamw" / "adamw_8bit" replaces the measured state by 8 / 2 bytes a trainable parameter; `fp32`: frozen
+    weights and activations doubled (measured in bf16/fp16 mixed precision, trained weights already fp32)."""
+    held, act = m["held"], max(m["a"] + m["b"] * (resolution / 8) ** 2, 0.0)
+    state = {"adamw": 8 * m["trainable"], "adamw_8bit": 2 * m["trainable"]}.get(optimizer, m["optimizer"])
+    if fp32:
+        trained = 4 * m["trainable"]
+        held, act = trained + 2 * (held - trained), 2 * act
+    return held + m["grads"] + state + batch * act
+
+
+def max_batch(m: dict, resolution: int, gib: float, **kw) -> int:
+    """The largest batch whose projected peak fits in `gib` (0: not even one)."""
+    fixed, per = project(m, resolution, 0, **kw), project(m, resolution, 1, **kw) - project(m, resolution, 0, **kw)
+    return max(int((gib * GiB - fixed) // per), 0) if per > 0 else 0
+
+
+def table(args) -> None:
+    records = [json.loads(x) for x in Path(args.results).read_text().splitlines() if x.strip()]
+    failed = [r for r in records if not r["ok"]]
+    for r in failed:
+        print(f"failed: {r['arch']} {r['method']} {r['resolution']} px: {r['error']}")
+    models = memory_model(records, args.fit)
+    print(f"\nmodel fitted on {args.fit} px, checked on {args.check} px (total peak = held + step peak):")
+    print(f"{'arch':>5} {'method':>20} {'measured GiB':>13} {'projected GiB':>14} {'error':>7} {'activations error':>18}")
+    for (arch, method), m in models.items():
+        row = m["rows"].get(args.check)
+        if row is None:
+            continue
+        measured = row["held"] + row["peak"]
+        act_measured = (row["peak"] - row["grads"] - row["optimizer"]) / row["batch"]
+        act_projected = m["a"] + m["b"] * (args.check / 8) ** 2
+        # held differs between resolutions only by the cached data: the check run's own (generate: the intercept)
+        projected = project(m, args.check, row["batch"]) + (row["held"] - m["held"] if method != "generate" else 0)
+        if method == "generate":
+            act_measured, act_projected = measured - m["held"], act_projected * row["batch"]
+        print(f"{arch:>5} {method:>20} {measured / GiB:>13.2f} {projected / GiB:>14.2f} "
+              f"{(projected - measured) / measured:>+7.1%} {(act_projected - act_measured) / max(act_measured, 1):>+18.1%}")
+    print("\n| arch | method | resolution | peak at batch 1, bf16 mixed + AdamW | + 8-bit AdamW | fp32 + AdamW | "
+          + " | ".join(f"max batch {g} GB" for g in GPUS) + " | step s (CPU, measured) |")
+    print("|---" * (7 + len(GPUS)) + "|")
+    for (arch, method), m in models.items():
+        res = PAPER_RESOLUTION[arch]
+        cells = [f"{project(m, res, 1, optimizer='adamw') / GiB:.1f} GiB", f"{project(m, res, 1, optimizer='adamw_8bit') / GiB:.1f} GiB",
+                 f"{project(m, res, 1, optimizer='adamw', fp32=True) / GiB:.1f} GiB"]
+        cells += [str(max_batch(m, res, g, optimizer="adamw_8bit")) for g in GPUS]
+        seconds = ", ".join(f"{k} px {v:.0f}" for k, v in sorted(m["seconds"].items()))
+        print(f"| {arch} | {method} | {res} | " + " | ".join(cells) + f" | {seconds} |")
 
 
 def main() -> None:
@@ -219,10 +322,19 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--mixed_precision", default="bf16", choices=["no", "fp16", "bf16"],
+                        help="Training precision (frozen models held in it); fp16 needs a GPU.")
+    parser.add_argument("--optimizer", default="adamw_8bit", choices=["adamw", "adamw_8bit"],
+                        help="Measured with 8-bit AdamW (a full SD 1.5 UNet's fp32 AdamW state alone is 6.4 GiB); the "
+                             "table projects fp32 AdamW from the parameter count.")
+    parser.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--root", default="runs/real-size", help="Random pipelines, data and runs.")
     parser.add_argument("--results", default="runs/real-size/results.jsonl")
+    parser.add_argument("--table", action="store_true", help="Fit the memory model on --results and print the table.")
+    parser.add_argument("--fit", nargs="+", type=int, default=[96, 128], help="Resolutions the model is fitted on.")
+    parser.add_argument("--check", type=int, default=160, help="The held-out measured resolution.")
     args = parser.parse_args()
-    measure(args)
+    table(args) if args.table else measure(args)
 
 
 if __name__ == "__main__":

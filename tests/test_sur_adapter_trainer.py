@@ -208,6 +208,28 @@ def test_extra_simple_columns_add_a_training_row_per_column(tmp_path, tiny_pipel
     torch.testing.assert_close(cache["params"][:6], cache["params"][6:])  # the same images under both prompts
 
 
+def test_the_refiners_rewrites_train_as_more_rows(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
+    """`--refiner`: each simple prompt also trains as the refiner's rewrite of it, the prompt the adapter reads behind
+    the refiner in the lifted stack; the rows are the rewrites the refiner lift writes."""
+    from test_refiner import run_refiner
+
+    model = tiny_pipeline_dirs["sd1"]
+    assert run_refiner(model, triples, tmp_path / "refiner", tiny_bundle_dir).exit_code == 0
+    spec = f"refiner={tmp_path / 'refiner' / 'final'}"
+    result = run_sur(model, triples, tmp_path / "sur", tiny_bundle_dir, "--refiner", spec, "--extra_simple_columns",
+                     "literal", "--feature_cache_dir", tmp_path / "features", "--max_train_steps", 1)
+    assert result.exit_code == 0, result.output
+    cache = torch.load(next((tmp_path / "features").glob("sur-*.pt")))
+    assert cache["simple"].shape[0] == cache["complex"].shape[0] == 24  # 6 triples x 2 columns x (as written, rewritten)
+    pipe = load_pipeline(model)
+    lifts = load_lifts([spec])
+    lifts[0].apply(pipe)
+    narrative = [json.loads(line)["narrative"] for line in (triples / "metadata.jsonl").read_text().splitlines()][:6]
+    rewritten = encode_prompts(pipe, lifts[0].rewrite_prompts(narrative), do_classifier_free_guidance=False)
+    torch.testing.assert_close(cache["simple"][6:12], rewritten.prompt_embeds)  # rows 6-11: the narratives' rewrites
+    assert not torch.allclose(cache["simple"][:6], cache["simple"][6:12])
+
+
 def test_teacher_tokens_with_the_token_target_train_and_generate(tmp_path, arch, tiny_dir, tiny_bundle_dir, triples):
     """The adapter reads the teacher's token states (only them, on SD2), fits the complex embedding per token, and
     the UNet terms read one row of each batch; the saved adapter reloads with its teacher and generates."""
