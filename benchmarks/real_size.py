@@ -86,7 +86,8 @@ def method_config(method: str, model: Path, data: Path, out: Path, resolution: i
     from promptlift.methods import METHODS as REGISTRY
 
     common = dict(pretrained_model_name_or_path=str(model), output_dir=out, max_train_steps=1, train_batch_size=batch,
-                  num_eval_prompts=1, eval_inference_steps=1, lr_warmup_steps=0, checkpointing_steps=1, **options)
+                  num_eval_prompts=1, eval_inference_steps=1, eval_resolution=resolution, lr_warmup_steps=0,
+                  checkpointing_steps=1, **options)
     name, extra = method, {}
     if method.startswith("quality-tuning"):
         name = "quality-tuning"

@@ -33,6 +33,7 @@ class MethodTrainConfig(TrainConfig):
     judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
     eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
     eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
+    eval_resolution: int | None = field(default=None, metadata={"help": "Side of the evaluation images in pixels (multiple of 8); default: the model's."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute the UNet's activations in the backward pass "
                                                                          "(less memory at full size, about a third more time)."})
 
@@ -42,6 +43,8 @@ class MethodTrainConfig(TrainConfig):
         if self.num_eval_prompts < 1 or self.eval_inference_steps < 1:
             raise ValueError(f"`num_eval_prompts` and `eval_inference_steps` must be >= 1, got {self.num_eval_prompts} "
                              f"and {self.eval_inference_steps}.")
+        if self.eval_resolution is not None and (self.eval_resolution < 8 or self.eval_resolution % 8):
+            raise ValueError(f"`eval_resolution` must be a multiple of 8 pixels, got {self.eval_resolution}.")
         if self.eval_guidance_scale is None:
             self.eval_guidance_scale = recommended_guidance_scale(self.pretrained_model_name_or_path)
 

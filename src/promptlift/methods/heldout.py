@@ -33,10 +33,12 @@ class HeldOutEvaluator:
 
     def __init__(self, pipe, source: str, num_prompts: int, judge: str, reward_option: Sequence[str] = (),
                  judge_bundle: Path | None = None, guidance_scale: float = 7.5, num_inference_steps: int = 25,
-                 mixed_precision: str = "no"):
-        """`mixed_precision`: the trainer's; the images are made under its autocast (frozen models held in it)."""
+                 mixed_precision: str = "no", resolution: int | None = None):
+        """`mixed_precision`: the trainer's; the images are made under its autocast (frozen models held in it).
+        `resolution`: the images' side (default: the model's)."""
         self.pipe, self.guidance_scale, self.steps = pipe, guidance_scale, num_inference_steps
         self.mixed_precision = mixed_precision
+        self.size = {} if resolution is None else {"height": resolution, "width": resolution}
         self.lines = heldout_lines(source, num_prompts)
         self.prompts = [x["prompt"] for x in self.lines]
         self.judge = load_reward(judge, **parse_reward_options(reward_option).get(judge, {}))
@@ -49,12 +51,12 @@ class HeldOutEvaluator:
     def from_config(cls, pipe, cfg) -> "HeldOutEvaluator":
         """From a trainer's `MethodTrainConfig` (its eval_* fields)."""
         return cls(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option, cfg.judge_bundle,
-                   cfg.eval_guidance_scale, cfg.eval_inference_steps, cfg.mixed_precision)
+                   cfg.eval_guidance_scale, cfg.eval_inference_steps, cfg.mixed_precision, cfg.eval_resolution)
 
     def images(self, lifts: Sequence[Lift]) -> torch.Tensor:
         with autocast(self.mixed_precision, self.pipe.device):
             images = seeded_images(self.pipe, self.prompts, range(len(self.prompts)), lifts,
-                                   guidance_scale=self.guidance_scale, num_inference_steps=self.steps)
+                                   guidance_scale=self.guidance_scale, num_inference_steps=self.steps, **self.size)
         return images.float()
 
     @torch.no_grad()
