@@ -179,3 +179,15 @@ def test_mixed_sizes_train_on_buckets_and_are_refused_without(tmp_path, tiny_pip
     result = run_qt(model, data, tmp_path / "b", tiny_bundle_dir, "--resolution", 128, "--use_lora", "--lora_rank", 2)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "eval_history.json").is_file()
+
+
+def test_the_held_out_check_draws_at_eval_resolution(tiny_pipeline_dirs, tiny_bundle_dir):
+    """A full-size model's check would draw at its 512-1024 px default: `eval_resolution` sets the side."""
+    from promptlift.methods.heldout import HeldOutEvaluator
+
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    evaluator = HeldOutEvaluator(pipe, "world-literal", 2, "world-aesthetic",
+                                 [f"world-aesthetic.bundle_dir={tiny_bundle_dir}"], tiny_bundle_dir,
+                                 num_inference_steps=1, resolution=48)
+    assert evaluator.images([]).shape[-2:] == (48, 48)
+    assert 0 <= evaluator()["win_rate_vs_base"] <= 1
