@@ -22,7 +22,7 @@ CASES = {
     "sur-adapter": dict(simple_column="narrative"),
     "refiner": dict(coarse_column="literal", fine_column="complex", d_model=64, num_decoder_layers=1),
     "textcraftor": dict(prompt_column="literal", reward=["world-aesthetic-reward:1", "world-clip:0.05"], resolution=64,
-                        num_inference_steps=10),
+                        num_inference_steps=10, switch_step=0),
 }
 
 
