@@ -136,13 +136,21 @@ def _instrument(record: dict) -> None:
             torch.cuda.reset_peak_memory_stats()
         held = torch.cuda.memory_allocated() if cuda else _allocated()
         t0 = time.perf_counter()
+        phases = {}
+
+        def backward_done(*_):  # the peak of the forward and backward passes, before the optimizer allocates its state
+            phases["backward"] = (torch.cuda.max_memory_allocated() - held) if cuda else sampler.extra[0]
+
+        hook = optimizer.optimizer.register_step_pre_hook(backward_done) if hasattr(optimizer, "optimizer") else \
+            optimizer.register_step_pre_hook(backward_done)
         with PeakSampler() as sampler:
             result = step(accelerator, cfg, model, optimizer, scheduler, params, *args, **kwargs)
+        hook.remove()
         if cuda:
             torch.cuda.synchronize()
         trainable = sum(p.numel() for p in params)
-        record.update(seconds=time.perf_counter() - t0, held=held,
-                      peak=(torch.cuda.max_memory_allocated() - held) if cuda else sampler.extra[0],
+        peak = (torch.cuda.max_memory_allocated() - held) if cuda else sampler.extra[0]
+        record.update(seconds=time.perf_counter() - t0, held=held, peak=peak, backward_peak=phases.get("backward", peak),
                       trainable=trainable, grads=sum(p.numel() * p.element_size() for p in params),
                       optimizer=_tensor_bytes(list(optimizer.state_dict()["state"].values())))
         return result
@@ -255,12 +263,15 @@ def memory_model(records: list[dict], fit: list[int]) -> dict:
         if len(used) < 2:
             continue
         last = used[-1]
-        activations = [((r["resolution"] / 8) ** 2, (r["peak"] - r["grads"] - r["optimizer"]) / r["batch"]) for r in used]
+        # the forward/backward phase: gradients + activations (the optimizer step's peak, its state and temporaries,
+        # does not grow with resolution or batch)
+        activations = [((r["resolution"] / 8) ** 2, (r.get("backward_peak", r["peak"]) - r["grads"]) / r["batch"]) for r in used]
         a, b = _fit(activations)
         held = last["held"]
         if key[1] == "generate":  # its peak holds the weights it loaded: they are the intercept, activations the slope
             held, a = a * last["batch"], 0.0
         models[key] = dict(held=held, grads=last["grads"], optimizer=last["optimizer"], trainable=last["trainable"],
+                           optimizer_phase=last["peak"] - last["grads"] - last["optimizer"] if key[1] != "generate" else 0,
                            a=a, b=b, seconds={r["resolution"]: r["seconds"] for r in rows.values()}, rows=rows)
     return models
 
@@ -275,13 +286,18 @@ def project(m: dict, resolution: int, batch: int, *, optimizer: str = "measured"
     if fp32:
         trained = 4 * m["trainable"]
         held, act = trained + 2 * (held - trained), 2 * act
-    return held + m["grads"] + state + batch * act
+    # the larger of the backward pass (gradients + activations) and the optimizer step (gradients + state + its
+    # temporaries, measured with the measured optimizer; torch's AdamW keeps one more fp32 copy: +4 B a parameter)
+    temporaries = m["optimizer_phase"] + (4 * m["trainable"] if optimizer == "adamw" else 0)
+    return held + m["grads"] + max(batch * act, state + temporaries)
 
 
 def max_batch(m: dict, resolution: int, gib: float, **kw) -> int:
     """The largest batch whose projected peak fits in `gib` (0: not even one)."""
-    fixed, per = project(m, resolution, 0, **kw), project(m, resolution, 1, **kw) - project(m, resolution, 0, **kw)
-    return max(int((gib * GiB - fixed) // per), 0) if per > 0 else 0
+    batch = 0
+    while batch < 4096 and project(m, resolution, batch + 1, **kw) <= gib * GiB:
+        batch += 1
+    return batch
 
 
 def table(args) -> None:
