@@ -20,7 +20,7 @@ from real_size import ARCHS, build_data, build_pipeline  # noqa: E402
 CASES = {
     "quality-tuning": dict(caption_column=["complex"], resolution=64),
     "sur-adapter": dict(simple_column="narrative"),
-    "refiner": dict(coarse_column="literal", fine_column="complex", d_model=64, num_decoder_layers=1),
+    "refiner": dict(coarse_column="literal", fine_column="complex", d_model=64, num_decoder_layers=1, diffusion_batch_size=1),
     "textcraftor": dict(prompt_column="literal", reward=["world-aesthetic-reward:1", "world-clip:0.05"], resolution=64,
                         num_inference_steps=10, switch_step=0),
 }
