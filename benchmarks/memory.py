@@ -57,17 +57,24 @@ class PeakSampler:
         _trim()
         self.base = self.peak = (_allocated(), _rss())
         self.stop = threading.Event()
+        self.lock = threading.Lock()  # a reset between a sample's read and its write would be lost
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         return self
 
     def _sample(self):
-        self.peak = tuple(map(max, self.peak, (_allocated(), _rss())))
+        with self.lock:
+            self.peak = tuple(map(max, self.peak, (_allocated(), _rss())))
 
     def _run(self):
         while not self.stop.is_set():
             self._sample()
             time.sleep(0.0002)
+
+    def reset(self):
+        """Start a new peak from the present (the base stays): the next phase's own peak."""
+        with self.lock:
+            self.peak = (_allocated(), _rss())
 
     def __exit__(self, *exc):
         self.stop.set()

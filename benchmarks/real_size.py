@@ -120,17 +120,35 @@ def _tensor_bytes(obj) -> int:
     return 0
 
 
+def _frozen_bytes(trained) -> int:
+    """Bytes of every weight and buffer of the live modules that does not train (each tensor once)."""
+    import gc
+
+    import torch
+
+    trained = {id(p) for p in trained}
+    seen, total = set(), 0
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.nn.Module):
+            for t in (*obj.parameters(recurse=False), *obj.buffers(recurse=False)):
+                if id(t) not in trained and t.device.type != "meta" and t.data_ptr() not in seen:
+                    seen.add(t.data_ptr())
+                    total += t.numel() * t.element_size()
+    return total
+
+
 def _instrument(record: dict) -> None:
-    """Wrap the training loop's optimizer step: what it holds, its peak, its gradients and optimizer state, time."""
+    """Wrap the training loop's optimizer step: what it holds, the peak of each phase (forward, backward, optimizer
+    step), its gradients and optimizer state, its time."""
     import torch
 
     from promptlift.training import loop
     from memory import _allocated
 
     step = loop._optimizer_step
+    cuda = torch.cuda.is_available()
 
     def measured(accelerator, cfg, model, optimizer, scheduler, params, *args, **kwargs):
-        cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -138,21 +156,35 @@ def _instrument(record: dict) -> None:
         t0 = time.perf_counter()
         phases = {}
 
-        def backward_done(*_):  # the peak of the forward and backward passes, before the optimizer allocates its state
-            phases["backward"] = (torch.cuda.max_memory_allocated() - held) if cuda else sampler.extra[0]
+        def phase_ends(name):
+            """The peak above `held` since the last phase ended; the next phase's peak starts from here."""
+            if cuda:
+                torch.cuda.synchronize()
+                phases[name] = torch.cuda.max_memory_allocated() - held
+                torch.cuda.reset_peak_memory_stats()
+            else:
+                phases[name] = sampler.extra[0]
+                sampler.reset()
 
-        hook = optimizer.optimizer.register_step_pre_hook(backward_done) if hasattr(optimizer, "optimizer") else \
-            optimizer.register_step_pre_hook(backward_done)
+        backward = accelerator.backward
+
+        def measured_backward(loss, **kw):
+            phase_ends("forward")  # the loss: activations kept for backward and the forward's temporaries
+            backward(loss, **kw)
+
+        accelerator.backward = measured_backward
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch optimizer
+        hook = inner.register_step_pre_hook(lambda *_: phase_ends("backward"))  # gradients + what backward holds
         with PeakSampler() as sampler:
             result = step(accelerator, cfg, model, optimizer, scheduler, params, *args, **kwargs)
+            phase_ends("optimizer")  # gradients + the optimizer's state and temporaries
         hook.remove()
-        if cuda:
-            torch.cuda.synchronize()
-        trainable = sum(p.numel() for p in params)
-        peak = (torch.cuda.max_memory_allocated() - held) if cuda else sampler.extra[0]
-        record.update(seconds=time.perf_counter() - t0, held=held, peak=peak, backward_peak=phases.get("backward", peak),
-                      trainable=trainable, grads=sum(p.numel() * p.element_size() for p in params),
-                      optimizer=_tensor_bytes(list(optimizer.state_dict()["state"].values())))
+        accelerator.backward = backward
+        record.update(seconds=time.perf_counter() - t0, held=held, peak=max(phases.values()),
+                      forward_peak=phases["forward"], backward_peak=phases["backward"],
+                      optimizer_peak=phases["optimizer"], trainable=sum(p.numel() for p in params),
+                      grads=sum(p.numel() * p.element_size() for p in params),
+                      frozen=_frozen_bytes(params), state=_tensor_bytes(list(optimizer.state_dict()["state"].values())))
         return result
 
     loop._optimizer_step = measured
@@ -185,7 +217,7 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
                 generate(cfg)
             # the whole call: loading the pipeline and the lifts, rewriting, 25 steps, decoding, writing
             record.update(seconds=time.perf_counter() - t0, held=held, peak=sampler.extra[0], trainable=0, grads=0,
-                          optimizer=0)
+                          state=0)
         else:
             data = build_data(resolution, root)
             name, cfg = method_config(method, model, data, runs / method, resolution, batch, options)
@@ -202,6 +234,23 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
     queue.put(record)
 
 
+def _beyond_memory(arch: str, method: str, model: Path, mixed_precision: str) -> str | None:
+    """Why full-UNet quality-tuning cannot run in this machine's RAM, if it cannot (SDXL's: its weights, gradients and
+    8-bit AdamW state alone exceed 24 GB); `--table` then derives it from the LoRA run."""
+    if method != "quality-tuning":
+        return None
+    weights = 2 * sum(f.stat().st_size for f in model.rglob("*.safetensors"))  # saved in fp16: fp32 bytes
+    if mixed_precision != "no":
+        weights //= 2
+    n = unet_parameters(arch)
+    need = weights + 4 * n * (mixed_precision != "no") + 4 * n + 2 * n  # the UNet trains in fp32; gradients, state
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need < 0.9 * ram:
+        return None
+    return (f"not run: needs at least {need / GiB:.0f} GiB of RAM, this machine has {ram / GiB:.0f} GiB "
+            "(the table derives it from the LoRA run)")
+
+
 def _result(proc, queue, record: dict) -> dict:
     """The child's record; if it died first (the kernel's out-of-memory killer sends SIGKILL), a failed one."""
     import queue as queues
@@ -214,7 +263,7 @@ def _result(proc, queue, record: dict) -> dict:
         except queues.Empty:
             if not proc.is_alive():
                 why = "killed (out of memory?)" if proc.exitcode == -9 else f"exited with {proc.exitcode}"
-                return {**record, "held": 0, "peak": 0, "grads": 0, "optimizer": 0, "seconds": 0, "ok": False,
+                return {**record, "held": 0, "peak": 0, "grads": 0, "state": 0, "seconds": 0, "ok": False,
                         "error": f"the measuring process was {why}"}
 
 
@@ -223,25 +272,36 @@ def measure(args) -> None:
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
+    t0 = time.perf_counter()
     for arch in args.arch:
-        build_pipeline(arch, root / arch / "model")
+        model = build_pipeline(arch, root / arch / "model")
         for resolution in args.resolution:
             for method in args.methods:
                 queue = ctx.Queue()
                 options = dict(mixed_precision=args.mixed_precision, optimizer=args.optimizer,
                                gradient_checkpointing=args.gradient_checkpointing)
-                proc = ctx.Process(target=_child, args=(arch, method, resolution, args.batch_size, args.num_threads,
-                                                        str(root), options, queue))
-                proc.start()
-                record = _result(proc, queue, dict(arch=arch, method=method, resolution=resolution, **options))
+                record = dict(arch=arch, method=method, resolution=resolution, batch=args.batch_size, **options)
+                too_big = _beyond_memory(arch, method, model, args.mixed_precision)
+                if too_big:
+                    record.update(held=0, peak=0, grads=0, state=0, seconds=0, ok=False, error=too_big)
+                else:
+                    proc = ctx.Process(target=_child, args=(arch, method, resolution, args.batch_size,
+                                                            args.num_threads, str(root), options, queue))
+                    proc.start()
+                    record = _result(proc, queue, record)
                 with results.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 cells = (f"held {record['held'] / GiB:6.2f} GiB  step peak +{record['peak'] / GiB:6.2f} GiB  "
-                         f"grads {record['grads'] / GiB:5.2f}  optimizer {record['optimizer'] / GiB:5.2f}  "
+                         f"grads {record['grads'] / GiB:5.2f}  optimizer state {record['state'] / GiB:5.2f}  "
                          f"{record['seconds']:7.1f} s") if record["ok"] else f"FAILED {record['error']}"
                 print(f"{arch:>5} {method:>20} {resolution:>5} px  {cells}", flush=True)
+    print(f"{len(args.arch) * len(args.resolution) * len(args.methods)} runs in {(time.perf_counter() - t0) / 60:.1f} min")
 
 PAPER_RESOLUTION = {"sd15": 512, "sd21": 768, "sdxl": 1024}
+# the paper configs' per-device batch of rows through the UNet (configs/paper, configs/textcraftor-paper.yaml; the
+# refiner's diffusion rows): the batch activations scale with
+PAPER_BATCH = {"quality-tuning": 4, "quality-tuning-lora": 4, "sur-adapter": 4, "textcraftor-k1": 32,
+               "textcraftor-k5": 32, "refiner": 8, "generate": 1}
 GPUS = (24, 40, 80)  # GiB: RTX 4090 / A6000-class, A100 40 GB, A100 / H100 80 GB
 
 
@@ -254,8 +314,20 @@ def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def _latent_pixels(resolution: int) -> int:
+    return (resolution // 8) ** 2
+
+
+def _phases(r: dict) -> tuple[float, float]:
+    """(forward, backward tail) activation bytes a row of the batch: the forward's peak, and the backward's peak
+    above the gradients (what backward still holds when they are all there)."""
+    return r["forward_peak"] / r["batch"], max(r["backward_peak"] - r["grads"], 0) / r["batch"]
+
+
 def memory_model(records: list[dict], fit: list[int]) -> dict:
-    """Per (arch, method): held bytes, gradients, optimizer state and activations = a + b x latent pixels (batch 1)."""
+    """Per (arch, method), from its runs at the `fit` resolutions (batch 1): the bytes held before the step (frozen
+    weights, trained weights, the rest), gradients, optimizer state and temporaries, and the two activation phases,
+    each a + b x latent pixels."""
     models = {}
     for key in sorted({(r["arch"], r["method"]) for r in records}):
         rows = {r["resolution"]: r for r in records if (r["arch"], r["method"]) == key and r["ok"]}
@@ -263,33 +335,53 @@ def memory_model(records: list[dict], fit: list[int]) -> dict:
         if len(used) < 2:
             continue
         last = used[-1]
-        # the forward/backward phase: gradients + activations (the optimizer step's peak, its state and temporaries,
-        # does not grow with resolution or batch)
-        activations = [((r["resolution"] / 8) ** 2, (r.get("backward_peak", r["peak"]) - r["grads"]) / r["batch"]) for r in used]
-        a, b = _fit(activations)
-        held = last["held"]
-        if key[1] == "generate":  # its peak holds the weights it loaded: they are the intercept, activations the slope
-            held, a = a * last["batch"], 0.0
-        models[key] = dict(held=held, grads=last["grads"], optimizer=last["optimizer"], trainable=last["trainable"],
-                           optimizer_phase=last["peak"] - last["grads"] - last["optimizer"] if key[1] != "generate" else 0,
-                           a=a, b=b, seconds={r["resolution"]: r["seconds"] for r in rows.values()}, rows=rows)
+        dtype_bytes = 4 if last["mixed_precision"] == "no" else 2
+        if key[1] == "generate":  # one whole call: the weights it loads are the intercept, activations the slope
+            a, b = _fit([(_latent_pixels(r["resolution"]), r["peak"] / r["batch"]) for r in used])
+            models[key] = dict(held=a, frozen=a, other=0, trainable=0, temporaries=0, forward=(0.0, b), backward=(0.0, 0.0),
+                               dtype_bytes=dtype_bytes, rows=rows)
+            continue
+        phases = [_phases(r) for r in used]
+        trained = 4 * last["trainable"]  # fp32 under mixed precision too
+        models[key] = dict(
+            held=last["held"], frozen=last["frozen"], other=last["held"] - last["frozen"] - trained, trainable=last["trainable"],
+            temporaries=last["optimizer_peak"] - last["grads"] - last["state"],  # the measured optimizer's
+            forward=_fit([(_latent_pixels(r["resolution"]), f) for r, (f, _) in zip(used, phases)]),
+            backward=_fit([(_latent_pixels(r["resolution"]), t) for r, (_, t) in zip(used, phases)]),
+            dtype_bytes=dtype_bytes, rows=rows)
     return models
 
 
-def project(m: dict, resolution: int, batch: int, *, optimizer: str = "measured", fp32: bool = False) -> float:
-    """Projected peak bytes: held + gradients + optimizer state + batch x activations(resolution).
+def derive_full_unet(models: dict, counts: dict) -> None:
+    """Full-UNet quality-tuning where it could not be measured (SDXL's needs more than this machine's RAM): the LoRA
+    run's models and activations (the same forward and backward through the UNet) with the whole UNet trained,
+    its optimizer temporaries a parameter as the measured full runs'. Marked `derived`."""
+    measured = [m for (arch, method), m in models.items() if method == "quality-tuning"]
+    per_param = sum(m["temporaries"] / m["trainable"] for m in measured) / len(measured) if measured else 0.0
+    for (arch, method), lora in list(models.items()):
+        if method != "quality-tuning-lora" or (arch, "quality-tuning") in models:
+            continue
+        n = counts[arch]
+        models[arch, "quality-tuning"] = dict(
+            lora, frozen=lora["frozen"] - n * lora["dtype_bytes"], trainable=n, temporaries=per_param * n, rows={},
+            derived=True)
 
-    `optimizer` "adamw" / "adamw_8bit" replaces the measured state by 8 / 2 bytes a trainable parameter; `fp32`: frozen
-    weights and activations doubled (measured in bf16/fp16 mixed precision, trained weights already fp32)."""
-    held, act = m["held"], max(m["a"] + m["b"] * (resolution / 8) ** 2, 0.0)
-    state = {"adamw": 8 * m["trainable"], "adamw_8bit": 2 * m["trainable"]}.get(optimizer, m["optimizer"])
-    if fp32:
-        trained = 4 * m["trainable"]
-        held, act = trained + 2 * (held - trained), 2 * act
-    # the larger of the backward pass (gradients + activations) and the optimizer step (gradients + state + its
-    # temporaries, measured with the measured optimizer; torch's AdamW keeps one more fp32 copy: +4 B a parameter)
-    temporaries = m["optimizer_phase"] + (4 * m["trainable"] if optimizer == "adamw" else 0)
-    return held + m["grads"] + max(batch * act, state + temporaries)
+
+def project(m: dict, resolution: int, batch: int, *, optimizer: str = "adamw_8bit", half: bool = True) -> float:
+    """Projected peak bytes of a step: held + the largest of the forward (batch x activations), the backward
+    (gradients + batch x what it holds when they are done) and the optimizer step (gradients + state + temporaries).
+
+    `optimizer`: AdamW's state is two fp32 moments (8 bytes a trained parameter), 8-bit AdamW's 2, and torch's AdamW
+    one more fp32 temporary (+4). `half`: frozen weights and activations in bf16/fp16 (mixed precision; trained
+    weights and gradients stay fp32)."""
+    scale = (2 if half else 4) / m["dtype_bytes"]
+    px, n = _latent_pixels(resolution), m["trainable"]
+    forward, backward = (max(a + b * px, 0.0) * scale for a, b in (m["forward"], m["backward"]))
+    grads = 4 * n
+    state = {"adamw": 8 * n, "adamw_8bit": 2 * n}[optimizer]
+    temporaries = m["temporaries"] + (4 * n if optimizer == "adamw" else 0)
+    held = m["other"] + 4 * n + m["frozen"] * scale
+    return held + max(batch * forward, grads + batch * backward, grads + state + temporaries)
 
 
 def max_batch(m: dict, resolution: int, gib: float, **kw) -> int:
@@ -300,36 +392,59 @@ def max_batch(m: dict, resolution: int, gib: float, **kw) -> int:
     return batch
 
 
+def unet_parameters(arch: str) -> int:
+    """The UNet's parameter count from its config, built on the meta device (no memory)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(json.loads((CONFIGS / arch / "unet.json").read_text()))
+    return sum(p.numel() for p in unet.parameters())
+
+
 def table(args) -> None:
     records = [json.loads(x) for x in Path(args.results).read_text().splitlines() if x.strip()]
-    failed = [r for r in records if not r["ok"]]
-    for r in failed:
-        print(f"failed: {r['arch']} {r['method']} {r['resolution']} px: {r['error']}")
+    for r in records:
+        if not r["ok"]:
+            print(f"failed: {r['arch']} {r['method']} {r['resolution']} px: {r['error']}")
     models = memory_model(records, args.fit)
-    print(f"\nmodel fitted on {args.fit} px, checked on {args.check} px (total peak = held + step peak):")
-    print(f"{'arch':>5} {'method':>20} {'measured GiB':>13} {'projected GiB':>14} {'error':>7} {'activations error':>18}")
+    derive_full_unet(models, {arch: unet_parameters(arch) for arch, _ in models})
+    print(f"\nmodel fitted on {args.fit} px, checked on {args.check} px, as measured (batch 1, the measured precision "
+          "and optimizer); the error of the total peak (held + step) and of the activations that set it:")
+    print(f"{'arch':>5} {'method':>20} {'measured GiB':>13} {'projected GiB':>14} {'error':>7} {'activations':>12} "
+          f"{'error':>7}")
     for (arch, method), m in models.items():
         row = m["rows"].get(args.check)
         if row is None:
             continue
-        measured = row["held"] + row["peak"]
-        act_measured = (row["peak"] - row["grads"] - row["optimizer"]) / row["batch"]
-        act_projected = m["a"] + m["b"] * (args.check / 8) ** 2
-        # held differs between resolutions only by the cached data: the check run's own (generate: the intercept)
-        projected = project(m, args.check, row["batch"]) + (row["held"] - m["held"] if method != "generate" else 0)
+        half = row["mixed_precision"] != "no"
+        projected = project(m, args.check, row["batch"], optimizer=row["optimizer"], half=half)
         if method == "generate":
-            act_measured, act_projected = measured - m["held"], act_projected * row["batch"]
+            measured, act_measured = row["peak"], row["peak"] - m["frozen"]
+            act_projected = projected - m["frozen"]
+        else:
+            measured = row["held"] + row["peak"]
+            projected += row["held"] - m["held"]  # the cached data differs between resolutions: the check's own
+            forward, tail = _phases(row)
+            phase = "forward" if forward >= tail else "backward"
+            act_measured = forward if phase == "forward" else tail
+            a, b = m[phase]
+            act_projected = a + b * _latent_pixels(args.check)
         print(f"{arch:>5} {method:>20} {measured / GiB:>13.2f} {projected / GiB:>14.2f} "
-              f"{(projected - measured) / measured:>+7.1%} {(act_projected - act_measured) / max(act_measured, 1):>+18.1%}")
-    print("\n| arch | method | resolution | peak at batch 1, bf16 mixed + AdamW | + 8-bit AdamW | fp32 + AdamW | "
-          + " | ".join(f"max batch {g} GB" for g in GPUS) + " | step s (CPU, measured) |")
-    print("|---" * (7 + len(GPUS)) + "|")
+              f"{(projected - measured) / measured:>+7.1%} {act_measured / GiB:>10.3f} G "
+              f"{(act_projected - act_measured) / max(act_measured, 1):>+7.1%}")
+    print("\n| arch | method | resolution | paper batch | peak at paper batch, bf16 + 8-bit AdamW | batch 1: bf16 + "
+          "8-bit AdamW | bf16 + AdamW | fp32 + AdamW | " + " | ".join(f"max batch {g} GB" for g in GPUS) +
+          " | CPU step s (measured) |")
+    print("|---" * (9 + len(GPUS)) + "|")
     for (arch, method), m in models.items():
-        res = PAPER_RESOLUTION[arch]
-        cells = [f"{project(m, res, 1, optimizer='adamw') / GiB:.1f} GiB", f"{project(m, res, 1, optimizer='adamw_8bit') / GiB:.1f} GiB",
-                 f"{project(m, res, 1, optimizer='adamw', fp32=True) / GiB:.1f} GiB"]
-        cells += [str(max_batch(m, res, g, optimizer="adamw_8bit")) for g in GPUS]
-        seconds = ", ".join(f"{k} px {v:.0f}" for k, v in sorted(m["seconds"].items()))
+        res, batch = PAPER_RESOLUTION[arch], PAPER_BATCH[method]
+        cells = [str(batch), f"{project(m, res, batch) / GiB:.1f} GiB", f"{project(m, res, 1) / GiB:.1f} GiB",
+                 f"{project(m, res, 1, optimizer='adamw') / GiB:.1f} GiB",
+                 f"{project(m, res, 1, optimizer='adamw', half=False) / GiB:.1f} GiB"]
+        cells += [str(max_batch(m, res, g)) for g in GPUS]
+        seconds = ", ".join(f"{k} px {v['seconds']:.0f}" for k, v in sorted(m["rows"].items())) or \
+            "derived: not measured (more than this machine's RAM)"
         print(f"| {arch} | {method} | {res} | " + " | ".join(cells) + f" | {seconds} |")
 
 
