@@ -8,6 +8,7 @@ import torch
 
 from promptlift.methods.sur_adapter.config import SURAdapterConfig
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
+from promptlift.methods.sur_adapter.trainer import _batch_fn
 from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
 from helpers import run_cli
 
@@ -228,6 +229,18 @@ def test_the_refiners_rewrites_train_as_more_rows(tmp_path, tiny_pipeline_dirs, 
     rewritten = encode_prompts(pipe, lifts[0].rewrite_prompts(narrative), do_classifier_free_guidance=False)
     torch.testing.assert_close(cache["simple"][6:12], rewritten.prompt_embeds)  # rows 6-11: the narratives' rewrites
     assert not torch.allclose(cache["simple"][:6], cache["simple"][6:12])
+    # each row knows the row of its prompt as written: a rewrite's change of the embedding is one subtraction away
+    assert cache["source"].tolist() == [*range(6)] * 2 + [*range(12, 18)] * 2
+    cfg = SURAdapterConfig(train_data_dir=triples, refiner=spec, complex_target="tokens", train_batch_size=24,
+                           rewrite_target="complex+change")
+    batch = _batch_fn(cfg, cache, scale=1.0)(0)
+    order = [next(j for j in range(24) if torch.equal(cache["simple"][j], row)) for row in batch["simple"]]
+    change = cache["simple"][order] - cache["simple"][cache["source"][order]]
+    torch.testing.assert_close(batch["complex"], cache["complex"][order] + change)
+    assert change[[i for i, j in enumerate(order) if j in range(6, 12)]].abs().amax() > 0  # rewrites: target moved
+    assert change[[i for i, j in enumerate(order) if j in range(6)]].abs().amax() == 0  # prompts as written: as before
+    with pytest.raises(ValueError, match="set `refiner` and `complex_target: tokens`"):
+        SURAdapterConfig(train_data_dir=triples, rewrite_target="complex+change")
 
 
 def test_teacher_tokens_with_the_token_target_train_and_generate(tmp_path, arch, tiny_dir, tiny_bundle_dir, triples):

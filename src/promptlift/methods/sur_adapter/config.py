@@ -23,6 +23,11 @@ class SURAdapterConfig(MethodTrainConfig):
     refiner: str | None = field(default=None, metadata={"help": "A refiner lift (`refiner` = the bundle's, or `refiner=PATH`): each simple prompt also "
                                                                 "trains as the refiner's rewrite of it, the prompt the adapter reads in the lifted "
                                                                 "stack (`sur-adapter.reads=rewrite`); the held-out check runs the refiner first."})
+    rewrite_target: Literal["complex", "complex+change"] = field(
+        default="complex", metadata={"help": "With `refiner` and `complex_target: tokens`, what a rewrite's row fits: the complex prompt's "
+                                             "embedding, or that plus the rewrite's change of the base embedding (base(rewrite) - "
+                                             "base(prompt)), so the refiner's added phrases pass through the adapter as they pass by an "
+                                             "adapter that reads the user's prompt (`sur-adapter.reads=user`)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N triples only."})
     llm_model: str | None = field(default=None, metadata={"help": "LLM teacher: transformers id or folder; default: the packaged all-MiniLM-L6-v2."})
     llm_layer: int = field(default=-1, metadata={"help": "Hidden layer of the teacher to pool (negative counts from the top)."})
@@ -72,6 +77,9 @@ class SURAdapterConfig(MethodTrainConfig):
             raise ValueError(f"`llm_token_dropout` must be in [0, 1), got {self.llm_token_dropout}.")
         if self.llm_max_tokens < 1:
             raise ValueError(f"`llm_max_tokens` must be >= 1, got {self.llm_max_tokens}.")
+        if self.rewrite_target != "complex" and (self.refiner is None or self.complex_target != "tokens"):
+            raise ValueError(f"`rewrite_target: {self.rewrite_target}` changes the target of a refiner's rewrites at every "
+                             "position: set `refiner` and `complex_target: tokens`.")
         if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:
             raise ValueError("every loss weight is 0; nothing would train the adapter.")
 

@@ -60,17 +60,22 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
     if not records:
         raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds no triples.")
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("params", "simple", "complex", "mask", "llm", "pooled",
-                                                            "llm_tokens", "llm_mask")}
+                                                            "llm_tokens", "llm_mask", "source")}
     rewriters = [[]] + ([_rewriting_lifts(pipe, cfg.refiner)] if cfg.refiner else [])
+    rows = 0
     for start in tqdm(range(0, len(records), batch_size), desc="cache", unit="batch"):
         batch = records[start : start + batch_size]
         params = latent_dist_params(pipe.vae, images_to_tensor([r.image for r in batch]).to(pipe.device)).cpu()
         complex_ = encode_prompts(pipe, [r.meta[cfg.complex_column] for r in batch],
                                   do_classifier_free_guidance=False).prompt_embeds.cpu()
         # one training row per simple column, and per column its rewrite by the refiner (as the lifted stack reads it)
+        unrewritten = {}  # column -> the row of its first prompt as written, before any rewrite
         for column, lifts in itertools.product((cfg.simple_column, *cfg.extra_simple_columns), rewriters):
             simple = rewrite_prompts([r.meta[column] for r in batch], lifts)
             s = encode_prompts(pipe, simple, do_classifier_free_guidance=False)
+            first = unrewritten.setdefault(column, rows)
+            parts["source"].append(torch.arange(first, first + len(batch)))  # each row's prompt before the rewrite
+            rows += len(batch)
             parts["params"].append(params)
             parts["complex"].append(complex_)
             parts["simple"].append(s.prompt_embeds.cpu())
@@ -128,17 +133,18 @@ def _cache_path(cfg: SURAdapterConfig, teacher: LLMFeatures, tokens: bool) -> Pa
 def cached_features(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures) -> dict[str, torch.Tensor]:
     """`build_cache`, kept in `feature_cache_dir` under a key of everything it depends on (when that is set).
 
-    A cache with the teacher's token states also serves a run that reads the pooled features only (an ablation).
+    A cache with the teacher's token states also serves a run that reads the pooled features only (an ablation). A
+    kept cache is memory-mapped: batches read their rows from the file (a 50k-row cache is ~9 GB).
     """
     if cfg.feature_cache_dir is None:
         return build_cache(pipe, cfg, teacher)
     path = _cache_path(cfg, teacher, cfg.llm_tokens)
     with_tokens = _cache_path(cfg, teacher, True)
     if not path.is_file() and with_tokens.is_file():
-        cache = torch.load(with_tokens)
+        cache = torch.load(with_tokens, mmap=True)
         return {k: v for k, v in cache.items() if k not in ("llm_tokens", "llm_mask")}
     if path.is_file():
-        return torch.load(path)
+        return torch.load(path, mmap=True)
     cache = build_cache(pipe, cfg, teacher)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".pt") as tmp:
@@ -160,11 +166,16 @@ def save_adapter(adapter: SURAdapter, cfg: SURAdapterConfig, folder: Path) -> Pa
 def _batch_fn(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor], scale: float):
     """batch_fn(i): micro-batch i of the cached rows, with latents sampled for the rows the UNet terms read."""
     n, gen = len(cache["params"]), torch.Generator()
+    if cfg.rewrite_target == "complex+change" and "source" not in cache:
+        raise ValueError(f"`rewrite_target: {cfg.rewrite_target}` needs the feature cache's `source` rows, which this "
+                         f"cache predates: delete it from {str(cfg.feature_cache_dir)!r} to rebuild it.")
 
     def batch_fn(i: int) -> dict:
         idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
         gen.manual_seed(batch_seed(cfg.seed, i))
-        batch = {k: v[idx] for k, v in cache.items() if k != "params"}
+        batch = {k: v[idx] for k, v in cache.items() if k not in ("params", "source")}
+        if cfg.rewrite_target == "complex+change":  # a rewrite's row keeps the rewrite's change: base(rewrite) - base(prompt)
+            batch["complex"] = batch["complex"] + batch["simple"] - cache["simple"][cache["source"][idx]]
         # the UNet terms read the first `diffusion_batch_size` rows
         batch["latents"] = sample_latents(cache["params"][idx[: cfg.diffusion_batch_size]], scale, gen)
         batch["seed"] = batch_seed(cfg.seed, i, stride=7919)
