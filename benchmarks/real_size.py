@@ -274,6 +274,7 @@ def measure(args) -> None:
     ctx = mp.get_context("spawn")
     t0 = time.perf_counter()
     for arch in args.arch:
+        t_arch = time.perf_counter()
         model = build_pipeline(arch, root / arch / "model")
         for resolution in args.resolution:
             for method in args.methods:
@@ -295,6 +296,7 @@ def measure(args) -> None:
                          f"grads {record['grads'] / GiB:5.2f}  optimizer state {record['state'] / GiB:5.2f}  "
                          f"{record['seconds']:7.1f} s") if record["ok"] else f"FAILED {record['error']}"
                 print(f"{arch:>5} {method:>20} {resolution:>5} px  {cells}", flush=True)
+        print(f"{arch}: {len(args.resolution) * len(args.methods)} runs in {(time.perf_counter() - t_arch) / 60:.1f} min", flush=True)
     print(f"{len(args.arch) * len(args.resolution) * len(args.methods)} runs in {(time.perf_counter() - t0) / 60:.1f} min")
 
 PAPER_RESOLUTION = {"sd15": 512, "sd21": 768, "sdxl": 1024}
@@ -444,7 +446,7 @@ def table(args) -> None:
                  f"{project(m, res, 1, optimizer='adamw', half=False) / GiB:.1f} GiB"]
         cells += [str(max_batch(m, res, g)) for g in GPUS]
         seconds = ", ".join(f"{k} px {v['seconds']:.0f}" for k, v in sorted(m["rows"].items())) or \
-            "derived: not measured (more than this machine's RAM)"
+            "not measured here: derived from the LoRA run"
         print(f"| {arch} | {method} | {res} | " + " | ".join(cells) + f" | {seconds} |")
 
 

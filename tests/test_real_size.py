@@ -59,3 +59,44 @@ def test_the_paper_configs_run_two_steps_on_the_real_architectures(arch, method,
     out = spec.train(cfg)
     assert (out / "final").is_dir() or (out / "best").is_dir()
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
+
+
+def _record(method: str, resolution: int, *, n: int, frozen: float, forward, tail, temporaries: float) -> dict:
+    """What `real_size.py` writes for one batch-1 step of a method whose memory follows the given phases exactly."""
+    px = (resolution // 8) ** 2
+    grads, state = 4 * n, 2 * n
+    phases = dict(forward_peak=forward(px), backward_peak=grads + tail(px), optimizer_peak=grads + state + temporaries)
+    return dict(arch="sd15", method=method, resolution=resolution, batch=1, mixed_precision="no", optimizer="adamw_8bit",
+                ok=True, held=frozen + 4 * n + 1e8, frozen=frozen, trainable=n, grads=grads, state=state,
+                peak=max(phases.values()), seconds=1.0, **phases)
+
+
+def test_the_memory_model_reproduces_its_measurements_and_projects_each_option():
+    """benchmarks/real_size.py's memory model: a step whose phases grow linearly in latent pixels is reproduced at
+    unseen resolutions; at batch B the forward's activations scale by B; 8-bit vs fp32 AdamW and bf16 vs fp32 change
+    the terms they should; full-UNet quality-tuning is derived from the LoRA run with the UNet's parameters trained."""
+    from real_size import derive_full_unet, max_batch, memory_model, project
+
+    n, frozen = 10_000_000, 4e9
+    phases = dict(forward=lambda px: 2e6 + 3e5 * px, tail=lambda px: 1e6 + 1e5 * px, temporaries=5e6)
+    records = [_record("quality-tuning-lora", r, n=n, frozen=frozen, **phases) for r in (128, 192, 512)]
+    m = memory_model(records, [128, 192])[("sd15", "quality-tuning-lora")]
+    truth = records[-1]
+    assert project(m, 512, 1, half=False) == pytest.approx(truth["held"] + truth["peak"], rel=1e-9)
+    # at batch 4 the forward's activations (here the largest phase) are 4 rows'
+    act = phases["forward"](64 * 64)
+    assert project(m, 512, 4, half=False) == pytest.approx(truth["held"] + 4 * act, rel=1e-9)
+    # half precision halves the frozen weights and the activations, not the trained weights or their gradients
+    assert project(m, 512, 4, half=False) - project(m, 512, 4) == pytest.approx((frozen + 4 * act) / 2, rel=1e-9)
+    # a small model's optimizer step sets the peak: fp32 AdamW's two moments (8 B) and its temporary (4 B) vs 8-bit's 2
+    small = memory_model([_record("refiner", r, n=n, frozen=frozen, forward=lambda px: 1e3 * px, tail=lambda px: 0.0,
+                                  temporaries=5e6) for r in (128, 192)], [128, 192])[("sd15", "refiner")]
+    assert project(small, 512, 1, optimizer="adamw") - project(small, 512, 1) == pytest.approx(10 * n, rel=1e-9)
+    assert max_batch(m, 512, 24) == max(b for b in range(1, 5000) if project(m, 512, b) <= 24 * 2**30)
+    models = {("sd15", "quality-tuning-lora"): m}
+    derive_full_unet(models, {"sd15": 1_000_000_000})
+    full = models["sd15", "quality-tuning"]
+    assert full["derived"] and full["trainable"] == 1_000_000_000
+    # the UNet moves from the frozen weights to the trained ones (the LoRA's go): its gradients and 8-bit state added
+    assert full["frozen"] == pytest.approx(frozen - 4e9)
+    assert project(full, 512, 1, half=False) == pytest.approx(truth["held"] - 4 * n + 4e9 + 2e9, rel=1e-9)
