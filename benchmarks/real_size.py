@@ -24,6 +24,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -225,6 +226,8 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
 
             _instrument(record)
             REGISTRY[name].train(cfg)
+            # keep what the lifted generation reads, not a full UNet's copies (GBs each) or the resumable checkpoints
+            shutil.rmtree(runs / method if method == "quality-tuning" else runs / method / "checkpoints", ignore_errors=True)
         record["ok"] = True
     except Exception as e:  # noqa: BLE001  a failure at full size is a result to report
         import traceback
