@@ -173,3 +173,27 @@ def test_the_methods_registry_is_validated_and_read_by_the_cli_and_the_lift_regi
     with pytest.raises(ValueError, match="already registered"):
         register_method("refiner", config=QualityTuningConfig, trainer="a:b", help="h", lift_help="h")(lift)
     assert "new-method" not in METHODS and "new-method" not in LIFTS
+
+
+def test_rewrite_scale_scales_the_rewrites_change_only(parts):
+    """`rewrite_scale` weighs the refiner's change added to the adapter's (0: the rewrite changes nothing the adapter
+    reads), and leaves a tuned encoder's change whole, whichever lift comes first."""
+    model, tc_dir, sur_dir = parts
+    rewritten = [f"{p}, highly detailed, soft lighting" for p in PROMPTS]
+    pipe = load_pipeline(model)
+    plain, plain_rewritten = encode_prompts(pipe, PROMPTS), encode_prompts(pipe, rewritten)
+    adapted = encode_prompts(pipe, PROMPTS, lifts=[SURAdapterLift("sur-adapter", sur_dir)])
+    tuned_pipe = load_pipeline(model, lifts=[tc(tc_dir)])
+    tuned_rewritten = encode_prompts(tuned_pipe, rewritten, lifts=[tc(tc_dir)])
+    for scale in (0.0, 0.5):
+        sur = SURAdapterLift("sur-adapter", sur_dir, rewrite_scale=scale)
+        alone = encode_prompts(pipe, rewritten, lifts=[sur], user_prompts=PROMPTS)
+        torch.testing.assert_close(alone.prompt_embeds, adapted.prompt_embeds + scale * (
+            plain_rewritten.prompt_embeds - plain.prompt_embeds))
+        lifts = [tc(tc_dir), sur]
+        both = encode_prompts(load_pipeline(model, lifts=lifts), rewritten, lifts=lifts, user_prompts=PROMPTS)
+        torch.testing.assert_close(both.prompt_embeds, alone.prompt_embeds + tuned_rewritten.prompt_embeds
+                                   - plain_rewritten.prompt_embeds)
+        assert sur.describe()["rewrite_scale"] == scale
+    with pytest.raises(ValueError, match="with reads='rewrite' leave it at 1"):
+        SURAdapterLift("sur-adapter", sur_dir, reads="rewrite", rewrite_scale=0.5)

@@ -21,12 +21,16 @@ class SURAdapterLift(Lift):
     """
 
     def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *, reads: str = "user",
-                 adapter: SURAdapter | None = None, teacher=None):
+                 rewrite_scale: float = 1.0, adapter: SURAdapter | None = None, teacher=None):
         """Load the adapter from `path`, or wrap an `adapter` (and its LLM `teacher`) in memory, as a trainer does.
         `reads`: which prompt the adapter adapts when a refiner rewrote it: the user's ("user"; the rewrite's change
-        of the embedding is added to the adapter's) or the rewrite ("rewrite"; its phrases pass through the adapter)."""
+        of the embedding, times `rewrite_scale`, is added to the adapter's) or the rewrite ("rewrite"; its phrases
+        pass through the adapter)."""
         if reads not in ("user", "rewrite"):
             raise ValueError(f"lift {name!r}: reads={reads!r} must be 'user' or 'rewrite'.")
+        if reads == "rewrite" and rewrite_scale != 1.0:
+            raise ValueError(f"lift {name!r}: rewrite_scale={rewrite_scale} scales the rewrite's change added to an "
+                             "adapter that reads the user's prompt; with reads='rewrite' leave it at 1.")
         if adapter is None:
             if path is None or not (Path(path) / "config.json").is_file():
                 raise ValueError(f"lift {name!r}: {str(path)!r} holds no adapter (config.json); pass `--lift {name}=PATH` "
@@ -39,6 +43,7 @@ class SURAdapterLift(Lift):
                 teacher = LLMFeatures(spec["model"], spec["layer"], max_length=spec.get("max_tokens", 128))
         super().__init__(name, Path(path) if path is not None else None)
         self.adapter, self.apply_to_unconditional, self.reads = adapter, apply_to_unconditional, reads
+        self.rewrite_scale = float(rewrite_scale)
         self.teacher = teacher if adapter.llm_at_inference else None
 
     @torch.no_grad()
@@ -69,6 +74,10 @@ class SURAdapterLift(Lift):
         source = embeds.user_prompts or prompts if self.reads == "user" else prompts
         base = embeds.user_base if self.reads == "user" else embeds.base
         edits = embeds.edits(base)  # the other lifts' changes, a swapped encoder's and a rewrite's included
+        if self.reads == "user" and self.rewrite_scale != 1.0 and embeds.user_prompts is not None:
+            rewrite = embeds.base.edits(base)  # base(rewrite) - base(user's)
+            edits = {name: plus_edits(edit, None if rewrite.get(name) is None else (self.rewrite_scale - 1) * rewrite[name])
+                     for name, edit in edits.items()}
         x = base.prompt_embeds
         self.adapter.to(device=x.device)
         adapted = {}
@@ -87,4 +96,5 @@ class SURAdapterLift(Lift):
 
     def describe(self) -> dict:
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional, "reads": self.reads,
+                "rewrite_scale": self.rewrite_scale,
                 "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}
