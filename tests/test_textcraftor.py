@@ -2,6 +2,7 @@
 is exact, tuned encoders load strictly, and interpolation / hybrid schedule / weight mixes do what they say."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -121,6 +122,15 @@ def test_sd2_and_sdxl_train_and_generate(tmp_path, arch, tiny_pipeline_dirs, tin
     embeds = encode_prompts(pipe, PROMPTS[:1], lifts=lifts)
     images = run_pipeline(pipe, embeds, lifts, num_inference_steps=3, output_type="np").images
     assert images.shape[0] == 1 and (images >= 0).all()
+    if arch == "sdxl":  # an encoder the run left as it was stays shared, not copied (2.8 GB in fp32 at full size)
+        shutil.rmtree(final / "text_encoder_2")
+        lifts = load_lifts([f"textcraftor={final}"])
+        pipe, base = load_pipeline(tiny_pipeline_dirs[arch], lifts=lifts), load_pipeline(tiny_pipeline_dirs[arch])
+        assert set(lifts[0].original_encoders()) == {"text_encoder"}
+        tuned = type(base.text_encoder).from_pretrained(final / "text_encoder").state_dict()
+        for module, expected in ((pipe.text_encoder, tuned), (pipe.text_encoder_2, base.text_encoder_2.state_dict()),
+                                 (lifts[0].original_encoders()["text_encoder"], base.text_encoder.state_dict())):
+            assert all(torch.equal(module.state_dict()[k], v) for k, v in expected.items())
 
 
 def test_any_total_step_count_and_only_the_last_k_steps_carry_gradient(tiny_pipeline_dirs):
@@ -186,8 +196,6 @@ def test_resume_restores_the_exact_state(tmp_path, tiny_pipeline_dirs, tiny_bund
 
 
 def test_tuned_encoder_with_missing_or_extra_keys_is_refused(tmp_path, sd1_run, tiny_pipeline_dirs):
-    import shutil
-
     for case in ("missing", "unexpected"):
         folder = tmp_path / case
         shutil.copytree(sd1_run / "final", folder)

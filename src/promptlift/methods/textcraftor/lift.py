@@ -54,23 +54,29 @@ def _is_number(text: str) -> bool:
 def mix_encoders(originals: dict[str, torch.nn.Module], parts: list[tuple[str, float]]) -> dict[str, torch.nn.Module]:
     """Weight-space mixes sum_i w_i * theta_i of full tuned encoders (`base` = the original) per encoder name.
 
-    Each tuned folder must hold the encoder's complete weights with the original's keys (loaded strictly).
+    Each tuned folder must hold the encoder's complete weights with the original's keys (loaded strictly). An encoder
+    that no part tuned is left out (the pipeline keeps its own: no copy), and one folder at weight 1 is loaded as it
+    is (no mix): at SDXL size each copy of text_encoder_2 is 2.8 GB in fp32.
     """
     mixed = {}
     for name, original in originals.items():
-        tuned = []
-        for path, weight in parts:
-            if path == "base":
-                tuned.append((original.state_dict(), weight))
-                continue
-            folder = Path(path) / name
-            if (folder / "config.json").is_file():
-                tuned.append((load_component_strict(type(original), folder, f"textcraftor {path!r}").state_dict(), weight))
-            else:
-                tuned.append((original.state_dict(), weight))  # this run left that encoder as it was
-        state = {k: sum(w * sd[k].float() for sd, w in tuned).to(v.dtype) for k, v in original.state_dict().items()}
+        folders = {path: Path(path) / name for path, _ in parts
+                   if path != "base" and (Path(path) / name / "config.json").is_file()}
+        if not folders:
+            continue
+
+        def load(path, cls=type(original)):
+            return load_component_strict(cls, folders[path], f"textcraftor {path!r}")
+
+        if len(parts) == 1 and parts[0][1] == 1.0:
+            mixed[name] = load(parts[0][0]).eval()
+            continue
+        # a run that left this encoder as it was counts as the original
+        states = [(load(path).state_dict() if path in folders else original.state_dict(), weight) for path, weight in parts]
         module = copy.deepcopy(original)
-        module.load_state_dict(state, strict=True)
+        with torch.no_grad():
+            for key, value in module.state_dict().items():
+                value.copy_(sum(w * sd[key].float() for sd, w in states))
         mixed[name] = module.eval()
     return mixed
 
@@ -109,20 +115,23 @@ class TextCraftorLift(Lift):
 
     def apply(self, pipe) -> None:
         names = [n for n in ENCODERS if getattr(pipe, n, None) is not None]
-        self.originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval() for n in names}
         lora = [(f, w) for f, w in self.parts if f != "base" and (Path(f) / LORA_FILE).is_file()]
         full = [(f, w) for f, w in self.parts if (f, w) not in lora]
         if lora and full != [("base", w) for f, w in full]:
             raise ValueError(f"lift {self.name!r}: cannot mix LoRA outputs with full encoder folders by weight; "
                              "mix runs of one kind.")
-        if lora:
+        if lora:  # LoRA layers go into the pipeline's own encoders: the originals are copies
+            self.originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval() for n in names}
             adapters = []
             for i, (folder, _) in enumerate(lora):
                 adapters.append(f"textcraftor_{i}")
                 pipe.load_lora_weights(folder, adapter_name=adapters[-1])
             pipe.set_adapters(adapters, adapter_weights=[w for _, w in lora])
             return
-        for name, module in mix_encoders(self.originals, self.parts).items():
+        # the pipeline's own encoders become the originals of those a tuned one replaces; the others stay shared
+        mixed = mix_encoders({n: getattr(pipe, n) for n in names}, self.parts)
+        self.originals = {n: getattr(pipe, n).requires_grad_(False).eval() for n in mixed}
+        for name, module in mixed.items():
             device, dtype = getattr(pipe, name).device, getattr(pipe, name).dtype
             pipe.register_modules(**{name: module.to(device=device, dtype=dtype)})
 
