@@ -197,3 +197,38 @@ def test_rewrite_scale_scales_the_rewrites_change_only(parts):
         assert sur.describe()["rewrite_scale"] == scale
     with pytest.raises(ValueError, match="with reads='rewrite' leave it at 1"):
         SURAdapterLift("sur-adapter", sur_dir, reads="rewrite", rewrite_scale=0.5)
+
+
+def test_the_gate_weighs_the_adapters_change_by_how_much_it_changes_the_prompt(parts, tmp_path):
+    """`gate=LOW:HIGH`: a prompt whose relative change is at most LOW keeps the base embedding, at least HIGH gets the
+    adapter's in full, linear between; the folder's lift.json sets the default; a bad gate is named."""
+    import shutil
+
+    from promptlift.methods.sur_adapter.lift import relative_change
+    from promptlift.pipeline import prompt_padding_mask
+
+    model, _, sur_dir = parts
+    pipe = load_pipeline(model)
+    base = encode_prompts(pipe, PROMPTS).prompt_embeds
+    adapted = encode_prompts(pipe, PROMPTS, lifts=[SURAdapterLift("sur-adapter", sur_dir)]).prompt_embeds
+    change = relative_change(adapted, base, prompt_padding_mask(pipe.tokenizer, PROMPTS, base.shape[1]))
+    assert (change > 0).all()
+    low, high = 0.0, 2 * change[0].item()
+    expected = [base + w.view(-1, 1, 1) * (adapted - base) for w in (torch.zeros(2), torch.ones(2),
+                                                                     (change / high).clamp(max=1))]
+    for gate, want in zip((f"{change.max().item() * 1.01}:{change.max().item() * 2}", f"0:{change.min().item() / 2}",
+                           f"{low}:{high}"), expected):
+        sur = SURAdapterLift("sur-adapter", sur_dir, gate=gate)
+        torch.testing.assert_close(encode_prompts(pipe, PROMPTS, lifts=[sur]).prompt_embeds, want)
+    assert torch.allclose(sur.last_gates[0], torch.tensor(0.5))
+    folder = tmp_path / "gated"
+    shutil.copytree(sur_dir, folder)
+    (folder / "lift.json").write_text(json.dumps({"gate": f"{low}:{high}"}))
+    (lift,) = load_lifts([f"sur-adapter={folder}"])
+    torch.testing.assert_close(encode_prompts(pipe, PROMPTS, lifts=[lift]).prompt_embeds, expected[2])
+    assert lift.describe()["gate"] == "%g:%g" % (low, high)
+    (lift,) = load_lifts([f"sur-adapter={folder}"], ["sur-adapter.gate=none"])
+    torch.testing.assert_close(encode_prompts(pipe, PROMPTS, lifts=[lift]).prompt_embeds, adapted)
+    for bad in ("0.6:0.45", "0.5", "a:b", "-1:1"):
+        with pytest.raises(ValueError, match="must be LOW:HIGH"):
+            SURAdapterLift("sur-adapter", sur_dir, gate=bad)

@@ -10,7 +10,29 @@ import torch
 from ...pipeline import Lift, PromptEmbeds, plus_edits, prompt_padding_mask as padding_mask
 from .model import SURAdapter
 
-__all__ = ["SURAdapterLift"]
+__all__ = ["SURAdapterLift", "parse_gate", "relative_change"]
+
+LIFT_FILE = "lift.json"  # the lift's defaults an adapter folder ships with (e.g. {"gate": "0.45:0.6"})
+
+
+def parse_gate(gate: str | None, name: str = "sur-adapter") -> tuple[float, float] | None:
+    """"LOW:HIGH" -> (low, high) with 0 <= low < high; None or "none" -> None."""
+    if gate is None or str(gate).strip().lower() in ("", "none"):
+        return None
+    try:
+        low, high = (float(x) for x in str(gate).split(":"))
+    except ValueError:
+        low = high = float("nan")
+    if not 0 <= low < high < float("inf"):  # also refuses NaN
+        raise ValueError(f"lift {name!r}: gate={gate!r} must be LOW:HIGH with 0 <= LOW < HIGH (e.g. 0.45:0.6), or none.")
+    return low, high
+
+
+def relative_change(adapted: torch.Tensor, base: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    """(B,): the mean over each prompt's tokens (not its padding) of ||adapted - base|| / ||base||."""
+    ratio = (adapted - base).float().norm(dim=-1) / base.float().norm(dim=-1).clamp_min(1e-6)
+    real = (~padding).float()
+    return (ratio * real).sum(1) / real.sum(1).clamp_min(1)
 
 
 class SURAdapterLift(Lift):
@@ -21,11 +43,17 @@ class SURAdapterLift(Lift):
     """
 
     def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *, reads: str = "user",
-                 rewrite_scale: float = 1.0, adapter: SURAdapter | None = None, teacher=None):
+                 rewrite_scale: float = 1.0, gate: str | None = "default", adapter: SURAdapter | None = None, teacher=None):
         """Load the adapter from `path`, or wrap an `adapter` (and its LLM `teacher`) in memory, as a trainer does.
         `reads`: which prompt the adapter adapts when a refiner rewrote it: the user's ("user"; the rewrite's change
         of the embedding, times `rewrite_scale`, is added to the adapter's) or the rewrite ("rewrite"; its phrases
-        pass through the adapter)."""
+        pass through the adapter).
+
+        `gate` "LOW:HIGH" applies the adapter's change only to prompts it changes much: its relative change over the
+        prompt's tokens, mean ||adapted - base|| / ||base||, is the weight's input, 0 at LOW or below, 1 at HIGH or above,
+        linear between. A prompt the model already reads right (keywords, a literal description) is one the adapter
+        learned to move little, and the gate leaves it as the other lifts make it. Default: the adapter folder's
+        `lift.json` "gate", else none (every prompt adapted in full); "none" turns it off."""
         if reads not in ("user", "rewrite"):
             raise ValueError(f"lift {name!r}: reads={reads!r} must be 'user' or 'rewrite'.")
         if reads == "rewrite" and rewrite_scale != 1.0:
@@ -44,6 +72,11 @@ class SURAdapterLift(Lift):
         super().__init__(name, Path(path) if path is not None else None)
         self.adapter, self.apply_to_unconditional, self.reads = adapter, apply_to_unconditional, reads
         self.rewrite_scale = float(rewrite_scale)
+        if gate == "default":
+            spec = Path(path) / LIFT_FILE if path is not None else None
+            gate = json.loads(spec.read_text()).get("gate") if spec is not None and spec.is_file() else None
+        self.gate = parse_gate(gate, name)
+        self.last_gates: torch.Tensor | None = None  # the weight each prompt of the last call got
         self.teacher = teacher if adapter.llm_at_inference else None
 
     @torch.no_grad()
@@ -85,6 +118,15 @@ class SURAdapterLift(Lift):
         with torch.no_grad():
             if base.pooled_prompt_embeds is not None:
                 adapted["pooled_prompt_embeds"] = self._adapt_pooled(base.pooled_prompt_embeds, adapted["prompt_embeds"], mask)
+            if self.gate is not None:
+                low, high = self.gate
+                weight = ((relative_change(adapted["prompt_embeds"], x, mask) - low) / (high - low)).clamp(0, 1)
+                self.last_gates = weight.cpu()
+                for key in ("prompt_embeds", "pooled_prompt_embeds"):  # the user's prompt's; not the negative's
+                    if key not in adapted:
+                        continue
+                    tensor, original = adapted[key], getattr(base, key)
+                    adapted[key] = original + weight.view(-1, *[1] * (tensor.dim() - 1)).to(tensor) * (tensor - original)
             if self.apply_to_unconditional and base.negative_prompt_embeds is not None:
                 adapted["negative_prompt_embeds"], n_mask = self._adapt(pipe, base.negative_prompt_embeds, [""] * len(source))
                 if base.negative_pooled_prompt_embeds is not None:
@@ -96,5 +138,5 @@ class SURAdapterLift(Lift):
 
     def describe(self) -> dict:
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional, "reads": self.reads,
-                "rewrite_scale": self.rewrite_scale,
+                "rewrite_scale": self.rewrite_scale, "gate": None if self.gate is None else "%g:%g" % self.gate,
                 "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}
