@@ -1,0 +1,46 @@
+"""How much a SUR-adapter changes each kind of prompt: the quantiles of its relative change (the input of the lift's
+`gate`) on world prompts away from the report (0-199) and selection (800-863) prompts, by phrasing.
+
+    .venv/bin/python scripts/sur_gate.py [--adapter PATH] [--first 400 --last 600] [--num_threads 1]
+
+The bundle's gate was read off this: literal and complex prompts below LOW, narrative-train ones above HIGH.
+"""
+
+import argparse
+
+import torch
+
+from promptlift.data import load_prompt_set
+from promptlift.methods import METHODS
+from promptlift.methods.sur_adapter.lift import SURAdapterLift, relative_change
+from promptlift.pipeline import encode_prompts, load_pipeline, prompt_padding_mask
+
+SETS = ("world-complex", "world-literal", "world-narrative-train", "world-narrative-val")
+QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--adapter", default=None, help="Adapter folder; default: the bundle's.")
+    parser.add_argument("--first", type=int, default=400)
+    parser.add_argument("--last", type=int, default=600)
+    parser.add_argument("--num_threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.num_threads)
+    pipe = load_pipeline(None)
+    lift = SURAdapterLift("sur-adapter", args.adapter or METHODS["sur-adapter"].bundle_weights, gate="none")
+    print(f"relative change, prompts {args.first}-{args.last - 1}; quantiles {QUANTILES}")
+    for name in SETS:
+        prompts = [r["prompt"] for r in load_prompt_set(name, num_prompts=args.last)[args.first:]]
+        changes = []
+        for i in range(0, len(prompts), 50):
+            batch = prompts[i:i + 50]
+            base = encode_prompts(pipe, batch).prompt_embeds
+            adapted = encode_prompts(pipe, batch, lifts=[lift]).prompt_embeds
+            changes.append(relative_change(adapted, base, prompt_padding_mask(pipe.tokenizer, batch, base.shape[1])))
+        q = torch.quantile(torch.cat(changes), torch.tensor(QUANTILES))
+        print(f"{name:>22}: " + "  ".join(f"{x:.3f}" for x in q.tolist()))
+
+
+if __name__ == "__main__":
+    main()
