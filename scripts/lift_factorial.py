@@ -1,5 +1,6 @@
 """The factorial ablation of the lifted stack: all 16 on/off combinations of the four lifts, on the same prompts and
-seeds, judged by the attribute judge and aesthetic predictor B (`world-aesthetic`, evaluation only).
+seeds, judged by the attribute judge and aesthetic predictor B (`world-aesthetic`, evaluation only). The whole stack
+runs as `--lifted` does (with LIFTED_OPTIONS); the other cells with each lift's own defaults.
 
     .venv/bin/python scripts/lift_factorial.py [--sets narrative-val literal] [--num_prompts 64] [--seeds 2]
         [--full_prompts 200] [--output_dir runs/lift-factorial] [--only_cells base stack]
@@ -107,7 +108,8 @@ def main() -> None:
             full = lifts in ((), stack)
             cfg = load_config(EvalConfig, None, {
                 "prompts": f"world-{name}", "num_prompts": args.full_prompts if full else args.num_prompts,
-                "seeds": args.seeds, "rewards": [JUDGE], "lift": list(lifts), "batch_size": args.batch_size,
+                "seeds": args.seeds, "rewards": [JUDGE], "lift": list(lifts), "lifted": lifts == stack,  # its options too
+                "batch_size": args.batch_size,
                 "output_dir": str(Path(args.output_dir) / name / cell)})
             runs[lifts] = evaluate(cfg)
         if args.only_cells:

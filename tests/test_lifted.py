@@ -11,7 +11,7 @@ from promptlift.cli import cli
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
 from promptlift.methods.sur_adapter.model import SURAdapter
 from promptlift.methods.textcraftor.lift import TextCraftorLift
-from promptlift.methods import LIFTED_STACK, lifted_specs
+from promptlift.methods import LIFTED_STACK, lifted_options, lifted_specs
 from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline
 
 PROMPTS = ["a red ball", "two boats at sunset"]
@@ -120,6 +120,10 @@ def test_generate_lifted_applies_the_bundle_stack_and_records_it(tmp_path):
     assert [lift["name"] for lift in sidecar["lifts"]] == list(LIFTED_STACK)
     assert all(lift["path"] and "bundle" in lift["path"] for lift in sidecar["lifts"])
     assert sidecar["prompt_used"].startswith("a lone white tree in the snow, ")  # the refiner extended it
+    lifts = {lift["name"]: lift for lift in sidecar["lifts"]}
+    assert lifts["textcraftor"]["switch_step"] == 0 and lifts["sur-adapter"]["gate"] == "0.45:0.6"  # LIFTED_OPTIONS, lift.json
+    assert lifted_options(["textcraftor.switch_step=3"])[-1] == "textcraftor.switch_step=3"  # the user's option wins
+    assert lifted_options(lifted_options()) == lifted_options()
 
 
 def test_bundle_lifts_compose_on_the_embedded_model():

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import to_dict
-from .methods import lifted_specs
+from .methods import lifted_options, lifted_specs
 from .pipeline import (Lift, check_prompts, load_lifts, load_pipeline, recommended_guidance_scale, rewrite_prompts,
                        seeded_images)
 from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
@@ -39,7 +39,8 @@ class SamplingConfig:
     )
     lifted: bool = field(default=False, metadata={
         "help": "Apply the whole lifted stack: refiner, quality-tuning, SUR-adapter, TextCraftor (the bundle's weights, "
-                "or those `--lift NAME=PATH` gives), in the order they compose."})
+                "or those `--lift NAME=PATH` gives), in the order they compose, TextCraftor from the first step "
+                "(`textcraftor.switch_step=0` unless a `--lift_option` says otherwise)."})
     num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps.", "min": 1, "max": 1000})
     guidance_scale: float | None = field(default=None, metadata={
         "help": "Classifier-free guidance scale (<= 1 turns CFG off); default: the model's promptlift.json "
@@ -58,7 +59,7 @@ class SamplingConfig:
 
     def __post_init__(self):
         if self.lifted:
-            self.lift = lifted_specs(self.lift)
+            self.lift, self.lift_option = lifted_specs(self.lift), lifted_options(self.lift_option)
         for name in ("num_inference_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

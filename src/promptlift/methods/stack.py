@@ -9,12 +9,16 @@ from diffusers import DiffusionPipeline
 
 from ..pipeline import Lift, load_lifts, load_pipeline, parse_lift
 
-__all__ = ["LIFTED_STACK", "lifted_specs", "load_lifted_pipeline"]
+__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "lifted_options", "lifted_specs", "load_lifted_pipeline"]
 
 # The whole product, in the order the lifts compose (see `encode_prompts`): the refiner rewrites the prompt that every
 # other lift then reads; quality-tuning swaps the UNet; the SUR-adapter edits the base model's embedding;
 # TextCraftor adds its encoder's change last, since its hybrid schedule hands tensors over mid-sampling.
 LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
+# The options the stack sets on its lifts (a `--lift_option` of the same key wins): TextCraftor's tuned encoder
+# conditions every denoising step. Its own default hands over at step 6, best alone; in the stack, from the first step
+# wins more often over the base model at the same content (README, "The lifted stack").
+LIFTED_OPTIONS = ("textcraftor.switch_step=0",)
 
 
 def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
@@ -24,10 +28,15 @@ def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
     return [given.get(name, name) for name in LIFTED_STACK] + [s for n, s in given.items() if n not in LIFTED_STACK]
 
 
+def lifted_options(options: Sequence[str] = ()) -> list[str]:
+    """`--lift_option`s of the lifted stack: LIFTED_OPTIONS first (each once), then `options`, which override them."""
+    return [o for o in LIFTED_OPTIONS if o not in options] + list(options)
+
+
 def load_lifted_pipeline(pretrained_model_name_or_path: str | Path | None = None, *, lifts: Sequence[str] = (),
                          lift_options: Sequence[str] = (), **kwargs) -> tuple[DiffusionPipeline, list[Lift]]:
     """(pipeline, lifts) with the whole stack applied: the bundle's refiner, quality-tuning, SUR-adapter and
-    TextCraftor weights, or those `lifts` names (`NAME=PATH`); `kwargs` go to `load_pipeline`. Pass the lifts to
+    TextCraftor weights, or those `lifts` names (`NAME=PATH`), with LIFTED_OPTIONS under `lift_options`; `kwargs` go to `load_pipeline`. Pass the lifts to
     `rewrite_prompts`, `encode_prompts` and `run_pipeline` (or to `generation.generate`)."""
-    loaded = load_lifts(lifted_specs(lifts), lift_options)
+    loaded = load_lifts(lifted_specs(lifts), lifted_options(lift_options))
     return load_pipeline(pretrained_model_name_or_path, lifts=loaded, **kwargs), loaded
