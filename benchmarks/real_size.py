@@ -413,6 +413,34 @@ def unet_parameters(arch: str) -> int:
     return sum(p.numel() for p in unet.parameters())
 
 
+def check_model(models: dict, check: int, fit: list[int]) -> None:
+    """The model's error at a measured resolution it was not fitted on: of the total peak and of the activations."""
+    print(f"\nmodel fitted on {fit} px, checked on {check} px, as measured (batch 1, the measured precision "
+          "and optimizer); the error of the total peak (held + step) and of the activations that set it:")
+    print(f"{'arch':>5} {'method':>20} {'measured GiB':>13} {'projected GiB':>14} {'error':>7} {'activations':>12} "
+          f"{'error':>7}")
+    for (arch, method), m in models.items():
+        row = m["rows"].get(check)
+        if row is None:
+            continue
+        half = row["mixed_precision"] != "no"
+        projected = project(m, check, row["batch"], optimizer=row["optimizer"], half=half)
+        if method == "generate":
+            measured, act_measured = row["peak"], row["peak"] - m["frozen"]
+            act_projected = projected - m["frozen"]
+        else:
+            measured = row["held"] + row["peak"]
+            projected += row["held"] - m["held"]  # the cached data differs between resolutions: the check's own
+            forward, tail = _phases(row)
+            phase = "forward" if forward >= tail else "backward"
+            act_measured = forward if phase == "forward" else tail
+            a, b = m[phase]
+            act_projected = a + b * _latent_pixels(check)
+        print(f"{arch:>5} {method:>20} {measured / GiB:>13.2f} {projected / GiB:>14.2f} "
+              f"{(projected - measured) / measured:>+7.1%} {act_measured / GiB:>10.3f} G "
+              f"{(act_projected - act_measured) / max(act_measured, 1):>+7.1%}")
+
+
 def table(args) -> None:
     latest = {}  # a run measured again replaces its earlier record
     for line in Path(args.results).read_text().splitlines():
@@ -426,30 +454,8 @@ def table(args) -> None:
             print(f"failed: {r['arch']} {r['method']} {r['resolution']} px: {r['error']}")
     models = memory_model(records, args.fit)
     derive_full_unet(models, {arch: unet_parameters(arch) for arch, _ in models})
-    print(f"\nmodel fitted on {args.fit} px, checked on {args.check} px, as measured (batch 1, the measured precision "
-          "and optimizer); the error of the total peak (held + step) and of the activations that set it:")
-    print(f"{'arch':>5} {'method':>20} {'measured GiB':>13} {'projected GiB':>14} {'error':>7} {'activations':>12} "
-          f"{'error':>7}")
-    for (arch, method), m in models.items():
-        row = m["rows"].get(args.check)
-        if row is None:
-            continue
-        half = row["mixed_precision"] != "no"
-        projected = project(m, args.check, row["batch"], optimizer=row["optimizer"], half=half)
-        if method == "generate":
-            measured, act_measured = row["peak"], row["peak"] - m["frozen"]
-            act_projected = projected - m["frozen"]
-        else:
-            measured = row["held"] + row["peak"]
-            projected += row["held"] - m["held"]  # the cached data differs between resolutions: the check's own
-            forward, tail = _phases(row)
-            phase = "forward" if forward >= tail else "backward"
-            act_measured = forward if phase == "forward" else tail
-            a, b = m[phase]
-            act_projected = a + b * _latent_pixels(args.check)
-        print(f"{arch:>5} {method:>20} {measured / GiB:>13.2f} {projected / GiB:>14.2f} "
-              f"{(projected - measured) / measured:>+7.1%} {act_measured / GiB:>10.3f} G "
-              f"{(act_projected - act_measured) / max(act_measured, 1):>+7.1%}")
+    for check in args.check:
+        check_model(models, check, args.fit)
     print("\n| arch | method | resolution | paper batch | peak at paper batch, bf16 + 8-bit AdamW | batch 1: bf16 + "
           "8-bit AdamW | bf16 + AdamW | fp32 + AdamW | " + " | ".join(f"max batch {g} GB" for g in GPUS) +
           " | CPU step s (measured) |")
@@ -490,7 +496,7 @@ def main() -> None:
                         help="JSON lines, appended to; the README's table is read from the committed one.")
     parser.add_argument("--table", action="store_true", help="Fit the memory model on --results and print the table.")
     parser.add_argument("--fit", nargs="+", type=int, default=[64, 128], help="Resolutions the model is fitted on.")
-    parser.add_argument("--check", type=int, default=192, help="The held-out measured resolution.")
+    parser.add_argument("--check", nargs="+", type=int, default=[192], help="Held-out measured resolutions.")
     args = parser.parse_args()
     table(args) if args.table else measure(args)
 
