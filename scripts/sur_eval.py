@@ -8,7 +8,8 @@ of the prompt stream, apart from the trainers' held-out check at seed 3) with th
 `promptlift eval` (runs in OUTPUT_DIR/<set>/<system>; a finished run is read back). Semantic accuracy by the
 attribute judge, with the change of all-four accuracy vs the base model and its bootstrap 95 % interval; the
 aesthetic win rate vs base judged by aesthetic predictor B (`world-aesthetic`, never a training signal). With no
-adapter given, only the base runs are made. Writes OUTPUT_DIR/sur_eval.json and prints a table per set.
+adapter given, only the base runs are made. Each adapter is measured whole, ungated (`sur-adapter.gate=none`: a
+folder's lift.json gate is the lifted stack's concern). Writes OUTPUT_DIR/sur_eval.json and prints a table per set.
 """
 
 import argparse
@@ -46,6 +47,7 @@ def main() -> None:
         for system, lift in systems.items():
             cfg = load_config(EvalConfig, None, {"prompts": f"world-{name}", "num_prompts": args.num_prompts,
                                                  "seeds": args.seeds, "rewards": [JUDGE], "lift": lift,
+                                                 "lift_option": ["sur-adapter.gate=none"] if lift else [],
                                                  "output_dir": str(Path(args.output_dir) / name / system)})
             runs[system] = evaluate(cfg)
         result[name] = system_table(runs, "base", JUDGE)
