@@ -1,5 +1,6 @@
 """How much a SUR-adapter changes each kind of prompt: the quantiles of its relative change (the input of the lift's
-`gate`) on world prompts away from the report (0-199) and selection (800-863) prompts, by phrasing.
+`gate`) on world prompts away from the report (0-199) and selection (800-863) prompts, by phrasing; and how its change
+meets the bundle refiner's: their cosine and size ratio at the positions of the phrases the refiner appends.
 
     .venv/bin/python scripts/sur_gate.py [--adapter PATH] [--first 400 --last 600] [--num_threads 1]
 
@@ -12,6 +13,7 @@ import torch
 
 from promptlift.data import load_prompt_set
 from promptlift.methods import METHODS
+from promptlift.methods.refiner import Refiner
 from promptlift.methods.sur_adapter.lift import SURAdapterLift, relative_change
 from promptlift.pipeline import encode_prompts, load_pipeline, prompt_padding_mask
 
@@ -29,17 +31,25 @@ def main() -> None:
     torch.set_num_threads(args.num_threads)
     pipe = load_pipeline(None)
     lift = SURAdapterLift("sur-adapter", args.adapter or METHODS["sur-adapter"].bundle_weights, gate="none")
-    print(f"relative change, prompts {args.first}-{args.last - 1}; quantiles {QUANTILES}")
+    refiner = Refiner.load(METHODS["refiner"].bundle_weights, pipe)
+    print(f"relative change, prompts {args.first}-{args.last - 1}; quantiles {QUANTILES}; then, at the refiner's "
+          "appended positions, the mean cosine of the adapter's change and the rewrite's, and the ratio of their norms")
     for name in SETS:
         prompts = [r["prompt"] for r in load_prompt_set(name, num_prompts=args.last)[args.first:]]
-        changes = []
+        changes, cosines, ratios = [], [], []
         for i in range(0, len(prompts), 50):
             batch = prompts[i:i + 50]
             base = encode_prompts(pipe, batch).prompt_embeds
             adapted = encode_prompts(pipe, batch, lifts=[lift]).prompt_embeds
             changes.append(relative_change(adapted, base, prompt_padding_mask(pipe.tokenizer, batch, base.shape[1])))
+            rewrite = encode_prompts(pipe, [r or p for r, p in zip(refiner.one_shot(batch), batch)]).prompt_embeds - base
+            appended = rewrite.norm(dim=-1) > 1e-3  # a causal encoder: the user's own tokens are unchanged
+            change = adapted - base
+            cosines.append(torch.nn.functional.cosine_similarity(change, rewrite, dim=-1)[appended])
+            ratios.append((change.norm(dim=-1) / rewrite.norm(dim=-1).clamp_min(1e-6))[appended])
         q = torch.quantile(torch.cat(changes), torch.tensor(QUANTILES))
-        print(f"{name:>22}: " + "  ".join(f"{x:.3f}" for x in q.tolist()))
+        print(f"{name:>22}: " + "  ".join(f"{x:.3f}" for x in q.tolist())
+              + f"   cosine {torch.cat(cosines).mean():+.2f}, ratio {torch.cat(ratios).median():.1f}")
 
 
 if __name__ == "__main__":
