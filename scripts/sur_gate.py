@@ -30,7 +30,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     pipe = load_pipeline(None)
-    lift = SURAdapterLift("sur-adapter", args.adapter or METHODS["sur-adapter"].bundle_weights, gate="none")
+    folder = args.adapter or METHODS["sur-adapter"].bundle_weights
+    lift = SURAdapterLift("sur-adapter", folder, gate="none")
+    gate = SURAdapterLift("sur-adapter", folder).gate  # the folder's own (lift.json), if any
     refiner = Refiner.load(METHODS["refiner"].bundle_weights, pipe)
     print(f"relative change, prompts {args.first}-{args.last - 1}; quantiles {QUANTILES}; then, at the refiner's "
           "appended positions, the mean cosine of the adapter's change and the rewrite's, and the ratio of their norms")
@@ -47,9 +49,13 @@ def main() -> None:
             change = adapted - base
             cosines.append(torch.nn.functional.cosine_similarity(change, rewrite, dim=-1)[appended])
             ratios.append((change.norm(dim=-1) / rewrite.norm(dim=-1).clamp_min(1e-6))[appended])
-        q = torch.quantile(torch.cat(changes), torch.tensor(QUANTILES))
+        changes = torch.cat(changes)
+        q = torch.quantile(changes, torch.tensor(QUANTILES))
+        weights = "" if gate is None else (
+            f"; gate {gate[0]:g}:{gate[1]:g} gives weight 0 to {(changes <= gate[0]).sum()}, 1 to "
+            f"{(changes >= gate[1]).sum()}, between to {((changes > gate[0]) & (changes < gate[1])).sum()}")
         print(f"{name:>22}: " + "  ".join(f"{x:.3f}" for x in q.tolist())
-              + f"   cosine {torch.cat(cosines).mean():+.2f}, ratio {torch.cat(ratios).median():.1f}")
+              + f"   cosine {torch.cat(cosines).mean():+.2f}, ratio {torch.cat(ratios).median():.1f}" + weights)
 
 
 if __name__ == "__main__":
