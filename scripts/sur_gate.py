@@ -31,8 +31,8 @@ def main() -> None:
     torch.set_num_threads(args.num_threads)
     pipe = load_pipeline(None)
     folder = args.adapter or METHODS["sur-adapter"].bundle_weights
-    lift = SURAdapterLift("sur-adapter", folder, gate="none")
-    gate = SURAdapterLift("sur-adapter", folder).gate  # the folder's own (lift.json), if any
+    lift = SURAdapterLift("sur-adapter", folder)
+    gate, lift.gate = lift.gate, None  # the folder's own (lift.json), if any; the changes are measured ungated
     refiner = Refiner.load(METHODS["refiner"].bundle_weights, pipe)
     print(f"relative change, prompts {args.first}-{args.last - 1}; quantiles {QUANTILES}; then, at the refiner's "
           "appended positions, the mean cosine of the adapter's change and the rewrite's, and the ratio of their norms")
