@@ -74,8 +74,9 @@ def _record(method: str, resolution: int, *, n: int, frozen: float, forward, tai
 def test_the_memory_model_reproduces_its_measurements_and_projects_each_option():
     """benchmarks/real_size.py's memory model: a step whose phases grow linearly in latent pixels is reproduced at
     unseen resolutions; at batch B the forward's activations scale by B; 8-bit vs fp32 AdamW and bf16 vs fp32 change
-    the terms they should; full-UNet quality-tuning is derived from the LoRA run with the UNet's parameters trained."""
-    from real_size import derive_full_unet, max_batch, memory_model, project
+    the terms they should; full-UNet quality-tuning is derived from the LoRA run with the UNet's parameters trained,
+    TextCraftor K = 5 from K = 1 where K = 5 was not measured."""
+    from real_size import derive_full_unet, derive_textcraftor_k5, max_batch, memory_model, project
 
     n, frozen = 10_000_000, 4e9
     phases = dict(forward=lambda px: 2e6 + 3e5 * px, tail=lambda px: 1e6 + 1e5 * px, temporaries=5e6)
@@ -100,3 +101,8 @@ def test_the_memory_model_reproduces_its_measurements_and_projects_each_option()
     # the UNet moves from the frozen weights to the trained ones (the LoRA's go): its gradients and 8-bit state added
     assert full["frozen"] == pytest.approx(frozen - 4e9)
     assert project(full, 512, 1, half=False) == pytest.approx(truth["held"] - 4 * n + 4e9 + 2e9, rel=1e-9)
+    # TextCraftor K = 5 not measured at the fit resolutions: K = 1's model (checkpointed steps: the same peak)
+    k1 = memory_model([_record("textcraftor-k1", r, n=n, frozen=frozen, **phases) for r in (128, 192)], [128, 192])
+    derive_textcraftor_k5(k1)
+    assert k1["sd15", "textcraftor-k5"]["derived"]
+    assert project(k1["sd15", "textcraftor-k5"], 512, 4) == project(k1["sd15", "textcraftor-k1"], 512, 4)
