@@ -35,6 +35,8 @@ def test_full_finetune_changes_only_the_unet_and_loads_everywhere(tmp_path, tiny
     changed = [not torch.equal(a, b) for a, b in zip(base.unet.state_dict().values(), tuned_unet.state_dict().values())]
     assert sum(changed) / len(changed) > 0.9, "nearly every UNet tensor is trained"
     lifted = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"]))
+    with pytest.raises(ValueError, match="full UNet weights"):  # a LoRA's options on a full UNet folder: refused
+        load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"], ["quality-tuning.scale=0.5"])
     for a, b in zip(lifted.unet.state_dict().values(), tuned_unet.state_dict().values()):
         assert torch.equal(a, b)
     for name in ("vae", "text_encoder"):  # frozen parts are those of the base
@@ -61,6 +63,14 @@ def test_lora_on_sdxl_trains_only_the_adapter(tmp_path, tiny_pipeline_dirs, tiny
         a = base.unet(x, t, c, added_cond_kwargs=added).sample
         b = lifted.unet(x, t, c, added_cond_kwargs=added).sample
     assert not torch.allclose(a, b)
+    # the lift's options reach the LoRA: scale 0 merges nothing; unfused, the LoRA layers stay and give the fused output
+    spec = [f"quality-tuning={tmp_path / 'qt' / 'best'}"]
+    zero = load_pipeline(model, lifts=load_lifts(spec, ["quality-tuning.scale=0"]))
+    unfused = load_pipeline(model, lifts=load_lifts(spec, ["quality-tuning.fuse=false"]))
+    with torch.no_grad():
+        assert torch.allclose(zero.unet(x, t, c, added_cond_kwargs=added).sample, a, atol=1e-5)
+        assert torch.allclose(unfused.unet(x, t, c, added_cond_kwargs=added).sample, b, atol=1e-4)
+    assert any("lora" in n for n, _ in unfused.unet.named_parameters())
 
 
 def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated, monkeypatch):

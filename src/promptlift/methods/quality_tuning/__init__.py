@@ -12,7 +12,11 @@ __all__ = ["QualityTuningConfig"]
 @register_method("quality-tuning", config=QualityTuningConfig, trainer=f"{__name__}.trainer:train",
                  help="Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
                  lift_help="Quality-tuned UNet weights (unet/ folder or LoRA); default: the bundle's.")
-def _quality_tuning_lift(name: str, path: Path | None):
+def _quality_tuning_lift(name: str, path: Path | None, fuse: bool = True, scale: float = 1.0):
+    """A LoRA output (`fuse`, `scale`: LoraLift's) or a full `unet/` folder (swapped in; neither option applies)."""
     if path is not None and (path / "pytorch_lora_weights.safetensors").is_file():
-        return LoraLift(name, path)
+        return LoraLift(name, path, fuse=fuse, scale=scale)
+    if not fuse or scale != 1.0:
+        raise ValueError(f"lift {name!r}: `fuse` and `scale` reweigh a LoRA, but {str(path)!r} holds full UNet "
+                         "weights (no pytorch_lora_weights.safetensors); drop the options or pass a LoRA output.")
     return ComponentLift(name, path, "unet")
