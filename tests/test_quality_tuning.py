@@ -35,8 +35,12 @@ def test_full_finetune_changes_only_the_unet_and_loads_everywhere(tmp_path, tiny
     changed = [not torch.equal(a, b) for a, b in zip(base.unet.state_dict().values(), tuned_unet.state_dict().values())]
     assert sum(changed) / len(changed) > 0.9, "nearly every UNet tensor is trained"
     lifted = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"]))
-    with pytest.raises(ValueError, match="full UNet weights"):  # a LoRA's options on a full UNet folder: refused
-        load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"], ["quality-tuning.scale=0.5"])
+    with pytest.raises(ValueError, match="full UNet weights"):  # a LoRA's layers kept on a full UNet folder: refused
+        load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"], ["quality-tuning.fuse=false"])
+    # `scale` multiplies the tuned weights' change: half-way in weight space
+    half = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"], ["quality-tuning.scale=0.5"]))
+    for h, a, b in zip(half.unet.state_dict().values(), base.unet.state_dict().values(), tuned_unet.state_dict().values()):
+        assert torch.allclose(h, (a + b) / 2 if a.is_floating_point() else a, atol=1e-6)
     for a, b in zip(lifted.unet.state_dict().values(), tuned_unet.state_dict().values()):
         assert torch.equal(a, b)
     for name in ("vae", "text_encoder"):  # frozen parts are those of the base

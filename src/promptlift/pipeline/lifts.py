@@ -184,12 +184,13 @@ class ComponentLift(Lift):
     """Replace one pipeline component (`text_encoder`, `text_encoder_2`, `unet`) with weights from a folder.
 
     PATH is the component's own folder (with config.json) or a pipeline folder holding it as a subfolder.
-    This is how a TextCraftor-tuned text encoder or a quality-tuned UNet reaches a pipeline.
+    This is how a TextCraftor-tuned text encoder or a quality-tuned UNet reaches a pipeline. `scale` multiplies the
+    weights' change from the pipeline's own, `own + scale x (tuned - own)`, as a LoRA's scale multiplies its change.
     """
 
-    def __init__(self, name: str, path: Path | None, component: str):
+    def __init__(self, name: str, path: Path | None, component: str, scale: float = 1.0):
         super().__init__(name, _require_path(name, path))
-        self.component = component
+        self.component, self.scale = component, float(scale)
 
     def apply(self, pipe: DiffusionPipeline) -> None:
         current = getattr(pipe, self.component, None)
@@ -204,10 +205,16 @@ class ComponentLift(Lift):
         new = load_component_strict(type(current), folder, f"lift {self.name!r}")
         new = new.to(device=current.device, dtype=current.dtype)
         _check_same_interface(self.name, self.component, current.config, new.config)
+        if self.scale != 1.0:
+            own = current.state_dict()
+            with torch.no_grad():
+                for key, value in new.state_dict().items():
+                    if value.is_floating_point():
+                        value.copy_(own[key] + self.scale * (value - own[key]))
         pipe.register_modules(**{self.component: new.eval()})
 
     def describe(self) -> dict:
-        return {**super().describe(), "component": self.component}
+        return {**super().describe(), "component": self.component, "scale": self.scale}
 
 
 def load_component_strict(cls, folder: Path, what: str):

@@ -13,10 +13,11 @@ __all__ = ["QualityTuningConfig"]
                  help="Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
                  lift_help="Quality-tuned UNet weights (unet/ folder or LoRA); default: the bundle's.")
 def _quality_tuning_lift(name: str, path: Path | None, fuse: bool = True, scale: float = 1.0):
-    """A LoRA output (`fuse`, `scale`: LoraLift's) or a full `unet/` folder (swapped in; neither option applies)."""
+    """A LoRA output (LoraLift) or a full `unet/` folder (ComponentLift); `scale` multiplies either's change of the
+    UNet's weights, `fuse` (LoRA only) merges the LoRA into them."""
     if path is not None and (path / "pytorch_lora_weights.safetensors").is_file():
         return LoraLift(name, path, fuse=fuse, scale=scale)
-    if not fuse or scale != 1.0:
-        raise ValueError(f"lift {name!r}: `fuse` and `scale` reweigh a LoRA, but {str(path)!r} holds full UNet "
-                         "weights (no pytorch_lora_weights.safetensors); drop the options or pass a LoRA output.")
-    return ComponentLift(name, path, "unet")
+    if not fuse:
+        raise ValueError(f"lift {name!r}: `fuse=False` keeps a LoRA's layers, but {str(path)!r} holds full UNet "
+                         "weights (no pytorch_lora_weights.safetensors); drop the option or pass a LoRA output.")
+    return ComponentLift(name, path, "unet", scale=scale)
