@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
-from promptlift.methods import LIFTED_STACK, lifted_specs  # noqa: E402
+from promptlift.methods import LIFTED_STACK  # noqa: E402
 from promptlift.pipeline import rewrite_prompts  # noqa: E402
 
 SD15 = Path(__file__).parent / "configs" / "sd15"
@@ -106,10 +106,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     specs = {spec: [spec] for spec in args.lift or LIFTED_STACK}
-    systems = {"base": []} | specs | ({"stack": lifted_specs()} if args.stack else {})
+    systems = {"base": []} | specs | ({"stack": None} if args.stack else {})
     loaded = {}
-    for name, lift in systems.items():
-        cfg = SamplingConfig(model=args.model, lift=lift, num_inference_steps=args.steps)
+    for name, lift in systems.items():  # the stack as `--lifted` builds it: its lifts and their stack options
+        cfg = SamplingConfig(model=args.model, lift=lift or [], lifted=lift is None, num_inference_steps=args.steps)
         pipe, lifts = load_sampling(cfg)
         pipe.set_progress_bar_config(disable=True)
         loaded[name] = (cfg, pipe, lifts)
