@@ -121,7 +121,8 @@ def test_generate_lifted_applies_the_bundle_stack_and_records_it(tmp_path):
     assert all(lift["path"] and "bundle" in lift["path"] for lift in sidecar["lifts"])
     assert sidecar["prompt_used"].startswith("a lone white tree in the snow, ")  # the refiner extended it
     lifts = {lift["name"]: lift for lift in sidecar["lifts"]}
-    assert lifts["textcraftor"]["switch_step"] == 0 and lifts["sur-adapter"]["gate"] == "0.45:0.6"  # LIFTED_OPTIONS, lift.json
+    assert lifts["textcraftor"]["switch_step"] == 0 and lifts["textcraftor"]["alpha"] == 0.5  # LIFTED_OPTIONS
+    assert lifts["quality-tuning"]["scale"] == 2 and lifts["sur-adapter"]["gate"] == "0.45:0.6"  # and lift.json
     assert lifted_options(["textcraftor.switch_step=3"])[-1] == "textcraftor.switch_step=3"  # the user's option wins
     assert lifted_options(lifted_options()) == lifted_options()
 

@@ -15,10 +15,12 @@ __all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "lifted_options", "lifted_specs", "
 # other lift then reads; quality-tuning swaps the UNet; the SUR-adapter edits the base model's embedding;
 # TextCraftor adds its encoder's change last, since its hybrid schedule hands tensors over mid-sampling.
 LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
-# The options the stack sets on its lifts (a `--lift_option` of the same key wins): TextCraftor's tuned encoder
-# conditions every denoising step. Its own default hands over at step 6, best alone; in the stack, from the first step
-# wins more often over the base model at the same content (README, "The lifted stack").
-LIFTED_OPTIONS = ("textcraftor.switch_step=0",)
+# The options the stack sets on its lifts (a `--lift_option` of the same key wins), chosen on selection prompts
+# (world prompts 800-999, README "The lifted stack"): TextCraftor's tuned encoder conditions every denoising step (its
+# own default hands over at step 6, best alone), moved half-way from the base encoder: at full strength it redraws some
+# literal prompts' objects ("a black ball in the snow" as another kind, 8 of 400 images wrong against 3 at half); the
+# quality-tuning LoRA at twice its change wins back the looks that costs.
+LIFTED_OPTIONS = ("textcraftor.switch_step=0", "textcraftor.alpha=0.5", "quality-tuning.scale=2")
 
 
 def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
