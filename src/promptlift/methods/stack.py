@@ -18,7 +18,7 @@ LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
 # The options the stack sets on its lifts (a `--lift_option` of the same key wins), chosen on selection prompts
 # (world prompts 800-999, README "The lifted stack"): TextCraftor's tuned encoder conditions every denoising step (its
 # own default hands over at step 6, best alone), moved half-way from the base encoder: at full strength it redraws some
-# literal prompts' objects ("a black ball in the snow" as another kind, 8 of 400 images wrong against 3 at half); the
+# literal prompts' objects ("a black ball in the snow" as another kind: 8 of 400 literal images wrong, 4 at half); the
 # quality-tuning LoRA at twice its change wins back the looks that costs.
 LIFTED_OPTIONS = ("textcraftor.switch_step=0", "textcraftor.alpha=0.5", "quality-tuning.scale=2")
 
