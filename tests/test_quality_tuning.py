@@ -75,6 +75,9 @@ def test_lora_on_sdxl_trains_only_the_adapter(tmp_path, tiny_pipeline_dirs, tiny
         assert torch.allclose(zero.unet(x, t, c, added_cond_kwargs=added).sample, a, atol=1e-5)
         assert torch.allclose(unfused.unet(x, t, c, added_cond_kwargs=added).sample, b, atol=1e-4)
     assert any("lora" in n for n, _ in unfused.unet.named_parameters())
+    # fused, no LoRA layer is left to call: the UNet is the plain diffusers module with merged weights
+    assert not any("lora" in type(m).__module__ for m in lifted.unet.modules())
+    assert set(lifted.unet.state_dict()) == set(base.unet.state_dict())
 
 
 def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated, monkeypatch):

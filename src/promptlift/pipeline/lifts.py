@@ -263,7 +263,9 @@ class LoraLift(Lift):
         pipe.load_lora_weights(str(self.path), adapter_name=adapter)
         if self.fuse:
             pipe.fuse_lora(adapter_names=[adapter], lora_scale=self.scale)
-            pipe.delete_adapters(adapter)  # the merged weights stay; the LoRA layers of this adapter go
+            pipe.delete_adapters(adapter)  # the merged weights stay; this adapter's LoRA weights go
+            if not any(pipe.get_list_adapters().values()):
+                pipe.unload_lora_weights()  # and the emptied LoRA layers, which still cost a call per layer and step
 
     def describe(self) -> dict:
         return {**super().describe(), "fuse": self.fuse, "scale": self.scale}

@@ -122,13 +122,15 @@ def encode_prompts(
     `grad=True` keeps the autograd graph through the text encoders (for training them, as TextCraftor does).
     """
     originals = {n: m for lift in lifts for n, m in lift.original_encoders().items()}
+    # found once: diffusers' `_execution_device` walks every module of every component (milliseconds per call)
+    device = pipe._execution_device
 
     def encode_base(texts: list[str]) -> PromptEmbeds:
-        with torch.set_grad_enabled(grad), swapped(pipe, {n: m.to(pipe.device) for n, m in originals.items()}):
-            return _encode(pipe, texts, negative_prompt, do_classifier_free_guidance)
+        with torch.set_grad_enabled(grad), swapped(pipe, {n: m.to(device) for n, m in originals.items()}):
+            return _encode(pipe, texts, negative_prompt, do_classifier_free_guidance, device)
 
     with torch.set_grad_enabled(grad):
-        embeds = _encode(pipe, prompts, negative_prompt, do_classifier_free_guidance)
+        embeds = _encode(pipe, prompts, negative_prompt, do_classifier_free_guidance, device)
         embeds.encoded = PromptEmbeds(**{n: getattr(embeds, n) for n in PromptEmbeds.TENSORS}, negative_prompt=negative_prompt)
         if originals:
             embeds.base_fn = lambda: encode_base(prompts)
@@ -149,9 +151,8 @@ def encode_prompts(
     return embeds
 
 
-def _encode(pipe, prompts: list[str], negative_prompt, do_classifier_free_guidance: bool) -> PromptEmbeds:
-    """The pipeline's own `encode_prompt`, as a PromptEmbeds."""
-    device = pipe._execution_device
+def _encode(pipe, prompts: list[str], negative_prompt, do_classifier_free_guidance: bool, device) -> PromptEmbeds:
+    """The pipeline's own `encode_prompt` on `device`, as a PromptEmbeds."""
     if isinstance(pipe, StableDiffusionXLPipeline):
         pe, npe, pooled, npooled = pipe.encode_prompt(
             prompt=prompts,
