@@ -206,7 +206,8 @@ def test_rewrite_scale_scales_the_rewrites_change_only(parts):
 
 def test_the_gate_weighs_the_adapters_change_by_how_much_it_changes_the_prompt(parts, tmp_path):
     """`gate=LOW:HIGH`: a prompt whose relative change is at most LOW keeps the base embedding, at least HIGH gets the
-    adapter's in full, linear between; the folder's lift.json sets the default; a bad gate is named."""
+    adapter's in full, linear between; the folder's lift.json sets the default (and that of `reads`); a bad gate is
+    named."""
     import shutil
 
     from promptlift.methods.sur_adapter.lift import relative_change
@@ -234,6 +235,11 @@ def test_the_gate_weighs_the_adapters_change_by_how_much_it_changes_the_prompt(p
     assert lift.describe()["gate"] == "%g:%g" % (low, high)
     (lift,) = load_lifts([f"sur-adapter={folder}"], ["sur-adapter.gate=none"])
     torch.testing.assert_close(encode_prompts(pipe, PROMPTS, lifts=[lift]).prompt_embeds, adapted)
+    # lift.json also says which prompt an adapter reads behind a refiner; an option of the same key wins
+    assert lift.reads == "user"
+    (folder / "lift.json").write_text(json.dumps({"gate": f"{low}:{high}", "reads": "rewrite"}))
+    assert [lift.reads for lift in load_lifts([f"sur-adapter={folder}"])] == ["rewrite"]
+    assert [lift.reads for lift in load_lifts([f"sur-adapter={folder}"], ["sur-adapter.reads=user"])] == ["user"]
     for bad in ("0.6:0.45", "0.5", "a:b", "-1:1"):
         with pytest.raises(ValueError, match="must be LOW:HIGH"):
             SURAdapterLift("sur-adapter", sur_dir, gate=bad)

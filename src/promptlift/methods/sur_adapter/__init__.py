@@ -15,5 +15,5 @@ __all__ = ["SURAdapter", "SURAdapterConfig", "SURAdapterLift"]
                  help="SUR-adapter: adapter on the prompt embeddings, LLM-distilled, frozen diffusion model.",
                  lift_help="SUR-adapter on the prompt embeddings (adapter folder); default: the bundle's.")
 def _sur_adapter_lift(name: str, path: Path | None, apply_to_unconditional: bool = False,
-                      reads: str = "user", rewrite_scale: float = 1.0, gate: str = "default") -> SURAdapterLift:
+                      reads: str = "default", rewrite_scale: float = 1.0, gate: str = "default") -> SURAdapterLift:
     return SURAdapterLift(name, path, apply_to_unconditional, reads=reads, rewrite_scale=rewrite_scale, gate=gate)

@@ -12,7 +12,7 @@ from .model import SURAdapter
 
 __all__ = ["SURAdapterLift", "parse_gate", "relative_change"]
 
-LIFT_FILE = "lift.json"  # the lift's defaults an adapter folder ships with (e.g. {"gate": "0.45:0.6"})
+LIFT_FILE = "lift.json"  # the lift's defaults an adapter folder ships with (e.g. {"gate": "0.45:0.6", "reads": "user"})
 
 
 def parse_gate(gate: str | None, name: str = "sur-adapter") -> tuple[float, float] | None:
@@ -42,18 +42,22 @@ class SURAdapterLift(Lift):
     inference, `teacher.json` naming the LLM teacher and layer.
     """
 
-    def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *, reads: str = "user",
+    def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *, reads: str = "default",
                  rewrite_scale: float = 1.0, gate: str | None = "default", adapter: SURAdapter | None = None, teacher=None):
         """Load the adapter from `path`, or wrap an `adapter` (and its LLM `teacher`) in memory, as a trainer does.
         `reads`: which prompt the adapter adapts when a refiner rewrote it: the user's ("user"; the rewrite's change
         of the embedding, times `rewrite_scale`, is added to the adapter's) or the rewrite ("rewrite"; its phrases
-        pass through the adapter).
+        pass through the adapter: for an adapter trained on a refiner's rewrites). Default: the adapter folder's
+        `lift.json` "reads", else "user".
 
         `gate` "LOW:HIGH" applies the adapter's change only to prompts it changes much: its relative change over the
         prompt's tokens, mean ||adapted - base|| / ||base||, is the weight's input, 0 at LOW or below, 1 at HIGH or above,
         linear between. A prompt the model already reads right (keywords, a literal description) is one the adapter
         learned to move little, and the gate leaves it as the other lifts make it. Default: the adapter folder's
         `lift.json` "gate", else none (every prompt adapted in full); "none" turns it off."""
+        spec = Path(path) / LIFT_FILE if path is not None else None
+        defaults = json.loads(spec.read_text()) if spec is not None and spec.is_file() else {}
+        reads = defaults.get("reads", "user") if reads == "default" else reads
         if reads not in ("user", "rewrite"):
             raise ValueError(f"lift {name!r}: reads={reads!r} must be 'user' or 'rewrite'.")
         if reads == "rewrite" and rewrite_scale != 1.0:
@@ -72,10 +76,7 @@ class SURAdapterLift(Lift):
         super().__init__(name, Path(path) if path is not None else None)
         self.adapter, self.apply_to_unconditional, self.reads = adapter, apply_to_unconditional, reads
         self.rewrite_scale = float(rewrite_scale)
-        if gate == "default":
-            spec = Path(path) / LIFT_FILE if path is not None else None
-            gate = json.loads(spec.read_text()).get("gate") if spec is not None and spec.is_file() else None
-        self.gate = parse_gate(gate, name)
+        self.gate = parse_gate(defaults.get("gate") if gate == "default" else gate, name)
         self.last_gates: torch.Tensor | None = None  # the weight each prompt of the last call got
         self.teacher = teacher if adapter.llm_at_inference else None
 
