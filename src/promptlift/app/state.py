@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from ..data.review import REVIEW_FILE, read_review
-from ..methods import LIFTED_OPTIONS, LIFTED_STACK, METHODS
+from ..methods import LIFTED_OPTIONS, LIFTED_STACK, METHODS, lifted_specs
 from ..utils import atomic_write_json, json_text
 from .votes import QUESTIONS, VoteStore
 
@@ -129,8 +129,10 @@ class AppState:
         key = (int(model), tuple(n for n in LIFTED_STACK if n in lifts), mix if "textcraftor" in lifts else None)
         if key not in self._pipes:
             try:
-                options = LIFTED_OPTIONS if key[1] == LIFTED_STACK else ()  # the whole stack, as `--lifted`
-                loaded = load_lifts([self._lift_spec(n, mix) for n in key[1]], options)
+                specs, options = [self._lift_spec(n, mix) for n in key[1]], ()
+                if key[1] == LIFTED_STACK:  # the whole stack, as `--lifted`: its weights and options
+                    specs, options = lifted_specs(specs), LIFTED_OPTIONS
+                loaded = load_lifts(specs, options)
             except ValueError as e:
                 raise UserError(f"That lift is not available here: {e}") from None
             source = self.cfg.model[int(model)] if self.cfg.model else None
