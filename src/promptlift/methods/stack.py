@@ -33,11 +33,16 @@ def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
     """`--lift` specs of the lifted stack: each of LIFTED_STACK, in that order, with the stack's weights (LIFTED_WEIGHTS,
     else the lift's default) unless `specs` names it with other ones (`NAME=PATH`); lifts of `specs` outside the
     stack follow."""
-    given = {parse_lift(spec)[0]: spec for spec in specs}
-    weighted = {name for name, spec in given.items() if parse_lift(spec)[1] is not None}  # NAME=PATH, not NAME alone
+    given = {}  # name -> spec, for the lifts `specs` gives weights (NAME=PATH; a bare NAME takes the stack's)
+    extra = []
+    for spec in specs:
+        name, path = parse_lift(spec)
+        if name not in LIFTED_STACK:
+            extra.append(spec)
+        elif path is not None:
+            given[name] = spec
     own = {name: f"{name}={BUNDLE_DIR / folder}" for name, folder in LIFTED_WEIGHTS.items() if (BUNDLE_DIR / folder).is_dir()}
-    chosen = [given[name] if name in weighted else own.get(name, name) for name in LIFTED_STACK]
-    return chosen + [spec for name, spec in given.items() if name not in LIFTED_STACK]
+    return [given.get(name) or own.get(name, name) for name in LIFTED_STACK] + extra
 
 
 def lifted_options(options: Sequence[str] = ()) -> list[str]:
