@@ -2,7 +2,7 @@
 counted FLOPs, and the FLOPs projected for Stable Diffusion 1.5 at 512 px.
 
     .venv/bin/python benchmarks/lift_overhead.py [--lift sur-adapter] [--lift sur-adapter=FOLDER ...] [--no-stack]
-        [--steps 25] [--batch_sizes 1 16] [--repeats 5] [--num_threads 2] [--no-project]
+        [--steps 25] [--batch_sizes 1 16] [--repeats 5] [--num_threads 2] [--no-project] [--parts]
 
 Systems: the base model, each lift alone (default: every lift of the stack, with the bundle's weights) and the whole
 stack (`--lifted`). For each batch size one generation per system (everything a generation does counts: the
@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
 from promptlift.methods import LIFTED_STACK  # noqa: E402
-from promptlift.pipeline import rewrite_prompts  # noqa: E402
+from promptlift.pipeline import encode_prompts, rewrite_prompts  # noqa: E402
 
 SD15 = Path(__file__).parent / "configs" / "sd15"
 
@@ -41,6 +41,26 @@ SD15 = Path(__file__).parent / "configs" / "sd15"
 def run(system, prompts, seeds):
     cfg, pipe, lifts = system
     return generate_images(pipe, cfg, rewrite_prompts(prompts, lifts), seeds, lifts, user_prompts=prompts)
+
+
+def stack_parts(system, prompts, repeats: int) -> None:
+    """Median milliseconds of the stack's work before denoising, one prompt: the rewrite, and the encoding with and
+    without the lifts' edits (the SUR-adapter's teacher and adapter, TextCraftor's base encode)."""
+    _, pipe, lifts = system
+    rewritten = rewrite_prompts(prompts, lifts)
+    parts = {"refiner rewrite": lambda: rewrite_prompts(prompts, lifts),
+             "encode with the lifts' edits": lambda: encode_prompts(pipe, rewritten, lifts=lifts, user_prompts=prompts),
+             "encode, the pipeline's encoder alone": lambda: encode_prompts(pipe, rewritten)}
+    print(f"\nthe stack's parts at batch {len(prompts)}, median of {repeats} after a warm-up")
+    with torch.no_grad():
+        for name, fn in parts.items():
+            fn()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            print(f"{name:<40} {1000 * statistics.median(times):8.1f} ms")
 
 
 def flops(fn) -> float:
@@ -103,6 +123,7 @@ def main() -> None:
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--parts", action="store_true", help="also time the stack's rewrite and encoding apart")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     specs = {spec: [spec] for spec in args.lift or LIFTED_STACK}
@@ -128,6 +149,8 @@ def main() -> None:
         for name, t in times.items():
             median = statistics.median(t)
             print(f"batch {size:>3}  {name:<40} {median:8.3f} s  {median / base:6.3f}x base")
+    if args.parts and "stack" in loaded:
+        stack_parts(loaded["stack"], prompts[:1], 20)
     if not args.project:
         return
     counted = {name: flops(lambda s=system: run(s, prompts[:1], [0])) for name, system in loaded.items()}
