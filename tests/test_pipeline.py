@@ -6,6 +6,7 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from promptlift.pipeline import (
     LIFTS,
     Lift,
+    call_with_lifts,
     check_prompts,
     encode_prompts,
     load_lifts,
@@ -18,10 +19,9 @@ EXPECTED_CLASS = {"sd1": StableDiffusionPipeline, "sd2": StableDiffusionPipeline
 
 
 def _images(pipe, prompts=("a red ball",), lifts=(), seed=0, steps=3):
-    embeds = encode_prompts(pipe, list(prompts), lifts=lifts)
     gens = [torch.Generator().manual_seed(seed) for _ in prompts]
-    out = pipe(**embeds.as_kwargs(), num_inference_steps=steps, generator=gens, output_type="np", guidance_scale=3.0)
-    return out.images
+    return call_with_lifts(pipe, list(lifts), list(prompts), num_inference_steps=steps, generator=gens, output_type="np",
+                           guidance_scale=3.0).images
 
 
 def test_loads_each_architecture_on_cpu_in_fp32(arch, tiny_dir):
@@ -50,7 +50,8 @@ def test_encode_prompts_shapes(arch, tiny_dir):
     "make_source, message",
     [
         (lambda tmp: str(tmp / "missing"), "does not exist and is not a hub id"),
-        (lambda tmp: (tmp / "f.safetensors").write_bytes(b"x") and str(tmp / "f.safetensors"), "is a file"),
+        (lambda tmp: (tmp / "f.safetensors").write_bytes(b"x") and str(tmp / "f.safetensors"), "could not be read as a checkpoint"),
+        (lambda tmp: (tmp / "notes.txt").write_text("x") and str(tmp / "notes.txt"), "is a file but not a checkpoint"),
         (lambda tmp: (tmp / "empty").mkdir() or str(tmp / "empty"), "no model_index.json"),
         (lambda tmp: "nobody/no-such-model", "could not load `model` 'nobody/no-such-model'"),
     ],

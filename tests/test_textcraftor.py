@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from promptlift.methods.textcraftor.config import TextCraftorConfig
 from promptlift.methods.textcraftor.lift import TextCraftorLift, parse_mix
 from promptlift.methods.textcraftor.sampling import Conditioning, sample_with_grad
-from promptlift.pipeline import encode_prompts, load_lifts, load_pipeline, run_pipeline
+from promptlift.pipeline import call_with_lifts, encode_prompts, load_lifts, load_pipeline
 from helpers import run_cli
 
 PROMPTS = ["two red boats at sunset", "a white ball on the beach", "three green trees at night"]
@@ -119,8 +119,7 @@ def test_sd2_and_sdxl_train_and_generate(tmp_path, arch, tiny_pipeline_dirs, tin
     assert (final / "text_encoder_2" / "config.json").is_file() == (arch == "sdxl")
     lifts = load_lifts([f"textcraftor={final}"])
     pipe = load_pipeline(tiny_pipeline_dirs[arch], lifts=lifts)
-    embeds = encode_prompts(pipe, PROMPTS[:1], lifts=lifts)
-    images = run_pipeline(pipe, embeds, lifts, num_inference_steps=3, output_type="np").images
+    images = pipe(PROMPTS[:1], num_inference_steps=3, output_type="np").images
     assert images.shape[0] == 1 and (images >= 0).all()
     if arch == "sdxl":  # an encoder the run left as it was stays shared, not copied (2.8 GB in fp32 at full size)
         shutil.rmtree(final / "text_encoder_2")
@@ -218,7 +217,7 @@ def test_alpha_hybrid_schedule_and_weight_mixes(sd1_run, tiny_pipeline_dirs):
         pipe = load_pipeline(model, lifts=lifts)
         e = encode_prompts(pipe, PROMPTS[:2], lifts=lifts)
         gens = [torch.Generator().manual_seed(i) for i in range(2)]
-        return e, run_pipeline(pipe, e, lifts, num_inference_steps=steps, generator=gens, output_type="pt").images
+        return e, call_with_lifts(pipe, lifts, PROMPTS[:2], num_inference_steps=steps, generator=gens, output_type="pt").images
 
     plain, plain_img = embeds_and_image([])
     assert json.loads((final / "textcraftor.json").read_text())["switch_step"] == 1

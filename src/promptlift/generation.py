@@ -17,20 +17,31 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import to_dict
 from .methods import lifted_options, lifted_specs
-from .pipeline import (Lift, check_prompts, load_lifts, load_pipeline, recommended_guidance_scale, rewrite_prompts,
-                       seeded_images)
+from .pipeline import (Lift, call_with_lifts, check_prompts, is_embedded_model, lift, load_pipeline, model_name,
+                       pipeline_lifts, recommended_guidance_scale, rewrite_prompts, seeded_images)
 from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
 
-__all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_seeds", "load_sampling"]
+__all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_seeds", "load_sampling",
+           "sampling_kwargs"]
 
 
 @dataclass
 class SamplingConfig:
     """How images are sampled: model, lifts and sampler settings (shared by generate and eval)."""
 
-    model: str | None = field(
-        default=None, metadata={"help": "Diffusers pipeline folder or hub id; default: the embedded model."}
-    )
+    model: str | None = field(default=None, metadata={
+        "help": "Diffusers pipeline folder, hub id, or single-file checkpoint (.safetensors/.ckpt, SD 1.x/2.x/SDXL); "
+                "default: the embedded model."})
+    model_config: str | None = field(default=None, metadata={
+        "help": "For a single-file --model: a diffusers folder (or hub id) with its components' configs, of the same "
+                "architecture; needed offline."})
+    variant: str | None = field(default=None, metadata={"help": "Weights variant of a diffusers --model (e.g. fp16)."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of --model."})
+    scheduler: str | None = field(default=None, metadata={
+        "help": "Diffusers scheduler class to sample with (e.g. DPMSolverMultistepScheduler), from the model's "
+                "scheduler config; default: the model's own."})
+    cpu_offload: bool = field(default=False, metadata={
+        "help": "Keep each model on the GPU only while it runs (diffusers' model CPU offload): less GPU memory."})
     lift: list[str] = field(
         default_factory=list, metadata={"help": "Lift to apply, as NAME[=PATH]; repeatable (see `promptlift lifts`)."}
     )
@@ -60,7 +71,8 @@ class SamplingConfig:
 
     def __post_init__(self):
         if self.lifted:
-            self.lift, self.lift_option = lifted_specs(self.lift), lifted_options(self.lift_option)
+            embedded = is_embedded_model(self.model)
+            self.lift, self.lift_option = lifted_specs(self.lift, embedded=embedded), lifted_options(self.lift_option)
         for name in ("num_inference_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
@@ -103,9 +115,12 @@ class GenerateConfig(SamplingConfig):
 
 
 def load_sampling(cfg: SamplingConfig) -> tuple[DiffusionPipeline, list[Lift]]:
-    """The pipeline and lifts a sampling config names."""
-    lifts = load_lifts(cfg.lift, cfg.lift_option)
-    return load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, lifts=lifts), lifts
+    """The pipeline a sampling config names, lifted (`promptlift.lift`) with its lifts, and those lifts."""
+    pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.scheduler, cpu_offload=cfg.cpu_offload,
+                         config=cfg.model_config, variant=cfg.variant, revision=cfg.revision)
+    if cfg.lift or cfg.lift_option:
+        lift(pipe, cfg.lift, cfg.lift_option, reversible=False)
+    return pipe, pipeline_lifts(pipe)
 
 
 def image_seeds(seed: int, num_images_per_prompt: int) -> list[int]:
@@ -120,6 +135,18 @@ def _slug(text: str, length: int = 40) -> str:
 def _batches(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _calls(num_prompts: int, seeds: list[int], batch_size: int):
+    """(prompt indices, seeds) of each pipeline call: whole prompts with all their seeds, `batch_size` images a call
+    at most (a prompt with more seeds than that is split over calls)."""
+    if batch_size >= len(seeds):
+        for indices in _batches(list(range(num_prompts)), batch_size // len(seeds)):
+            yield indices, seeds
+    else:
+        for i in range(num_prompts):
+            for part in _batches(seeds, batch_size):
+                yield [i], part
 
 
 def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: list[Lift] | None = None) -> list[Path]:
@@ -137,24 +164,27 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     cut = check_prompts(pipe, prompts, cfg.on_long_prompt)
     pipe.set_progress_bar_config(disable=True)
 
-    jobs = [(i, seed) for i in range(len(prompts)) for seed in image_seeds(cfg.seed, cfg.num_images_per_prompt)]
+    seeds = image_seeds(cfg.seed, cfg.num_images_per_prompt)
     settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine", "lifted",
                                                                  "compare_base")}
     paths = []
-    with tqdm(total=len(jobs), desc="generate", unit="img") as bar:
-        for batch in _batches(jobs, cfg.batch_size):
+    with tqdm(total=len(prompts) * len(seeds), desc="generate", unit="img") as bar:
+        for indices, call_seeds in _calls(len(prompts), seeds, cfg.batch_size):
             t1 = time.perf_counter()
-            images = generate_images(pipe, cfg, [prompts[i] for i, _ in batch], [s for _, s in batch], lifts,
-                                     user_prompts=[cfg.prompt[i] for i, _ in batch])
-            per_image_s = (time.perf_counter() - t1) / len(batch)
-            for (i, seed), image in zip(batch, images):
+            # as a user's `pipe(prompts, num_images_per_prompt=N, generator=[...])`: a generator per image, prompt by prompt
+            gens = [torch.Generator("cpu").manual_seed(s) for _ in indices for s in call_seeds]
+            images = call_with_lifts(pipe, lifts, [cfg.prompt[i] for i in indices], rewritten=[prompts[i] for i in indices],
+                                     num_images_per_prompt=len(call_seeds), generator=gens, output_type="pil",
+                                     **sampling_kwargs(cfg)).images
+            per_image_s = (time.perf_counter() - t1) / len(images)
+            for (i, seed), image in zip([(i, s) for i in indices for s in call_seeds], images):
                 sidecar = {
                     **settings,
                     "prompt": cfg.prompt[i],
                     "prompt_used": prompts[i],
                     "truncated": cut.get(i),
                     "seed": seed,
-                    "model": cfg.model or "embedded-default",
+                    "model": model_name(pipe),
                     "pipeline": type(pipe).__name__,
                     "scheduler": type(pipe.scheduler).__name__,
                     "lifts": [lift.describe() for lift in lifts],
@@ -206,10 +236,14 @@ def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[i
                     user_prompts: list[str] | None = None) -> list:
     """One pipeline call with `cfg`'s sampling settings -> PIL images (see `seeded_images`). `prompts` are the
     rewritten prompts (`rewrite_prompts`), `user_prompts` what the user wrote (see `encode_prompts`)."""
-    return seeded_images(pipe, prompts, seeds, lifts, user_prompts=user_prompts or prompts,
-                         guidance_scale=cfg.guidance_scale, negative_prompt=cfg.negative_prompt,
-                         num_inference_steps=cfg.num_inference_steps, height=cfg.height, width=cfg.width,
-                         output_type="pil")
+    return seeded_images(pipe, prompts, seeds, lifts, user_prompts=user_prompts or prompts, output_type="pil",
+                         **sampling_kwargs(cfg))
+
+
+def sampling_kwargs(cfg: SamplingConfig) -> dict:
+    """The pipeline call's arguments a sampling config sets."""
+    return dict(guidance_scale=cfg.guidance_scale, negative_prompt=cfg.negative_prompt,
+                num_inference_steps=cfg.num_inference_steps, height=cfg.height, width=cfg.width)
 
 
 def _write_image(stem: Path, image, sidecar: dict) -> Path:

@@ -118,7 +118,7 @@ class AppState:
     def pipeline(self, lifts: tuple[str, ...] = (), model: int = 0, mix: float = 1.0):
         """(pipe, lifts) for model `model` (an index into the configured ones) with a combination of the lifts,
         loaded once and kept; `mix` is the TextCraftor encoder mix, in steps of 0.1."""
-        from ..pipeline import load_lifts, load_pipeline
+        from ..pipeline import is_embedded_model, lift, load_pipeline, pipeline_lifts
 
         unknown = [n for n in lifts if n not in AVAILABLE_LIFTS]
         if unknown:
@@ -128,15 +128,17 @@ class AppState:
         mix = round(min(max(float(mix), 0.0), 1.0), 1)
         key = (int(model), tuple(n for n in LIFTED_STACK if n in lifts), mix if "textcraftor" in lifts else None)
         if key not in self._pipes:
+            source = self.cfg.model[int(model)] if self.cfg.model else None
+            pipe = load_pipeline(source)
             try:
                 specs, options = [self._lift_spec(n, mix) for n in key[1]], ()
                 if key[1] == LIFTED_STACK:  # the whole stack, as `--lifted`: its weights and options
-                    specs, options = lifted_specs(specs), LIFTED_OPTIONS
-                loaded = load_lifts(specs, options)
+                    specs, options = lifted_specs(specs, embedded=is_embedded_model(source)), LIFTED_OPTIONS
+                if specs:
+                    lift(pipe, specs, options, reversible=False)
             except ValueError as e:
                 raise UserError(f"That lift is not available here: {e}") from None
-            source = self.cfg.model[int(model)] if self.cfg.model else None
-            self._pipes[key] = (load_pipeline(source, lifts=loaded), loaded)
+            self._pipes[key] = (pipe, pipeline_lifts(pipe))
         return self._pipes[key]
 
     def refiner(self):
@@ -159,7 +161,7 @@ class AppState:
     def generate(self, prompt: str, lifts: tuple[str, ...], seed: int, steps: int, alpha: float = 1.0,
                  on_step: Callable[[int], None] | None = None, model: int = 0, mix: float = 1.0) -> tuple:
         """(base image, lifted image, settings) for the same prompt and seed."""
-        from ..pipeline import encode_prompts, rewrite_prompts, run_pipeline
+        from ..pipeline import call_with_lifts, rewrite_prompts
 
         prompt = self.check_prompt(prompt)
         if not 1 <= int(steps) <= self.cfg.max_steps:
@@ -174,9 +176,9 @@ class AppState:
                     lift.alpha = float(alpha)
             pipe.set_progress_bar_config(disable=True)
             used = rewrite_prompts([prompt], loaded)[0]
-            embeds = encode_prompts(pipe, [used], lifts=loaded, user_prompts=[prompt])
-            out = run_pipeline(pipe, embeds, loaded, on_step=on_step, num_inference_steps=int(steps),
-                               generator=[torch.Generator().manual_seed(int(seed))])
+            out = call_with_lifts(pipe, loaded, [prompt], rewritten=[used], num_inference_steps=int(steps),
+                                  generator=[torch.Generator().manual_seed(int(seed))],
+                                  callback_on_step_end=None if on_step is None else _step_callback(on_step))
             images.append(out.images[0])
         settings = {"prompt": prompt, "prompt_used": used, "seed": int(seed), "num_inference_steps": int(steps), "lifts": list(lifts),
                     "textcraftor_alpha": float(alpha), "textcraftor_mix": self._lift_spec("textcraftor", mix)
@@ -268,3 +270,12 @@ class AppState:
                 "ts": time.time(), "reason": "human review"}
         with open(Path(self.cfg.curated) / REVIEW_FILE, "a") as f:
             f.write(json_text(line) + "\n")
+
+
+def _step_callback(on_step: Callable[[int], None]):
+    """A diffusers `callback_on_step_end` that reports each finished step (raising there stops the generation)."""
+    def callback(pipe, step, timestep, tensors):
+        on_step(step)
+        return {}
+
+    return callback

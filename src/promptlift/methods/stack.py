@@ -8,7 +8,7 @@ from typing import Sequence
 from diffusers import DiffusionPipeline
 
 from ..judges.bundle import BUNDLE_DIR
-from ..pipeline import Lift, load_lifts, load_pipeline, parse_lift
+from ..pipeline import Lift, lift, load_pipeline, parse_lift, pipeline_lifts
 
 __all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "LIFTED_WEIGHTS", "lifted_options", "lifted_specs", "load_lifted_pipeline"]
 
@@ -29,10 +29,11 @@ LIFTED_OPTIONS = ("textcraftor.switch_step=0", "textcraftor.alpha=0.5", "quality
 LIFTED_WEIGHTS = {"sur-adapter": "sur-adapter-stack"}
 
 
-def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
+def lifted_specs(specs: Sequence[str] = (), *, embedded: bool = True) -> list[str]:
     """`--lift` specs of the lifted stack: each of LIFTED_STACK, in that order, with the stack's weights (LIFTED_WEIGHTS,
     else the lift's default) unless `specs` names it with other ones (`NAME=PATH`); lifts of `specs` outside the
-    stack follow."""
+    stack follow. `embedded=False` (another model than the embedded one): no bundle weights are filled in, so a lift
+    without a PATH is refused when loaded for that model."""
     given = {}  # name -> spec, for the lifts `specs` gives weights (NAME=PATH; a bare NAME takes the stack's)
     extra = []
     for spec in specs:
@@ -41,7 +42,8 @@ def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
             extra.append(spec)
         elif path is not None:
             given[name] = spec
-    own = {name: f"{name}={BUNDLE_DIR / folder}" for name, folder in LIFTED_WEIGHTS.items() if (BUNDLE_DIR / folder).is_dir()}
+    own = {name: f"{name}={BUNDLE_DIR / folder}" for name, folder in LIFTED_WEIGHTS.items()
+           if embedded and (BUNDLE_DIR / folder).is_dir()}
     return [given.get(name) or own.get(name, name) for name in LIFTED_STACK] + extra
 
 
@@ -52,8 +54,8 @@ def lifted_options(options: Sequence[str] = ()) -> list[str]:
 
 def load_lifted_pipeline(pretrained_model_name_or_path: str | Path | None = None, *, lifts: Sequence[str] = (),
                          lift_options: Sequence[str] = (), **kwargs) -> tuple[DiffusionPipeline, list[Lift]]:
-    """(pipeline, lifts) with the whole stack applied: the bundle's refiner, quality-tuning, SUR-adapter and
-    TextCraftor weights, or those `lifts` names (`NAME=PATH`), with LIFTED_OPTIONS under `lift_options`; `kwargs` go to `load_pipeline`. Pass the lifts to
-    `rewrite_prompts`, `encode_prompts` and `run_pipeline` (or to `generation.generate`)."""
-    loaded = load_lifts(lifted_specs(lifts), lifted_options(lift_options))
-    return load_pipeline(pretrained_model_name_or_path, lifts=loaded, **kwargs), loaded
+    """(pipeline, lifts): the model (`kwargs` go to `load_pipeline`) lifted with the whole stack (`promptlift.lift(pipe,
+    lifts, lift_options, lifted=True)`): the bundle's weights on the embedded model, or those `lifts` names
+    (`NAME=PATH`), with LIFTED_OPTIONS under `lift_options`. `pipe(prompt, ...)` then generates through them."""
+    pipe = lift(load_pipeline(pretrained_model_name_or_path, **kwargs), lifts, lift_options, lifted=True, reversible=False)
+    return pipe, pipeline_lifts(pipe)

@@ -7,7 +7,9 @@ one of those three seams, so a lifted pipeline is still a plain diffusers pipeli
 ``prompt_embeds``. Lifts are chosen by name from a registry (``--lift NAME[=PATH]``).
 
 loading.py loads pipelines; prompts.py encodes prompts and composes the lifts' embedding edits; lifts.py holds the
-Lift base class, the registry and the lifts that need only weights.
+Lift base class, the registry and the lifts that need only weights; lifted.py puts lifts inside a pipeline
+(`lift`, `unlift`) and is the one path a lifted generation takes; base_model.py records and checks which base model
+a trained output belongs to.
 """
 
 from .lifts import (
@@ -23,23 +25,29 @@ from .lifts import (
     parse_lift,
     parse_lift_options,
     register_lift,
+    unload_empty_lora_layers,
 )
+from .base_model import (BASE_MODEL_FILE, EMBEDDED_MODEL_NAME, base_model_record, check_fits, is_embedded_model, model_name,
+                         read_base_model, write_base_model)
+from .lifted import (LIFTABLE_PIPELINES, call_with_lifts, check_liftable, is_lifted, lift, model_guidance_scale,
+                     pipeline_lifts, seeded_images, unlift)
 from .loading import MODEL_DEFAULTS_FILE, SUPPORTED_PIPELINES, default_model_path, load_pipeline, recommended_guidance_scale
 from .prompts import (
     PromptEmbeds,
     check_prompts,
     encode_prompts,
-    seeded_images,
     join_prompt,
     plus_edits,
     prompt_padding_mask,
     rewrite_prompts,
-    run_pipeline,
     swapped,
 )
 
-__all__ = ["LIFTS", "MODEL_DEFAULTS_FILE", "SUPPORTED_PIPELINES", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec",
-           "LoraLift", "PromptEmbeds", "apply_lifts", "check_prompts", "default_model_path", "encode_prompts", "seeded_images",
-           "join_prompt", "load_component_strict", "load_lifts", "load_pipeline", "parse_lift", "parse_lift_options",
-           "plus_edits", "prompt_padding_mask", "recommended_guidance_scale", "register_lift", "rewrite_prompts",
-           "run_pipeline", "swapped"]
+__all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "LIFTABLE_PIPELINES", "LIFTS", "MODEL_DEFAULTS_FILE",
+           "SUPPORTED_PIPELINES", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec", "LoraLift", "PromptEmbeds",
+           "apply_lifts", "base_model_record", "call_with_lifts", "check_fits", "check_liftable", "check_prompts",
+           "default_model_path", "encode_prompts", "is_embedded_model", "is_lifted", "join_prompt", "lift",
+           "load_component_strict", "load_lifts", "load_pipeline", "model_guidance_scale", "model_name",
+           "parse_lift", "parse_lift_options", "pipeline_lifts", "plus_edits", "prompt_padding_mask",
+           "read_base_model", "recommended_guidance_scale", "register_lift", "rewrite_prompts", "seeded_images",
+           "swapped", "unlift", "unload_empty_lora_layers", "write_base_model"]

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .prompts import PromptEmbeds
 
 __all__ = ["LIFTS", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec", "LoraLift", "apply_lifts",
-           "load_component_strict", "load_lifts", "parse_lift", "parse_lift_options", "register_lift"]
+           "load_component_strict", "load_lifts", "parse_lift", "parse_lift_options", "register_lift",
+           "unload_empty_lora_layers"]
 
 
 class Lift:
@@ -34,12 +35,22 @@ class Lift:
         path: the weights it was loaded from, if any.
     """
 
+    # Set by `promptlift.lift(reversible=True)` before `apply`: keep what `remove` needs to undo in-place changes.
+    keep_originals: bool = False
+
     def __init__(self, name: str, path: Path | None = None):
         self.name = name
         self.path = path
 
     def apply(self, pipe: DiffusionPipeline) -> None:
         """Swap or patch pipeline components in place (tuned text encoder, UNet weights, LoRA)."""
+
+    def remove(self, pipe: DiffusionPipeline) -> None:
+        """Undo what `apply` changed inside components (`promptlift.unlift`); swapped components are put back for it."""
+
+    def folders(self) -> list[Path]:
+        """The folders holding this lift's trained weights (checked against the pipeline's base model)."""
+        return [self.path] if self.path is not None and self.path.is_dir() else []
 
     def rewrite_prompts(self, prompts: list[str]) -> list[str]:
         """Rewrite the user's prompts before encoding (a prompt refiner)."""
@@ -129,9 +140,13 @@ def parse_lift(spec: str) -> tuple[str, Path | None]:
     return name, (Path(path).expanduser() if path else None)
 
 
-def load_lifts(specs: Sequence[str], options: Sequence[str] = ()) -> list[Lift]:
+def load_lifts(specs: Sequence[str], options: Sequence[str] = (), *, pipe: DiffusionPipeline | None = None) -> list[Lift]:
     """Build lifts from `NAME[=PATH]` strings, filling each missing PATH with the lift's default; `options`
-    are `LIFT.KEY=VALUE` strings passed to the lift's factory."""
+    are `LIFT.KEY=VALUE` strings passed to the lift's factory. With `pipe`, the lifts are for that pipeline: the
+    defaults (the bundle's weights, trained on the embedded model) are refused on any other model, and every lift's
+    weights are checked against it (`check_fits`)."""
+    from .base_model import check_fits, is_embedded_model, model_name
+
     parsed = parse_lift_options(options)
     names = [parse_lift(spec)[0] for spec in specs]
     for name, opts in parsed.items():
@@ -146,10 +161,17 @@ def load_lifts(specs: Sequence[str], options: Sequence[str] = ()) -> list[Lift]:
         name, path = parse_lift(spec)
         lift_spec = LIFTS[name]
         if path is None and lift_spec.default_path is not None:
+            if pipe is not None and not is_embedded_model(pipe):
+                raise ValueError(f"`--lift {spec}` takes the bundle's weights, which are the embedded model's, not "
+                                 f"{model_name(pipe)}'s; train it: promptlift train {name} --model {model_name(pipe)}, "
+                                 f"then pass `--lift {name}=OUTPUT_DIR/best`.")
             path = lift_spec.default_path()
         if path is not None and not lift_spec.path_is_spec and not path.exists():
             raise ValueError(f"`--lift {spec}`: {str(path)!r} does not exist; pass NAME=PATH with the lift's weights.")
         lifts.append(lift_spec.factory(name, path, **_typed_options(lift_spec, parsed.get(name, {}))))
+    for lift in lifts if pipe is not None else ():
+        for folder in lift.folders():
+            check_fits(lift.name, folder, pipe)
     return lifts
 
 
@@ -258,17 +280,47 @@ class LoraLift(Lift):
                              "diffusers' `pipe.set_adapters`); drop `fuse=False` or the scale.")
         self.fuse, self.scale = bool(fuse), float(scale)
 
+    @property
+    def adapter_name(self) -> str:
+        return self.name.replace("-", "_")
+
     def apply(self, pipe: DiffusionPipeline) -> None:
-        adapter = self.name.replace("-", "_")
+        adapter = self.adapter_name
         pipe.load_lora_weights(str(self.path), adapter_name=adapter)
         if self.fuse:
+            # the weights fusing changes, as they were (on their device: `unlift` copies them back)
+            self._saved = [(layer, layer.weight.detach().clone()) for layer in _lora_base_layers(pipe, adapter)] \
+                if self.keep_originals else []
             pipe.fuse_lora(adapter_names=[adapter], lora_scale=self.scale)
             pipe.delete_adapters(adapter)  # the merged weights stay; this adapter's LoRA weights go
-            if not any(pipe.get_list_adapters().values()):
-                pipe.unload_lora_weights()  # and the emptied LoRA layers, which still cost a call per layer and step
+            unload_empty_lora_layers(pipe)  # and the emptied LoRA layers, which still cost a call per layer and step
+
+    def remove(self, pipe: DiffusionPipeline) -> None:
+        if not self.fuse:
+            pipe.delete_adapters(self.adapter_name)
+            unload_empty_lora_layers(pipe)
+            return
+        with torch.no_grad():
+            for layer, weight in self._saved:
+                layer.weight.copy_(weight)
+        self._saved = []
 
     def describe(self) -> dict:
         return {**super().describe(), "fuse": self.fuse, "scale": self.scale}
+
+
+def _lora_base_layers(pipe: DiffusionPipeline, adapter: str) -> list[torch.nn.Module]:
+    """The layers (nn.Linear, nn.Conv2d) that LoRA `adapter` adapts, in every component."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [module.get_base_layer() for component in pipe.components.values() if isinstance(component, torch.nn.Module)
+            for module in component.modules() if isinstance(module, BaseTunerLayer) and adapter in getattr(module, "lora_A", {})]
+
+
+def unload_empty_lora_layers(pipe: DiffusionPipeline) -> None:
+    """Remove the emptied LoRA layers once no adapter is left in the pipeline."""
+    if not any(pipe.get_list_adapters().values()):
+        pipe.unload_lora_weights()
 
 
 register_lift("lora", help="LoRA weights in diffusers format (pytorch_lora_weights.safetensors); PATH required.")(

@@ -13,10 +13,10 @@ from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusio
 
 from ..judges.bundle import BUNDLE_DIR
 from ..utils import check_device, default_device, resolve_dtype
-from .lifts import Lift, apply_lifts
+from .lifts import Lift
 
-__all__ = ["MODEL_DEFAULTS_FILE", "SUPPORTED_PIPELINES", "default_model_path", "load_pipeline",
-           "recommended_guidance_scale"]
+__all__ = ["CHECKPOINT_SUFFIXES", "MODEL_DEFAULTS_FILE", "SUPPORTED_PIPELINES", "default_model_path", "load_pipeline",
+           "make_scheduler", "recommended_guidance_scale", "single_file_class"]
 
 SUPPORTED_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
 # diffusers renamed `torch_dtype` to `dtype` (the old name warns); older releases know only `torch_dtype`
@@ -44,26 +44,27 @@ def recommended_guidance_scale(model: str | Path | None) -> float:
     return FALLBACK_GUIDANCE_SCALE
 
 
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
 def _check_model_source(source: str) -> None:
-    """Raise a clear error for a local path that cannot be a diffusers pipeline folder."""
+    """Raise a clear error for a local path that cannot be a pipeline folder or a single-file checkpoint."""
     path = Path(source).expanduser()
     if path.exists():
-        if not path.is_dir():
-            raise ValueError(
-                f"`model` {source!r} is a file, not a diffusers pipeline folder. Pass a folder holding "
-                "model_index.json (a single .safetensors/.ckpt checkpoint must first be converted with "
-                "diffusers' `from_single_file(...).save_pretrained(DIR)`)."
-            )
-        if not (path / "model_index.json").is_file():
+        if path.is_file():
+            if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+                raise ValueError(f"`model` {source!r} is a file but not a checkpoint (expected one of "
+                                 f"{', '.join(CHECKPOINT_SUFFIXES)}); pass a single-file checkpoint or a diffusers folder.")
+        elif not (path / "model_index.json").is_file():
             raise ValueError(
                 f"`model` {source!r} is not a diffusers pipeline folder (no model_index.json in it). "
-                "Pass the folder written by `save_pretrained`, or a hub id such as "
-                "'stable-diffusion-v1-5/stable-diffusion-v1-5'."
+                "Pass the folder written by `save_pretrained`, a single-file checkpoint (.safetensors), or a hub id "
+                "such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'."
             )
     elif not _HUB_ID.match(source):
         raise ValueError(
             f"`model` {source!r} does not exist and is not a hub id. Pass a local diffusers pipeline "
-            "folder or a hub id of the form 'owner/name'."
+            "folder, a single-file checkpoint, or a hub id of the form 'owner/name'."
         )
 
 
@@ -73,16 +74,25 @@ def load_pipeline(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = "auto",
     lifts: Sequence[Lift] = (),
+    scheduler: str | None = None,
+    cpu_offload: bool = False,
+    config: str | Path | None = None,
     **from_pretrained_kwargs,
 ) -> DiffusionPipeline:
-    """Load a Stable Diffusion 1.x / 2.x / SDXL pipeline from a hub id or a local folder.
+    """Load a Stable Diffusion 1.x / 2.x / SDXL pipeline from a hub id, a local folder or a single-file checkpoint.
 
     Args:
-        pretrained_model_name_or_path: hub id or local folder; None means the embedded default.
+        pretrained_model_name_or_path: hub id, local diffusers folder, or single-file checkpoint (.safetensors or
+            .ckpt, as A1111 and ComfyUI use); None means the embedded default.
         device: where to run; default CUDA when present, else MPS, else CPU.
         dtype: "auto" (fp32 on CPU, fp16 on GPU), a dtype name, or a torch dtype.
-        lifts: lifts whose component swaps are applied after loading (see `load_lifts`).
-        **from_pretrained_kwargs: passed to `DiffusionPipeline.from_pretrained` (e.g. `variant`).
+        lifts: Lift objects applied with `promptlift.lift` (not reversible); `pipe(prompt)` then generates through them.
+        scheduler: a diffusers scheduler class name (e.g. "DPMSolverMultistepScheduler") made from the model's
+            scheduler config; default: the model's own.
+        cpu_offload: diffusers' model CPU offload (each model on the GPU only while it runs); needs a GPU.
+        config: for a single file, a diffusers folder or hub id with the components' configs of the same
+            architecture (offline, a local folder); default: diffusers' reference config for the architecture.
+        **from_pretrained_kwargs: passed to `from_pretrained` / `from_single_file` (e.g. `variant`, `revision`).
 
     v-prediction (SD 2.x 768) needs nothing special: the scheduler config carries `prediction_type`.
     """
@@ -96,17 +106,109 @@ def load_pipeline(
     source = str(pretrained_model_name_or_path)
     _check_model_source(source)
     device = check_device(device) if device is not None else default_device()
+    if cpu_offload and device.type != "cuda":
+        raise ValueError(f"`cpu_offload` moves each model to the GPU while it runs, but the device is {device.type}; "
+                         "drop --cpu_offload (or run on a CUDA machine).")
     torch_dtype = resolve_dtype(dtype, device)
+    kwargs = {_DTYPE_KWARG: torch_dtype, **{k: v for k, v in from_pretrained_kwargs.items() if v is not None}}
     try:
-        pipe = DiffusionPipeline.from_pretrained(source, **{_DTYPE_KWARG: torch_dtype}, **from_pretrained_kwargs)
+        if Path(source).expanduser().is_file():
+            pipe = _load_single_file(Path(source).expanduser(), config, kwargs)
+        else:
+            pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:
+        if str(e).startswith("`model`"):
+            raise
         raise ValueError(
-            f"could not load `model` {source!r}: {e}\nCheck the hub id or folder; offline "
+            f"could not load `model` {source!r}: {e}\nCheck the hub id, folder or file; offline "
             "(HF_HUB_OFFLINE=1) a hub id loads only from the local cache."
         ) from e
-    if not isinstance(pipe, SUPPORTED_PIPELINES):
+    if type(pipe) not in SUPPORTED_PIPELINES:
         names = ", ".join(c.__name__ for c in SUPPORTED_PIPELINES)
         raise ValueError(f"`model` {source!r} is a {type(pipe).__name__}; promptlift supports {names}.")
-    pipe.to(device)
-    apply_lifts(pipe, lifts)
+    if scheduler is not None:
+        pipe.scheduler = make_scheduler(pipe, scheduler)
+    if cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if lifts:
+        from .lifted import lift
+
+        lift(pipe, list(lifts), reversible=False)
     return pipe
+
+
+def make_scheduler(pipe: DiffusionPipeline, name: str):
+    """The diffusers scheduler class `name`, made from `pipe`'s scheduler config; one the pipeline cannot use is refused."""
+    import diffusers
+
+    compatible = {c.__name__: c for c in [type(pipe.scheduler), *pipe.scheduler.compatibles]}
+    if name not in compatible:
+        kind = "is not a diffusers scheduler" if not hasattr(diffusers, name) else "does not fit this pipeline"
+        raise ValueError(f"`scheduler` {name!r} {kind}; choose one of: {', '.join(sorted(compatible))}.")
+    return compatible[name].from_config(pipe.scheduler.config)
+
+
+# Keys of the original (CompVis / A1111 / ComfyUI) single-file layout that tell the architecture
+_UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight"
+_ARCH_KEYS = (("conditioner.embedders.", StableDiffusionXLPipeline), ("cond_stage_model.", StableDiffusionPipeline))
+
+
+def single_file_class(checkpoint: dict, path: Path) -> type:
+    """The pipeline class of an original-layout checkpoint, from its keys; refused when it is not SD 1.x/2.x/SDXL."""
+    if _UNET_KEY not in checkpoint:
+        raise ValueError(f"`model` {str(path)!r} holds no Stable Diffusion UNet (no {_UNET_KEY!r}); pass a single-file "
+                         "SD 1.x, 2.x or SDXL checkpoint as A1111 and ComfyUI load them.")
+    for prefix, cls in _ARCH_KEYS:
+        if any(key.startswith(prefix) for key in checkpoint):
+            return cls
+    raise ValueError(f"`model` {str(path)!r} has a UNet but no text encoder (no cond_stage_model.* or conditioner.* "
+                     "keys); pass a whole checkpoint.")
+
+
+def _cross_attention_dim(checkpoint: dict) -> int | None:
+    widths = [v.shape[1] for k, v in checkpoint.items() if k.startswith("model.diffusion_model.") and k.endswith("attn2.to_k.weight")]
+    return widths[0] if widths else None
+
+
+def _load_single_file(path: Path, config: str | Path | None, kwargs: dict) -> DiffusionPipeline:
+    """A single-file checkpoint through diffusers' `from_single_file`, its components' configs from `config`."""
+    from diffusers.loaders.single_file_utils import load_single_file_checkpoint
+
+    try:
+        checkpoint = load_single_file_checkpoint(str(path))
+    except Exception as e:  # safetensors, pickle and zip readers each raise their own
+        raise ValueError(f"`model` {str(path)!r} could not be read as a checkpoint ({type(e).__name__}: {e}); pass a "
+                         ".safetensors or .ckpt file of a Stable Diffusion model.") from None
+    cls = single_file_class(checkpoint, path)
+    if config is not None and Path(config).expanduser().is_dir():
+        _check_single_file_config(path, checkpoint, cls, Path(config).expanduser())
+    elif config is None and _offline():
+        raise ValueError(f"`model` {str(path)!r} is a single file, whose components' configs diffusers fetches from "
+                         "the hub, and the hub is offline here; pass `--model_config DIR` (a diffusers folder of the "
+                         f"same architecture, {cls.__name__}, e.g. one `save_pretrained` wrote).")
+    kwargs = {**kwargs, "local_files_only": _offline() or kwargs.get("local_files_only", False)}
+    return cls.from_single_file(str(path), **({"config": str(config)} if config is not None else {}), **kwargs)
+
+
+def _check_single_file_config(path: Path, checkpoint: dict, cls: type, config: Path) -> None:
+    """The config folder must describe the checkpoint's architecture: its pipeline class and cross-attention width."""
+    index = config / "model_index.json"
+    if not index.is_file():
+        raise ValueError(f"`model_config` {str(config)!r} is not a diffusers folder (no model_index.json); pass the "
+                         "folder `save_pretrained` wrote for a model of this architecture.")
+    theirs = json.loads(index.read_text()).get("_class_name")
+    width = json.loads((config / "unet" / "config.json").read_text()).get("cross_attention_dim") \
+        if (config / "unet" / "config.json").is_file() else None
+    mine = _cross_attention_dim(checkpoint)
+    if theirs != cls.__name__ or (mine is not None and width is not None and mine != width):
+        raise ValueError(f"`model` {str(path)!r} is a {cls.__name__} with cross-attention width {mine}, but "
+                         f"`model_config` {str(config)!r} describes a {theirs} with {width}; pass the config folder of "
+                         "the checkpoint's own architecture.")
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)

@@ -12,8 +12,8 @@ from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 if TYPE_CHECKING:
     from .lifts import Lift
 
-__all__ = ["PromptEmbeds", "check_prompts", "encode_prompts", "seeded_images", "join_prompt", "plus_edits", "prompt_padding_mask",
-           "rewrite_prompts", "run_pipeline", "swapped"]
+__all__ = ["PromptEmbeds", "check_prompts", "encode_prompts", "join_prompt", "plus_edits", "prompt_padding_mask",
+           "rewrite_prompts", "swapped"]
 
 
 @dataclass
@@ -170,47 +170,6 @@ def prompt_padding_mask(tokenizer, prompts: list[str], length: int) -> torch.Ten
     """(B, length) bool, True at the padding after each prompt's tokens (start and end tokens included)."""
     lengths = [min(len(ids), length) for ids in tokenizer(prompts, truncation=True, max_length=length).input_ids]
     return torch.arange(length)[None, :] >= torch.tensor(lengths)[:, None]
-
-
-def run_pipeline(pipe: DiffusionPipeline, embeds: PromptEmbeds, lifts: Sequence[Lift] = (),
-                 on_step: Callable[[int], None] | None = None, **kwargs):
-    """`pipe(**embeds, **kwargs)` with the step callbacks of the lifts that schedule their tensors; `on_step(i)`
-    is called after each denoising step (progress bars; raising there stops the generation)."""
-    scheduled = [lift for lift in lifts if lift.callback_tensor_inputs]
-    if scheduled or on_step is not None:
-        def on_step_end(p, step, timestep, tensors):
-            for lift in scheduled:
-                tensors.update(lift.on_step_end(p, step, timestep, tensors))
-            if on_step is not None:
-                on_step(step)
-            return tensors
-
-        kwargs["callback_on_step_end"] = on_step_end
-        kwargs["callback_on_step_end_tensor_inputs"] = sorted({n for lift in scheduled for n in lift.callback_tensor_inputs})
-    return pipe(**embeds.as_kwargs(), **kwargs)
-
-
-@torch.no_grad()
-def seeded_images(pipe: DiffusionPipeline, prompts: list[str], seeds: Sequence[int], lifts: Sequence[Lift] = (), *,
-                  user_prompts: Sequence[str] | None = None, batch_size: int | None = None, guidance_scale: float = 7.5,
-                  negative_prompt: str | None = None, output_type: str = "pt", **kwargs):
-    """Image i of prompt i with its own CPU generator seeded `seeds[i]` (an image does not depend on its batch-mates),
-    through the lifts, `batch_size` prompts per pipeline call (default: all); `kwargs` go to the pipeline call.
-    `prompts` are the user's (rewritten here by the lifts), or already rewritten when `user_prompts` are given.
-    Returns a (N, 3, H, W) tensor in [0, 1] for output_type "pt", else the pipeline's list of images."""
-    pipe.set_progress_bar_config(disable=True)
-    out = []
-    step = batch_size or max(len(prompts), 1)
-    for start in range(0, len(prompts), step):
-        batch = list(prompts[start:start + step])
-        users = list(user_prompts[start:start + step]) if user_prompts is not None else batch
-        rewritten = batch if user_prompts is not None else rewrite_prompts(batch, lifts)
-        embeds = encode_prompts(pipe, rewritten, negative_prompt=[negative_prompt] * len(batch) if negative_prompt else None,
-                                do_classifier_free_guidance=guidance_scale > 1, lifts=list(lifts), user_prompts=users)
-        gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start:start + step]]
-        out.append(run_pipeline(pipe, embeds, lifts, generator=gens, guidance_scale=guidance_scale,
-                                output_type=output_type, **kwargs).images)
-    return torch.cat(out) if output_type == "pt" else [image for images in out for image in images]
 
 
 def _tokenizers(pipe: DiffusionPipeline) -> list:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionXLPipeline
 
-from ...pipeline import Lift, PromptEmbeds, load_component_strict, plus_edits, swapped
+from ...pipeline import Lift, PromptEmbeds, load_component_strict, plus_edits, swapped, unload_empty_lora_layers
 
 __all__ = ["ENCODERS", "TextCraftorLift", "mix_encoders", "parse_mix", "swapped"]
 
@@ -108,6 +108,7 @@ class TextCraftorLift(Lift):
             raise ValueError(f"`switch_step` must be >= 0, got {self.switch_step}.")
         self.originals = originals or {}
         self._later: dict[str, torch.Tensor] = {}
+        self._adapters: list[str] = []  # the LoRA adapters `apply` loaded into the pipeline's encoders
 
     @property
     def callback_tensor_inputs(self) -> tuple[str, ...]:
@@ -127,6 +128,7 @@ class TextCraftorLift(Lift):
                 adapters.append(f"textcraftor_{i}")
                 pipe.load_lora_weights(folder, adapter_name=adapters[-1])
             pipe.set_adapters(adapters, adapter_weights=[w for _, w in lora])
+            self._adapters = adapters
             return
         # the pipeline's own encoders become the originals of those a tuned one replaces; the others stay shared
         mixed = mix_encoders({n: getattr(pipe, n) for n in names}, self.parts)
@@ -134,6 +136,16 @@ class TextCraftorLift(Lift):
         for name, module in mixed.items():
             device, dtype = getattr(pipe, name).device, getattr(pipe, name).dtype
             pipe.register_modules(**{name: module.to(device=device, dtype=dtype)})
+
+    def remove(self, pipe) -> None:
+        """LoRA outputs leave the pipeline's encoders; swapped full encoders are put back by `unlift`."""
+        if self._adapters:
+            pipe.delete_adapters(self._adapters)
+            unload_empty_lora_layers(pipe)
+            self._adapters = []
+
+    def folders(self) -> list[Path]:
+        return [Path(f) for f, _ in self.parts if f != "base"]
 
     def original_encoders(self) -> dict[str, torch.nn.Module]:
         return self.originals
@@ -160,7 +172,8 @@ class TextCraftorLift(Lift):
     def on_step_end(self, pipe, step: int, timestep, tensors: dict) -> dict:
         if step + 1 != self.switch_step:
             return {}
-        return {k: v.to(tensors[k]) for k, v in self._later.items()}
+        # the pipeline repeats each prompt's rows `num_images_per_prompt` times, prompt by prompt
+        return {k: v.repeat_interleave(tensors[k].shape[0] // v.shape[0], 0).to(tensors[k]) for k, v in self._later.items()}
 
     def describe(self) -> dict:
         return {**super().describe(), "mix": self.parts, "alpha": self.alpha, "switch_step": self.switch_step}

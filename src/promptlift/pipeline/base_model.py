@@ -1,0 +1,111 @@
+"""Which base model a trained output belongs to: every trainer writes `base_model.json` beside its weights, and a lift
+is checked against the pipeline it is applied to before any of it is applied."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..utils import atomic_write_json
+
+__all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "base_model_record", "check_fits", "is_embedded_model",
+           "model_name", "read_base_model", "text_encoder_fingerprint", "write_base_model"]
+
+BASE_MODEL_FILE = "base_model.json"
+EMBEDDED_MODEL_NAME = "embedded-default"  # how records and sidecars name the embedded model (its path differs per install)
+logger = logging.getLogger(__name__)
+
+
+def is_embedded_model(model) -> bool:
+    """True for None (the default), the embedded model's folder, or a pipeline loaded from it."""
+    from .loading import default_model_path
+
+    if model is None:
+        return True
+    source = getattr(model, "name_or_path", model)
+    embedded = default_model_path()
+    try:
+        return embedded is not None and source is not None and Path(str(source)).expanduser().resolve() == embedded.resolve()
+    except OSError:
+        return False
+
+
+def model_name(pipe) -> str:
+    """The id or path a pipeline was loaded from (`EMBEDDED_MODEL_NAME` for the embedded model)."""
+    return EMBEDDED_MODEL_NAME if is_embedded_model(pipe) else str(getattr(pipe, "name_or_path", None) or "unknown")
+
+
+def text_encoder_fingerprint(module: torch.nn.Module, samples: int = 256) -> str:
+    """A content hash of a text encoder, the same in fp32 and fp16: every tensor's name, shape and an evenly strided
+    sample of its values rounded to fp16 (reading every weight of SDXL's encoders would take seconds)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // samples)][:samples].to("cpu", torch.float32).to(torch.float16)
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _widths(pipe) -> dict:
+    encoders = [getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2")]
+    return {
+        "text_embedding_dims": [e.config.hidden_size for e in encoders if e is not None],
+        "cross_attention_dim": pipe.unet.config.cross_attention_dim,
+    }
+
+
+def base_model_record(pipe, pretrained_model_name_or_path=None) -> dict:
+    """What a trained output records of the pipeline it was trained on (`base_model.json`)."""
+    from .lifted import _base_class
+
+    source = pretrained_model_name_or_path if pretrained_model_name_or_path is not None else getattr(pipe, "name_or_path", None)
+    encoders = [getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2")]
+    return {
+        "pretrained_model_name_or_path": EMBEDDED_MODEL_NAME if is_embedded_model(source) else str(source),
+        "pipeline_class": _base_class(pipe).__name__,
+        **_widths(pipe),
+        "text_encoder_fingerprint": "-".join(text_encoder_fingerprint(e) for e in encoders if e is not None),
+    }
+
+
+def write_base_model(folder: Path, record: dict) -> None:
+    atomic_write_json(Path(folder) / BASE_MODEL_FILE, record)
+
+
+def read_base_model(folder: Path | None) -> dict | None:
+    """The base_model.json in `folder` or in the run folder around it (best/, final/), if any."""
+    if folder is None:
+        return None
+    for candidate in (Path(folder) / BASE_MODEL_FILE, Path(folder).parent / BASE_MODEL_FILE):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def check_fits(lift_name: str, folder: Path, pipe) -> None:
+    """Refuse weights trained on a model of other widths than `pipe`'s, in one line naming both models and the fix;
+    warn when the widths fit but the text encoder is another one's (a fine-tune of the same architecture)."""
+    record = read_base_model(folder)
+    if record is None:
+        return
+    here = _widths(pipe)
+    theirs = {key: record.get(key) for key in here}
+    if theirs != here:
+        raise ValueError(
+            f"lift {lift_name!r}: {str(folder)!r} was trained on {record.get('pretrained_model_name_or_path')} "
+            f"({record.get('pipeline_class')}, text width {theirs['text_embedding_dims']}, cross-attention "
+            f"{theirs['cross_attention_dim']}), not on this {model_name(pipe)} (text width {here['text_embedding_dims']}, "
+            f"cross-attention {here['cross_attention_dim']}); train it on this model: promptlift train {lift_name} "
+            f"--model {model_name(pipe)}."
+        )
+    fingerprint = "-".join(text_encoder_fingerprint(getattr(pipe, n)) for n in ("text_encoder", "text_encoder_2")
+                           if getattr(pipe, n, None) is not None)
+    if record.get("text_encoder_fingerprint") not in (None, fingerprint):
+        logger.warning("lift %r: %s was trained on %s, whose text encoder differs from this %s's; it fits, but "
+                       "expect other results than on its own base model.", lift_name, folder,
+                       record.get("pretrained_model_name_or_path"), model_name(pipe))
