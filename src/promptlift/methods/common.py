@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import yaml
 
-from ..pipeline import load_pipeline, recommended_guidance_scale
+from ..export.cards import write_model_card
+from ..pipeline import base_model_record, load_pipeline, recommended_guidance_scale, write_base_model
 from ..rewards import parse_reward_options
 from ..training import FitResult, TrainConfig
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, atomic_write_text
 
 __all__ = ["BestKeeper", "MethodTrainConfig", "autocast", "freeze_pipeline", "load_frozen_pipeline"]
 
@@ -85,13 +87,34 @@ def freeze_pipeline(pipe, train: str | None = None):
 class BestKeeper:
     """The held-out check's history and the best weights so far: `keep(step, score, metrics, save)` calls
     `save(output_dir / "best")` and writes best/eval.json when `score` beats every earlier one (higher is better;
-    None never counts). A resumed run keeps competing with the best its earlier part saved."""
+    None never counts). A resumed run keeps competing with the best its earlier part saved.
 
-    def __init__(self, output_dir: Path):
+    Every folder of weights it writes (best/, and final/ through `mark`) also gets what the output needs to be used
+    elsewhere: base_model.json (the model it was trained on, checked when it is loaded as a lift), recipe.yaml (the
+    config) and README.md (its model card)."""
+
+    def __init__(self, output_dir: Path, cfg: MethodTrainConfig | None = None, pipe=None, method: str | None = None):
+        """`cfg`, `pipe`, `method`: the run's config, the base pipeline before training and the method's name."""
+        from ..config import to_dict
+
         self.output_dir = Path(output_dir)
         best = self.output_dir / "best" / "eval.json"
         self.best = json.loads(best.read_text()).get("score") if best.is_file() else None
         self.since_best, self.history = 0, []
+        self.method = method
+        self.base = base_model_record(pipe, cfg.pretrained_model_name_or_path) if pipe is not None else None
+        self.recipe = yaml.safe_dump(to_dict(cfg), sort_keys=False) if cfg is not None else None
+
+    def mark(self, folder: Path, metrics: dict | None = None) -> None:
+        """Write base_model.json, recipe.yaml and the model card into a folder of saved weights."""
+        if self.base is None:
+            return
+        folder = Path(folder)
+        write_base_model(folder, self.base)
+        write_base_model(self.output_dir, self.base)  # a run folder given as PATH is checked too
+        if self.recipe is not None:
+            atomic_write_text(folder / "recipe.yaml", self.recipe)
+        write_model_card(folder, self.method or "lift", self.base, metrics, self.recipe)
 
     def keep(self, step: int, score: float | None, metrics: dict, save: Callable[[Path], None]) -> bool:
         """Record the check at `step`; True when it was the best so far (and saved)."""
@@ -102,6 +125,7 @@ class BestKeeper:
         self.best, self.since_best = score, 0
         save(self.output_dir / "best")
         atomic_write_json(self.output_dir / "best" / "eval.json", {"step": step, "score": score, **metrics})
+        self.mark(self.output_dir / "best", {"step": step, **metrics})
         return True
 
     def write_history(self, result: FitResult) -> None:

@@ -139,7 +139,7 @@ def train(cfg: QualityTuningConfig) -> Path:
 
     evaluator = HeldOutEvaluator.from_config(pipe, cfg)
     out = Path(cfg.output_dir)
-    keeper = BestKeeper(out)
+    keeper = BestKeeper(out, cfg, pipe, "quality-tuning")
 
     def eval_fn(model, step):
         metrics = evaluator()  # the pipeline's UNet is the model in training

@@ -221,7 +221,7 @@ def train(cfg: RefinerConfig) -> Path:
     loss_fn = _loss_fn(cfg, pipe, use_images)
 
     out = Path(cfg.output_dir)
-    keeper = BestKeeper(out)
+    keeper = BestKeeper(out, cfg, pipe, "refiner")
     evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
 
     def eval_fn(m, step):
@@ -236,5 +236,6 @@ def train(cfg: RefinerConfig) -> Path:
     result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")
     if result.is_main_process:  # one writer under a multi-process launch
         result.model.eval().save_pretrained(out / "final", extra)
+        keeper.mark(out / "final")
     keeper.write_history(result)
     return out

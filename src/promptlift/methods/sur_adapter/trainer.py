@@ -254,10 +254,11 @@ def train(cfg: SURAdapterConfig) -> Path:
                          pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
                          llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
                          read_prompt_embeds=cfg.read_prompt_embeds)
-    keeper = BestKeeper(out)
+    keeper = BestKeeper(out, cfg, pipe, "sur-adapter")
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
                  eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
     if result.is_main_process:  # one writer under a multi-process launch
         save_adapter(result.model.eval(), cfg, out / "final")
+        keeper.mark(out / "final")
     keeper.write_history(result)
     return out

@@ -116,6 +116,7 @@ def train(cfg: TextCraftorConfig) -> Path:
     pipe.set_progress_bar_config(disable=True)
     originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval()
                  for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None}
+    keeper = BestKeeper(Path(cfg.output_dir), cfg, pipe, "textcraftor")  # records the base before any LoRA joins it
     set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     model = trainable_module(pipe, cfg)
     for _, _, reward in rewards:
@@ -150,7 +151,6 @@ def train(cfg: TextCraftorConfig) -> Path:
 
     evaluator = HeldOutEvaluator.from_config(pipe, cfg)
     out = Path(cfg.output_dir)
-    keeper = BestKeeper(out)
 
     def eval_fn(_model, step):
         lifts = [] if cfg.train == "unet_lora" else [TextCraftorLift("textcraftor", None, switch_step=cfg.switch_step,
@@ -167,5 +167,6 @@ def train(cfg: TextCraftorConfig) -> Path:
     result = fit(cfg, model, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, desc="textcraftor")
     if result.is_main_process:  # one writer under a multi-process launch
         save_tuned(pipe, cfg, out / "final")
+        keeper.mark(out / "final")
     keeper.write_history(result)
     return out
