@@ -78,8 +78,11 @@ def _vae(latent_channels: int = 4, sample_size: int = 32) -> AutoencoderKL:
     )
 
 
-def build_tiny_pipeline(arch: Arch = "sd1", seed: int = 0):
+def build_tiny_pipeline(arch: Arch = "sd1", seed: int = 0, text_encoder_2_width: int = 32):
     """A random pipeline of the given architecture, about 1M parameters, 16 px latents for 32 px images.
+
+    `text_encoder_2_width`: SDXL's second encoder's width (as in SDXL, where it is 1280 beside 768, a width apart
+    from the first's tells the two apart in a single-file checkpoint).
 
     sd1: epsilon prediction, quick-GELU text encoder, cross-attention 32.
     sd2: v-prediction, GELU text encoder, linear projections in the transformer blocks.
@@ -106,16 +109,16 @@ def build_tiny_pipeline(arch: Arch = "sd1", seed: int = 0):
             **common,
             attention_head_dim=(2, 4),
             use_linear_projection=True,
-            cross_attention_dim=64,
+            cross_attention_dim=32 + text_encoder_2_width,
             addition_embed_type="text_time",
             addition_time_embed_dim=8,
             transformer_layers_per_block=(1, 2),
-            projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids x 8 + pooled text (32)
+            projection_class_embeddings_input_dim=6 * 8 + text_encoder_2_width,  # 6 time ids x 8 + pooled text
         )
         return StableDiffusionXLPipeline(
             vae=_vae(),
             text_encoder=CLIPTextModel(_text_config(vocab, act="gelu")),
-            text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab, act="gelu")),
+            text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab, text_encoder_2_width, text_encoder_2_width, "gelu")),
             tokenizer=tokenizer,
             tokenizer_2=byte_level_clip_tokenizer(),
             unet=unet,
@@ -142,10 +145,10 @@ def build_tiny_pipeline(arch: Arch = "sd1", seed: int = 0):
     )
 
 
-def save_tiny_pipeline(arch: Arch, output_dir: str | Path, seed: int = 0) -> Path:
-    """Build a tiny random pipeline and save it as a diffusers folder (model_index.json + components)."""
+def save_tiny_pipeline(arch: Arch, output_dir: str | Path, seed: int = 0, **kwargs) -> Path:
+    """Build a tiny random pipeline (`kwargs`: see `build_tiny_pipeline`) and save it as a diffusers folder."""
     with atomic_dir(output_dir) as tmp:
-        build_tiny_pipeline(arch, seed).save_pretrained(tmp)
+        build_tiny_pipeline(arch, seed, **kwargs).save_pretrained(tmp)
     return Path(output_dir)
 
 

@@ -1,0 +1,111 @@
+"""kohya / A1111 / ComfyUI LoRA files from promptlift's outputs.
+
+The kohya format (sd-scripts' `networks/lora.py`) names each adapted layer by its module path with "_" for "." under
+`lora_unet_`, `lora_te_` (SDXL: `lora_te1_`, `lora_te2_`), and stores `lora_down.weight` (A, (r, in)),
+`lora_up.weight` (B, (out, r)) and `alpha` (a scalar: the change is B @ A x alpha / r). A1111, ComfyUI and diffusers'
+`load_lora_weights` read it. A full-weight change (TextCraftor's tuned encoder, a full quality-tuned UNet) is turned
+into a LoRA by a truncated SVD of each linear layer's change, as sd-scripts' `extract_lora_from_models.py` does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+__all__ = ["KOHYA_PREFIXES", "Extraction", "diffusers_lora_to_kohya", "extract_lora", "read_diffusers_lora"]
+
+LORA_FILE = "pytorch_lora_weights.safetensors"
+# pipeline component -> kohya prefix, for one-encoder (SD 1.x/2.x) and two-encoder (SDXL) pipelines
+KOHYA_PREFIXES = {False: {"unet": "lora_unet", "text_encoder": "lora_te"},
+                  True: {"unet": "lora_unet", "text_encoder": "lora_te1", "text_encoder_2": "lora_te2"}}
+
+
+def read_diffusers_lora(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """(state dict, {component: lora_alpha}) of a diffusers `pytorch_lora_weights.safetensors`. A component whose
+    alpha the file does not record gets alpha = rank (scale 1), as diffusers assumes when it loads such a file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = json.loads((f.metadata() or {}).get("lora_adapter_metadata", "{}"))
+    alphas = {key.rpartition(".")[0]: float(value) for key, value in metadata.items() if key.endswith(".lora_alpha")}
+    for key, value in state.items():
+        component = key.split(".", 1)[0]
+        if component not in alphas and key.endswith("lora_A.weight"):
+            alphas[component] = float(value.shape[0])
+    return state, alphas
+
+
+def diffusers_lora_to_kohya(state: dict[str, torch.Tensor], alphas: dict[str, float], sdxl: bool) -> dict[str, torch.Tensor]:
+    """Keys `COMPONENT.MODULE.lora_A.weight` / `lora_B.weight` -> kohya `PREFIX_MODULE.lora_down.weight` /
+    `lora_up.weight` / `alpha`."""
+    prefixes = KOHYA_PREFIXES[sdxl]
+    out = {}
+    for key, value in state.items():
+        component, _, rest = key.partition(".")
+        if component not in prefixes:
+            raise ValueError(f"LoRA key {key!r} is of component {component!r}; a kohya file holds "
+                             f"{', '.join(prefixes)} only.")
+        module, _, part = rest.rpartition(".lora_")
+        name = f"{prefixes[component]}_{module.replace('.', '_')}"
+        if part == "A.weight":
+            out[f"{name}.lora_down.weight"] = value.contiguous()
+            out[f"{name}.alpha"] = torch.tensor(alphas[component], dtype=torch.float32)
+        elif part == "B.weight":
+            out[f"{name}.lora_up.weight"] = value.contiguous()
+        else:
+            raise ValueError(f"LoRA key {key!r} is neither lora_A nor lora_B (DoRA and bias LoRAs are not exported).")
+    return out
+
+
+@dataclass
+class Extraction:
+    """A LoRA extracted from a full-weight change, and how much of the change it kept."""
+
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # diffusers-format keys
+    alphas: dict[str, float] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)  # changed weights a LoRA of linear layers cannot carry
+    change_sq: float = 0.0  # squared Frobenius norm of the linear layers' change, and of the part the LoRA keeps
+    kept_sq: float = 0.0
+
+    @property
+    def kept(self) -> float:
+        """||LoRA change|| / ||change|| over the linear layers (1 when nothing changed)."""
+        return (self.kept_sq / self.change_sq) ** 0.5 if self.change_sq > 0 else 1.0
+
+    def summary(self) -> str:
+        lost = f"; not carried (changed, but not linear weights): {', '.join(self.lost[:5])}" \
+            f"{' …' if len(self.lost) > 5 else ''} ({len(self.lost)})" if self.lost else ""
+        return f"the LoRA keeps {100 * self.kept:.1f} % of the linear layers' change (Frobenius norm){lost}"
+
+
+@torch.no_grad()
+def extract_lora(component: str, base: torch.nn.Module, tuned: torch.nn.Module, rank: int,
+                 extraction: Extraction | None = None) -> Extraction:
+    """Add to `extraction` the rank-`rank` LoRA of every linear layer whose weights differ between `base` and `tuned`
+    (best rank-r approximation of the change by SVD; alpha = rank, scale 1)."""
+    extraction = extraction or Extraction()
+    tuned_modules = dict(tuned.named_modules())
+    for name, module in base.named_modules():
+        other = tuned_modules.get(name)
+        if not isinstance(module, torch.nn.Linear) or other is None:
+            continue
+        delta = (other.weight.float() - module.weight.float()).cpu()  # (out, in)
+        if not delta.abs().max() > 0:
+            continue
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        r = min(rank, s.numel())
+        extraction.state[f"{component}.{name}.lora_A.weight"] = (s[:r, None] * vh[:r]).contiguous()  # (r, in)
+        # alpha is `rank` for every layer: a layer of lower rank r is scaled by rank / r, so B carries r / rank
+        extraction.state[f"{component}.{name}.lora_B.weight"] = (u[:, :r] * (r / rank)).contiguous()  # (out, r)
+        extraction.change_sq += float((s ** 2).sum())
+        extraction.kept_sq += float((s[:r] ** 2).sum())
+    linear = {f"{n}.{p}" for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) for p in ("weight",)}
+    tuned_state = tuned.state_dict()
+    extraction.lost += [f"{component}.{k}" for k, v in base.state_dict().items()
+                        if k not in linear and k in tuned_state and not torch.equal(v.cpu(), tuned_state[k].cpu())]
+    extraction.alphas[component] = float(rank)
+    return extraction
