@@ -207,10 +207,10 @@ def test_export_layouts(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
                  "--reward_option", f"world-clip.bundle_dir={tiny_bundle_dir}", "--num_inference_steps", 1,
                  "--output_dir", out)
     assert result.exit_code == 0, result.output
-    assert run("export", out, "--format", "geneval", "--output_dir", tmp_path / "g").exit_code == 0
+    assert run("export", "run", out, "--format", "geneval", "--output_dir", tmp_path / "g").exit_code == 0
     meta = json.loads((tmp_path / "g" / "00001" / "metadata.jsonl").read_text())
     assert meta["prompt"] == "a photo of a cow" and (tmp_path / "g" / "00001" / "samples" / "0001.png").is_file()
-    assert run("export", out, "--format", "t2i-compbench", "--output_dir", tmp_path / "t").exit_code == 0
+    assert run("export", "run", out, "--format", "t2i-compbench", "--output_dir", tmp_path / "t").exit_code == 0
     assert sorted(p.name for p in (tmp_path / "t" / "samples").iterdir())[0] == "a photo of a bench_000000.png"
 
 

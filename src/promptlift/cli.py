@@ -206,6 +206,20 @@ def _run_export(cfg) -> None:
     click.echo(f"wrote {export_run(cfg)}")
 
 
+def _run_export_lora(cfg) -> None:
+    from .export.lora import export_lora
+
+    path, note = export_lora(cfg)
+    click.echo(f"wrote {path} ({note})")
+
+
+def _run_export_checkpoint(cfg) -> None:
+    from .export.checkpoint import export_checkpoint
+
+    path = export_checkpoint(cfg)
+    click.echo(f"wrote {path} and its card {path.with_suffix('.md')}")
+
+
 def _run_curate(cfg) -> None:
     from .data.curation import curate
 
@@ -371,7 +385,6 @@ COMMANDS = {  # promptlift NAME
     "generate": Command("promptlift.generation:GenerateConfig", _run_generate, ("prompt",)),
     "eval": Command("promptlift.evaluation.run:EvalConfig", _run_eval),
     "compare": Command("promptlift.evaluation.compare:CompareConfig", _run_compare, ("run_a", "run_b")),
-    "export": Command("promptlift.evaluation.export:ExportConfig", _run_export, ("run",)),
     "curate": Command("promptlift.data.curation:CurateConfig", _run_curate),
     "refine": Command("promptlift.methods.refiner.interactive:RefineConfig", _run_refine, ("prompt",)),
     "serve": Command("promptlift.app.state:ServeConfig", _run_serve),
@@ -386,7 +399,17 @@ WORLD_COMMANDS = {  # promptlift world NAME
     "contact-sheet": Command("promptlift.world.config:ContactSheetConfig", _run_world_contact_sheet),
     "stats": Command("promptlift.world.config:StatsConfig", _run_world_stats),
 }
+EXPORT_COMMANDS = {  # promptlift export NAME
+    "lora": Command("promptlift.export.lora:ExportLoraConfig", _run_export_lora, ("source",)),
+    "checkpoint": Command("promptlift.export.checkpoint:ExportCheckpointConfig", _run_export_checkpoint, ("output",)),
+    "run": Command("promptlift.evaluation.export:ExportConfig", _run_export, ("run",)),
+}
 cli.lazy.update(_lazy_commands(COMMANDS))
+
+
+@cli.group("export", cls=LazyGroup, lazy=lambda: _lazy_commands(EXPORT_COMMANDS))
+def export() -> None:
+    """Write outputs in other tools' formats: a kohya/A1111 LoRA, a single-file checkpoint, an eval run's images."""
 
 
 def _quiet_third_party() -> None:

@@ -77,7 +77,7 @@ class SamplingConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
         if self.guidance_scale is None:
-            self.guidance_scale = recommended_guidance_scale(self.model)
+            self.guidance_scale = recommended_guidance_scale(self.model_config or self.model)
         if self.guidance_scale < 0:
             raise ValueError(f"`guidance_scale` must be >= 0, got {self.guidance_scale}.")
         for name in ("height", "width"):

@@ -1,0 +1,92 @@
+"""`promptlift export checkpoint`: a model with its weight lifts merged, as one single-file checkpoint (A1111, ComfyUI,
+diffusers' `from_single_file`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..utils import atomic_path, atomic_write_text
+
+__all__ = ["ExportCheckpointConfig", "export_checkpoint"]
+
+# Lifts whose whole change lives in the weights (a single file can carry them); the others act at generation time
+WEIGHT_LIFTS = ("quality-tuning", "textcraftor", "lora", "unet", "text-encoder")
+
+
+@dataclass
+class ExportCheckpointConfig:
+    """Write a model with quality-tuning merged and TextCraftor's encoder in place as one single-file checkpoint."""
+
+    output: Path | None = field(default=None, metadata={"help": "The .safetensors file to write."})
+    model: str | None = field(default=None, metadata={
+        "help": "The base model (diffusers folder, hub id or single file); default: the embedded model."})
+    model_config: str | None = field(default=None, metadata={"help": "For a single-file --model: its config folder."})
+    lift: list[str] = field(default_factory=list, metadata={
+        "help": "A lift to merge, as NAME[=PATH] (quality-tuning, textcraftor, lora, unet, text-encoder); repeatable."})
+    lift_option: list[str] = field(default_factory=list, metadata={"help": "Option of a lift, as LIFT.KEY=VALUE; repeatable."})
+    dtype: Literal["float16", "bfloat16", "float32"] = field(default="float16", metadata={
+        "help": "Dtype of the weights written (float16: the size checkpoints are shared at)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
+
+    def __post_init__(self):
+        if self.output is None or Path(self.output).suffix != ".safetensors":
+            raise ValueError(f"`output` {str(self.output)!r} must be a .safetensors file to write.")
+        if Path(self.output).exists() and not self.overwrite:
+            raise ValueError(f"`output` {str(self.output)!r} exists; pass another path, or --overwrite to replace it.")
+        for spec in self.lift:
+            name = spec.partition("=")[0].strip()
+            if name not in WEIGHT_LIFTS:
+                raise ValueError(f"`--lift {spec}` acts when images are generated (it is not in the weights), so a "
+                                 f"checkpoint cannot carry it; merge only {', '.join(WEIGHT_LIFTS)}, and apply "
+                                 f"{name} with promptlift (`--lift {name}=...`).")
+
+
+def export_checkpoint(cfg: ExportCheckpointConfig) -> Path:
+    """Write the checkpoint (atomically) and its model card (OUTPUT with .md); returns the checkpoint's path."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ..pipeline import lift, load_pipeline, model_name, pipeline_lifts
+    from .single_file import pipeline_to_original
+
+    pipe = load_pipeline(cfg.model, device="cpu", dtype="float32", config=cfg.model_config)
+    if cfg.lift:
+        lift(pipe, cfg.lift, cfg.lift_option, reversible=False)
+    if any(pipe.get_list_adapters().values()):  # LoRA layers kept unfused (TextCraftor's, `fuse=false`): merged now
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
+    for each in pipeline_lifts(pipe):
+        alpha, switch = getattr(each, "alpha", 1.0), getattr(each, "switch_step", 0)
+        if alpha != 1.0 or switch:
+            raise ValueError(f"lift {each.name!r} with alpha={alpha}, switch_step={switch} blends encoders while images "
+                             "are generated; a checkpoint holds one encoder: export with alpha=1 and switch_step=0.")
+    dtype = getattr(torch, cfg.dtype)
+    state = {k: v.to(dtype) for k, v in pipeline_to_original(pipe).items()}
+    with atomic_path(Path(cfg.output), suffix=".safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "promptlift_base_model": model_name(pipe),
+                                             "promptlift_lifts": ", ".join(cfg.lift)})
+    atomic_write_text(Path(cfg.output).with_suffix(".md"), _card(cfg, model_name(pipe), type(pipe).__name__))
+    return Path(cfg.output)
+
+
+def _card(cfg: ExportCheckpointConfig, base: str, pipeline_class: str) -> str:
+    lifts = "\n".join(f"- `{spec}`" for spec in cfg.lift) or "- none (the base model as it is)"
+    return f"""# {Path(cfg.output).name}
+
+A single-file checkpoint ({pipeline_class}, original layout, {cfg.dtype}) written by `promptlift export checkpoint`:
+the base model {base} with these lifts merged into its weights:
+
+{lifts}
+
+Load it in A1111 or ComfyUI as any checkpoint of its architecture, or in diffusers:
+
+```python
+from diffusers import {pipeline_class}
+pipe = {pipeline_class}.from_single_file("{Path(cfg.output).name}")  # offline: config="<a diffusers folder of it>"
+```
+
+or with promptlift: `promptlift generate --model {Path(cfg.output).name} "a prompt"`. Lifts that act while images are
+generated (the refiner, the SUR-adapter) are not in it: add them with `--lift NAME=PATH`.
+"""

@@ -1,0 +1,92 @@
+"""`promptlift export lora`: a trained output as one kohya-format LoRA file that A1111, ComfyUI and diffusers load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..utils import atomic_path
+from .kohya import LORA_FILE, Extraction, diffusers_lora_to_kohya, extract_lora, read_diffusers_lora
+
+__all__ = ["ExportLoraConfig", "export_lora"]
+
+_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+
+
+@dataclass
+class ExportLoraConfig:
+    """Write a quality-tuning or TextCraftor output as a kohya/A1111 LoRA file (.safetensors) for A1111 and ComfyUI."""
+
+    source: Path | None = field(default=None, metadata={
+        "help": "A trained output folder: a LoRA (pytorch_lora_weights.safetensors), or full weights (text_encoder/, "
+                "text_encoder_2/, unet/), which are turned into a LoRA by SVD of their change."})
+    output: Path | None = field(default=None, metadata={"help": "The .safetensors file to write."})
+    model: str | None = field(default=None, metadata={
+        "help": "For full weights: the base model they changed; default: the one their base_model.json names."})
+    model_config: str | None = field(default=None, metadata={"help": "For a single-file --model: its config folder."})
+    rank: int = field(default=64, metadata={"help": "For full weights: the rank of the extracted LoRA.", "min": 1, "max": 4096})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
+
+    def __post_init__(self):
+        if self.source is None or not Path(self.source).is_dir():
+            raise ValueError(f"`source` {str(self.source)!r} is not a folder; pass a `promptlift train` output (its "
+                             "best/ or final/).")
+        if self.output is None or Path(self.output).suffix != ".safetensors":
+            raise ValueError(f"`output` {str(self.output)!r} must be a .safetensors file to write.")
+        if Path(self.output).exists() and not self.overwrite:
+            raise ValueError(f"`output` {str(self.output)!r} exists; pass another path, or --overwrite to replace it.")
+        if self.rank < 1:
+            raise ValueError(f"`rank` must be >= 1, got {self.rank}.")
+
+
+def _base_pipeline(cfg: ExportLoraConfig):
+    """The pipeline the full weights in `cfg.source` changed."""
+    from ..pipeline import EMBEDDED_MODEL_NAME, load_pipeline, read_base_model
+
+    model = cfg.model
+    if model is None:
+        record = read_base_model(Path(cfg.source)) or {}
+        name = record.get("pretrained_model_name_or_path")
+        if name is None:
+            raise ValueError(f"`source` {str(cfg.source)!r} holds full weights but no base_model.json; pass --model "
+                             "with the base model they were trained from.")
+        model = None if name == EMBEDDED_MODEL_NAME else name
+    return load_pipeline(model, device="cpu", dtype="float32", config=cfg.model_config)
+
+
+def export_lora(cfg: ExportLoraConfig) -> tuple[Path, str]:
+    """Write the kohya LoRA file; returns (its path, a line on what it carries)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from ..pipeline import load_component_strict, read_base_model
+
+    source = Path(cfg.source)
+    if (source / LORA_FILE).is_file():
+        state, alphas = read_diffusers_lora(source / LORA_FILE)
+        record = read_base_model(source) or {}
+        sdxl = record.get("pipeline_class") == StableDiffusionXLPipeline.__name__ or "text_encoder_2" in alphas
+        note = "converted from the diffusers LoRA as it is"
+    else:
+        folders = [name for name in _COMPONENTS if (source / name / "config.json").is_file()]
+        if not folders:
+            raise ValueError(f"`source` {str(source)!r} holds no LoRA ({LORA_FILE}) and no full weights (text_encoder/, "
+                             "text_encoder_2/ or unet/); pass a quality-tuning or TextCraftor output.")
+        pipe = _base_pipeline(cfg)
+        sdxl = isinstance(pipe, StableDiffusionXLPipeline)
+        extraction = Extraction()
+        for name in folders:
+            base = getattr(pipe, name)
+            tuned = load_component_strict(type(base), source / name, f"`source` {str(source)!r}")
+            extract_lora(name, base, tuned.float(), cfg.rank, extraction)
+        state, alphas, note = extraction.state, extraction.alphas, extraction.summary()
+    kohya = diffusers_lora_to_kohya(state, alphas, sdxl)
+    metadata = {"ss_network_module": "networks.lora", "ss_base_model_version": "sdxl_base_v1-0" if sdxl else "sd_v1",
+                "ss_network_dim": str(max(v.shape[0] for k, v in kohya.items() if k.endswith("lora_down.weight"))),
+                "promptlift_source": str(source),
+                "promptlift_base_model": json.dumps(read_base_model(source) or {})}
+    from safetensors.torch import save_file
+
+    with atomic_path(Path(cfg.output), suffix=".safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in kohya.items()}, str(tmp), metadata=metadata)
+    return Path(cfg.output), note
