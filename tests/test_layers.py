@@ -15,7 +15,7 @@ LAYERS = [
     {"rewards"},
     {"data"},
     {"pipeline", "tiny"},
-    {"training"},
+    {"training", "export"},
     {"methods"},
     {"generation"},
     {"evaluation"},

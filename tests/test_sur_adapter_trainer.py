@@ -43,6 +43,11 @@ def test_trains_saves_and_generates_on_every_architecture(tmp_path, arch, tiny_d
     assert result.exit_code == 0, result.output
     for folder in ("best", "final"):
         assert (tmp_path / "sur" / folder / "model.safetensors").is_file()
+        record = json.loads((tmp_path / "sur" / folder / "base_model.json").read_text())  # what it was trained on
+        assert record["pretrained_model_name_or_path"] == str(tiny_dir) and record["cross_attention_dim"] == \
+            load_pipeline(tiny_dir).unet.config.cross_attention_dim
+        card = (tmp_path / "sur" / folder / "README.md").read_text()
+        assert "arxiv.org/abs/2305.05189" in card and "Needs promptlift" in card and "## Recipe" in card
     lift = load_lifts([f"sur-adapter={tmp_path / 'sur' / 'final'}"])
     assert lift[0].adapter.out.weight.abs().sum() > 0, "the zero-initialised output layer was trained"
     pipe = load_pipeline(tiny_dir, lifts=lift)

@@ -60,7 +60,7 @@ def _option(f: ConfigField) -> click.Option:
     if _is_list(f.type):
         return click.Option([f"--{f.name}"], multiple=True, default=None, help=help_text, metavar="VALUE")
     metavar = getattr(typing.get_args(f.type)[0] if typing.get_args(f.type) else f.type, "__name__", "VALUE").upper()
-    return click.Option([f"--{f.name}"], default=None, help=help_text, metavar=metavar)
+    return click.Option([f"--{f.name}", *(f"--{a}" for a in f.aliases), f.name], default=None, help=help_text, metavar=metavar)
 
 
 def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, arguments: Sequence[str] = ()) -> click.Command:

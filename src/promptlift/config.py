@@ -46,6 +46,7 @@ class ConfigField(typing.NamedTuple):
     help: str
     min: float | None = None  # field(metadata={"min": ..., "max": ...}): the meaningful range, checked on loading
     max: float | None = None
+    aliases: tuple[str, ...] = ()  # field(metadata={"aliases": ("model",)}): other names of the key (CLI and YAML)
 
 
 def config_fields(cls: type) -> dict[str, ConfigField]:
@@ -61,7 +62,7 @@ def config_fields(cls: type) -> dict[str, ConfigField]:
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         fields[f.name] = ConfigField(f.name, hints[f.name], default, f.metadata.get("help", ""), f.metadata.get("min"),
-                                     f.metadata.get("max"))
+                                     f.metadata.get("max"), tuple(f.metadata.get("aliases", ())))
     return fields
 
 
@@ -154,6 +155,12 @@ def check_range(value: Any, f: ConfigField) -> Any:
     return value
 
 
+def _unaliased(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with each alias key under its field's name."""
+    names = {alias: f.name for f in config_fields(cls).values() for alias in f.aliases}
+    return {names.get(key, key): value for key, value in data.items()}
+
+
 def _check_keys(cls: type, data: Mapping[str, Any], source: str) -> dict[str, ConfigField]:
     fields = config_fields(cls)
     unknown = [k for k in data if k not in fields]
@@ -202,6 +209,7 @@ def load_config(
             raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}).") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, got {type(loaded).__name__}.")
+        loaded = _unaliased(cls, loaded)
         _check_keys(cls, loaded, source=str(path))
         data.update(loaded)
     data.update(overrides or {})

@@ -50,6 +50,8 @@ def diffusers_lora_to_kohya(state: dict[str, torch.Tensor], alphas: dict[str, fl
             raise ValueError(f"LoRA key {key!r} is of component {component!r}; a kohya file holds "
                              f"{', '.join(prefixes)} only.")
         module, _, part = rest.rpartition(".lora_")
+        if component != "unet" and not module.startswith("text_model."):
+            module = f"text_model.{module}"  # transformers >= 5.6 flattened CLIPTextModel; kohya names keep text_model
         name = f"{prefixes[component]}_{module.replace('.', '_')}"
         if part == "A.weight":
             out[f"{name}.lora_down.weight"] = value.contiguous()

@@ -27,7 +27,11 @@ HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 class MethodTrainConfig(TrainConfig):
     """TrainConfig + the base model and the held-out evaluation every method trainer runs every `eval_steps`."""
 
-    pretrained_model_name_or_path: str | None = field(default=None, metadata={"help": "Base pipeline (hub id or folder); default: the embedded model."})
+    pretrained_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "Base pipeline (hub id, folder or single-file checkpoint); default: the embedded model.",
+        "aliases": ("model",)})
+    model_config: str | None = field(default=None, metadata={
+        "help": "For a single-file base model: a diffusers folder with its components' configs (needed offline)."})
     eval_prompts: str = field(default="literal", metadata={"help": "Held-out prompts: a world set (complex, literal, narrative-val) or a .jsonl file."})
     num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
     eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging the win rate vs base; never a training reward."})
@@ -57,7 +61,7 @@ def load_frozen_pipeline(cfg: MethodTrainConfig, train: str | None = None):
 
     The model that trains stays fp32; frozen ones are held in `cfg.mixed_precision`'s dtype (half the memory, as the
     diffusers training scripts do), but a VAE whose config asks to be upcast (SDXL's overflows in fp16)."""
-    pipe = freeze_pipeline(load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32"), train)
+    pipe = freeze_pipeline(load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32", config=cfg.model_config), train)
     dtype = HALF_DTYPES.get(cfg.mixed_precision)
     for name in PIPELINE_MODELS if dtype is not None else ():
         module = getattr(pipe, name, None)

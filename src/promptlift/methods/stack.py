@@ -8,7 +8,7 @@ from typing import Sequence
 from diffusers import DiffusionPipeline
 
 from ..judges.bundle import BUNDLE_DIR
-from ..pipeline import Lift, lift, load_pipeline, parse_lift, pipeline_lifts
+from ..pipeline import Lift, lift, load_pipeline, parse_lift, pipeline_lifts, register_lifted_stack
 
 __all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "LIFTED_WEIGHTS", "lifted_options", "lifted_specs", "load_lifted_pipeline"]
 
@@ -50,6 +50,9 @@ def lifted_specs(specs: Sequence[str] = (), *, embedded: bool = True) -> list[st
 def lifted_options(options: Sequence[str] = ()) -> list[str]:
     """`--lift_option`s of the lifted stack: LIFTED_OPTIONS first (each once), then `options`, which override them."""
     return [o for o in LIFTED_OPTIONS if o not in options] + list(options)
+
+
+register_lifted_stack(lambda specs, options, embedded: (lifted_specs(specs, embedded=embedded), lifted_options(options)))
 
 
 def load_lifted_pipeline(pretrained_model_name_or_path: str | Path | None = None, *, lifts: Sequence[str] = (),

@@ -12,16 +12,16 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from .lifts import Lift, load_lifts
+from .lifts import Lift, load_lifts, load_plugins
 from .prompts import encode_prompts, rewrite_prompts
 
 __all__ = ["LIFTABLE_PIPELINES", "call_with_lifts", "check_liftable", "is_lifted", "lift", "model_guidance_scale",
-           "pipeline_lifts", "seeded_images", "unlift"]
+           "pipeline_lifts", "register_lifted_stack", "seeded_images", "unlift"]
 
 # Exactly these classes: img2img, inpainting and the others share their encoders but not their call
 LIFTABLE_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
@@ -34,6 +34,16 @@ class _LiftState:
     base_class: type
     components: dict[str, Any] = field(default_factory=dict)  # the components before the lifts (reversible lifts)
     reversible: bool = True
+
+
+# (specs, options, embedded model?) -> the whole stack's (specs, options): set by promptlift.methods.stack
+_LIFTED_STACK: Callable[[list[str], Sequence[str], bool], tuple[list[str], list[str]]] | None = None
+
+
+def register_lifted_stack(expand: Callable[[list[str], Sequence[str], bool], tuple[list[str], list[str]]]) -> None:
+    """Set what `lift(pipe, lifted=True)` applies (the methods package registers its four-lift stack)."""
+    global _LIFTED_STACK
+    _LIFTED_STACK = expand
 
 
 def check_liftable(pipe) -> None:
@@ -79,10 +89,13 @@ def lift(pipe: DiffusionPipeline, lifts: Sequence[str | Lift] = (), options: Seq
                          "lift to one `promptlift.lift` call.")
     specs = [s for s in lifts if isinstance(s, str)]
     if lifted:
-        from ..methods.stack import lifted_options, lifted_specs
         from .base_model import is_embedded_model
 
-        specs, options = lifted_specs(specs, embedded=is_embedded_model(pipe)), lifted_options(options)
+        load_plugins()  # promptlift.methods sets the stack
+        if _LIFTED_STACK is None:
+            raise ValueError("`lifted=True` needs the lifted stack, which promptlift.methods registers; it is not "
+                             "installed with this package.")
+        specs, options = _LIFTED_STACK(specs, options, is_embedded_model(pipe))
     loaded = [s for s in lifts if isinstance(s, Lift)] + (load_lifts(specs, options, pipe=pipe) if specs or options else [])
     if not loaded:
         raise ValueError("no lift given; pass `lifts` (e.g. ['textcraftor=runs/tc/best']) or `lifted=True`.")

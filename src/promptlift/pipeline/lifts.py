@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from .prompts import PromptEmbeds
 
 __all__ = ["LIFTS", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec", "LoraLift", "apply_lifts",
-           "load_component_strict", "load_lifts", "parse_lift", "parse_lift_options", "register_lift",
-           "unload_empty_lora_layers"]
+           "load_component_strict", "load_lifts", "load_plugins", "parse_lift", "parse_lift_options",
+           "register_lift", "unload_empty_lora_layers"]
 
 
 class Lift:
@@ -116,7 +116,7 @@ def parse_lift_options(options: Sequence[str]) -> dict[str, dict]:
     return parse_named_options(options, "lift option", "textcraftor.alpha=0.5")
 
 
-def _load_plugins() -> None:
+def load_plugins() -> None:
     """Import, once, the packages that register lifts through the `promptlift.lifts` entry-point group: promptlift's
     methods (`promptlift.methods`, declared in pyproject.toml) and any installed package that adds lifts."""
     global _PLUGINS_LOADED
@@ -131,7 +131,7 @@ _PLUGINS_LOADED = False
 
 def parse_lift(spec: str) -> tuple[str, Path | None]:
     """`"NAME[=PATH]"` -> (NAME, PATH or None); NAME must be registered."""
-    _load_plugins()
+    load_plugins()
     name, _, path = spec.partition("=")
     name = name.strip()
     if name not in LIFTS:

@@ -112,7 +112,7 @@ def train(cfg: TextCraftorConfig) -> Path:
         if not reward.differentiable:
             raise ValueError(f"reward {name!r} is not differentiable, so it cannot train by back-propagation.")
     prompts = read_prompts(cfg.prompts, cfg.prompt_column, limit=cfg.max_train_prompts)
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32")
+    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32", config=cfg.model_config)
     pipe.set_progress_bar_config(disable=True)
     originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval()
                  for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None}

@@ -1,0 +1,241 @@
+"""Bring your own model: lifts inside a diffusers pipeline (`promptlift.lift`), single-file checkpoints, trained
+outputs that know their base model, and exports other tools load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from PIL import Image
+from safetensors.torch import save_file
+
+import promptlift
+from promptlift.export.checkpoint import ExportCheckpointConfig, export_checkpoint
+from promptlift.export.lora import ExportLoraConfig, export_lora
+from promptlift.methods.sur_adapter.model import SURAdapter
+from promptlift.pipeline import base_model_record, load_pipeline, write_base_model
+from promptlift.tiny import save_tiny_pipeline
+from helpers import run_cli
+
+PROMPTS = ["two red boats at sunset", "a white ball on the beach"]
+STEPS, GUIDANCE = 3, 4.0
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """{arch: (pipeline folder, {lift: trained folder})}: tiny SD1/SD2/SDXL pipelines (SDXL's second encoder its own
+    width, as in SDXL) and, for each, a TextCraftor encoder (hybrid schedule), a SUR-adapter and a quality-tuning LoRA,
+    each with the base_model.json a trainer writes."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    root = tmp_path_factory.mktemp("own")
+    out = {}
+    for arch in ("sd1", "sd2", "sdxl"):
+        folder = save_tiny_pipeline(arch, root / arch, text_encoder_2_width=48)
+        pipe = load_pipeline(folder)
+        base = base_model_record(pipe)
+        lifts = {name: root / f"{arch}-{name}" for name in ("textcraftor", "sur-adapter", "quality-tuning")}
+        torch.manual_seed(1)
+        tuned = load_pipeline(folder).text_encoder
+        with torch.no_grad():
+            for name, p in tuned.named_parameters():
+                if name.endswith("weight") and ("_proj." in name or ".fc" in name):  # linear layers: a LoRA carries them
+                    p.add_(0.2 * torch.randn_like(p))
+        tuned.save_pretrained(lifts["textcraftor"] / "text_encoder")
+        (lifts["textcraftor"] / "textcraftor.json").write_text(json.dumps({"switch_step": 1}))
+        width = pipe.unet.config.cross_attention_dim
+        pooled = pipe.text_encoder_2.config.hidden_size if arch == "sdxl" else None
+        adapter = SURAdapter(dim=width, llm_dim=12, num_heads=8, pooled_dim=pooled)
+        with torch.no_grad():
+            adapter.out.weight.normal_(0, 0.5)
+        adapter.save_pretrained(lifts["sur-adapter"])
+        pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights="gaussian",
+                                         target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        with torch.no_grad():
+            for name, p in pipe.unet.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.3)
+        type(pipe).save_lora_weights(lifts["quality-tuning"], unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+                                     unet_lora_adapter_metadata={"r": 4, "lora_alpha": 8,
+                                                                 "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]})
+        for path in lifts.values():
+            write_base_model(path, base)
+        out[arch] = folder, lifts
+    return out
+
+
+def specs(lifts):
+    """Every seam: a rewrite (keywords), a UNet LoRA, an embedding edit and a scheduled encoder swap, in stack order."""
+    return ["keywords", f"quality-tuning={lifts['quality-tuning']}", f"sur-adapter={lifts['sur-adapter']}",
+            f"textcraftor={lifts['textcraftor']}"]
+
+
+def generators(n_prompts, seeds):
+    return [torch.Generator().manual_seed(s) for _ in range(n_prompts) for s in seeds]
+
+
+def cli_images(tmp_path, *args):
+    result = run_cli("generate", *PROMPTS, "--num_images_per_prompt", 2, "--seed", 5, "--batch_size", 4,
+                     "--num_inference_steps", STEPS, "--guidance_scale", GUIDANCE, "--output_dir", tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(tmp_path.glob("*.png"))])
+
+
+def as_uint8(images):
+    return (images * 255).round().astype("uint8")
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
+def test_the_lifted_pipe_call_gives_the_clis_images_and_unlift_gives_the_base_ones(own, arch, tmp_path):
+    folder, lifts = own[arch]
+    pipe = load_pipeline(folder)
+    base = pipe(PROMPTS, num_images_per_prompt=2, generator=generators(2, (5, 6)), num_inference_steps=STEPS,
+                guidance_scale=GUIDANCE, output_type="np").images
+    assert promptlift.lift(pipe, specs(lifts)) is pipe
+    assert isinstance(pipe, type(load_pipeline(folder))) and type(pipe).__name__ == type(load_pipeline(folder)).__name__
+    steps = []
+
+    def on_step(p, step, timestep, tensors):  # the user's own callback runs beside the lifts' schedule
+        steps.append(step)
+        return {"latents": tensors["latents"]}
+
+    lifted = pipe(PROMPTS, num_images_per_prompt=2, generator=generators(2, (5, 6)), num_inference_steps=STEPS,
+                  guidance_scale=GUIDANCE, output_type="np", callback_on_step_end=on_step).images
+    assert steps == list(range(STEPS))
+    cli = cli_images(tmp_path, "--model", folder, *[a for s in specs(lifts) for a in ("--lift", s)])
+    np.testing.assert_array_equal(as_uint8(lifted), cli)  # bitwise the CLI's images
+    assert np.abs(lifted - base).max() > 0.05, "the lifts changed the images"
+    sidecar = json.loads(next(tmp_path.glob("000-*seed5.json")).read_text())
+    assert sidecar["prompt_used"].startswith(PROMPTS[0] + ", ") and [x["name"] for x in sidecar["lifts"]] == \
+        ["keywords", "quality-tuning", "sur-adapter", "textcraftor"]
+    promptlift.unlift(pipe)
+    again = pipe(PROMPTS, num_images_per_prompt=2, generator=generators(2, (5, 6)), num_inference_steps=STEPS,
+                 guidance_scale=GUIDANCE, output_type="np").images
+    np.testing.assert_array_equal(again, base)  # the fused LoRA's weights and the swapped encoder are back
+
+
+def test_the_whole_stack_through_pipe_call_gives_the_clis_images(tmp_path):
+    pipe = promptlift.load_pipeline()
+    promptlift.lift(pipe, lifted=True)
+    assert [x.name for x in promptlift.pipeline_lifts(pipe)] == ["refiner", "quality-tuning", "sur-adapter", "textcraftor"]
+    images = pipe(PROMPTS, num_images_per_prompt=2, generator=generators(2, (5, 6)), num_inference_steps=STEPS,
+                  guidance_scale=GUIDANCE, output_type="np").images
+    np.testing.assert_array_equal(as_uint8(images), cli_images(tmp_path, "--lifted"))
+
+
+def test_a_single_file_loads_in_diffusers_and_in_promptlift_with_the_lifted_image(own, arch, tmp_path):
+    """`export checkpoint` merges the quality-tuning LoRA and TextCraftor's encoder; the file loads offline through
+    diffusers' `from_single_file` and promptlift's `--model`, both giving the lifted pipeline's image."""
+    folder, lifts = own[arch]
+    merged = [f"quality-tuning={lifts['quality-tuning']}", f"textcraftor={lifts['textcraftor']}"]
+    output = tmp_path / "model.safetensors"
+    export_checkpoint(ExportCheckpointConfig(output=output, model=str(folder), lift=merged, dtype="float32",
+                                             lift_option=["textcraftor.switch_step=0"]))
+    assert "merged into its weights" in output.with_suffix(".md").read_text()
+    lifted = promptlift.lift(load_pipeline(folder), merged, ["textcraftor.switch_step=0"])
+    kwargs = dict(num_inference_steps=STEPS, guidance_scale=GUIDANCE, output_type="np")
+    want = lifted(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images
+    cls = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
+    single = cls.from_single_file(str(output), config=str(folder), local_files_only=True)
+    np.testing.assert_array_equal(single(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images, want)
+    ours = load_pipeline(output, config=folder)
+    np.testing.assert_array_equal(ours(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images, want)
+
+
+def test_kohya_lora_files_load_in_diffusers_with_the_lifts_image(own, arch, tmp_path):
+    """The quality-tuning LoRA and TextCraftor's full encoder (extracted by SVD) as kohya files, read back through
+    diffusers' own `load_lora_weights` (which converts kohya keys): the promptlift lift's image within 1/255."""
+    folder, lifts = own[arch]
+    kwargs = dict(num_inference_steps=STEPS, guidance_scale=GUIDANCE, output_type="np")
+    for name, options in (("quality-tuning", []), ("textcraftor", ["textcraftor.switch_step=0"])):
+        output = tmp_path / f"{name}.safetensors"
+        path, note = export_lora(ExportLoraConfig(source=lifts[name], output=output, rank=64))
+        assert "100.0 %" in note or name == "quality-tuning", note
+        lifted = promptlift.lift(load_pipeline(folder), [f"{name}={lifts[name]}"], options)
+        want = lifted(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images
+        plain = load_pipeline(folder)
+        plain.load_lora_weights(str(output))
+        got = plain(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images
+        assert np.abs(got - want).max() <= 1 / 255, name
+        assert np.abs(got - load_pipeline(folder)(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images).max() > 0.02
+
+
+def test_scheduler_variant_and_offload_options(own, tmp_path):
+    folder, _ = own["sd1"]
+    pipe = load_pipeline(folder, scheduler="EulerDiscreteScheduler")
+    assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    with pytest.raises(ValueError, match="'NoSuchScheduler' is not a diffusers scheduler; choose one of: .*DDIMScheduler"):
+        load_pipeline(folder, scheduler="NoSuchScheduler")
+    with pytest.raises(ValueError, match="`cpu_offload` moves each model to the GPU"):
+        load_pipeline(folder, cpu_offload=True, device="cpu")
+    pipe.save_pretrained(tmp_path / "fp16", variant="fp16")
+    assert type(load_pipeline(tmp_path / "fp16", variant="fp16").scheduler).__name__ == "EulerDiscreteScheduler"
+    result = run_cli("generate", "a red ball", "--model", folder, "--scheduler", "DPMSolverMultistepScheduler",
+                     "--num_inference_steps", 2, "--output_dir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert json.loads(next((tmp_path / "out").glob("*.json")).read_text())["scheduler"] == "DPMSolverMultistepScheduler"
+
+
+# -- bad input: one line naming the input and the fix, nothing half-written --------------------------------------------
+
+
+def test_a_file_that_is_no_checkpoint_or_of_another_architecture_is_refused(own, tmp_path):
+    folder, _ = own["sd1"]
+    save_file({"weight": torch.zeros(2)}, tmp_path / "lora.safetensors")
+    with pytest.raises(ValueError, match="holds no Stable Diffusion UNet"):
+        load_pipeline(tmp_path / "lora.safetensors", config=folder)
+    export_checkpoint(ExportCheckpointConfig(output=tmp_path / "sd1.safetensors", model=str(folder)))
+    with pytest.raises(ValueError, match="is a StableDiffusionPipeline with cross-attention width 32, but `model_config` "
+                                         ".* describes a StableDiffusionXLPipeline with 80"):
+        load_pipeline(tmp_path / "sd1.safetensors", config=own["sdxl"][0])
+    result = run_cli("generate", "a red ball", "--model", tmp_path / "sd1.safetensors", "--output_dir", tmp_path / "o")
+    assert result.exit_code != 0 and "--model_config DIR" in result.output and not list((tmp_path / "o").glob("**/*.*"))
+
+
+def test_a_lift_for_another_model_is_refused_before_any_work(own, tmp_path):
+    sd1, lifts = own["sd1"]
+    pipe = load_pipeline(own["sdxl"][0])
+    with pytest.raises(ValueError, match=r"was trained on .*sd1 \(StableDiffusionPipeline, text width \[32\], "
+                                         r"cross-attention 32\), not on this .*sdxl .*promptlift train sur-adapter --model"):
+        promptlift.lift(pipe, [f"sur-adapter={lifts['sur-adapter']}"])
+    assert not promptlift.pipeline_lifts(pipe) and type(pipe) is StableDiffusionXLPipeline
+    for spec in (["quality-tuning"], ["refiner"]):  # the bundle's weights are the embedded model's
+        with pytest.raises(ValueError, match=f"train it: promptlift train {spec[0]} --model"):
+            promptlift.lift(load_pipeline(sd1), spec)
+    with pytest.raises(ValueError, match="train it: promptlift train refiner --model"):
+        promptlift.lift(load_pipeline(sd1), lifted=True)
+    result = run_cli("generate", "a red ball", "--model", sd1, "--lifted", "--output_dir", tmp_path / "o")
+    assert result.exit_code != 0 and "train it: promptlift train" in result.output and not list((tmp_path / "o").glob("**/*.*"))
+
+
+def test_lift_twice_unlift_without_lifts_embeddings_and_unsupported_pipelines_are_refused(own):
+    folder, lifts = own["sd1"]
+    pipe = promptlift.lift(load_pipeline(folder), ["keywords"])
+    with pytest.raises(ValueError, match=r"already lifted \(keywords\); call `promptlift.unlift\(pipe\)` first"):
+        promptlift.lift(pipe, ["keywords"])
+    with pytest.raises(ValueError, match="`prompt_embeds` cannot be given to it"):
+        pipe(prompt="a", prompt_embeds=torch.zeros(1, 77, 32))
+    promptlift.unlift(pipe)
+    with pytest.raises(ValueError, match="has no lifts to remove"):
+        promptlift.unlift(pipe)
+    with pytest.raises(ValueError, match="reversible=False"):
+        promptlift.unlift(promptlift.lift(load_pipeline(folder), ["keywords"], reversible=False))
+    img2img = StableDiffusionImg2ImgPipeline(**load_pipeline(folder).components)
+    with pytest.raises(TypeError, match="is a StableDiffusionImg2ImgPipeline; promptlift lifts text-to-image pipelines"):
+        promptlift.lift(img2img, ["keywords"])
+
+
+def test_an_export_target_that_exists_is_refused_and_kept(own, tmp_path):
+    folder, lifts = own["sd1"]
+    target = tmp_path / "x.safetensors"
+    target.write_bytes(b"keep")
+    for args in (("export", "checkpoint", target, "--model", folder),
+                 ("export", "lora", lifts["quality-tuning"], "--output", target)):
+        result = run_cli(*args)
+        assert result.exit_code != 0 and "exists; pass another path, or --overwrite" in result.output
+        assert target.read_bytes() == b"keep"
+    result = run_cli("export", "checkpoint", tmp_path / "y.safetensors", "--model", folder, "--lift", "keywords")
+    assert result.exit_code != 0 and "acts when images are generated" in result.output
+    assert list(tmp_path.iterdir()) == [target]
