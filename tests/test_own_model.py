@@ -153,6 +153,7 @@ def test_kohya_lora_files_load_in_diffusers_with_the_lifts_image(own, arch, tmp_
         output = tmp_path / f"{name}.safetensors"
         path, note = export_lora(ExportLoraConfig(source=lifts[name], output=output, rank=64))
         assert "100.0 %" in note or name == "quality-tuning", note
+        assert "<lora:" in output.with_suffix(".md").read_text()
         lifted = promptlift.lift(load_pipeline(folder), [f"{name}={lifts[name]}"], options)
         want = lifted(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images
         plain = load_pipeline(folder)

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..utils import atomic_path
+from ..utils import atomic_path, atomic_write_text
 from .kohya import LORA_FILE, Extraction, diffusers_lora_to_kohya, extract_lora, read_diffusers_lora
 
 __all__ = ["ExportLoraConfig", "export_lora"]
@@ -89,4 +89,19 @@ def export_lora(cfg: ExportLoraConfig) -> tuple[Path, str]:
 
     with atomic_path(Path(cfg.output), suffix=".safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in kohya.items()}, str(tmp), metadata=metadata)
+    atomic_write_text(Path(cfg.output).with_suffix(".md"), _card(cfg, read_base_model(source) or {}, note))
     return Path(cfg.output), note
+
+
+def _card(cfg: ExportLoraConfig, base: dict, note: str) -> str:
+    name = Path(cfg.output).stem
+    return f"""# {Path(cfg.output).name}
+
+A kohya-format LoRA (`lora_unet_*` / `lora_te*_*` keys with alphas) written by `promptlift export lora` from
+`{cfg.source}`: {note}. Base model: {base.get("pretrained_model_name_or_path", "see the source's base_model.json")}
+({base.get("pipeline_class", "?")}); use it on that model.
+
+- A1111: copy it into `models/Lora` and add `<lora:{name}:1>` to the prompt.
+- ComfyUI: copy it into `models/loras` and load it with a LoraLoader node.
+- diffusers: `pipe.load_lora_weights("{Path(cfg.output).name}")` (diffusers converts the kohya keys).
+"""
