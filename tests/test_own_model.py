@@ -240,3 +240,15 @@ def test_an_export_target_that_exists_is_refused_and_kept(own, tmp_path):
     result = run_cli("export", "checkpoint", tmp_path / "y.safetensors", "--model", folder, "--lift", "keywords")
     assert result.exit_code != 0 and "acts when images are generated" in result.output
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_lift_that_fails_half_way_leaves_the_pipeline_as_it_was(own, tmp_path):
+    folder, lifts = own["sd1"]
+    load_pipeline(own["sdxl"][0]).text_encoder_2.save_pretrained(tmp_path / "bad" / "text_encoder")  # another width
+    pipe = load_pipeline(folder)
+    kwargs = dict(num_inference_steps=STEPS, guidance_scale=GUIDANCE, output_type="np")
+    base = pipe(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images
+    with pytest.raises(ValueError, match="do not match CLIPTextModel"):
+        promptlift.lift(pipe, [f"quality-tuning={lifts['quality-tuning']}", f"textcraftor={tmp_path / 'bad'}"])
+    assert type(pipe) is StableDiffusionPipeline and not promptlift.pipeline_lifts(pipe)
+    np.testing.assert_array_equal(pipe(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images, base)

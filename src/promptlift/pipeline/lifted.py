@@ -96,13 +96,23 @@ def lift(pipe: DiffusionPipeline, lifts: Sequence[str | Lift] = (), options: Seq
             raise ValueError("`lifted=True` needs the lifted stack, which promptlift.methods registers; it is not "
                              "installed with this package.")
         specs, options = _LIFTED_STACK(specs, options, is_embedded_model(pipe))
-    loaded = [s for s in lifts if isinstance(s, Lift)] + (load_lifts(specs, options, pipe=pipe) if specs or options else [])
+    built = iter(load_lifts(specs, options, pipe=pipe) if specs or options else [])
+    # in the order given (the order lifts compose in), the stack's after any Lift objects
+    loaded = [each for each in lifts if isinstance(each, Lift)] + list(built) if lifted else \
+        [each if isinstance(each, Lift) else next(built) for each in lifts]
     if not loaded:
         raise ValueError("no lift given; pass `lifts` (e.g. ['textcraftor=runs/tc/best']) or `lifted=True`.")
     state = _LiftState(loaded, type(pipe), dict(pipe.components) if reversible else {}, reversible)
-    for each in loaded:
-        each.keep_originals = reversible
-        each.apply(pipe)
+    applied = []
+    try:
+        for each in loaded:
+            each.keep_originals = reversible
+            each.apply(pipe)
+            applied.append(each)
+    except Exception:
+        if reversible:  # a lift that fails half-way leaves the pipeline as it was
+            _restore(pipe, applied, state.components)
+        raise
     setattr(pipe, _STATE, state)
     pipe.__class__ = _lifted_class(state.base_class)
     return pipe
@@ -117,14 +127,19 @@ def unlift(pipe: DiffusionPipeline) -> DiffusionPipeline:
     if not state.reversible:
         raise ValueError("this pipeline was lifted with `reversible=False`, which keeps nothing to restore; load it "
                          "again instead.")
-    for each in reversed(state.lifts):
-        each.remove(pipe)
-    changed = {name: module for name, module in state.components.items() if getattr(pipe, name, None) is not module}
-    if changed:
-        pipe.register_modules(**changed)
+    _restore(pipe, state.lifts, state.components)
     pipe.__class__ = state.base_class
     delattr(pipe, _STATE)
     return pipe
+
+
+def _restore(pipe, lifts: Sequence[Lift], components: dict[str, Any]) -> None:
+    """Undo `lifts` (last first) and put back the components they replaced."""
+    for each in reversed(lifts):
+        each.remove(pipe)
+    changed = {name: module for name, module in components.items() if getattr(pipe, name, None) is not module}
+    if changed:
+        pipe.register_modules(**changed)
 
 
 def _base_class(pipe) -> type:
