@@ -101,7 +101,7 @@ def method_config(method: str, model: Path, data: Path, out: Path, resolution: i
                      diffusion_batch_size=batch)
     elif method.startswith("textcraftor"):
         name = "textcraftor"
-        extra = dict(prompts=str(data), prompt_column="literal", reward=["world-aesthetic-reward:1", "world-clip:0.05"],
+        extra = dict(prompts=str(data), prompt_column="literal", rewards=["world-aesthetic-reward:1", "world-clip:0.05"],
                      num_inference_steps=10, grad_steps=int(method[-1]), resolution=resolution, guidance_scale=5.0,
                      switch_step=0)  # the one-step held-out check has no earlier steps to hand over
         extra["gradient_checkpointing"] = True  # TextCraftor's own: each sampling step and the decode recomputed

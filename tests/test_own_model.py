@@ -252,3 +252,38 @@ def test_a_lift_that_fails_half_way_leaves_the_pipeline_as_it_was(own, tmp_path)
         promptlift.lift(pipe, [f"quality-tuning={lifts['quality-tuning']}", f"textcraftor={tmp_path / 'bad'}"])
     assert type(pipe) is StableDiffusionPipeline and not promptlift.pipeline_lifts(pipe)
     np.testing.assert_array_equal(pipe(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images, base)
+
+
+def test_duplicate_prompt_ids_are_refused_naming_both_lines(tmp_path):
+    from promptlift.data.prompt_sets import load_prompt_set
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "prompt": "a red ball"}\n\n{"id": "b", "prompt": "two boats"}\n{"id": "a", "prompt": "x"}\n')
+    with pytest.raises(ValueError, match=r"line 4 has the id 'a' of line 1; give each prompt its own id"):
+        load_prompt_set(str(path))
+    result = run_cli("eval", "--prompts", path, "--output_dir", tmp_path / "run")
+    assert result.exit_code != 0 and "line 4 has the id 'a'" in result.output and not (tmp_path / "run" / "scores.jsonl").exists()
+    (tmp_path / "p.txt").write_text("a red ball\n\ntwo boats\n")
+    assert [r["prompt"] for r in load_prompt_set(str(tmp_path / "p.txt"))] == ["a red ball", "two boats"]
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused_and_freed_when_it_dies(tmp_path):
+    import subprocess
+    import sys
+
+    from promptlift.utils import RunLock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from promptlift.utils import RunLock; "
+                               f"RunLock({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"is in use by another process \(pid {holder.pid}\); wait for it"):
+            RunLock(tmp_path)
+        result = run_cli("eval", "--prompts", "world-literal", "--num_prompts", 1, "--output_dir", tmp_path)
+        assert result.exit_code != 0 and "in use by another process" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(tmp_path):  # the killed process left nothing stuck
+        assert RunLock(tmp_path).file is None  # this process may take its own folder again

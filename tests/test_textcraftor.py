@@ -247,11 +247,11 @@ def test_bad_input_is_named(tmp_path, prompt_file):
     with pytest.raises(ValueError, match="sum to 1.5"):
         parse_mix("a:1,b:0.5")
     with pytest.raises(ValueError, match="evaluation-only"):
-        TextCraftorConfig(prompts=str(prompt_file), reward=["world-aesthetic:1"])
+        TextCraftorConfig(prompts=str(prompt_file), rewards=["world-aesthetic:1"])
     with pytest.raises(ValueError, match="unknown reward"):
-        TextCraftorConfig(prompts=str(prompt_file), reward=["nope:1"])
+        TextCraftorConfig(prompts=str(prompt_file), rewards=["nope:1"])
     with pytest.raises(ValueError, match="grad_steps"):
-        TextCraftorConfig(prompts=str(prompt_file), reward=["world-clip:1"], grad_steps=30)
+        TextCraftorConfig(prompts=str(prompt_file), rewards=["world-clip:1"], grad_steps=30)
     with pytest.raises(ValueError, match="no option"):
         load_lifts([f"textcraftor={tmp_path}"], ["textcraftor.beta=1"])
     with pytest.raises(ValueError, match="holds no tuned encoder"):

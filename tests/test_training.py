@@ -289,3 +289,15 @@ def test_8bit_adamw_without_bitsandbytes_is_refused_with_the_fix(tmp_path, monke
     with pytest.raises(ValueError, match=r"pip install 'promptlift\[bnb\]'"):
         fit(cfg(tmp_path, optimizer="adamw_8bit"), model, loss_fn, batch_fn)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_accelerates_configured_precision_is_the_default_unless_given(monkeypatch, tmp_path):
+    from promptlift.config import load_config
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch` passes from `accelerate config`
+    assert TrainConfig(output_dir=tmp_path).mixed_precision == "bf16"
+    assert load_config(TrainConfig, None, {"mixed_precision": "no"}).mixed_precision == "no"
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    assert TrainConfig(output_dir=tmp_path).mixed_precision == "no"
+    with pytest.raises(ValueError, match="mixed_precision"):
+        load_config(TrainConfig, None, {"mixed_precision": "fp8"})

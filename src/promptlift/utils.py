@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import torch
 
 __all__ = [
+    "RunLock",
     "atomic_dir",
     "image_grid",
     "prefetch",
@@ -113,6 +114,48 @@ def ensure_output_dir(output_dir: str | Path, name: str = "output_dir") -> Path:
     if not os.access(output_dir, os.W_OK):
         raise ValueError(f"`{name}` {str(output_dir)!r} is not writable; pass a folder you can write to.")
     return output_dir
+
+
+class RunLock:
+    """An exclusive lock on a run folder (its `.lock` file) held by this process: a second process given the same
+    folder is refused, and a killed process leaves nothing stuck (the system drops a dead process's lock)."""
+
+    _held: dict[Path, "RunLock"] = {}  # by folder: the same process may take its own folder's lock again
+
+    def __init__(self, folder: Path, name: str = "output_dir"):
+        self.folder, self.file = Path(folder).resolve(), None
+        if self.folder in RunLock._held:
+            return
+        try:
+            import fcntl
+        except ImportError:  # no POSIX locks (Windows): unlocked, as before
+            return
+        self.file = open(self.folder / ".lock", "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            pid = self.file.read().strip() or "?"
+            self.file.close()
+            raise ValueError(f"`{name}` {str(folder)!r} is in use by another process (pid {pid}); wait for it to "
+                             f"finish, or pass another {name}.") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        RunLock._held[self.folder] = self
+
+    def release(self) -> None:
+        if self.file is not None:
+            RunLock._held.pop(self.folder, None)
+            self.file.close()  # closing drops the lock
+            self.file = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def check_device(device: str | torch.device) -> torch.device:

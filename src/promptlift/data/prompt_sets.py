@@ -85,20 +85,36 @@ def load_prompt_set(name_or_file: str, path: str | None = None, subset: str | No
         spec = PROMPT_SETS[name_or_file]
         subset = subset or spec.default_subset
         records = spec.loader(None if spec.builtin else _read_source(spec, path, subset), subset)
+    elif Path(name_or_file).suffix == ".txt":
+        records = [{"id": str(n - 1), "prompt": line.strip()}
+                   for n, line in enumerate(read_utf8(Path(name_or_file)).splitlines(), 1) if line.strip()]
     elif Path(name_or_file).suffix == ".jsonl" or Path(name_or_file).is_file():
         records = _jsonl_records(Path(name_or_file))
     else:
-        raise ValueError(f"unknown prompt set {name_or_file!r}: give a .jsonl file or one of "
+        raise ValueError(f"unknown prompt set {name_or_file!r}: give a .jsonl or .txt file or one of "
                          f"{', '.join(sorted(PROMPT_SETS))}.")
     if not records:
         raise ValueError(f"prompt set {name_or_file!r} is empty.")
+    _check_unique_ids(records, name_or_file)
     return records[:num_prompts] if num_prompts else records
+
+
+def _check_unique_ids(records: list[dict], source: str, lines: list[int] | None = None) -> None:
+    """Two prompts of one id would write one image file and two score rows for it: refused, naming both."""
+    seen: dict[str, int] = {}
+    for i, record in enumerate(records):
+        key = str(record["id"])
+        if key in seen:
+            where = (lambda j: f"line {lines[j]}") if lines else (lambda j: f"prompt {j + 1}")
+            raise ValueError(f"prompt set {source!r}: {where(i)} has the id {key!r} of {where(seen[key])}; give each "
+                             "prompt its own id (or leave \"id\" out: the line number is used).")
+        seen[key] = i
 
 
 def _jsonl_records(path: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {str(path)!r} does not exist.")
-    records = []
+    records, lines = [], []
     for n, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -108,7 +124,9 @@ def _jsonl_records(path: Path) -> list[dict]:
             raise ValueError(f"{path}:{n} is not valid JSON ({e.msg}); each line must be {{\"prompt\": ...}}.") from None
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise ValueError(f"{path}:{n} has no non-empty \"prompt\" string.")
-        records.append({"id": str(row.get("id", n - 1)), **row})
+        records.append({**row, "id": str(row.get("id", n - 1))})
+        lines.append(n)
+    _check_unique_ids(records, str(path), lines)
     return records
 
 

@@ -25,7 +25,8 @@ class CompareConfig:
     run_b: Path | None = field(default=None, metadata={"help": "Run folder of system B."})
     judge: str = field(default="world-aesthetic", metadata={"help": "Reward that judges each pair (scored now if a run lacks it)."})
     tie_tolerance: float = field(default=0.0, metadata={"help": "Scores this close count as a tie."})
-    output: Path | None = field(default=None, metadata={"help": "Folder for compare.json and compare.html; default: RUN_A/compare-vs-<B>."})
+    output_dir: Path | None = field(default=None, metadata={
+        "help": "Folder for compare.json and compare.html; default: RUN_A/compare-vs-<B>.", "aliases": ("output",)})
 
     def __post_init__(self):
         for name in ("run_a", "run_b"):
@@ -74,7 +75,7 @@ def compare(cfg: CompareConfig) -> dict:
                                              [p["b"] for p in pairs if p["category"] == c],
                                              [p["prompt"] for p in pairs if p["category"] == c], cfg.tie_tolerance)
                                  for c in categories}
-    out = Path(cfg.output) if cfg.output else run_a / f"compare-vs-{run_b.name}"
+    out = Path(cfg.output_dir) if cfg.output_dir else run_a / f"compare-vs-{run_b.name}"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "compare.json", {**result, "run_a": str(run_a), "run_b": str(run_b)})
     write_compare_report(out / "compare.html", result, pairs, run_a, run_b)

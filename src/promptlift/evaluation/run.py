@@ -28,7 +28,7 @@ from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts, rewrite_prompts
 from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..stats import bootstrap_mean
-from ..utils import (atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
+from ..utils import (RunLock, atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
                      images_to_tensor, json_text)
 from ..world.scene import ATTRIBUTES
 
@@ -111,6 +111,11 @@ def evaluate(cfg: EvalConfig) -> Path:
     share the batches and the main process writes every score, in the order one process would."""
     state = distributed_state()
     out = ensure_output_dir(cfg.output_dir)
+    with RunLock(out) if state.is_main_process else contextlib.nullcontext():  # one launch per run folder
+        return _evaluate(cfg, state, out)
+
+
+def _evaluate(cfg: EvalConfig, state, out: Path) -> Path:
     records = load_prompt_set(cfg.prompts, cfg.prompts_path, cfg.prompts_subset, cfg.num_prompts)
     settings = {**to_dict(cfg), "prompts_sha256": _fingerprint(records)}
     _check_resume(out, settings, cfg.overwrite, clear=state.is_main_process)

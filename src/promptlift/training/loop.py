@@ -10,6 +10,7 @@ index, so the data position is the step and a resumed run sees exactly the batch
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -26,7 +27,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..utils import atomic_write_json, json_text, launched_on_cpus
+from ..utils import RunLock, atomic_write_json, json_text, launched_on_cpus
 
 __all__ = ["TrainConfig", "FitResult", "batch_seed", "fit", "find_checkpoint", "make_optimizer"]
 
@@ -55,7 +56,9 @@ class TrainConfig:
     )
     lr_warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
-    mixed_precision: Literal["no", "fp16", "bf16"] = field(default="no", metadata={"help": "Autocast precision."})
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(default=None, metadata={
+        "help": "Autocast precision; default: what `accelerate config` set for `accelerate launch` "
+                "(ACCELERATE_MIXED_PRECISION), else no."})
     use_ema: bool = field(default=False, metadata={"help": "Keep an exponential moving average of the weights."})
     ema_decay: float = field(default=0.999, metadata={"help": "EMA decay."})
     checkpointing_steps: int = field(default=500, metadata={"help": "Save a resumable checkpoint every N steps."})
@@ -73,6 +76,11 @@ class TrainConfig:
     )
 
     def __post_init__(self):
+        if self.mixed_precision is None:  # `accelerate launch` passes its configured precision in the environment
+            self.mixed_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+            if self.mixed_precision not in ("no", "fp16", "bf16"):
+                raise ValueError(f"ACCELERATE_MIXED_PRECISION={self.mixed_precision!r} (from `accelerate config`) is "
+                                 "not one of no, fp16, bf16; pass `--mixed_precision`.")
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",
                      "checkpoints_total_limit", "logging_steps", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
@@ -212,6 +220,7 @@ def fit(
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = accelerator or _make_accelerator(cfg, out, desc)
+    lock = RunLock(out) if accelerator.is_main_process else None  # one launch per run folder
     set_seed(cfg.seed)
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(cfg, params)
@@ -261,6 +270,8 @@ def fit(
         if stopped:
             break
     bar.close()
+    if lock is not None:
+        lock.release()
     accelerator.end_training()
     model = accelerator.unwrap_model(model)
     if ema is not None:

@@ -34,9 +34,10 @@ class TextCraftorConfig(MethodTrainConfig):
     prompts: str = field(default="", metadata={"help": "Training prompts: a .txt/.jsonl file, an imagefolder or a hub dataset id."})
     prompt_column: str = field(default="prompt", metadata={"help": "Column of the prompts (.jsonl, imagefolder metadata, hub dataset)."})
     max_train_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only."})
-    reward: list[str] = field(
+    rewards: list[str] = field(
         default_factory=lambda: ["clip-score:0.5", "laion-aesthetic:1", "pickscore:1", "hpsv2:1"],
-        metadata={"help": "Training reward as NAME:WEIGHT; repeatable. Loss = -sum(weight x batch-mean reward)."})
+        metadata={"help": "Training rewards as NAME:WEIGHT; repeatable. Loss = -sum(weight x batch-mean reward).",
+                  "aliases": ("reward",)})
     train: Literal["text_encoder", "unet_lora"] = field(
         default="text_encoder", metadata={"help": "What to tune: the text encoder(s), or a UNet LoRA (the paper's complementary step)."})
     text_encoders: list[str] = field(
@@ -63,7 +64,7 @@ class TextCraftorConfig(MethodTrainConfig):
         super().__post_init__()
         if not self.prompts:
             raise ValueError("`prompts` is empty; pass a .txt/.jsonl file, an imagefolder or a hub dataset id.")
-        rewards = parse_weighted(self.reward, "reward")
+        rewards = parse_weighted(self.rewards, "rewards")
         if not rewards:
             raise ValueError("no `reward` given; pass at least one NAME:WEIGHT.")
         from ...rewards import REWARDS

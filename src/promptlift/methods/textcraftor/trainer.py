@@ -73,7 +73,7 @@ def save_tuned(pipe, cfg: TextCraftorConfig, folder: Path, extra: dict | None = 
         else:
             for name in cfg.text_encoders:
                 getattr(pipe, name).save_pretrained(tmp / name)
-        atomic_write_json(tmp / INFO_FILE, {"switch_step": cfg.switch_step, "train": cfg.train, "reward": cfg.reward,
+        atomic_write_json(tmp / INFO_FILE, {"switch_step": cfg.switch_step, "train": cfg.train, "reward": cfg.rewards,
                                             "base": cfg.pretrained_model_name_or_path, **(extra or {})})
     return folder
 
@@ -106,7 +106,7 @@ def _conditioning(pipe, embeds: PromptEmbeds, size: int) -> Conditioning:
 def train(cfg: TextCraftorConfig) -> Path:
     """Tune `pretrained_model_name_or_path`'s text encoder(s) (or a UNet LoRA) on `prompts`; returns the output folder."""
     options = parse_reward_options(cfg.reward_option)
-    weighted = parse_weighted(cfg.reward, "reward")
+    weighted = parse_weighted(cfg.rewards, "rewards")
     rewards = [(name, weight, load_reward(name, **options.get(name, {}))) for name, weight in weighted]
     for name, _, reward in rewards:
         if not reward.differentiable:

@@ -23,7 +23,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from ...judges.bundle import BUNDLE_DIR, attribute_accuracy, build_tokenizer, load_judge, load_tokenizer_from
+from ...judges.bundle import attribute_accuracy, build_tokenizer, load_judge, load_tokenizer_from
 from ...judges.models import AestheticResNet, AestheticVGG, AttributeJudge
 from ...training import TrainConfig, fit
 from ...utils import atomic_dir, atomic_write_json
@@ -45,7 +45,9 @@ class BundleConfig:
     """Train the embedded default bundle (or some of its parts) on the world; every part resumes where it stopped."""
 
     parts: list[str] = field(default_factory=lambda: list(PARTS), metadata={"help": "Parts to train, in order."})
-    output_dir: Path = field(default=BUNDLE_DIR, metadata={"help": "Bundle folder (final weights of every part)."})
+    output_dir: Path = field(default=Path("runs/bundle/weights"), metadata={
+        "help": "Bundle folder (final weights of every part; a part reads the parts before it from here). To replace "
+                "the installed bundle, pass its folder (src/promptlift/bundle in a checkout)."})
     work_dir: Path = field(default=Path("runs/bundle"), metadata={"help": "Checkpoints and logs of every part."})
     num_threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = default)."})
     eval_size: int = field(default=512, metadata={"help": "Held-out renders per evaluation."})
