@@ -75,7 +75,8 @@ def test_training_on_two_processes_is_one_process_with_twice_the_accumulation(tm
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("two red boats at sunset\na white ball on the beach\nthree green trees at night\n")
     fill = {"data": world_set, "prompts": prompts, "bundle": tiny_bundle_dir}
-    args = ("train", trainer, "--pretrained_model_name_or_path", tiny_pipeline_dirs["sd1"], "--max_train_steps", 3,
+    args = ("train", trainer, "--pretrained_model_name_or_path", tiny_pipeline_dirs["sd1"],
+            "--eval_prompts", "literal", "--max_train_steps", 3,
             "--train_batch_size", 2, "--checkpointing_steps", 3, "--eval_steps", 3, "--num_eval_prompts", 2,
             "--eval_inference_steps", 2, "--lr_warmup_steps", 1, "--learning_rate", 1e-3, "--eval_judge", "world-aesthetic",
             "--reward_option", f"world-aesthetic.bundle_dir={tiny_bundle_dir}", "--judge_bundle", tiny_bundle_dir,

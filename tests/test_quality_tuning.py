@@ -17,7 +17,8 @@ def curated(world_set):
 
 
 def run_qt(model, data, out, bundle, *extra):
-    args = ["train", "quality-tuning", "--pretrained_model_name_or_path", model, "--train_data_dir", data,
+    args = ["train", "quality-tuning", "--pretrained_model_name_or_path", model,
+            "--eval_prompts", "literal", "--train_data_dir", data,
             "--output_dir", out, "--caption_column", "complex", "--caption_column", "literal", "--max_train_steps", 4,
             "--train_batch_size", 2, "--gradient_accumulation_steps", 2, "--eval_steps", 2, "--checkpointing_steps", 2,
             "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--eval_judge", "world-aesthetic",

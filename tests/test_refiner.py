@@ -20,7 +20,8 @@ REAL_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "
 
 
 def run_refiner(model, data, out, bundle, *extra):
-    args = ["train", "refiner", "--pretrained_model_name_or_path", model, "--train_data", data, "--output_dir", out,
+    args = ["train", "refiner", "--pretrained_model_name_or_path", model,
+            "--eval_prompts", "literal", "--eval_judge", "world-aesthetic", "--train_data", data, "--output_dir", out,
             "--max_train_steps", 4, "--train_batch_size", 3, "--eval_steps", 2, "--checkpointing_steps", 2,
             "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--eval_max_new_tokens", 5, "--d_model", 32,
             "--num_decoder_layers", 2, "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,

@@ -20,7 +20,8 @@ def triples(world_set):
 
 
 def run_sur(model, data, out, bundle, *extra):
-    args = ["train", "sur-adapter", "--pretrained_model_name_or_path", model, "--train_data_dir", data,
+    args = ["train", "sur-adapter", "--pretrained_model_name_or_path", model,
+            "--eval_prompts", "literal", "--eval_judge", "world-aesthetic", "--train_data_dir", data,
             "--output_dir", out, "--max_train_steps", 4, "--train_batch_size", 3, "--eval_steps", 2,
             "--checkpointing_steps", 2, "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--num_heads", 4,
             "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,

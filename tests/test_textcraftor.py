@@ -25,7 +25,8 @@ def prompt_file(tmp_path_factory):
 
 
 def run_tc(model, prompts, out, bundle, *extra):
-    args = ["train", "textcraftor", "--pretrained_model_name_or_path", model, "--prompts", prompts,
+    args = ["train", "textcraftor", "--pretrained_model_name_or_path", model,
+            "--eval_prompts", "literal", "--eval_judge", "world-aesthetic", "--prompts", prompts,
             "--output_dir", out, "--reward", "world-aesthetic-reward:1", "--reward", "world-clip:0.01",
             "--reward_option", f"world-aesthetic-reward.bundle_dir={bundle}",
             "--reward_option", f"world-clip.bundle_dir={bundle}", "--reward_option", f"world-aesthetic.bundle_dir={bundle}",

@@ -55,12 +55,13 @@ def _option(f: ConfigField) -> click.Option:
     help_text = f"{f.help}{default}"
     if f.type is bool:
         return click.Option([f"--{f.name}/--no-{f.name}"], default=None, help=help_text)
+    names = [f"--{f.name}", *(f"--{a}" for a in f.aliases), f.name]  # other names of the key; the value lands under its own
     if typing.get_origin(f.type) is Literal:
-        return click.Option([f"--{f.name}"], type=click.Choice([str(c) for c in typing.get_args(f.type)]), default=None, help=help_text)
+        return click.Option(names, type=click.Choice([str(c) for c in typing.get_args(f.type)]), default=None, help=help_text)
     if _is_list(f.type):
-        return click.Option([f"--{f.name}"], multiple=True, default=None, help=help_text, metavar="VALUE")
+        return click.Option(names, multiple=True, default=None, help=help_text, metavar="VALUE")
     metavar = getattr(typing.get_args(f.type)[0] if typing.get_args(f.type) else f.type, "__name__", "VALUE").upper()
-    return click.Option([f"--{f.name}", *(f"--{a}" for a in f.aliases), f.name], default=None, help=help_text, metavar=metavar)
+    return click.Option(names, default=None, help=help_text, metavar=metavar)
 
 
 def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, arguments: Sequence[str] = ()) -> click.Command:

@@ -212,7 +212,7 @@ def load_config(
         loaded = _unaliased(cls, loaded)
         _check_keys(cls, loaded, source=str(path))
         data.update(loaded)
-    data.update(overrides or {})
+    data.update(_unaliased(cls, overrides or {}))
     return from_dict(cls, data, source="the command line" if overrides else "config")
 
 

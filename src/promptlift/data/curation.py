@@ -43,9 +43,12 @@ class CurateConfig:
     num_keep: int = field(default=2000, metadata={"help": "Images to keep (the top N after the filters)."})
     min_size: int = field(default=64, metadata={"help": "Drop images whose shorter side is below this (px)."})
     max_aspect: float = field(default=2.0, metadata={"help": "Drop images whose long/short side ratio exceeds this."})
-    aesthetic_reward: str = field(default="world-aesthetic-reward", metadata={"help": "Reward that scores and ranks aesthetics."})
+    aesthetic_reward: str = field(default="auto", metadata={
+        "help": "Reward that scores and ranks aesthetics; auto: world-aesthetic-reward on world renders, else "
+                "laion-aesthetic."})
     min_aesthetic: float | None = field(default=None, metadata={"help": "Drop images scoring below this aesthetic."})
-    clip_reward: str | None = field(default="world-clip", metadata={"help": "Image-text reward for the CLIP filter (none to skip)."})
+    clip_reward: str | None = field(default="auto", metadata={
+        "help": "Image-text reward for the CLIP filter (none to skip); auto: world-clip on world renders, else clip-score."})
     min_clip: float | None = field(default=None, metadata={"help": "Drop images whose caption scores below this."})
     dedup_threshold: float | None = field(default=0.985, metadata={"help": "Cosine of 16x16 thumbnails above which an image duplicates a kept one."})
     balance_column: str | None = field(default=None, metadata={"help": "Metadata column holding each image's class (concept balance)."})
@@ -60,8 +63,12 @@ class CurateConfig:
 
     def __post_init__(self):
         from ..rewards import parse_reward_options
+        from ..rewards.defaults import REAL, WORLD, is_world_data
 
         parse_reward_options(self.reward_option)
+        defaults = WORLD if is_world_data(self.input) else REAL  # the world's judges read only the world's renders
+        self.aesthetic_reward = defaults.aesthetic if self.aesthetic_reward == "auto" else self.aesthetic_reward
+        self.clip_reward = defaults.clip if self.clip_reward == "auto" else self.clip_reward
         if not self.input:
             raise ValueError("`input` is empty; pass an imagefolder path or a dataset id.")
         if self.num_keep < 1 or self.batch_size < 1:

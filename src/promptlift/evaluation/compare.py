@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from ..utils import atomic_write_json
-from .report import write_compare_report
-from ..utils import images_to_tensor
-from .run import read_scores
+from ..rewards.defaults import REAL, WORLD, judge_defaults
 from ..stats import win_rate
+from ..utils import atomic_write_json, images_to_tensor
+from .report import write_compare_report
+from .run import read_scores
 
 __all__ = ["CompareConfig", "compare"]
 
@@ -23,7 +24,9 @@ class CompareConfig:
 
     run_a: Path | None = field(default=None, metadata={"help": "Run folder of system A."})
     run_b: Path | None = field(default=None, metadata={"help": "Run folder of system B."})
-    judge: str = field(default="world-aesthetic", metadata={"help": "Reward that judges each pair (scored now if a run lacks it)."})
+    judge: str | None = field(default=None, metadata={
+        "help": "Reward that judges each pair (scored now if a run lacks it); default: world-aesthetic when both runs "
+                "are of the embedded model, else imagereward."})
     tie_tolerance: float = field(default=0.0, metadata={"help": "Scores this close count as a tie."})
     output_dir: Path | None = field(default=None, metadata={
         "help": "Folder for compare.json and compare.html; default: RUN_A/compare-vs-<B>.", "aliases": ("output",)})
@@ -36,6 +39,10 @@ class CompareConfig:
                                  "output_dir of a `promptlift eval` run.")
         if self.tie_tolerance < 0:
             raise ValueError(f"`tie_tolerance` must be >= 0, got {self.tie_tolerance}.")
+        if self.judge is None:
+            models = [json.loads(p.read_text()).get("model") if p.is_file() else None
+                      for p in (Path(self.run_a) / "config.json", Path(self.run_b) / "config.json")]
+            self.judge = (WORLD if all(judge_defaults(m) is WORLD for m in models) else REAL).judge
 
 
 def _judge_scores(run: Path, rows: list[dict], judge: str) -> dict:

@@ -26,7 +26,9 @@ from ..config import to_dict
 from ..data.prompt_sets import load_prompt_set
 from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts, rewrite_prompts
+from ..judges.bundle import is_embedded_source
 from ..rewards import check_rewards, load_reward, parse_reward_options
+from ..rewards.defaults import judge_defaults
 from ..stats import bootstrap_mean
 from ..utils import (RunLock, atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
                      images_to_tensor, json_text)
@@ -44,13 +46,16 @@ _RUN_KEYS = ("model", "lift", "lift_option", "num_inference_steps", "guidance_sc
 class EvalConfig(SamplingConfig):
     """Generate a prompt set with fixed seeds, score every image, and write scores, a summary and a report."""
 
-    prompts: str = field(default="world-narrative-val", metadata={"help": "A named prompt set or a .jsonl file of {\"prompt\", \"expected\"?}."})
+    prompts: str | None = field(default=None, metadata={
+        "help": "A named prompt set (`promptlift prompt-sets`), or a .txt (a prompt a line) or .jsonl file of "
+                "{\"prompt\", \"expected\"?}; default: world-narrative-val on the embedded model, none on another."})
     prompts_path: str | None = field(default=None, metadata={"help": "Local copy of a public benchmark file (or its folder)."})
     prompts_subset: str | None = field(default=None, metadata={"help": "Category/split of the set (e.g. T2I-CompBench 'numeracy')."})
     num_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only (default: all).", "min": 1})
     seeds: int = field(default=1, metadata={"help": "Images per prompt, with seeds 0..N-1.", "min": 1, "max": 10000})
-    rewards: list[str] = field(default_factory=lambda: ["world-aesthetic", "world-clip"],
-                               metadata={"help": "Rewards to score with (see `promptlift rewards`)."})
+    rewards: list[str] = field(default_factory=list, metadata={
+        "help": "Rewards to score with (see `promptlift rewards`); default: the world's on the embedded model, else "
+                "clip-score, laion-aesthetic, pickscore, hpsv2 and imagereward (their weights checked before any work)."})
     reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
     output_dir: Path = field(default=Path("runs/eval"), metadata={"help": "Run folder (resumed if it holds the same run)."})
     report_images: int = field(default=96, metadata={"help": "Images shown in report.html.", "min": 0})
@@ -62,8 +67,14 @@ class EvalConfig(SamplingConfig):
         super().__post_init__()
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}.")
-        if not self.rewards:
-            raise ValueError("`rewards` is empty; name at least one reward.")
+        defaults = judge_defaults(self.model)
+        if self.prompts is None:
+            if defaults.eval_prompts is None:
+                raise ValueError(f"no `prompts` given, and the world's prompt sets are for the embedded model, not "
+                                 f"{self.model!r}: pass --prompts FILE (.txt or .jsonl), or a named set such as "
+                                 "partiprompts, drawbench, geneval or t2i-compbench with --prompts_path (its local copy).")
+            self.prompts = defaults.eval_prompts
+        self.rewards = list(self.rewards) or list(defaults.eval_rewards)
         parse_reward_options(self.reward_option)
 
 
@@ -151,7 +162,9 @@ def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict, state) -> N
     if state.num_processes > 1 and cfg.device is None:
         cfg = dataclasses.replace(cfg, device=str(state.device))  # each rank on its own GPU
     rewards = {name: load_reward(name, **options.get(name, {})) for name in cfg.rewards}
-    judge = _attribute_judge(cfg.judge_bundle) if any(_world_expected(rec) for rec, _ in jobs) else None
+    # the world's attribute judge reads the embedded model's renders: another model's only when asked for by name
+    world = (is_embedded_source(cfg.model) or cfg.judge_bundle is not None) and any(_world_expected(rec) for rec, _ in jobs)
+    judge = _attribute_judge(cfg.judge_bundle) if world else None
     pipe, lifts = load_sampling(cfg)
     pipe.set_progress_bar_config(disable=True)
     check_prompts(pipe, sorted({rec["prompt"] for rec, _ in jobs}), cfg.on_long_prompt)

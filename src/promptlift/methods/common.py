@@ -14,6 +14,7 @@ import yaml
 from ..export.cards import write_model_card
 from ..pipeline import base_model_record, load_pipeline, recommended_guidance_scale, write_base_model
 from ..rewards import parse_reward_options
+from ..rewards.defaults import judge_defaults
 from ..training import FitResult, TrainConfig
 from ..utils import atomic_write_json, atomic_write_text
 
@@ -32,9 +33,13 @@ class MethodTrainConfig(TrainConfig):
         "aliases": ("model",)})
     model_config: str | None = field(default=None, metadata={
         "help": "For a single-file base model: a diffusers folder with its components' configs (needed offline)."})
-    eval_prompts: str = field(default="literal", metadata={"help": "Held-out prompts: a world set (complex, literal, narrative-val) or a .jsonl file."})
+    eval_prompts: str | None = field(default=None, metadata={
+        "help": "Held-out prompts: a .txt or .jsonl file, a named set, or a world set (complex, literal, narrative-val); "
+                "default: literal on the embedded model, none on another (name them)."})
     num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
-    eval_judge: str = field(default="world-aesthetic", metadata={"help": "Reward judging the win rate vs base; never a training reward."})
+    eval_judge: str | None = field(default=None, metadata={
+        "help": "Reward judging the win rate vs base; never a training reward; default: world-aesthetic on the embedded "
+                "model, else imagereward."})
     reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
     judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
     eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
@@ -46,6 +51,14 @@ class MethodTrainConfig(TrainConfig):
     def __post_init__(self):
         super().__post_init__()
         parse_reward_options(self.reward_option)
+        defaults = judge_defaults(self.pretrained_model_name_or_path)
+        if self.eval_prompts is None:
+            if defaults.heldout_prompts is None:
+                raise ValueError(f"no `eval_prompts` given, and the world's prompt sets are for the embedded model, not "
+                                 f"{self.pretrained_model_name_or_path!r}: pass --eval_prompts FILE (.txt or .jsonl) "
+                                 "with held-out prompts the run does not train on.")
+            self.eval_prompts = defaults.heldout_prompts
+        self.eval_judge = self.eval_judge or defaults.judge
         if self.num_eval_prompts < 1 or self.eval_inference_steps < 1:
             raise ValueError(f"`num_eval_prompts` and `eval_inference_steps` must be >= 1, got {self.num_eval_prompts} "
                              f"and {self.eval_inference_steps}.")

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..pipeline import Lift, seeded_images
+from ..pipeline import Lift, is_embedded_model, seeded_images
 from ..data.prompt_sets import load_prompt_set
 from ..judges.bundle import BUNDLE_DIR, load_judge, semantic_hits
 from ..rewards import load_reward, parse_reward_options
@@ -43,7 +43,8 @@ class HeldOutEvaluator:
         self.prompts = [x["prompt"] for x in self.lines]
         self.judge = load_reward(judge, **parse_reward_options(reward_option).get(judge, {}))
         self.attributes = None
-        if all(isinstance(x.get("expected"), dict) for x in self.lines):
+        # the world's attribute judge reads the embedded model's renders: another model's only when asked for by name
+        if (is_embedded_model(pipe) or judge_bundle is not None) and all(isinstance(x.get("expected"), dict) for x in self.lines):
             self.attributes = load_judge(judge_bundle or BUNDLE_DIR, "attributes")
         self.base = self.score(self.images([]))
 

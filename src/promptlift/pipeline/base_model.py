@@ -22,16 +22,9 @@ logger = logging.getLogger(__name__)
 
 def is_embedded_model(model) -> bool:
     """True for None (the default), the embedded model's folder, or a pipeline loaded from it."""
-    from .loading import default_model_path
+    from ..judges.bundle import is_embedded_source
 
-    if model is None:
-        return True
-    source = getattr(model, "name_or_path", model)
-    embedded = default_model_path()
-    try:
-        return embedded is not None and source is not None and Path(str(source)).expanduser().resolve() == embedded.resolve()
-    except OSError:
-        return False
+    return is_embedded_source(getattr(model, "name_or_path", model))
 
 
 def model_name(pipe) -> str:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ...judges.bundle import is_embedded_source
 from ..common import MethodTrainConfig
+
+PAPER_REWARDS = ("clip-score:0.5", "laion-aesthetic:1", "pickscore:1", "hpsv2:1")  # arXiv 2403.18978, Table 1
+WORLD_REWARDS = ("world-aesthetic-reward:1", "world-clip:0.5")  # the embedded model's (bundle/textcraftor/recipe.yaml)
 
 __all__ = ["TextCraftorConfig", "parse_weighted"]
 
@@ -34,10 +38,10 @@ class TextCraftorConfig(MethodTrainConfig):
     prompts: str = field(default="", metadata={"help": "Training prompts: a .txt/.jsonl file, an imagefolder or a hub dataset id."})
     prompt_column: str = field(default="prompt", metadata={"help": "Column of the prompts (.jsonl, imagefolder metadata, hub dataset)."})
     max_train_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only."})
-    rewards: list[str] = field(
-        default_factory=lambda: ["clip-score:0.5", "laion-aesthetic:1", "pickscore:1", "hpsv2:1"],
-        metadata={"help": "Training rewards as NAME:WEIGHT; repeatable. Loss = -sum(weight x batch-mean reward).",
-                  "aliases": ("reward",)})
+    rewards: list[str] = field(default_factory=list, metadata={
+        "help": "Training rewards as NAME:WEIGHT; repeatable. Loss = -sum(weight x batch-mean reward). Default: the "
+                "paper's (clip-score:0.5, laion-aesthetic:1, pickscore:1, hpsv2:1); on the embedded model the world's "
+                "(world-aesthetic-reward:1, world-clip:0.5, the bundle's recipe).", "aliases": ("reward",)})
     train: Literal["text_encoder", "unet_lora"] = field(
         default="text_encoder", metadata={"help": "What to tune: the text encoder(s), or a UNet LoRA (the paper's complementary step)."})
     text_encoders: list[str] = field(
@@ -62,6 +66,8 @@ class TextCraftorConfig(MethodTrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if not self.rewards:
+            self.rewards = list(WORLD_REWARDS if is_embedded_source(self.pretrained_model_name_or_path) else PAPER_REWARDS)
         if not self.prompts:
             raise ValueError("`prompts` is empty; pass a .txt/.jsonl file, an imagefolder or a hub dataset id.")
         rewards = parse_weighted(self.rewards, "rewards")
