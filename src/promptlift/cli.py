@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is depre
 
 from . import __version__  # noqa: E402
 from .config import ConfigField, config_fields, load_config  # noqa: E402
-from .utils import json_text  # noqa: E402
+from .config_source import source_docstring  # noqa: E402
 
 __all__ = ["main", "cli", "config_command"]
 
@@ -64,9 +64,12 @@ def _option(f: ConfigField) -> click.Option:
     return click.Option(names, default=None, help=help_text, metavar=metavar)
 
 
-def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, arguments: Sequence[str] = ()) -> click.Command:
-    """Command `name`: an option per field of `cfg_cls` (`arguments` are positional), then `run(cfg)`."""
-    fields = config_fields(cfg_cls)
+def config_command(name: str, cfg_cls: type | Callable[[], type], run: Callable[[Any], Any], *,
+                   arguments: Sequence[str] = (), fields: dict[str, ConfigField] | None = None,
+                   doc: str | None = None) -> click.Command:
+    """Command `name`: an option per field of `cfg_cls` (`arguments` are positional), then `run(cfg)`. With `fields`
+    (read from source) and `doc`, `cfg_cls` may be a function importing the class, called only when the command runs."""
+    fields = fields if fields is not None else config_fields(cfg_cls)
     params: list[click.Parameter] = [
         click.Argument([a], nargs=-1 if _is_list(fields[a].type) else 1, required=False) for a in arguments
     ]
@@ -76,7 +79,7 @@ def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, argum
     def callback(config: str | None = None, **values: Any) -> None:
         overrides = {k: v for k, v in values.items() if v is not None and v != ()}
         try:
-            cfg = load_config(cfg_cls, config, overrides)
+            cfg = load_config(cfg_cls if isinstance(cfg_cls, type) else cfg_cls(), config, overrides)
             _quiet_loading()
             run(cfg)
         except (ValueError, FileNotFoundError) as e:
@@ -89,7 +92,7 @@ def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, argum
             raise click.ClickException(f"{type(e).__name__}: {e}\n(`promptlift --debug {name} ...` shows the "
                                        "traceback)") from e
 
-    doc = (cfg_cls.__doc__ or "").strip()
+    doc = (doc if doc is not None else cfg_cls.__doc__ or "").strip()
     return _ConfigCommand(name, params=params, callback=callback, help=doc, short_help=doc.split("\n")[0])
 
 
@@ -198,6 +201,8 @@ def _run_eval(cfg) -> None:
 def _run_compare(cfg) -> None:
     from .evaluation.compare import compare
 
+    from .utils import json_text
+
     click.echo(json_text(compare(cfg), indent=2))
 
 
@@ -260,24 +265,26 @@ def _stdin_is_tty() -> bool:
 
 
 def _method_command(name: str) -> click.Command:
-    from .methods import METHODS
+    from .config_source import source_registered_methods
 
-    method = METHODS[name]
+    module, cls, _ = source_registered_methods()[name]
 
     def run(cfg) -> None:
-        out = method.train(cfg)
+        from .methods import METHODS
+
+        out = METHODS[name].train(cfg)
         kept = [f"{folder}/" + (" (best held-out)" if folder == "best" else "") for folder in ("best", "final")
                 if (out / folder).is_dir()]
         click.echo(f"{name} run in {out}: trained weights in {' and '.join(kept) or 'no folder (no evaluation kept one)'}")
 
-    return config_command(name, method.config, run)
+    return source_command(name, module, cls, run)
 
 
 def _method_commands() -> dict[str, tuple[str, Callable[[], click.Command]]]:
-    """`promptlift train NAME` for every registered method (the registry is read when the group is used)."""
-    from .methods import METHODS
+    """`promptlift train NAME` for every method the methods' folders register (read from their source)."""
+    from .config_source import source_registered_methods
 
-    return {name: (spec.help, functools.partial(_method_command, name)) for name, spec in METHODS.items()}
+    return {name: (help, functools.partial(_method_command, name)) for name, (_, _, help) in source_registered_methods().items()}
 
 
 @cli.group("train", cls=LazyGroup, lazy=_method_commands)
@@ -347,11 +354,15 @@ def _run_world_contact_sheet(cfg) -> None:
 def _run_world_stats(cfg) -> None:
     from .world.dataset import world_stats
 
+    from .utils import json_text
+
     click.echo(json_text(world_stats(cfg), indent=2))
 
 
 def _run_train_bundle(cfg) -> None:
     from .recipes.bundle import train_bundle
+
+    from .utils import json_text
 
     click.echo(json_text(train_bundle(cfg), indent=2))
 
@@ -367,15 +378,28 @@ class Command:
 
     def build(self, name: str) -> click.Command:
         module, _, cls = self.config.partition(":")
-        return config_command(name, getattr(importlib.import_module(module), cls), self.run, arguments=self.arguments)
+        return source_command(name, module, cls, self.run, self.arguments)
 
     @property
     def short_help(self) -> str:
         """The first line of the config's docstring, read from its source (importing it would load torch)."""
         module, _, cls = self.config.partition(":")
-        tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
-        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
-        return (ast.get_docstring(node) or "").split("\n")[0]
+        return source_docstring(module, cls).split("\n")[0]
+
+
+def source_command(name: str, module: str, cls: str, run: Callable[[Any], None], arguments: Sequence[str] = ()) -> click.Command:
+    """`config_command` with the fields and help read from the config's source: the module (and torch) is imported
+    only when the command runs, so `--help` is quick; a config the source reader cannot follow is imported."""
+    from .config_source import SourceUnreadable, source_config_fields
+
+    def load() -> type:
+        return getattr(importlib.import_module(module), cls)
+
+    try:
+        fields, doc = source_config_fields(module, cls), source_docstring(module, cls)
+    except SourceUnreadable:
+        return config_command(name, load(), run, arguments=arguments)
+    return config_command(name, load, run, arguments=arguments, fields=fields, doc=doc)
 
 
 def _lazy_commands(commands: dict[str, Command]) -> LazyCommands:

@@ -16,7 +16,6 @@ from typing import Any, Literal, Mapping, TypeVar, Union
 
 import yaml
 
-from .utils import atomic_write_text
 
 T = TypeVar("T")
 
@@ -218,4 +217,6 @@ def load_config(
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write `cfg` as YAML, atomically."""
+    from .utils import atomic_write_text
+
     return atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
