@@ -11,7 +11,7 @@ steps, the VAE decode) is timed interleaved, `repeats` times after a warm-up, on
 it prints the median seconds and lifted / base. The FLOPs of one image's generation are counted for every system
 (torch's FlopCounterMode), and then projected to SD 1.5 at 512 px: the base generation (25 steps x the guided UNet
 pair, the VAE decode, the CLIP ViT-L text encoder) and each lift's own work at that size, built from the configs
-in benchmarks/configs/sd15 on the meta device (no weights): quality-tuning = nothing (its LoRA is fused into the UNet's
+in src/promptlift/memory/architectures/sd15 on the meta device (no weights): quality-tuning = nothing (its LoRA is fused into the UNet's
 weights when the lift loads); TextCraftor = one more CLIP-L encode (the base model's embedding
 its change is measured against); SUR-adapter = its teacher (all-MiniLM-L6-v2) and the adapter at width 768;
 refiner = a CLIP-L encode of the prompt, its domain adapter at width 768 and its decoder (the class defaults,
@@ -35,7 +35,7 @@ from promptlift.generation import SamplingConfig, generate_images, load_sampling
 from promptlift.methods import LIFTED_STACK  # noqa: E402
 from promptlift.pipeline import encode_prompts, rewrite_prompts  # noqa: E402
 
-SD15 = Path(__file__).parent / "configs" / "sd15"
+SD15 = Path(__file__).resolve().parents[1] / "src" / "promptlift" / "memory" / "architectures" / "sd15"
 
 
 def run(system, prompts, seeds):

@@ -1,5 +1,5 @@
 """Every trainer at real size: SD 1.5, SD 2.1 and SDXL built from their published configs with random weights
-(benchmarks/configs/<arch>, no download), one optimisation step of each method's real trainer, and a 25-step
+(src/promptlift/memory/architectures/<arch>, no download), one optimisation step of each method's real trainer, and a 25-step
 generation with the lifted stack made of what those steps wrote.
 
     .venv/bin/python benchmarks/real_size.py --arch sd15 --resolution 128             # measure (appends results)
@@ -32,11 +32,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from memory import PeakSampler  # noqa: E402  (benchmarks/memory.py)
+from promptlift.memory.model import (ARCHITECTURES as CONFIGS, GPUS, MEASURED, PAPER_BATCH,  # noqa: E402
+                                     PAPER_RESOLUTION, GiB, latent_pixels, load_models, max_batch, phases, project,
+                                     read_measured, unet_parameters)
 
-CONFIGS = Path(__file__).parent / "configs"
 ARCHS = ("sd15", "sd21", "sdxl")
 METHODS = ("quality-tuning", "quality-tuning-lora", "sur-adapter", "textcraftor-k1", "textcraftor-k5", "refiner", "generate")
-GiB = 2**30
 
 
 def build_pipeline(arch: str, folder: Path) -> Path:
@@ -309,120 +310,6 @@ def measure(args) -> None:
         print(f"{arch}: {len(args.resolution) * len(args.methods)} runs in {(time.perf_counter() - t_arch) / 60:.1f} min", flush=True)
     print(f"{len(args.arch) * len(args.resolution) * len(args.methods)} runs in {(time.perf_counter() - t0) / 60:.1f} min")
 
-PAPER_RESOLUTION = {"sd15": 512, "sd21": 768, "sdxl": 1024}
-# the paper configs' per-device batch of rows through the UNet (configs/paper, configs/textcraftor-paper.yaml; the
-# refiner's diffusion rows): the batch activations scale with
-PAPER_BATCH = {"quality-tuning": 4, "quality-tuning-lora": 4, "sur-adapter": 4, "textcraftor-k1": 32,
-               "textcraftor-k5": 32, "refiner": 8, "generate": 1}
-GPUS = (24, 40, 80)  # GiB: RTX 4090 / A6000-class, A100 40 GB, A100 / H100 80 GB
-
-
-def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares (a, b) of y = a + b x."""
-    n = len(points)
-    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
-    return my - b * mx, b
-
-
-def _latent_pixels(resolution: int) -> int:
-    return (resolution // 8) ** 2
-
-
-def _phases(r: dict) -> tuple[float, float]:
-    """(forward, backward tail) activation bytes a row of the batch: the forward's peak, and the backward's peak
-    above the gradients (what backward still holds when they are all there)."""
-    return r["forward_peak"] / r["batch"], max(r["backward_peak"] - r["grads"], 0) / r["batch"]
-
-
-def memory_model(records: list[dict], fit: list[int]) -> dict:
-    """Per (arch, method), from its runs at the `fit` resolutions (batch 1): the bytes held before the step (frozen
-    weights, trained weights, the rest), gradients, optimizer state and temporaries, and the two activation phases,
-    each a + b x latent pixels."""
-    models = {}
-    for key in sorted({(r["arch"], r["method"]) for r in records}):
-        rows = {r["resolution"]: r for r in records if (r["arch"], r["method"]) == key and r["ok"]}
-        used = [rows[res] for res in fit if res in rows]
-        if len(used) < 2:
-            continue
-        last = used[-1]
-        dtype_bytes = 4 if last["mixed_precision"] == "no" else 2
-        if key[1] == "generate":  # one whole call: the weights it loads are the intercept, activations the slope
-            a, b = _fit([(_latent_pixels(r["resolution"]), r["peak"] / r["batch"]) for r in used])
-            models[key] = dict(held=a, frozen=a, other=0, trainable=0, temporaries=0, forward=(0.0, b), backward=(0.0, 0.0),
-                               dtype_bytes=dtype_bytes, rows=rows)
-            continue
-        phases = [_phases(r) for r in used]
-        trained = 4 * last["trainable"]  # fp32 under mixed precision too
-        models[key] = dict(
-            held=last["held"], frozen=last["frozen"], other=last["held"] - last["frozen"] - trained, trainable=last["trainable"],
-            temporaries=last["optimizer_peak"] - last["grads"] - last["state"],  # the measured optimizer's
-            forward=_fit([(_latent_pixels(r["resolution"]), f) for r, (f, _) in zip(used, phases)]),
-            backward=_fit([(_latent_pixels(r["resolution"]), t) for r, (_, t) in zip(used, phases)]),
-            dtype_bytes=dtype_bytes, rows=rows)
-    return models
-
-
-def derive_full_unet(models: dict, counts: dict) -> None:
-    """Full-UNet quality-tuning where it could not be measured (SDXL's needs more than this machine's RAM): the LoRA
-    run's models and activations (the same forward and backward through the UNet) with the whole UNet trained,
-    its optimizer temporaries a parameter as the measured full runs'. Marked `derived`."""
-    measured = [m for (arch, method), m in models.items() if method == "quality-tuning"]
-    per_param = sum(m["temporaries"] / m["trainable"] for m in measured) / len(measured) if measured else 0.0
-    for (arch, method), lora in list(models.items()):
-        if method != "quality-tuning-lora" or (arch, "quality-tuning") in models:
-            continue
-        n = counts[arch]
-        models[arch, "quality-tuning"] = dict(
-            lora, frozen=lora["frozen"] - n * lora["dtype_bytes"], trainable=n, temporaries=per_param * n, rows={},
-            derived=True)
-
-
-def derive_textcraftor_k5(models: dict) -> None:
-    """TextCraftor K = 5 where it was not measured at the fit resolutions: K = 1's model. Each sampling step is
-    checkpointed, so the backward through 5 of them holds 4 more step inputs (latents) and nothing else: on every
-    architecture and resolution both were measured the two peaks are within 1 %. Marked `derived`."""
-    for (arch, method), k1 in list(models.items()):
-        if method == "textcraftor-k1" and (arch, "textcraftor-k5") not in models:
-            models[arch, "textcraftor-k5"] = dict(k1, rows={}, derived=True)
-
-
-def project(m: dict, resolution: int, batch: int, *, optimizer: str = "adamw_8bit", half: bool = True) -> float:
-    """Projected peak bytes of a step: held + the largest of the forward (batch x activations), the backward
-    (gradients + batch x what it holds when they are done) and the optimizer step (gradients + state + temporaries).
-
-    `optimizer`: AdamW's state is two fp32 moments (8 bytes a trained parameter), 8-bit AdamW's 2, and torch's AdamW
-    one more fp32 temporary (+4). `half`: frozen weights and activations in bf16/fp16 (mixed precision; trained
-    weights and gradients stay fp32)."""
-    scale = (2 if half else 4) / m["dtype_bytes"]
-    px, n = _latent_pixels(resolution), m["trainable"]
-    forward, backward = (max(a + b * px, 0.0) * scale for a, b in (m["forward"], m["backward"]))
-    grads = 4 * n
-    state = {"adamw": 8 * n, "adamw_8bit": 2 * n}[optimizer]
-    temporaries = m["temporaries"] + (4 * n if optimizer == "adamw" else 0)
-    held = m["other"] + 4 * n + m["frozen"] * scale
-    return held + max(batch * forward, grads + batch * backward, grads + state + temporaries)
-
-
-def max_batch(m: dict, resolution: int, gib: float, **kw) -> int:
-    """The largest batch whose projected peak fits in `gib` (0: not even one)."""
-    batch = 0
-    while batch < 4096 and project(m, resolution, batch + 1, **kw) <= gib * GiB:
-        batch += 1
-    return batch
-
-
-def unet_parameters(arch: str) -> int:
-    """The UNet's parameter count from its config, built on the meta device (no memory)."""
-    import torch
-    from diffusers import UNet2DConditionModel
-
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(json.loads((CONFIGS / arch / "unet.json").read_text()))
-    return sum(p.numel() for p in unet.parameters())
-
-
 def check_model(models: dict, check: int, fit: list[int]) -> None:
     """The model's error at a measured resolution it was not fitted on: of the total peak and of the activations."""
     print(f"\nmodel fitted on {fit} px, checked on {check} px, as measured (batch 1, the measured precision "
@@ -441,30 +328,22 @@ def check_model(models: dict, check: int, fit: list[int]) -> None:
         else:
             measured = row["held"] + row["peak"]
             projected += row["held"] - m["held"]  # the cached data differs between resolutions: the check's own
-            forward, tail = _phases(row)
+            forward, tail = phases(row)
             phase = "forward" if forward >= tail else "backward"
             act_measured = forward if phase == "forward" else tail
             a, b = m[phase]
-            act_projected = a + b * _latent_pixels(check)
+            act_projected = a + b * latent_pixels(check)
         print(f"{arch:>5} {method:>20} {measured / GiB:>13.2f} {projected / GiB:>14.2f} "
               f"{(projected - measured) / measured:>+7.1%} {act_measured / GiB:>10.3f} G "
               f"{(act_projected - act_measured) / max(act_measured, 1):>+7.1%}")
 
 
 def table(args) -> None:
-    latest = {}  # a run measured again replaces its earlier record
-    for line in Path(args.results).read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            latest[tuple(r[k] for k in ("arch", "method", "resolution", "batch", "mixed_precision", "optimizer",
-                                        "gradient_checkpointing"))] = r
-    records = list(latest.values())
+    records = read_measured(Path(args.results))
     for r in records:
         if not r["ok"]:
             print(f"failed: {r['arch']} {r['method']} {r['resolution']} px: {r['error']}")
-    models = memory_model(records, args.fit)
-    derive_full_unet(models, {arch: unet_parameters(arch) for arch, _ in models})
-    derive_textcraftor_k5(models)
+    models = load_models(records, tuple(args.fit))
     for check in args.check:
         check_model(models, check, args.fit)
     print("\n| arch | method | resolution | paper batch | peak at paper batch, bf16 + 8-bit AdamW | batch 1: bf16 + "
@@ -503,8 +382,8 @@ def main() -> None:
                              "table projects fp32 AdamW from the parameter count.")
     parser.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--root", default="runs/real-size", help="Random pipelines, data and runs.")
-    parser.add_argument("--results", default=str(Path(__file__).parent / "results" / "real_size.jsonl"),
-                        help="JSON lines, appended to; the README's table is read from the committed one.")
+    parser.add_argument("--results", default=str(MEASURED),
+                        help="JSON lines, appended to; `promptlift memory` and the README's table read the committed one.")
     parser.add_argument("--table", action="store_true", help="Fit the memory model on --results and print the table.")
     parser.add_argument("--fit", nargs="+", type=int, default=[256, 384],
                         help="Resolutions the model is fitted on (above the fixed-size floor of 64-192 px).")

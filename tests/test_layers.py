@@ -9,13 +9,13 @@ import promptlift
 ROOT = Path(promptlift.__file__).parent
 # bottom to top; a unit is a top-level module or package of promptlift
 LAYERS = [
-    {"__init__", "utils", "config", "registry", "stats", "html"},
+    {"__init__", "utils", "config", "config_source", "registry", "stats", "html"},
     {"world"},
     {"judges"},
     {"rewards"},
     {"data"},
     {"pipeline", "tiny"},
-    {"training", "export"},
+    {"training", "export", "memory"},
     {"methods"},
     {"generation"},
     {"evaluation"},

@@ -206,6 +206,12 @@ def _run_compare(cfg) -> None:
     click.echo(json_text(compare(cfg), indent=2))
 
 
+def _run_memory(cfg) -> None:
+    from .memory import estimate, format_estimate
+
+    click.echo(format_estimate(estimate(cfg)))
+
+
 def _run_export(cfg) -> None:
     from .evaluation.export import export_run
 
@@ -415,6 +421,7 @@ COMMANDS = {  # promptlift NAME
     "serve": Command("promptlift.app.state:ServeConfig", _run_serve),
     "sur-triples": Command("promptlift.methods.sur_adapter.triples:TriplesConfig", _run_sur_triples),
     "tiny-pipeline": Command("promptlift.tiny:TinyPipelineConfig", _run_tiny_pipeline),
+    "memory": Command("promptlift.memory.estimate:MemoryConfig", _run_memory),
 }
 WORLD_COMMANDS = {  # promptlift world NAME
     "train-bundle": Command("promptlift.recipes.bundle.recipe:BundleConfig", _run_train_bundle),

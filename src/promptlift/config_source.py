@@ -70,11 +70,20 @@ def _value(node: ast.AST, names: dict) -> Any:
         raise SourceUnreadable(ast.unparse(node)) from None
 
 
-def _constants(tree: ast.Module) -> dict:
-    """The module's top-level `NAME = literal` constants (e.g. a list a default_factory copies)."""
-    names = {}
+def _constants(module: str, depth: int = 0) -> dict:
+    """The module's top-level `NAME = literal` constants (e.g. a list a default_factory copies), and those it imports
+    from promptlift modules."""
+    tree, names = _tree(module), {}
+    is_package = module_file(module).name == "__init__.py"
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if isinstance(node, ast.ImportFrom) and node.level and depth < 2:
+            base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+            try:
+                found = _constants(".".join(base + ([node.module] if node.module else [])), depth + 1)
+            except SourceUnreadable:
+                continue
+            names.update({a.asname or a.name: found[a.name] for a in node.names if a.name in found})
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 names[node.targets[0].id] = _value(node.value, names)
             except SourceUnreadable:
@@ -110,7 +119,7 @@ def _field(node: ast.AnnAssign, names: dict) -> ConfigField | None:
 def source_config_fields(module: str, cls: str) -> dict[str, ConfigField]:
     """`config_fields` of dataclass `cls` of `module`, read from the source of it and its bases."""
     module, node = _resolve(module, cls)
-    names = _constants(_tree(module))
+    names = _constants(module)
     fields: dict[str, ConfigField] = {}
     for base in node.bases:  # dataclass order: the bases' fields first
         if not isinstance(base, ast.Name):
