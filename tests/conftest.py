@@ -1,10 +1,12 @@
 """Shared fixtures: tiny random pipelines of each architecture, built offline and saved to disk."""
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PROMPTLIFT_CACHE", tempfile.mkdtemp(prefix="promptlift-test-cache-"))  # not the user's cache
 
 from promptlift.tiny import ARCHS, save_tiny_pipeline  # noqa: E402
 

@@ -287,3 +287,24 @@ def test_a_run_folder_in_use_by_another_process_is_refused_and_freed_when_it_die
         holder.wait()
     with RunLock(tmp_path):  # the killed process left nothing stuck
         assert RunLock(tmp_path).file is None  # this process may take its own folder again
+
+
+def test_the_base_models_held_out_scores_are_made_once_for_runs_of_one_model(tiny_pipeline_dirs, tiny_bundle_dir,
+                                                                              monkeypatch, tmp_path):
+    from promptlift.methods.heldout import HeldOutEvaluator
+
+    monkeypatch.setenv("PROMPTLIFT_CACHE", str(tmp_path))
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    options = [f"world-aesthetic.bundle_dir={tiny_bundle_dir}"]
+
+    def evaluator(steps=2):
+        return HeldOutEvaluator(pipe, "literal", 2, "world-aesthetic", options, tiny_bundle_dir, num_inference_steps=steps)
+
+    first, made, images = evaluator(), [], HeldOutEvaluator.images
+    monkeypatch.setattr(HeldOutEvaluator, "images", lambda self, lifts: made.append(lifts) or images(self, lifts))
+    assert evaluator().base == first.base and made == []  # the second run reads the first's
+    assert evaluator(steps=3).base != first.base and made == [[]]  # other settings: made anew
+    with torch.no_grad():
+        pipe.unet.conv_out.bias.add_(1.0)  # another model: made anew
+    evaluator()
+    assert made == [[], []]

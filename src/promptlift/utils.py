@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "RunLock",
+    "cache_dir",
     "atomic_dir",
     "image_grid",
     "prefetch",
@@ -114,6 +115,14 @@ def ensure_output_dir(output_dir: str | Path, name: str = "output_dir") -> Path:
     if not os.access(output_dir, os.W_OK):
         raise ValueError(f"`{name}` {str(output_dir)!r} is not writable; pass a folder you can write to.")
     return output_dir
+
+
+def cache_dir() -> Path:
+    """Where promptlift keeps what runs can share (the base model's held-out scores): $PROMPTLIFT_CACHE, else
+    $XDG_CACHE_HOME/promptlift, else ~/.cache/promptlift."""
+    if os.environ.get("PROMPTLIFT_CACHE"):
+        return Path(os.environ["PROMPTLIFT_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "promptlift"
 
 
 class RunLock:

@@ -3,13 +3,16 @@ images judged once, the model in training judged each time (win rate vs base, se
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..pipeline import Lift, is_embedded_model, seeded_images
+from ..pipeline import Lift, is_embedded_model, seeded_images, text_encoder_fingerprint
+from ..utils import atomic_write_json, cache_dir, json_text
 from ..data.prompt_sets import load_prompt_set
 from ..judges.bundle import BUNDLE_DIR, load_judge, semantic_hits
 from ..rewards import load_reward, parse_reward_options
@@ -46,7 +49,24 @@ class HeldOutEvaluator:
         # the world's attribute judge reads the embedded model's renders: another model's only when asked for by name
         if (is_embedded_model(pipe) or judge_bundle is not None) and all(isinstance(x.get("expected"), dict) for x in self.lines):
             self.attributes = load_judge(judge_bundle or BUNDLE_DIR, "attributes")
-        self.base = self.score(self.images([]))
+        self.base = self._base_scores(judge, reward_option, judge_bundle)
+
+    def _base_scores(self, judge: str, reward_option: Sequence[str], judge_bundle: Path | None) -> dict:
+        """The base model's scores, from the held-out cache when a run of the same model, prompts, seeds, settings and
+        judges made them (every run judges its base once; two runs of one model share it), else made and cached."""
+        modules = {n: getattr(self.pipe, n) for n in ("unet", "vae", "text_encoder", "text_encoder_2")
+                   if getattr(self.pipe, n, None) is not None}
+        key = {"models": {n: text_encoder_fingerprint(m) for n, m in modules.items()},
+               "scheduler": dict(self.pipe.scheduler.config), "prompts": self.lines, "guidance_scale": self.guidance_scale,
+               "steps": self.steps, "size": self.size, "mixed_precision": self.mixed_precision, "judge": judge,
+               "judge_weights": text_encoder_fingerprint(self.judge), "reward_option": sorted(reward_option),
+               "attributes": None if self.attributes is None else text_encoder_fingerprint(self.attributes)}
+        path = cache_dir() / "heldout" / f"{hashlib.sha256(json_text(key).encode()).hexdigest()[:32]}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        scores = self.score(self.images([]))
+        atomic_write_json(path, scores)
+        return scores
 
     @classmethod
     def from_config(cls, pipe, cfg) -> "HeldOutEvaluator":

@@ -33,10 +33,14 @@ def model_name(pipe) -> str:
 
 
 def text_encoder_fingerprint(module: torch.nn.Module, samples: int = 256) -> str:
-    """A content hash of a text encoder, the same in fp32 and fp16: every tensor's name, shape and an evenly strided
-    sample of its values rounded to fp16 (reading every weight of SDXL's encoders would take seconds)."""
+    """A content hash of a text encoder (or any module), the same in fp32 and fp16: every tensor's name, shape and an
+    evenly strided sample of its values rounded to fp16 (reading every weight of SDXL's encoders would take seconds).
+    LoRA layers a trainer added are left out: the fingerprint is of the base weights."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
+        if "lora_" in name:
+            continue
+        name = name.replace(".base_layer.", ".")  # peft's wrapper around an adapted layer
         flat = tensor.detach().reshape(-1)
         sample = flat[:: max(1, flat.numel() // samples)][:samples].to("cpu", torch.float32).to(torch.float16)
         digest.update(f"{name}:{tuple(tensor.shape)}".encode())
