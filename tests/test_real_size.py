@@ -72,11 +72,11 @@ def _record(method: str, resolution: int, *, n: int, frozen: float, forward, tai
 
 
 def test_the_memory_model_reproduces_its_measurements_and_projects_each_option():
-    """benchmarks/real_size.py's memory model: a step whose phases grow linearly in latent pixels is reproduced at
+    """The memory model (promptlift.memory.model, fitted by benchmarks/real_size.py): a step whose phases grow linearly in latent pixels is reproduced at
     unseen resolutions; at batch B the forward's activations scale by B; 8-bit vs fp32 AdamW and bf16 vs fp32 change
     the terms they should; full-UNet quality-tuning is derived from the LoRA run with the UNet's parameters trained,
     TextCraftor K = 5 from K = 1 where K = 5 was not measured."""
-    from real_size import derive_full_unet, derive_textcraftor_k5, max_batch, memory_model, project
+    from promptlift.memory.model import derive_full_unet, derive_textcraftor_k5, max_batch, memory_model, project
 
     n, frozen = 10_000_000, 4e9
     phases = dict(forward=lambda px: 2e6 + 3e5 * px, tail=lambda px: 1e6 + 1e5 * px, temporaries=5e6)
