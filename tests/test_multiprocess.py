@@ -61,7 +61,7 @@ def test_curate_on_two_processes_makes_the_one_process_decisions(tmp_path, world
 # trainer: its own arguments ({model}, {data}, {prompts} and {bundle} filled in), on tiny components
 TRAINERS = {
     "quality-tuning": ("--train_data_dir", "{data}", "--caption_column", "complex", "--use_lora", "--lora_rank", 4),
-    "sur-adapter": ("--train_data_dir", "{data}", "--num_heads", 4),
+    "sur-adapter": ("--train_data_dir", "{data}", "--simple_column", "narrative", "--num_heads", 4),
     "textcraftor": ("--prompts", "{prompts}", "--reward", "world-aesthetic-reward:1", "--reward_option",
                     "world-aesthetic-reward.bundle_dir={bundle}", "--num_inference_steps", 3, "--grad_steps", 2,
                     "--switch_step", 1, "--guidance_scale", 2.0, "--train_batch_size", 1),

@@ -1,4 +1,4 @@
-"""The paper configs run end to end, 2 steps, on the real architectures (SD 1.5, SD 2.1, SDXL built from their
+"""The paper configs and promptlift's real-model recipes (configs/{sd15,sd21,sdxl}) run end to end, 2 steps, on the real architectures (SD 1.5, SD 2.1, SDXL built from their
 published configs with random weights by benchmarks/real_size.py), at 64 px. Slow: minutes and ~20 GB of RAM each."""
 
 import os
@@ -9,6 +9,7 @@ import pytest
 
 from promptlift.config import load_config
 from promptlift.methods import METHODS
+from promptlift.world.dataset import iter_prompt_set
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -19,14 +20,16 @@ from real_size import ARCHS, build_data, build_pipeline  # noqa: E402
 # CPUs); the columns of the world's data
 CASES = {
     "quality-tuning": dict(caption_column=["complex"], resolution=64),
-    "sur-adapter": dict(simple_column="narrative"),
+    "sur-adapter": dict(simple_column="narrative", diffusion_batch_size=1),
     "refiner": dict(coarse_column="literal", fine_column="complex", d_model=64, num_decoder_layers=1, diffusion_batch_size=1),
     "textcraftor": dict(prompt_column="literal", reward=["world-aesthetic-reward:1", "world-clip:0.05"], resolution=64,
                         num_inference_steps=10, switch_step=0),
 }
 
 
-def _config_path(method: str, arch: str) -> Path:
+def _config_path(method: str, arch: str, kind: str) -> Path:
+    if kind == "recipe":  # promptlift's recommended settings for a real model: configs/{sd15,sd21,sdxl}
+        return ROOT / "configs" / arch / f"{method}.yaml"
     if method == "textcraftor":  # one paper config; its SD 1.5 model swapped for each architecture
         return ROOT / "configs" / "textcraftor-paper.yaml"
     return ROOT / "configs" / "paper" / f"{method}-{arch}.yaml"
@@ -38,9 +41,10 @@ def real_size_root(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["paper", "recipe"])
 @pytest.mark.parametrize("method", list(CASES))
 @pytest.mark.parametrize("arch", ARCHS)
-def test_the_paper_configs_run_two_steps_on_the_real_architectures(arch, method, real_size_root, tmp_path):
+def test_the_paper_configs_run_two_steps_on_the_real_architectures(arch, method, kind, real_size_root, tmp_path):
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     if (arch, method) == ("sdxl", "quality-tuning") and ram < 40:
         pytest.skip(f"all 2.6B SDXL UNet weights in fp32 with their gradients and 8-bit moments need ~30 GiB; {ram:.0f} here")
@@ -55,7 +59,10 @@ def test_the_paper_configs_run_two_steps_on_the_real_architectures(arch, method,
                      eval_prompts="world-literal", eval_judge="world-aesthetic", mixed_precision="no",
                      optimizer="adamw_8bit",
                      **{data_key: str(data)}, **CASES[method])
-    cfg = load_config(spec.config, _config_path(method, arch), overrides)
+    if (method, kind) == ("refiner", "recipe"):  # text only: fine prompts of a text file, coarsened (>= 128)
+        (tmp_path / "fine.txt").write_text("".join(f"{line['prompt']}\n" for line in iter_prompt_set("complex", 140, seed=5)))
+        overrides.update(train_data=str(tmp_path / "fine.txt"), coarse_column=None, fine_column="prompt")
+    cfg = load_config(spec.config, _config_path(method, arch, kind), overrides)
     out = spec.train(cfg)
     assert (out / "final").is_dir() or (out / "best").is_dir()
     assert (out / "checkpoints" / "checkpoint-2").is_dir()

@@ -25,7 +25,7 @@ def run_sur(model, data, out, bundle, *extra):
             "--output_dir", out, "--max_train_steps", 4, "--train_batch_size", 3, "--eval_steps", 2,
             "--checkpointing_steps", 2, "--num_eval_prompts", 2, "--eval_inference_steps", 2, "--num_heads", 4,
             "--reward_option", f"world-aesthetic.bundle_dir={bundle}", "--judge_bundle", bundle,
-            "--lr_warmup_steps", 1, "--learning_rate", 1e-2, *extra]
+            "--lr_warmup_steps", 1, "--learning_rate", 1e-2, "--simple_column", "narrative", *extra]
     return run_cli(*args)
 
 
@@ -237,7 +237,7 @@ def test_the_refiners_rewrites_train_as_more_rows(tmp_path, tiny_pipeline_dirs, 
     assert not torch.allclose(cache["simple"][:6], cache["simple"][6:12])
     # each row knows the row of its prompt as written: a rewrite's change of the embedding is one subtraction away
     assert cache["source"].tolist() == [*range(6)] * 2 + [*range(12, 18)] * 2
-    cfg = SURAdapterConfig(train_data_dir=triples, refiner=spec, complex_target="tokens", train_batch_size=24,
+    cfg = SURAdapterConfig(train_data_dir=triples, simple_column="narrative", refiner=spec, complex_target="tokens", train_batch_size=24,
                            rewrite_target="complex+change")
     batch = _batch_fn(cfg, cache, scale=1.0)(0)
     order = [next(j for j in range(24) if torch.equal(cache["simple"][j], row)) for row in batch["simple"]]

@@ -28,7 +28,7 @@ from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts, rewrite_prompts
 from ..judges.bundle import is_embedded_source
 from ..rewards import check_rewards, load_reward, parse_reward_options
-from ..rewards.defaults import judge_defaults
+from ..rewards.defaults import judge_defaults, prompts_or_default
 from ..stats import bootstrap_mean
 from ..utils import (RunLock, atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
                      images_to_tensor, json_text)
@@ -68,12 +68,9 @@ class EvalConfig(SamplingConfig):
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}.")
         defaults = judge_defaults(self.model)
-        if self.prompts is None:
-            if defaults.eval_prompts is None:
-                raise ValueError(f"no `prompts` given, and the world's prompt sets are for the embedded model, not "
-                                 f"{self.model!r}: pass --prompts FILE (.txt or .jsonl), or a named set such as "
-                                 "partiprompts, drawbench, geneval or t2i-compbench with --prompts_path (its local copy).")
-            self.prompts = defaults.eval_prompts
+        self.prompts = prompts_or_default(self.prompts, defaults.eval_prompts, self.model, "prompts",
+                                          ", or a named set such as partiprompts, drawbench, geneval or t2i-compbench "
+                                          "with --prompts_path (its local copy)")
         self.rewards = list(self.rewards) or list(defaults.eval_rewards)
         parse_reward_options(self.reward_option)
 

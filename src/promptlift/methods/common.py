@@ -14,7 +14,7 @@ import yaml
 from ..export.cards import write_model_card
 from ..pipeline import base_model_record, load_pipeline, recommended_guidance_scale, write_base_model
 from ..rewards import parse_reward_options
-from ..rewards.defaults import judge_defaults
+from ..rewards.defaults import judge_defaults, prompts_or_default
 from ..training import FitResult, TrainConfig
 from ..utils import atomic_write_json, atomic_write_text
 
@@ -52,12 +52,9 @@ class MethodTrainConfig(TrainConfig):
         super().__post_init__()
         parse_reward_options(self.reward_option)
         defaults = judge_defaults(self.pretrained_model_name_or_path)
-        if self.eval_prompts is None:
-            if defaults.heldout_prompts is None:
-                raise ValueError(f"no `eval_prompts` given, and the world's prompt sets are for the embedded model, not "
-                                 f"{self.pretrained_model_name_or_path!r}: pass --eval_prompts FILE (.txt or .jsonl) "
-                                 "with held-out prompts the run does not train on.")
-            self.eval_prompts = defaults.heldout_prompts
+        self.eval_prompts = prompts_or_default(self.eval_prompts, defaults.heldout_prompts,
+                                               self.pretrained_model_name_or_path, "eval_prompts",
+                                               " with held-out prompts the run does not train on")
         self.eval_judge = self.eval_judge or defaults.judge
         if self.num_eval_prompts < 1 or self.eval_inference_steps < 1:
             raise ValueError(f"`num_eval_prompts` and `eval_inference_steps` must be >= 1, got {self.num_eval_prompts} "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..judges.bundle import is_embedded_source
 
-__all__ = ["REAL", "WORLD", "JudgeDefaults", "is_world_data", "judge_defaults", "refuse_world_options"]
+__all__ = ["REAL", "WORLD", "JudgeDefaults", "is_world_data", "judge_defaults", "prompts_or_default", "refuse_world_options"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,17 @@ REAL = JudgeDefaults(None, ("clip-score", "laion-aesthetic", "pickscore", "hpsv2
 def judge_defaults(model: str | Path | None) -> JudgeDefaults:
     """WORLD for the embedded model (None or its folder), REAL for any other."""
     return WORLD if is_embedded_source(model) else REAL
+
+
+def prompts_or_default(given: str | None, default: str | None, model, option: str, hint: str) -> str:
+    """The prompts named by `--option`, else the model's default set; on a model with none (any but the embedded one)
+    the user must name them: refused with `hint` (what to pass)."""
+    if given is not None:
+        return given
+    if default is None:
+        raise ValueError(f"no `{option}` given, and the world's prompt sets are for the embedded model, not {model!r}: "
+                         f"pass --{option} FILE (.txt or .jsonl){hint}.")
+    return default
 
 
 def is_world_data(source: str | Path | None) -> bool:

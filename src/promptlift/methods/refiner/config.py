@@ -31,7 +31,9 @@ class RefinerConfig(MethodTrainConfig):
     shuffle_phrases: bool = field(default=False, metadata={"help": "Read each target's comma-separated phrases in a new order every time (keyword prompts, whose order carries little meaning): many right continuations per prompt, for the modes and the sampled candidates to differ."})
     summariser: str | None = field(default=None, metadata={"help": "Seq2seq model id or folder that writes the coarse prompts (else the rule-based coarsener)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records (or prompts) of `train_data` only."})
-    text_encoder: str = field(default="pipeline", metadata={"help": "'pipeline' (its own encoder and tokenizer) or a transformers encoder id/folder (text-only variant)."})
+    text_encoder: str = field(default="pipeline", metadata={
+        "help": "'pipeline' (its own encoder and tokenizer), all-MiniLM-L6-v2 (the packaged sentence encoder), or a "
+                "transformers encoder id/folder (text-only variant)."})
     max_coarse_tokens: int = field(default=32, metadata={"help": "Token length of coarse prompts for a non-pipeline encoder."})
     max_fine_tokens: int = field(default=77, metadata={"help": "Token length of fine prompts (the decoder's targets)."})
     decoder_vocab: Literal["train", "tokenizer"] = field(default="train", metadata={"help": "Tokens the decoder writes: 'train' (those of the training fine prompts: a small, fast output layer) or 'tokenizer' (all of them)."})

