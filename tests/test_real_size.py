@@ -46,7 +46,7 @@ def real_size_root(tmp_path_factory):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_paper_configs_run_two_steps_on_the_real_architectures(arch, method, kind, real_size_root, tmp_path):
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    if (arch, method) == ("sdxl", "quality-tuning") and ram < 40:
+    if (arch, method, kind) == ("sdxl", "quality-tuning", "paper") and ram < 40:  # the recipe trains a LoRA
         pytest.skip(f"all 2.6B SDXL UNet weights in fp32 with their gradients and 8-bit moments need ~30 GiB; {ram:.0f} here")
     model = build_pipeline(arch, real_size_root / arch / "model")
     data = build_data(64, real_size_root)
