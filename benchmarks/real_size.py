@@ -90,14 +90,16 @@ def method_config(method: str, model: Path, data: Path, out: Path, resolution: i
 
     common = dict(pretrained_model_name_or_path=str(model), output_dir=out, max_train_steps=1, train_batch_size=batch,
                   num_eval_prompts=1, eval_inference_steps=1, eval_resolution=resolution, lr_warmup_steps=0,
-                  checkpointing_steps=1, **options)
+                  checkpointing_steps=1, eval_prompts="world-literal", eval_judge="world-aesthetic",  # asked by name:
+                  **options)  # a random model is not the embedded one, whose judges are the default
     name, extra = method, {}
     if method.startswith("quality-tuning"):
         name = "quality-tuning"
         extra = dict(train_data_dir=data, caption_column=["complex"], use_lora=method.endswith("lora"),
                      gradient_accumulation_steps=1)
     elif method == "sur-adapter":  # the bundle's recipe (configs/world/sur-adapter.yaml)
-        extra = dict(train_data_dir=data, extra_simple_columns=["literal"], llm_at_inference=True, llm_tokens=True,
+        extra = dict(train_data_dir=data, simple_column="narrative", extra_simple_columns=["literal"],
+                     llm_at_inference=True, llm_tokens=True,
                      read_prompt_embeds=False, beta=1.0, complex_target="tokens", complex_weight=1.0,
                      diffusion_batch_size=batch)
     elif method.startswith("textcraftor"):

@@ -113,3 +113,16 @@ def test_the_memory_model_reproduces_its_measurements_and_projects_each_option()
     derive_textcraftor_k5(k1)
     assert k1["sd15", "textcraftor-k5"]["derived"]
     assert project(k1["sd15", "textcraftor-k5"], 512, 4) == project(k1["sd15", "textcraftor-k1"], 512, 4)
+
+
+def test_the_benchmark_builds_every_methods_config_for_a_model_of_its_own(tiny_pipeline_dirs, tmp_path):
+    """benchmarks/real_size.py's one-step configs are valid on a model that is not the embedded one (the world's
+    judges asked for by name), so the measurement does not stop at its first config."""
+    from real_size import METHODS as MEASURED_METHODS
+    from real_size import method_config
+
+    data = build_data(64, tmp_path)
+    for method in (m for m in MEASURED_METHODS if m != "generate"):
+        name, cfg = method_config(method, tiny_pipeline_dirs["sd1"], data, tmp_path / method, 64, 1,
+                                  dict(mixed_precision="no", optimizer="adamw", gradient_checkpointing=True))
+        assert cfg.eval_judge == "world-aesthetic" and name in METHODS
