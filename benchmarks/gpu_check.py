@@ -13,7 +13,6 @@ packaged sentence encoder); tests/test_gpu_check.py runs the tiny version in the
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

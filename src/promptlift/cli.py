@@ -6,7 +6,6 @@ Each command's options are built from its config dataclass, so every option is d
 
 from __future__ import annotations
 
-import ast
 import functools
 import importlib
 import importlib.util
@@ -17,7 +16,6 @@ import types
 import typing
 import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import click

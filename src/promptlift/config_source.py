@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,9 @@ def module_file(module: str) -> Path:
     raise SourceUnreadable(module)
 
 
+@functools.lru_cache(maxsize=None)
 def _tree(module: str) -> ast.Module:
+    """The parsed source of a module, once a process (bases, imports and constants read it again and again)."""
     return ast.parse(module_file(module).read_text(encoding="utf-8"))
 
 

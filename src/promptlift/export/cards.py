@@ -45,8 +45,8 @@ def _loading(method: str, folder: Path, base: str) -> list[str]:
     for name, cls in (("unet", "UNet2DConditionModel"), ("text_encoder", "CLIPTextModel"),
                       ("text_encoder_2", "CLIPTextModelWithProjection")):
         if (folder / name / "config.json").is_file():
-            dtype = json.loads((folder / name / "config.json").read_text()).get("dtype") or \
-                json.loads((folder / name / "config.json").read_text()).get("torch_dtype")
+            config = json.loads((folder / name / "config.json").read_text())
+            dtype = config.get("dtype") or config.get("torch_dtype")
             lines.append(f"`{cls}.from_pretrained(FOLDER/{name}, torch_dtype=torch.float32)` (saved in {dtype or 'float32'}: "
                          "pass the dtype of the pipeline it joins), then `pipe.{name} = ...`; or `promptlift export "
                          "checkpoint` for a single file A1111 and ComfyUI load.")

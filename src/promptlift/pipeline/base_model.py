@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -56,17 +57,21 @@ def _widths(pipe) -> dict:
     }
 
 
+def _encoders_fingerprint(pipe) -> str:
+    return "-".join(text_encoder_fingerprint(getattr(pipe, n)) for n in ("text_encoder", "text_encoder_2")
+                    if getattr(pipe, n, None) is not None)
+
+
 def base_model_record(pipe, pretrained_model_name_or_path=None) -> dict:
     """What a trained output records of the pipeline it was trained on (`base_model.json`)."""
     from .lifted import _base_class
 
     source = pretrained_model_name_or_path if pretrained_model_name_or_path is not None else getattr(pipe, "name_or_path", None)
-    encoders = [getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2")]
     return {
         "pretrained_model_name_or_path": EMBEDDED_MODEL_NAME if is_embedded_model(source) else str(source),
         "pipeline_class": _base_class(pipe).__name__,
         **_widths(pipe),
-        "text_encoder_fingerprint": "-".join(text_encoder_fingerprint(e) for e in encoders if e is not None),
+        "text_encoder_fingerprint": _encoders_fingerprint(pipe),
     }
 
 
@@ -84,25 +89,28 @@ def read_base_model(folder: Path | None) -> dict | None:
     return None
 
 
-def check_fits(lift_name: str, folder: Path, pipe) -> None:
-    """Refuse weights trained on a model of other widths than `pipe`'s, in one line naming both models and the fix;
-    warn when the widths fit but the text encoder is another one's (a fine-tune of the same architecture)."""
-    record = read_base_model(folder)
-    if record is None:
-        return
-    here = _widths(pipe)
-    theirs = {key: record.get(key) for key in here}
-    if theirs != here:
-        raise ValueError(
-            f"lift {lift_name!r}: {str(folder)!r} was trained on {record.get('pretrained_model_name_or_path')} "
-            f"({record.get('pipeline_class')}, text width {theirs['text_embedding_dims']}, cross-attention "
-            f"{theirs['cross_attention_dim']}), not on this {model_name(pipe)} (text width {here['text_embedding_dims']}, "
-            f"cross-attention {here['cross_attention_dim']}); train it on this model: promptlift train {lift_name} "
-            f"--model {model_name(pipe)}."
-        )
-    fingerprint = "-".join(text_encoder_fingerprint(getattr(pipe, n)) for n in ("text_encoder", "text_encoder_2")
-                           if getattr(pipe, n, None) is not None)
-    if record.get("text_encoder_fingerprint") not in (None, fingerprint):
-        logger.warning("lift %r: %s was trained on %s, whose text encoder differs from this %s's; it fits, but "
-                       "expect other results than on its own base model.", lift_name, folder,
-                       record.get("pretrained_model_name_or_path"), model_name(pipe))
+def check_fits(pipe, folders: Sequence[tuple[str, Path]]) -> None:
+    """For each (lift name, weights folder): refuse weights trained on a model of other widths than `pipe`'s, in one
+    line naming both models and the fix; warn when the widths fit but the text encoder is another one's (a fine-tune
+    of the same architecture). The pipeline's fingerprint is taken once, and only if a record has one."""
+    here, fingerprint = _widths(pipe), None
+    for lift_name, folder in folders:
+        record = read_base_model(folder)
+        if record is None:
+            continue
+        theirs = {key: record.get(key) for key in here}
+        if theirs != here:
+            raise ValueError(
+                f"lift {lift_name!r}: {str(folder)!r} was trained on {record.get('pretrained_model_name_or_path')} "
+                f"({record.get('pipeline_class')}, text width {theirs['text_embedding_dims']}, cross-attention "
+                f"{theirs['cross_attention_dim']}), not on this {model_name(pipe)} (text width "
+                f"{here['text_embedding_dims']}, cross-attention {here['cross_attention_dim']}); train it on this "
+                f"model: promptlift train {lift_name} --model {model_name(pipe)}."
+            )
+        if record.get("text_encoder_fingerprint") is None:
+            continue
+        fingerprint = fingerprint or _encoders_fingerprint(pipe)
+        if record["text_encoder_fingerprint"] != fingerprint:
+            logger.warning("lift %r: %s was trained on %s, whose text encoder differs from this %s's; it fits, but "
+                           "expect other results than on its own base model.", lift_name, folder,
+                           record.get("pretrained_model_name_or_path"), model_name(pipe))

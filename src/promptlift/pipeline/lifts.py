@@ -169,9 +169,8 @@ def load_lifts(specs: Sequence[str], options: Sequence[str] = (), *, pipe: Diffu
         if path is not None and not lift_spec.path_is_spec and not path.exists():
             raise ValueError(f"`--lift {spec}`: {str(path)!r} does not exist; pass NAME=PATH with the lift's weights.")
         lifts.append(lift_spec.factory(name, path, **_typed_options(lift_spec, parsed.get(name, {}))))
-    for lift in lifts if pipe is not None else ():
-        for folder in lift.folders():
-            check_fits(lift.name, folder, pipe)
+    if pipe is not None:
+        check_fits(pipe, [(lift.name, folder) for lift in lifts for folder in lift.folders()])
     return lifts
 
 
@@ -279,6 +278,7 @@ class LoraLift(Lift):
             raise ValueError(f"lift {name!r}: `scale` {scale} needs `fuse` (an unfused LoRA is reweighted with "
                              "diffusers' `pipe.set_adapters`); drop `fuse=False` or the scale.")
         self.fuse, self.scale = bool(fuse), float(scale)
+        self._saved: list[tuple[torch.nn.Module, torch.Tensor]] = []  # (layer, its weight before fusing), to restore
 
     @property
     def adapter_name(self) -> str:

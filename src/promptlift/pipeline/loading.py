@@ -16,7 +16,7 @@ from ..utils import check_device, default_device, resolve_dtype
 from .lifts import Lift
 
 __all__ = ["CHECKPOINT_SUFFIXES", "MODEL_DEFAULTS_FILE", "SUPPORTED_PIPELINES", "default_model_path", "load_pipeline",
-           "make_scheduler", "recommended_guidance_scale", "single_file_class"]
+           "checkpoint_shapes", "make_scheduler", "recommended_guidance_scale", "single_file_class"]
 
 SUPPORTED_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
 # diffusers renamed `torch_dtype` to `dtype` (the old name warns); older releases know only `torch_dtype`
@@ -155,8 +155,27 @@ _UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 _ARCH_KEYS = (("conditioner.embedders.", StableDiffusionXLPipeline), ("cond_stage_model.", StableDiffusionPipeline))
 
 
+def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of a single-file checkpoint: a .safetensors file's header only (diffusers then reads the weights
+    once); a pickled .ckpt has to be loaded for it."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        from diffusers.loaders.single_file_utils import load_single_file_checkpoint
+
+        return {key: tuple(value.shape) for key, value in load_single_file_checkpoint(str(path)).items()
+                if hasattr(value, "shape")}
+    except Exception as e:  # safetensors, pickle and zip readers each raise their own
+        raise ValueError(f"`model` {str(path)!r} could not be read as a checkpoint ({type(e).__name__}: {e}); pass a "
+                         ".safetensors or .ckpt file of a Stable Diffusion model.") from None
+
+
 def single_file_class(checkpoint: dict, path: Path) -> type:
-    """The pipeline class of an original-layout checkpoint, from its keys; refused when it is not SD 1.x/2.x/SDXL."""
+    """The pipeline class of an original-layout checkpoint, from its keys (`checkpoint`: keys to weights or to
+    shapes); refused when it is not SD 1.x/2.x/SDXL."""
     if _UNET_KEY not in checkpoint:
         raise ValueError(f"`model` {str(path)!r} holds no Stable Diffusion UNet (no {_UNET_KEY!r}); pass a single-file "
                          "SD 1.x, 2.x or SDXL checkpoint as A1111 and ComfyUI load them.")
@@ -167,23 +186,17 @@ def single_file_class(checkpoint: dict, path: Path) -> type:
                      "keys); pass a whole checkpoint.")
 
 
-def _cross_attention_dim(checkpoint: dict) -> int | None:
-    widths = [v.shape[1] for k, v in checkpoint.items() if k.startswith("model.diffusion_model.") and k.endswith("attn2.to_k.weight")]
+def _cross_attention_dim(shapes: dict[str, tuple[int, ...]]) -> int | None:
+    widths = [v[1] for k, v in shapes.items() if k.startswith("model.diffusion_model.") and k.endswith("attn2.to_k.weight")]
     return widths[0] if widths else None
 
 
 def _load_single_file(path: Path, config: str | Path | None, kwargs: dict) -> DiffusionPipeline:
     """A single-file checkpoint through diffusers' `from_single_file`, its components' configs from `config`."""
-    from diffusers.loaders.single_file_utils import load_single_file_checkpoint
-
-    try:
-        checkpoint = load_single_file_checkpoint(str(path))
-    except Exception as e:  # safetensors, pickle and zip readers each raise their own
-        raise ValueError(f"`model` {str(path)!r} could not be read as a checkpoint ({type(e).__name__}: {e}); pass a "
-                         ".safetensors or .ckpt file of a Stable Diffusion model.") from None
-    cls = single_file_class(checkpoint, path)
+    shapes = checkpoint_shapes(path)
+    cls = single_file_class(shapes, path)
     if config is not None and Path(config).expanduser().is_dir():
-        _check_single_file_config(path, checkpoint, cls, Path(config).expanduser())
+        _check_single_file_config(path, shapes, cls, Path(config).expanduser())
     elif config is None and _offline():
         raise ValueError(f"`model` {str(path)!r} is a single file, whose components' configs diffusers fetches from "
                          "the hub, and the hub is offline here; pass `--model_config DIR` (a diffusers folder of the "
@@ -192,7 +205,7 @@ def _load_single_file(path: Path, config: str | Path | None, kwargs: dict) -> Di
     return cls.from_single_file(str(path), **({"config": str(config)} if config is not None else {}), **kwargs)
 
 
-def _check_single_file_config(path: Path, checkpoint: dict, cls: type, config: Path) -> None:
+def _check_single_file_config(path: Path, shapes: dict[str, tuple[int, ...]], cls: type, config: Path) -> None:
     """The config folder must describe the checkpoint's architecture: its pipeline class and cross-attention width."""
     index = config / "model_index.json"
     if not index.is_file():
@@ -201,7 +214,7 @@ def _check_single_file_config(path: Path, checkpoint: dict, cls: type, config: P
     theirs = json.loads(index.read_text()).get("_class_name")
     width = json.loads((config / "unet" / "config.json").read_text()).get("cross_attention_dim") \
         if (config / "unet" / "config.json").is_file() else None
-    mine = _cross_attention_dim(checkpoint)
+    mine = _cross_attention_dim(shapes)
     if theirs != cls.__name__ or (mine is not None and width is not None and mine != width):
         raise ValueError(f"`model` {str(path)!r} is a {cls.__name__} with cross-attention width {mine}, but "
                          f"`model_config` {str(config)!r} describes a {theirs} with {width}; pass the config folder of "
