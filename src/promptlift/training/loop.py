@@ -250,21 +250,13 @@ def fit(
             ema.step(params)
         bar.update(1)
         if step % cfg.logging_steps == 0 and accelerator.is_main_process:
-            record = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
-                      "elapsed_s": round(time.perf_counter() - t0, 1), **{k: float(v) for k, v in logs.items()}}
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            _log(log_path, record, accelerator)
+            _log_step(accelerator, bar, log_path, step, loss, logs, scheduler.get_last_lr()[0], time.perf_counter() - t0)
         last = step == cfg.max_train_steps
         evaluating = eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last)
         if evaluating or step % cfg.checkpointing_steps == 0 or last:
             _require_finite(params, step, out)  # nothing non-finite reaches an evaluation's saved weights or a checkpoint
-        if evaluating:  # on the main process (it writes what the evaluation keeps); every process learns the outcome
-            if accelerator.is_main_process:
-                metrics = _evaluate(eval_fn, accelerator.unwrap_model(model), ema, params, step)
-                _log(log_path, {"step": step, "eval": metrics}, accelerator)
-                accelerator.print(f"step {step}: {metrics}")
-                stopped = bool(stop_fn and stop_fn(metrics))
-            metrics, stopped = broadcast_object_list([metrics, stopped]) if accelerator.num_processes > 1 else (metrics, stopped)
+        if evaluating:
+            metrics, stopped = _held_out_check(accelerator, eval_fn, stop_fn, model, ema, params, step, log_path)
         if step % cfg.checkpointing_steps == 0 or last or stopped:
             _save_checkpoint(accelerator, cfg, step, state)
         if stopped:
@@ -278,6 +270,29 @@ def fit(
         ema.copy_to(params)
     return FitResult(model=model, step=step, metrics=metrics, stopped_early=stopped,
                      is_main_process=accelerator.is_main_process)
+
+
+def _log_step(accelerator, bar, log_path: Path, step: int, loss: torch.Tensor, logs: dict, lr: float,
+              elapsed_s: float) -> None:
+    """One optimizer step's line in logs.jsonl (and TensorBoard), its loss on the progress bar."""
+    record = {"step": step, "loss": float(loss.detach()), "lr": lr, "elapsed_s": round(elapsed_s, 1),
+              **{k: float(v) for k, v in logs.items()}}
+    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+    _log(log_path, record, accelerator)
+
+
+def _held_out_check(accelerator, eval_fn, stop_fn, model, ema, params, step: int, log_path: Path) -> tuple[dict, bool]:
+    """(metrics, stop?) of the held-out check, run on the main process (it writes what the evaluation keeps); every
+    process learns the outcome."""
+    metrics, stopped = {}, False
+    if accelerator.is_main_process:
+        metrics = _evaluate(eval_fn, accelerator.unwrap_model(model), ema, params, step)
+        _log(log_path, {"step": step, "eval": metrics}, accelerator)
+        accelerator.print(f"step {step}: {metrics}")
+        stopped = bool(stop_fn and stop_fn(metrics))
+    if accelerator.num_processes > 1:
+        metrics, stopped = broadcast_object_list([metrics, stopped])
+    return metrics, stopped
 
 
 def _frozen_names(module: torch.nn.Module, params: list[torch.nn.Parameter]) -> set[str]:
