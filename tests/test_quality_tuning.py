@@ -209,3 +209,17 @@ def test_the_held_out_check_draws_at_eval_resolution(tiny_pipeline_dirs, tiny_bu
                                  num_inference_steps=1, resolution=48)
     assert evaluator.images([]).shape[-2:] == (48, 48)
     assert 0 <= evaluator()["win_rate_vs_base"] <= 1
+
+
+def test_the_held_out_check_batches_its_prompts(tiny_pipeline_dirs, tiny_bundle_dir):
+    """`eval_batch_size` bounds the check's memory (a full batch outgrew training's) without changing its images."""
+    from promptlift.methods.common import MethodTrainConfig
+    from promptlift.methods.heldout import HeldOutEvaluator
+
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    options = [f"world-aesthetic.bundle_dir={tiny_bundle_dir}"]
+    whole, batched = (HeldOutEvaluator(pipe, "world-literal", 3, "world-aesthetic", options, tiny_bundle_dir,
+                                       num_inference_steps=2, batch_size=n) for n in (3, 2))
+    assert torch.allclose(whole.images([]), batched.images([]), atol=1e-5)
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        MethodTrainConfig(eval_batch_size=0)

@@ -37,6 +37,9 @@ class MethodTrainConfig(TrainConfig):
         "help": "Held-out prompts: a .txt or .jsonl file, a named set, or a world set (complex, literal, narrative-val); "
                 "default: literal on the embedded model, none on another (name them)."})
     num_eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts per evaluation."})
+    eval_batch_size: int = field(default=8, metadata={
+        "help": "Held-out prompts per pipeline call (with guidance, twice as many images per UNet call): bounds the "
+                "check's memory, which at a full batch outgrows training's."})
     eval_judge: str | None = field(default=None, metadata={
         "help": "Reward judging the win rate vs base; never a training reward; default: world-aesthetic on the embedded "
                 "model, else imagereward."})
@@ -56,9 +59,9 @@ class MethodTrainConfig(TrainConfig):
                                                self.pretrained_model_name_or_path, "eval_prompts",
                                                " with held-out prompts the run does not train on")
         self.eval_judge = self.eval_judge or defaults.judge
-        if self.num_eval_prompts < 1 or self.eval_inference_steps < 1:
-            raise ValueError(f"`num_eval_prompts` and `eval_inference_steps` must be >= 1, got {self.num_eval_prompts} "
-                             f"and {self.eval_inference_steps}.")
+        if min(self.num_eval_prompts, self.eval_batch_size, self.eval_inference_steps) < 1:
+            raise ValueError(f"`num_eval_prompts`, `eval_batch_size` and `eval_inference_steps` must be >= 1, got "
+                             f"{self.num_eval_prompts}, {self.eval_batch_size} and {self.eval_inference_steps}.")
         if self.eval_resolution is not None and (self.eval_resolution < 8 or self.eval_resolution % 8):
             raise ValueError(f"`eval_resolution` must be a multiple of 8 pixels, got {self.eval_resolution}.")
         if self.eval_guidance_scale is None:

@@ -36,10 +36,10 @@ class HeldOutEvaluator:
 
     def __init__(self, pipe, source: str, num_prompts: int, judge: str, reward_option: Sequence[str] = (),
                  judge_bundle: Path | None = None, guidance_scale: float = 7.5, num_inference_steps: int = 25,
-                 mixed_precision: str = "no", resolution: int | None = None):
+                 mixed_precision: str = "no", resolution: int | None = None, batch_size: int = 8):
         """`mixed_precision`: the trainer's; the images are made under its autocast (frozen models held in it).
-        `resolution`: the images' side (default: the model's)."""
-        self.pipe, self.guidance_scale, self.steps = pipe, guidance_scale, num_inference_steps
+        `resolution`: the images' side (default: the model's). `batch_size`: prompts per pipeline call."""
+        self.pipe, self.guidance_scale, self.steps, self.batch_size = pipe, guidance_scale, num_inference_steps, batch_size
         self.mixed_precision = mixed_precision
         self.size = {} if resolution is None else {"height": resolution, "width": resolution}
         self.lines = heldout_lines(source, num_prompts)
@@ -58,7 +58,7 @@ class HeldOutEvaluator:
                    if getattr(self.pipe, n, None) is not None}
         key = {"models": {n: text_encoder_fingerprint(m) for n, m in modules.items()},
                "scheduler": dict(self.pipe.scheduler.config), "prompts": self.lines, "guidance_scale": self.guidance_scale,
-               "steps": self.steps, "size": self.size, "mixed_precision": self.mixed_precision, "judge": judge,
+               "steps": self.steps, "size": self.size, "batch_size": self.batch_size, "mixed_precision": self.mixed_precision, "judge": judge,
                "judge_weights": text_encoder_fingerprint(self.judge), "reward_option": sorted(reward_option),
                "attributes": None if self.attributes is None else text_encoder_fingerprint(self.attributes)}
         path = cache_dir() / "heldout" / f"{hashlib.sha256(json_text(key).encode()).hexdigest()[:32]}.json"
@@ -72,11 +72,12 @@ class HeldOutEvaluator:
     def from_config(cls, pipe, cfg) -> "HeldOutEvaluator":
         """From a trainer's `MethodTrainConfig` (its eval_* fields)."""
         return cls(pipe, cfg.eval_prompts, cfg.num_eval_prompts, cfg.eval_judge, cfg.reward_option, cfg.judge_bundle,
-                   cfg.eval_guidance_scale, cfg.eval_inference_steps, cfg.mixed_precision, cfg.eval_resolution)
+                   cfg.eval_guidance_scale, cfg.eval_inference_steps, cfg.mixed_precision, cfg.eval_resolution,
+                   cfg.eval_batch_size)
 
     def images(self, lifts: Sequence[Lift]) -> torch.Tensor:
         with autocast(self.mixed_precision, self.pipe.device):
-            images = seeded_images(self.pipe, self.prompts, range(len(self.prompts)), lifts,
+            images = seeded_images(self.pipe, self.prompts, range(len(self.prompts)), lifts, batch_size=self.batch_size,
                                    guidance_scale=self.guidance_scale, num_inference_steps=self.steps, **self.size)
         return images.float()
 
