@@ -286,3 +286,26 @@ def test_a_cache_with_teacher_tokens_serves_a_pooled_run(tmp_path, tiny_pipeline
                      tmp_path / "f", "--max_train_steps", 1)
     assert pooled.exit_code == 0, pooled.output
     assert not SURAdapterLift("sur-adapter", tmp_path / "b" / "final").adapter.llm_tokens
+
+
+def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
+    """The label-free contrastive term and the attribute head (the world's labels; a refiner's rewrite keeps its
+    triple's) each train and are logged; a label column the data lack is named before any training."""
+    from promptlift.methods.sur_adapter.trainer import attribute_labels
+
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
+                     "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--contrastive_weight", 1.0,
+                     "--attribute_columns", "kind", "--attribute_columns", "color", "--attribute_weight", 1.0, "--diffusion_weight", 0,
+                     "--logging_steps", 1, "--max_train_steps", 8, "--extra_simple_columns", "literal")
+    assert result.exit_code == 0, result.output
+    logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert logs[-1]["attributes"] < logs[0]["attributes"] and logs[-1]["contrastive"] < logs[0]["contrastive"]
+    rows = [json.loads(x) for x in (triples / "metadata.jsonl").read_text().splitlines()]
+    cache = {"record": torch.tensor([0, 1, 0, 1])}  # two columns of two triples
+    cfg = SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"], attribute_weight=1.0, max_train_samples=2)
+    labels, classes = attribute_labels(cfg, cache)
+    assert [classes["kind"][i] for i in labels[:, 0]] == [rows[i]["kind"] for i in (0, 1, 0, 1)]
+    with pytest.raises(ValueError, match="attribute_columns"):
+        attribute_labels(SURAdapterConfig(train_data_dir=triples, attribute_columns=["mood"], attribute_weight=1.0), cache)
+    with pytest.raises(ValueError, match="attribute_weight"):
+        SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"])

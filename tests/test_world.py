@@ -48,11 +48,12 @@ def test_every_value_is_drawn_and_objects_are_at_least_16px():
             assert visible_w >= 0.55 * (x1 - x0), "an object must stay mostly in frame"
 
 
-@pytest.mark.parametrize("style", ["complex", "literal", "narrative-train", "narrative-val"])
+@pytest.mark.parametrize("style", ["complex", "literal", "narrative-train", "narrative-val", "mixed-train", "mixed-val"])
 def test_prompts_parse_back_to_the_scene(style):
     make = {"complex": complex_prompt, "literal": literal_prompt,
             "narrative-train": lambda s: narrative_prompt(s, "train"),
-            "narrative-val": lambda s: narrative_prompt(s, "val")}[style]
+            "narrative-val": lambda s: narrative_prompt(s, "val"),
+            "mixed-train": lambda s: P.mixed_prompt(s, "train"), "mixed-val": lambda s: P.mixed_prompt(s, "val")}[style]
     wrong = [(make(s), s.attributes) for s in SCENES if parse_prompt(make(s)) != s.attributes]
     assert not wrong, wrong[:3]
 
@@ -71,6 +72,19 @@ def test_narrative_pools_are_disjoint_and_mostly_indirect():
             assert f" {a} " not in f" {b} " and f" {b} " not in f" {a} ", (a, b)
     for pool in ("train", "val"):
         assert P.indirect_share(SCENES, pool) >= 0.6
+
+
+def test_mixed_prompts_reword_one_or_two_attributes_of_the_literal_prompt():
+    """"a lone white tree in the snow": the literal prompt's frame, one or two attributes in a pool's words."""
+    train_only = {p for p in P.pool_phrases("train") if "{" not in p}
+    reworded = []
+    for s in SCENES[:500]:
+        plain, mixed = literal_prompt(s).split(), P.mixed_prompt(s, "val")
+        text = " " + P._normalise(mixed) + " "
+        assert not [p for p in train_only if f" {p.lower()} " in text], text
+        reworded.append(sum(word not in plain for word in set(mixed.split())) > 0)
+        assert mixed != literal_prompt(s)
+    assert all(reworded)
 
 
 def test_narrative_val_uses_only_val_phrasings():
@@ -160,7 +174,7 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["complex", "literal", "narrative-train", "narrative-val"])
+@pytest.mark.parametrize("name", ["complex", "literal", "narrative-train", "narrative-val", "mixed-val"])
 def test_prompt_sets_parse_to_expected_and_are_held_out(name):
     lines = list(iter_prompt_set(name, 50, seed=0))
     assert len(lines) == 50

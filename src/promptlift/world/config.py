@@ -9,7 +9,8 @@ from typing import Literal
 __all__ = ["ContactSheetConfig", "DatasetConfig", "PromptSetConfig", "RenderConfig", "StatsConfig", "WORLD_PROMPT_STYLES"]
 
 # The world's prompt sets: set name -> prompt style (narrative sets name their phrasing pool).
-WORLD_PROMPT_STYLES = {"complex": "complex", "literal": "literal", "narrative-train": "narrative", "narrative-val": "narrative"}
+WORLD_PROMPT_STYLES = {"complex": "complex", "literal": "literal", "narrative-train": "narrative", "narrative-val": "narrative",
+                       "mixed-train": "mixed", "mixed-val": "mixed"}
 
 
 def _check_positive(cfg, *names: str) -> None:

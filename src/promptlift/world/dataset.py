@@ -18,6 +18,7 @@ from .prompts import (
     complex_prompt,
     indirect_share,
     literal_prompt,
+    mixed_prompt,
     narrative_prompt,
     pool_phrases,
 )
@@ -36,12 +37,13 @@ __all__ = [
 
 
 def scene_record(scene: Scene, narrative_pool: str = "train") -> dict:
-    """A scene's metadata row: its prompts in the three styles, attributes, quality factors and score."""
+    """A scene's metadata row: its prompts in the four styles, attributes, quality factors and score."""
     d = scene.to_dict()
     return {
         "complex": complex_prompt(scene),
         "literal": literal_prompt(scene),
         "narrative": narrative_prompt(scene, narrative_pool),
+        "mixed": mixed_prompt(scene, narrative_pool),
         "narrative_pool": narrative_pool,
         **{k: d[k] for k in ("setting", "kind", "color", "count", "aesthetic", "quality", "boxes")},
         "scene_seed": scene.seed,
@@ -102,6 +104,8 @@ def iter_prompt_set(name: str, num_prompts: int = 200, seed: int = 0) -> Iterato
             prompt = complex_prompt(scene)
         elif style == "literal":
             prompt = literal_prompt(scene)
+        elif style == "mixed":
+            prompt = mixed_prompt(scene, name.removeprefix("mixed-"))
         else:
             prompt = narrative_prompt(scene, name.removeprefix("narrative-"))
         yield {"prompt": prompt, "expected": scene.attributes, "style": name, "scene_seed": seed_i}

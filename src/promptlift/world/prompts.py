@@ -4,6 +4,8 @@
 - literal: content only, short ("two red boats at sunset");
 - narrative: natural sentences with commonsense indirection ("a pair of crimson sailboats as the sun
   goes down"), in two disjoint phrasing pools, "train" and "val". The base model never sees either.
+- mixed: a literal prompt with one or two of its attributes in a narrative pool's words ("a lone white tree in
+  the snow"): what people type is mostly plain, with a word here and there the base model does not read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "complex_prompt",
     "indirect_share",
     "literal_prompt",
+    "mixed_prompt",
     "narrative_prompt",
     "parse_prompt",
     "pool_phrases",
@@ -136,6 +139,26 @@ def literal_prompt(scene: Scene) -> str:
     else:
         head = f"{COUNT_WORDS[scene.count]} {scene.color}"
     return f"{head} {_noun(scene.kind, scene.count)} {LITERAL_SETTING[scene.setting]}"
+
+
+def mixed_prompt(scene: Scene, pool: Pool = "train") -> str:
+    """The literal prompt with one or two attributes (at random) in `pool`'s words: "a lone white tree in the snow"."""
+    if pool not in POOLS:
+        raise ValueError(f"`pool` must be one of {list(POOLS)}, got {pool!r}.")
+    rng = np.random.default_rng([scene.seed, POOLS.index(pool) + 1, 7])
+    pick = lambda seq: seq[rng.integers(len(seq))]  # noqa: E731
+    reworded = set(rng.choice(list(ATTRIBUTES), size=int(rng.integers(1, 3)), replace=False).tolist())
+    plural = scene.count > 1
+    noun = pick(NARRATIVE_KIND[pool][scene.kind])[plural] if "kind" in reworded else _noun(scene.kind, scene.count)
+    color = pick(NARRATIVE_COLOR[pool][scene.color][0]) if "color" in reworded else scene.color
+    if "count" in reworded:
+        head = f"{pick(NARRATIVE_COUNT[pool][scene.count])} {color}"
+    elif plural:
+        head = f"{COUNT_WORDS[scene.count]} {color}"
+    else:
+        head = f"{'an' if color[0] in 'aeiou' else 'a'} {color}"
+    setting = pick(NARRATIVE_SETTING[pool][scene.setting]) if "setting" in reworded else LITERAL_SETTING[scene.setting]
+    return f"{head} {noun} {setting}"
 
 
 def _narrative_parts(scene: Scene, pool: str, rng: np.random.Generator) -> tuple[str, dict[str, bool]]:

@@ -56,6 +56,17 @@ class SURAdapterConfig(MethodTrainConfig):
     complex_target: Literal["embedding", "unet", "tokens"] = field(
         default="embedding", metadata={"help": "Complex-prompt term: the paper's KL to the complex embedding, MSE to the frozen UNet's prediction from it, "
                                                "or (tokens) MSE to the complex embedding at every position the UNet reads."})
+    contrastive_weight: float = field(default=0.0, metadata={
+        "help": "Weight of the contrastive term: each adapted embedding (all positions, batch-centred, unit length) "
+                "nearer its own complex prompt's embedding than every other complex prompt of the batch (InfoNCE; rows "
+                "of one complex prompt are not each other's negatives). Label-free: it asks the adapter to tell contents "
+                "apart, where the token MSE asks it to reproduce one."})
+    contrastive_temperature: float = field(default=0.1, metadata={"help": "Temperature of the contrastive term's cosine logits."})
+    attribute_columns: list[str] = field(default_factory=list, metadata={
+        "help": "Metadata columns of class labels (the world's setting, kind, color, count; for real triples tags "
+                "of the image): a linear head on the adapted embedding (mean over positions) classifies each, trained "
+                "beside the adapter and used by training only."})
+    attribute_weight: float = field(default=0.0, metadata={"help": "Weight of the attribute head's cross-entropy (summed over the columns)."})
     eval_prompts: str = field(default="narrative-val", metadata={"help": "Held-out prompts: a world set or a .jsonl file."})
 
     def __post_init__(self):
@@ -65,7 +76,7 @@ class SURAdapterConfig(MethodTrainConfig):
                              "pass `promptlift world dataset` output or `promptlift sur-triples` output.")
         if not 0 < self.beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {self.beta}.")
-        for name in ("diffusion_weight", "llm_weight", "complex_weight"):
+        for name in ("diffusion_weight", "llm_weight", "complex_weight", "contrastive_weight", "attribute_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         if self.llm_tokens and not self.llm_at_inference:
@@ -82,6 +93,11 @@ class SURAdapterConfig(MethodTrainConfig):
         if self.rewrite_target != "complex" and (self.refiner is None or self.complex_target != "tokens"):
             raise ValueError(f"`rewrite_target: {self.rewrite_target}` changes the target of a refiner's rewrites at every "
                              "position: set `refiner` and `complex_target: tokens`.")
-        if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:
+        if self.contrastive_temperature <= 0:
+            raise ValueError(f"`contrastive_temperature` must be > 0, got {self.contrastive_temperature}.")
+        if bool(self.attribute_columns) != (self.attribute_weight > 0):
+            raise ValueError("the attribute head needs both `attribute_columns` (the label columns) and "
+                             f"`attribute_weight` > 0; got {self.attribute_columns} and {self.attribute_weight}.")
+        if self.diffusion_weight == self.llm_weight == self.complex_weight == self.contrastive_weight == 0:
             raise ValueError("every loss weight is 0; nothing would train the adapter.")
 

@@ -37,11 +37,14 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             attention reads it (True), or the queries are the learned positions alone and the teacher's tokens are
             the adapter's only input (False): nothing can be learnt from the encoder's vectors of words it was never
             trained on, which are noise to it.
+        attribute_classes: classes per labelled attribute: a linear head on the adapted embedding's mean over
+            positions, for the training's attribute term (`classify_attributes`); inference does not run it.
     """
 
     def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
                  dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
-                 llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True):
+                 llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True,
+                 attribute_classes: list[int] | None = None):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -68,6 +71,8 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.llm_projection = nn.Linear(llm_dim, dim)
+        self.attribute_classes = list(attribute_classes or [])
+        self.attribute_head = nn.Linear(dim, sum(self.attribute_classes)) if self.attribute_classes else None
         self.pooled = None
         if pooled_dim:  # SDXL: the pooled embedding of text_encoder_2 conditions the UNet too
             self.pooled = nn.Sequential(nn.LayerNorm(pooled_dim + dim), nn.Linear(pooled_dim + dim, pooled_dim), nn.GELU(),
@@ -114,6 +119,12 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         real = torch.ones(adapted.shape[:2], device=adapted.device) if padding_mask is None else (~padding_mask).float()
         mean = (adapted * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp_min(1)
         return pooled + self.beta * self.pooled(torch.cat([pooled, mean], dim=-1))
+
+    def classify_attributes(self, adapted: torch.Tensor) -> list[torch.Tensor]:
+        """Logits (B, classes) per labelled attribute, from the adapted embedding (B, L, D) averaged over positions."""
+        if self.attribute_head is None:
+            raise ValueError("this adapter has no attribute head: build it with `attribute_classes`.")
+        return list(self.attribute_head(adapted.mean(1)).split(self.attribute_classes, dim=-1))
 
     def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
         """Pooled LLM features (B, D_llm) -> (B, D), the teacher side of the LLM distillation term."""

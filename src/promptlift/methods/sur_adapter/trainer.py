@@ -10,6 +10,9 @@
    and from the complex prompt's embedding at the same noisy latents - a target that does not ask tokens at
    different positions of two different prompts to match - or (`complex_target: tokens`) the MSE between the
    adapted and the complex embedding at every position the UNet reads, a target per token rather than a weak KL.
+   Two terms that ask the adapter to classify rather than regress: `contrastive_weight` x InfoNCE of the adapted
+   embedding against the batch's complex embeddings (label-free), and `attribute_weight` x the cross-entropy of a
+   linear head reading class labels off the adapted embedding (`attribute_columns`, where the data carry labels).
 3. Every `eval_steps`, generate held-out simple prompts with fixed seeds through the lift seam and judge them
    against the base model's images (semantic accuracy, aesthetic win rate); keep the best adapter in best/.
 """
@@ -37,10 +40,10 @@ from ..heldout import HeldOutEvaluator
 from .config import SURAdapterConfig
 from .lift import SURAdapterLift
 from .llm import LLMFeatures, masked_mean
-from .losses import feature_kl, sur_objective
+from .losses import contrastive_loss, feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["build_cache", "cached_features", "drop_tokens", "save_adapter", "train"]
+__all__ = ["attribute_labels", "build_cache", "cached_features", "drop_tokens", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -60,7 +63,7 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
     if not records:
         raise ValueError(f"`train_data_dir` {str(cfg.train_data_dir)!r} holds no triples.")
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("params", "simple", "complex", "mask", "llm", "pooled",
-                                                            "llm_tokens", "llm_mask", "source")}
+                                                            "llm_tokens", "llm_mask", "source", "record")}
     rewriters = [[]] + ([_rewriting_lifts(pipe, cfg.refiner)] if cfg.refiner else [])
     rows = 0
     for start in tqdm(range(0, len(records), batch_size), desc="cache", unit="batch"):
@@ -75,6 +78,7 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
             s = encode_prompts(pipe, simple, do_classifier_free_guidance=False)
             first = unrewritten.setdefault(column, rows)
             parts["source"].append(torch.arange(first, first + len(batch)))  # each row's prompt before the rewrite
+            parts["record"].append(torch.arange(start, start + len(batch)))  # each row's triple
             rows += len(batch)
             parts["params"].append(params)
             parts["complex"].append(complex_)
@@ -94,6 +98,24 @@ def build_cache(pipe, cfg: SURAdapterConfig, teacher: LLMFeatures, batch_size: i
         length = int(cache["llm_mask"].any(0).nonzero().max()) + 1
         cache["llm_tokens"], cache["llm_mask"] = cache["llm_tokens"][:, :length], cache["llm_mask"][:, :length]
     return cache
+
+
+def attribute_labels(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, list[str]]]:
+    """(labels (rows, columns) of class indices, the classes of each column) of `attribute_columns`, read from the
+    triples' metadata for every cached row (a refiner's rewrite of a prompt keeps its triple's labels)."""
+    if "record" not in cache:
+        raise ValueError(f"the attribute term needs the feature cache's `record` rows, which this cache predates: delete "
+                         f"it from {str(cfg.feature_cache_dir)!r} to rebuild it.")
+    meta = Path(cfg.train_data_dir) / "metadata.jsonl"
+    with open(meta, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()][: cfg.max_train_samples]
+    missing = [c for c in cfg.attribute_columns if any(r.get(c) is None for r in rows)]
+    if missing:
+        raise ValueError(f"`attribute_columns` {missing} are missing from some rows of {meta}; columns present: "
+                         f"{sorted(rows[0])}.")
+    classes = {c: sorted({str(r[c]) for r in rows}) for c in cfg.attribute_columns}
+    per_triple = torch.tensor([[classes[c].index(str(r[c])) for c in cfg.attribute_columns] for r in rows])
+    return per_triple[cache["record"]], classes
 
 
 def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -173,7 +195,7 @@ def _batch_fn(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor], scale: floa
     def batch_fn(i: int) -> dict:
         idx = torch.tensor(epoch_indices(i, n, cfg.train_batch_size, cfg.seed))
         gen.manual_seed(batch_seed(cfg.seed, i))
-        batch = {k: v[idx] for k, v in cache.items() if k not in ("params", "source")}
+        batch = {k: v[idx] for k, v in cache.items() if k not in ("params", "source", "record")}
         if cfg.rewrite_target == "complex+change":  # a rewrite's row keeps the rewrite's change: base(rewrite) - base(prompt)
             batch["complex"] = batch["complex"] + batch["simple"] - cache["simple"][cache["source"][idx]]
         # the UNet terms read the first `diffusion_batch_size` rows
@@ -221,6 +243,13 @@ def _loss_fn(cfg: SURAdapterConfig, pipe):
         total, logs = sur_objective(cfg.diffusion_weight * diffusion, hidden, projector.project_llm(b["llm"]),
                                     complex_term, b["mask"], cfg.llm_weight, cfg.complex_weight)
         logs["diffusion"] = diffusion.detach()
+        if cfg.contrastive_weight > 0:
+            contrast = contrastive_loss(adapted, b["complex"], cfg.contrastive_temperature)
+            total, logs["contrastive"] = total + cfg.contrastive_weight * contrast, contrast.detach()
+        if cfg.attribute_weight > 0:
+            logits = projector.classify_attributes(adapted)
+            attributes = sum(F.cross_entropy(x.float(), b["attributes"][:, j]) for j, x in enumerate(logits))
+            total, logs["attributes"] = total + cfg.attribute_weight * attributes, attributes.detach()
         return total, logs
 
     return loss_fn
@@ -248,12 +277,16 @@ def train(cfg: SURAdapterConfig) -> Path:
     out = Path(cfg.output_dir)
     teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or out / "llm-cache", device=pipe.device)
     cache = cached_features(pipe, cfg, teacher)
+    classes = {}
+    if cfg.attribute_columns:
+        cache["attributes"], classes = attribute_labels(cfg, cache)
     set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     adapter = SURAdapter(cache["simple"].shape[-1], teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                          dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
                          pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
                          llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
-                         read_prompt_embeds=cfg.read_prompt_embeds)
+                         read_prompt_embeds=cfg.read_prompt_embeds,
+                         attribute_classes=[len(v) for v in classes.values()] or None)
     keeper = BestKeeper(out, cfg, pipe, "sur-adapter")
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
                  eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
