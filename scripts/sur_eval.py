@@ -1,7 +1,7 @@
 """In-world evaluation of SUR-adapters against the base model, on the sets of the README's SUR-adapter table.
 
     .venv/bin/python scripts/sur_eval.py NAME=ADAPTER_FOLDER [...] [--sets narrative-val narrative-train literal]
-        [--num_prompts 200] [--seeds 2] [--output_dir runs/sur-eval]
+        [--num_prompts 200] [--seeds 2] [--prompt_seed 0] [--gate none] [--stack] [--output_dir runs/sur-eval]
 
 For each world set every system generates the same prompts (scene i of every world set is the same scene, seed 0
 of the prompt stream, apart from the trainers' held-out check at seed 3) with the same image seeds through
@@ -9,7 +9,11 @@ of the prompt stream, apart from the trainers' held-out check at seed 3) with th
 attribute judge, with the change of all-four accuracy vs the base model and its bootstrap 95 % interval; the
 aesthetic win rate vs base judged by aesthetic predictor B (`world-aesthetic`, never a training signal). With no
 adapter given, only the base runs are made. Each adapter is measured whole, ungated (`sur-adapter.gate=none`: a
-folder's lift.json gate is the lifted stack's concern). Writes OUTPUT_DIR/sur_eval.json and prints a table per set.
+folder's lift.json gate is the lifted stack's concern) unless `--gate LOW:HIGH|default` says otherwise; with
+`--stack` each adapter runs inside the lifted stack (`--lifted`, its adapter in the stack's place, reading what
+`--reads` says). `--prompt_seed 3` draws the trainers'
+held-out scenes (the selection prompts) instead of the report's (0). Writes OUTPUT_DIR/sur_eval.json and prints a
+table per set.
 """
 
 import argparse
@@ -21,6 +25,7 @@ import torch
 from promptlift.config import load_config
 from promptlift.evaluation.run import EvalConfig, evaluate
 from promptlift.evaluation.systems import format_system_table, system_table
+from promptlift.world.dataset import iter_prompt_set
 
 JUDGE = "world-aesthetic"
 
@@ -32,6 +37,10 @@ def main() -> None:
     parser.add_argument("--num_prompts", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--prompt_seed", type=int, default=0, help="0: the report scenes; 3: the held-out check's")
+    parser.add_argument("--gate", default="none", help="the adapters' gate: none, LOW:HIGH, or default (lift.json)")
+    parser.add_argument("--stack", action="store_true", help="each adapter inside the lifted stack")
+    parser.add_argument("--reads", default="default", help="user, rewrite, or default (the folder's lift.json, else user)")
     parser.add_argument("--output_dir", default="runs/sur-eval")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
@@ -41,20 +50,31 @@ def main() -> None:
         if not sep or not (Path(folder) / "config.json").is_file():
             parser.error(f"adapter {spec!r}: give NAME=FOLDER, a folder with the adapter's config.json.")
         systems[name] = [f"sur-adapter={folder}"]
+    options = [] if args.gate == "default" else [f"sur-adapter.gate={args.gate}"]
+    if args.reads != "default":
+        options.append(f"sur-adapter.reads={args.reads}")
+    out = Path(args.output_dir)
     result = {}
     for name in args.sets:
+        prompts = f"world-{name}"
+        if args.prompt_seed:  # the scenes of another prompt seed, as a file
+            prompts = out / f"{name}-seed{args.prompt_seed}.jsonl"
+            out.mkdir(parents=True, exist_ok=True)
+            prompts.write_text("".join(json.dumps({"id": i, **x}) + "\n" for i, x in
+                                       enumerate(iter_prompt_set(name, args.num_prompts, seed=args.prompt_seed))))
         runs = {}
         for system, lift in systems.items():
-            cfg = load_config(EvalConfig, None, {"prompts": f"world-{name}", "num_prompts": args.num_prompts,
+            cfg = load_config(EvalConfig, None, {"prompts": str(prompts), "num_prompts": args.num_prompts,
                                                  "seeds": args.seeds, "rewards": [JUDGE], "lift": lift,
-                                                 "lift_option": ["sur-adapter.gate=none"] if lift else [],
-                                                 "output_dir": str(Path(args.output_dir) / name / system)})
+                                                 "lifted": args.stack and system != "base",
+                                                 "lift_option": options if lift else [],
+                                                 "output_dir": str(out / name / system)})
             runs[system] = evaluate(cfg)
         result[name] = system_table(runs, "base", JUDGE)
         print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds\n"
               + format_system_table(result[name], "base"), flush=True)
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    Path(args.output_dir, "sur_eval.json").write_text(json.dumps(result, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sur_eval.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -309,3 +309,24 @@ def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeli
         attribute_labels(SURAdapterConfig(train_data_dir=triples, attribute_columns=["mood"], attribute_weight=1.0), cache)
     with pytest.raises(ValueError, match="attribute_weight"):
         SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"])
+
+
+def test_num_threads_holds_from_the_first_model_loaded(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples, monkeypatch):
+    """`--num_threads` is what keeps concurrent jobs off each other's cores: the feature cache, built before training
+    starts, keeps to it too (it once ran at torch's default)."""
+    from promptlift.methods.sur_adapter import trainer
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(trainer, "load_frozen_pipeline", record)
+    before = torch.get_num_threads()
+    try:
+        wanted = 1 if before != 1 else 2
+        result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--num_threads", wanted)
+    finally:
+        torch.set_num_threads(before)
+    assert "stop here" in result.output and seen == [wanted]

@@ -79,6 +79,10 @@ def config_command(name: str, cfg_cls: type | Callable[[], type], run: Callable[
         try:
             cfg = load_config(cfg_cls if isinstance(cfg_cls, type) else cfg_cls(), config, overrides)
             _quiet_loading()
+            if getattr(cfg, "num_threads", 0):  # from the first model loaded on: caching before training included
+                import torch
+
+                torch.set_num_threads(cfg.num_threads)
             run(cfg)
         except (ValueError, FileNotFoundError) as e:
             if _debug():
