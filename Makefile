@@ -1,13 +1,15 @@
-# promptlift: `make demo` sets everything up and runs the main job; `make test` sets up and runs the tests.
+# promptlift: `make demo` sets everything up and runs the main job; `make test` sets up and runs the tests;
+# `make docs` builds the documentation site into site/ (strictly: a broken link fails it).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of PyTorch; on a CUDA machine: make TORCH="torch" setup
+# The CPU build of PyTorch here; on a CUDA machine e.g. make TORCH="torch" setup (PyPI's Linux wheels carry CUDA).
+# A TORCH other than the one installed reinstalls torch, also in a .venv set up before.
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test docs clean
 
 $(BIN)/.installed: pyproject.toml
 	@# the web app's browser tests drive Debian's chromium through chromedriver (as root, apt-get works here)
@@ -18,10 +20,15 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,metrics]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,docs]"
+	echo "$(TORCH)" > $(VENV)/.torch
 	touch $@
 
 setup: $(BIN)/.installed
+	@if [ "$$(cat $(VENV)/.torch 2>/dev/null)" != "$(TORCH)" ]; then \
+		echo "reinstalling torch: $(TORCH)"; \
+		$(BIN)/python -m pip install --quiet --force-reinstall --no-deps "$(TORCH)" && \
+		$(BIN)/python -m pip install --quiet "$(TORCH)" && echo "$(TORCH)" > $(VENV)/.torch; fi
 
 # The main job, offline: the embedded default model (src/promptlift/bundle/pipeline) with the whole lifted stack,
 # beside the base model on the same prompts and seeds (outputs/demo/sheet.png).
@@ -32,9 +39,12 @@ demo: setup
 		--num_images_per_prompt 2 --output_dir outputs/demo
 
 # pytest exits 5 when it collects no test: that is a broken suite, not a pass.
-test: setup
+test: docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
 clean:
-	rm -rf $(VENV) .cache outputs
+	rm -rf $(VENV) .cache outputs site

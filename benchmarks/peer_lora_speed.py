@@ -6,7 +6,7 @@ quality-tuning --use_lora`, on the same model, data, resolution, batch, rank, le
 
 Each is run for `short_steps` and `steps`; per step = the difference of the two wall times over the steps between
 (start-up, caching and the final evaluation cancel out), end to end = the `steps` run, peak memory = the run's
-largest resident set. promptlift runs once first, unmeasured: its held-out check caches the base model's scores
+largest resident set; written to --results with the run's date, commit and machine. promptlift runs once first, unmeasured: its held-out check caches the base model's scores
 (by model, prompts, seeds and settings) for the runs after it, as a user's second run finds them. The peer script
 runs no validation (no --validation_prompt); promptlift's final held-out check generates `num_eval_prompts` (64)
 images with the tuned model, every run. Prints each as promptlift / peer. The goals: per step <= 1.0x, end to end
@@ -70,10 +70,13 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "peer-speed")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "peer_lora_speed.json",
+                        help="where the measurements go (scripts/make_reports.py reads them)")
     args = parser.parse_args()
     if not (PEERS / "run_peer.py").is_file():
         raise SystemExit(f"the peers' scripts are not at {PEERS}")
     from promptlift.pipeline import default_model_path
+    from promptlift.utils import atomic_write_json, run_record
     from promptlift.world.config import DatasetConfig
     from promptlift.world.dataset import build_dataset
 
@@ -99,6 +102,13 @@ def main() -> None:
               "peak_memory": results["promptlift", args.steps][1] / results["peer", args.steps][1]}
     print(f"per step: peer {per_step['peer']:.3f} s, promptlift {per_step['promptlift']:.3f} s")
     print(json.dumps({k: round(v, 3) for k, v in ratios.items()}), "(promptlift / peer; goals 1.0, 1.5, 1.1)")
+    atomic_write_json(args.results, {
+        "run": run_record(), "settings": {k: getattr(args, k) for k in ("steps", "short_steps", "num_threads",
+                                                                         "num_scenes", "resolution", "batch_size", "rank")},
+        "runs": [{"system": name, "steps": steps, "seconds": round(seconds, 2), "peak_gib": round(gib, 3)}
+                 for (name, steps), (seconds, gib) in results.items()],
+        "per_step_seconds": {k: round(v, 4) for k, v in per_step.items()},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()}, "goals": {"per_step": 1.0, "end_to_end": 1.5, "peak_memory": 1.1}})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ folder's lift.json gate is the lifted stack's concern) unless `--gate LOW:HIGH|d
 `--stack` each adapter runs inside the lifted stack (`--lifted`, its adapter in the stack's place, reading what
 `--reads` says). `--prompt_seed 3` draws the trainers'
 held-out scenes (the selection prompts) instead of the report's (0). Writes OUTPUT_DIR/sur_eval.json and prints a
-table per set.
+table per set; `--results FILE` writes the same record (with the date, commit, command and machine) where
+scripts/make_reports.py reads it.
 """
 
 import argparse
@@ -25,6 +26,7 @@ import torch
 from promptlift.config import load_config
 from promptlift.evaluation.run import EvalConfig, evaluate
 from promptlift.evaluation.systems import format_system_table, system_table
+from promptlift.utils import atomic_write_json, run_record
 from promptlift.world.dataset import iter_prompt_set
 
 JUDGE = "world-aesthetic"
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--stack", action="store_true", help="each adapter inside the lifted stack")
     parser.add_argument("--reads", default="default", help="user, rewrite, or default (the folder's lift.json, else user)")
     parser.add_argument("--output_dir", default="runs/sur-eval")
+    parser.add_argument("--results", type=Path, help="also write the results here (e.g. benchmarks/results/NAME.json, "
+                                                    "which scripts/make_reports.py reads)")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     systems = {"base": []}
@@ -73,8 +77,11 @@ def main() -> None:
         result[name] = system_table(runs, "base", JUDGE)
         print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds\n"
               + format_system_table(result[name], "base"), flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sur_eval.json").write_text(json.dumps(result, indent=2))
+    record = {"run": run_record(), "prompt_seed": args.prompt_seed, "num_prompts": args.num_prompts,
+              "seeds": args.seeds, "judge": JUDGE, "gate": args.gate, "reads": args.reads, "stack": args.stack,
+              "systems": {name: lift for name, lift in systems.items()}, "sets": result}
+    for path in [out / "sur_eval.json", *([args.results] if args.results else [])]:
+        atomic_write_json(path, record)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def _is_list(tp: Any) -> bool:
 
 def _option(f: ConfigField) -> click.Option:
     """A click option for one config field; values stay strings so `config.coerce` is the one converter."""
-    default = "" if f.default is None else f" [default: {f.default}]" if f.default not in ([], ()) else ""
+    default = "" if f.default in (None, "", [], ()) else f" [default: {f.default}]"
     help_text = f"{f.help}{default}"
     if f.type is bool:
         return click.Option([f"--{f.name}/--no-{f.name}"], default=None, help=help_text)

@@ -50,9 +50,9 @@ class SamplingConfig:
     )
     lifted: bool = field(default=False, metadata={
         "help": "Apply the whole lifted stack: refiner, quality-tuning, SUR-adapter, TextCraftor (the bundle's weights, "
-                "or those `--lift NAME=PATH` gives), in the order they compose, with the stack's options (TextCraftor "
-                "from the first step at half strength, quality-tuning at twice its change: `LIFTED_OPTIONS`) unless a "
-                "`--lift_option` says otherwise."})
+                "or those `--lift NAME=PATH` gives; on another model every one needs its PATH), in the order they "
+                "compose, with the stack's options (`promptlift.methods.LIFTED_OPTIONS`) unless a `--lift_option` "
+                "says otherwise."})
     num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps.", "min": 1, "max": 1000})
     guidance_scale: float | None = field(default=None, metadata={
         "help": "Classifier-free guidance scale (<= 1 turns CFG off); default: the model's promptlift.json "

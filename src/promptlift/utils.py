@@ -31,6 +31,7 @@ __all__ = [
     "default_device",
     "default_dtype",
     "resolve_dtype",
+    "run_record",
 ]
 
 
@@ -115,6 +116,35 @@ def ensure_output_dir(output_dir: str | Path, name: str = "output_dir") -> Path:
     if not os.access(output_dir, os.W_OK):
         raise ValueError(f"`{name}` {str(output_dir)!r} is not writable; pass a folder you can write to.")
     return output_dir
+
+
+def run_record(argv: list[str] | None = None) -> dict:
+    """What a results file records of the run that wrote it: the UTC date, the commit (`+dirty` with uncommitted
+    changes; None outside a git checkout), the command line and the machine (CPU, threads, memory, GPU)."""
+    import datetime
+    import platform
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=10", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    machine = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(), "memory_gib": round(memory / 2**30, 1) if memory else None,
+               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+               "torch": torch.__version__, "python": platform.python_version()}
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+            "command": " ".join(sys.argv if argv is None else argv), "machine": machine}
 
 
 def cache_dir() -> Path:

@@ -27,7 +27,8 @@ METHOD_PAPERS = {
                                "an adapter on the text encoder's output, applied between the encoder and the UNet"),
     "textcraftor": MethodPaper("TextCraftor: Your Text Encoder Can be Image Quality Controller", "Li et al. 2024",
                                "https://arxiv.org/abs/2403.18978", "the text encoder's weights (reward fine-tuning)"),
-    "refiner": MethodPaper("UF-FGTG: user-friendly fine-grained text generation for text-to-image prompts",
+    "refiner": MethodPaper("A User-Friendly Framework for Generating Model-Preferred Prompts in Text-to-Image "
+                           "Synthesis (UF-FGTG)",
                            "Hei et al. 2024", "https://arxiv.org/abs/2402.12760",
                            "nothing in the model: a separate model rewrites the prompt"),
     "quality-tuning": MethodPaper("Emu: Enhancing Image Generation Models Using Photogenic Needles in a Haystack",

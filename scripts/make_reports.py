@@ -1,0 +1,342 @@
+"""Write the report pages under docs/reports/ from the results files the measuring scripts write.
+
+    .venv/bin/python scripts/make_reports.py            # write the pages
+    .venv/bin/python scripts/make_reports.py --check    # exit 1 when a committed page differs from what it would write
+
+Sources: the embedded bundle's card.json (the recipe's `measure` part and each method's bundle run), the memory
+model's measured steps (src/promptlift/memory/measured.jsonl, `benchmarks/real_size.py`), and
+benchmarks/results/*.json (`scripts/sur_eval.py --results`, `benchmarks/peer_lora_speed.py`). Every table names the
+file it comes from; every page names the date, commit, command and machine of its results. A number that is no longer
+true is re-measured into its results file, never edited here or in the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CARD = ROOT / "src" / "promptlift" / "bundle" / "card.json"
+MEASURED = ROOT / "src" / "promptlift" / "memory" / "measured.jsonl"
+RESULTS = ROOT / "benchmarks" / "results"
+PAGES = ROOT / "docs" / "reports"
+README = ROOT / "README.md"
+HEADLINE = RESULTS / "narrative-report-stack.json"  # the README's one results table
+MARKS = ("<!-- results:start -->\n", "<!-- results:end -->")
+ATTRIBUTES = ("setting", "kind", "color", "count", "all")
+HEAD = "<!-- written by scripts/make_reports.py from the results files it names; edit those, not this page -->\n\n"
+
+
+def pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def interval(ci: list[float] | None) -> str:
+    return "" if not ci else f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
+
+
+def git_origin(path: Path) -> str:
+    """'commit abc1234 (2026-12-01)': the last commit that changed `path`."""
+    out = subprocess.run(["git", "log", "-1", "--format=%h (%cs)", "--", str(path)], cwd=ROOT, capture_output=True,
+                         text=True)
+    return f"commit {out.stdout.strip()}" if out.returncode == 0 and out.stdout.strip() else "not committed yet"
+
+
+def run_line(run: dict) -> str:
+    m = run["machine"]
+    machine = m.get("gpu") or f"{m['cpus']}-core {m['cpu']} CPU, {m['torch_threads']} torch threads, {m['memory_gib']} GiB"
+    return f"{run['date']}, commit {run['commit']}, `{run['command']}`, on {machine} (torch {m['torch']})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pages
+
+
+def bundle_page(card: dict) -> str:
+    m = card["measure"]
+    sets = [("complex (with quality keywords)", m["quality_keywords"]["with_quality_keywords"]),
+            ("complex without its quality keywords", m["quality_keywords"]["without_quality_keywords"]),
+            *[(name, m["prompt_sets"][name]) for name in ("literal", "narrative-train", "narrative-val")]]
+    rows = [[name, *(pct(r[a]) for a in ATTRIBUTES), f"{r['aesthetic']:.2f} ({r['aesthetic_ci95'][0]:.2f}-"
+             f"{r['aesthetic_ci95'][1]:.2f})", f"{r['world_clip']:.1f}"] for name, r in sets]
+    search = [[g, pct(r["all"]), f"{r['aesthetic']:.2f}"] for g, r in m["guidance_search"].items()]
+    judges = card["judge-attributes"]
+    judge_rows = [[k, *(pct(v[a]) for a in ATTRIBUTES)] for k, v in judges.items() if isinstance(v, dict)]
+    judge_rows.append(["VAE round-trips", *(pct(card["vae"]["round_trip"][a]) for a in ATTRIBUTES)])
+    clip = card["clip"]["zero_shot"]
+    return HEAD + f"""# The embedded model
+
+The base model of the embedded bundle and its judges, as the bundle recipe measured them
+(`promptlift world train-bundle --parts measure`), from `src/promptlift/bundle/card.json`, {git_origin(CARD)};
+{m['prompts_per_set']} prompts x {len(m['seeds'])} seeds per set (the report scenes), guidance {m['guidance_scale']},
+judged by the attribute judge and the evaluation-only aesthetic predictor B (`world-aesthetic`, ground-truth scale
+1-10). Machine: the project's CPU build machine, {m['torch_threads']} torch threads.
+
+## The base model on the world's prompt sets
+
+{table(["prompt set", "setting", "kind", "colour", "count", "all four", "aesthetic (95 % CI)", "world CLIP"], rows)}
+Quality keywords raise the aesthetic of the same content, and narrative prompts lose it (kind and colour near chance,
+1/6 and 1/8): the two effects promptlift exists for.
+
+Guidance scale search (64 held-out complex prompts; the best became `pipeline/promptlift.json`'s default):
+
+{table(["guidance", "all four", "aesthetic"], search)}
+Generation: {m['seconds_per_image_batch1']:.2f} s for one image at 25 steps, {m['seconds_per_image_batched']:.2f} s per
+image in batches of {m['timing_batch']}; the bundle's diffusion model and judges {m['bundle_size_mb']} MB.
+
+## The judges
+
+Attribute judge on {judges['held_out']} held-out renders, clean, blurred and noisy, and on the VAE's round-trips
+(L1 {card['vae']['recon_l1_255']:.1f}/255):
+
+{table(["input", "setting", "kind", "colour", "count", "all four"], judge_rows)}
+World CLIP zero-shot on 960 literal captions: setting {pct(clip['setting'])}, kind {pct(clip['kind'])}, colour
+{pct(clip['color'])}, count {pct(clip['count'])} %. Aesthetic predictors (Spearman with the ground truth on renders /
+VAE round-trips): A (`world-aesthetic-reward`, training and curation) {card['aesthetic-reward']['spearman_renders']:.3f} /
+{card['aesthetic-reward']['spearman_vae_round_trips']:.3f}; B (`world-aesthetic`, evaluation only)
+{card['aesthetic']['spearman_renders']:.3f} / {card['aesthetic']['spearman_vae_round_trips']:.3f}.
+"""
+
+
+def methods_page(card: dict) -> str:
+    qt = card["quality-tuning"]
+    qt_rows = [[name, f"{pct(r['win_rate_vs_base'])}{interval(r['ci95'])}", f"{r['aesthetic']:.2f}", pct(r["semantic_all"])]
+               for name, r in qt["eval"].items()]
+    tc = card["textcraftor"]
+    tc_rows = [[name, f"{r['judge_mean_base']:.2f} -> {r['judge_mean']:.2f}", pct(r["win_rate_vs_base"]),
+                f"{pct(r['semantic_all_base'])} -> {pct(r['semantic_all'])}"] for name, r in tc["eval_heldout_64"].items()]
+    rf = card["refiner"]
+    rf_rows, div_rows = [], []
+    for name, systems in rf["eval"].items():
+        for system, r in systems.items():
+            if system == "diversity":
+                div_rows += [[name, k, f"{v['distinct_1']:.3f} / {v['distinct_2']:.3f}", f"{v['pairwise_cosine_distance']:.3f}"]
+                             for k, v in r.items()]
+                continue
+            change = r.get("semantic_all_change")
+            rf_rows.append([name, system, *(pct(r["semantic"][a]) for a in ATTRIBUTES),
+                            "" if change is None else f"{100 * change:+.1f}", f"{r['aesthetic']:.2f}",
+                            f"{pct(r.get('win_rate_vs_raw'))}{interval(r.get('ci95'))}"])
+    sur = card["sur-adapter"]
+    sur_rows = [[name, *(pct(r["semantic"][a]) for a in ATTRIBUTES), pct(r["semantic_base"]["all"]),
+                 f"{pct(r['win_rate_vs_base'])}{interval(r['ci95'])}"] for name, r in sur["eval"].items()]
+    ab_rows = [[name, *(pct(r["semantic"][a]) for a in ATTRIBUTES), pct(r.get("win_rate_vs_base"))]
+               for name, r in sur["ablations_500_steps_heldout64"].items()]
+    return HEAD + f"""# The methods in the world
+
+Each method's bundle weights on the embedded model, from `src/promptlift/bundle/card.json` ({git_origin(CARD)}),
+as each run measured them: the aesthetic is predictor B's (`world-aesthetic`, never a training signal), semantic
+accuracy the attribute judge's, in %, with bootstrap 95 % intervals over prompts.
+
+## Quality-tuning (Emu)
+
+`{qt['recipe']}`: {qt['curated']}; {qt['trained_steps']} steps, {qt['train_wall_min']} min of training; the
+held-out check kept step {qt['best_step']}. 200 prompts x 2 seeds per set against the base model's images of the same seeds:
+
+{table(["prompt set", "win rate vs base", "aesthetic", "all four"], qt_rows)}
+## TextCraftor
+
+`{tc['recipe']}` ({tc['what']}); best step {tc['best_step']}. The held-out check, 64 prompts with fixed seeds
+(`scripts/textcraftor_heldout.py`):
+
+{table(["prompt set", "judge B, base -> tuned", "win rate vs base", "all four, base -> tuned"], tc_rows)}
+## Prompt refiner (UF-FGTG)
+
+`{rf['recipe']}` ({rf['what']}); best step {rf['best_step']}. Against the raw prompt, the keyword expander and the
+ground-truth complex prompt, 100 prompts x 2 seeds per set (`scripts/refiner_eval.py src/promptlift/bundle/refiner`):
+
+{table(["set", "system", "setting", "kind", "colour", "count", "all four", "all four vs raw", "aesthetic", "win rate vs raw"], rf_rows)}
+Diversity of the 3 candidates per prompt (distinct-1 / distinct-2 over words; mean pairwise cosine distance of
+all-MiniLM-L6-v2 embeddings; "added" leaves out the user's prompt, which every candidate starts with):
+
+{table(["set", "candidates", "distinct-1 / distinct-2", "cosine distance"], div_rows)}
+## SUR-adapter (the bundle's, alone)
+
+`{sur['recipe']}`, best step {sur['best_step']}; `{sur['eval_command']}`, 200 prompts x 2 seeds per set, ungated:
+
+{table(["set", "setting", "kind", "colour", "count", "all four", "base all four", "win rate vs base"], sur_rows)}
+The paper's ablations on this recipe, 500 steps each, the trainer's held-out check (64 narrative-val prompts of
+other scenes; +-6 points on all four), `scripts/sur_ablations.py --max_train_steps 500`:
+
+{table(["run", "setting", "kind", "colour", "count", "all four", "win rate vs base"], ab_rows)}
+The [narrative-prompts report](narrative.md) has the adapters trained since and the lifted stack.
+"""
+
+
+def narrative_page(files: list[Path]) -> str:
+    parts = [HEAD + "# Narrative prompts: the SUR-adapter and the lifted stack\n\n"
+             "Each table is one `scripts/sur_eval.py` run against the base model on the same prompts and seeds: "
+             "semantic accuracy (%) by the attribute judge, the change of all-four accuracy vs base and the aesthetic "
+             "win rate vs base (predictor B), with bootstrap 95 % intervals over prompts. Prompt seed 3 draws the "
+             "trainers' held-out scenes (used to choose), seed 0 the report scenes (used to report).\n"]
+    for path in files:
+        record = json.loads(path.read_text())
+        what = "the lifted stack with each adapter" if record["stack"] else "each adapter alone"
+        parts.append(f"\n## {record.get('title', path.stem)}\n\n`benchmarks/results/{path.name}`: {run_line(record['run'])}; "
+                     f"{record['num_prompts']} prompts x {record['seeds']} seeds per set, prompt seed "
+                     f"{record['prompt_seed']}, {what}, gate {record['gate']}.\n")
+        systems = ", ".join(f"`{name}` = {' '.join(spec) or 'the base model'}" for name, spec in record["systems"].items())
+        parts.append(f"\nSystems: {systems}.\n")
+        for name, rows in record["sets"].items():
+            body = []
+            for system, r in rows.items():
+                s, vs, change = r.get("semantic", {}), r.get("vs_baseline"), r.get("semantic_all_change")
+                body.append([system, *(pct(s.get(a)) for a in ATTRIBUTES),
+                             "" if not change else f"{100 * change['mean']:+.1f} ({100 * change['ci95'][0]:+.1f}, "
+                                                   f"{100 * change['ci95'][1]:+.1f})",
+                             f"{r['aesthetic']:.2f}", "" if not vs else f"{pct(vs['win_rate'])}{interval(vs['ci95'])}"])
+            parts.append(f"\n{name}:\n\n" + table(["system", "setting", "kind", "colour", "count", "all four",
+                                                 "all four vs base", "aesthetic", "win rate vs base"], body))
+    return "".join(parts)
+
+
+def text_and_tables(printed: str) -> str:
+    """A script's printout as markdown: its markdown-table lines as tables, the rest as text blocks."""
+    blocks, current, is_table = [], [], None
+    for line in printed.strip().splitlines() + [""]:
+        kind = line.startswith("|")
+        if (kind != is_table or not line) and current:
+            blocks.append("\n".join(current) + "\n" if is_table else "```text\n" + "\n".join(current) + "\n```\n")
+            current = []
+        if line:
+            current.append(line)
+        is_table = kind
+    return "\n".join(blocks)
+
+
+def real_size_page() -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import real_size  # the benchmark's own table, fitted on the measured steps
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        real_size.table(argparse.Namespace(results=str(MEASURED), fit=[256, 384], check=[512]))
+    return HEAD + f"""# Real size and memory
+
+Every trainer run for one step on random full-size SD 1.5, SD 2.1 and SDXL pipelines on a CPU, and the memory model
+`promptlift memory` fits on those steps. From `src/promptlift/memory/measured.jsonl` ({git_origin(MEASURED)}),
+written by `benchmarks/real_size.py` (fp32, 8-bit AdamW, gradient checkpointing, batch 1, on the project's 2-core CPU
+machine); the tables below are `.venv/bin/python benchmarks/real_size.py --table`'s output. The model is fitted on
+256 and 384 px and checked on SD 1.5 at 512 px, measured and held out.
+
+{text_and_tables(out.getvalue())}
+Read the batch-1 projections as weights, gradients and optimizer state, which are counted, plus activations fitted
+on 256 and 384 px. For SD 2.1 at 768 px and SDXL at 1024 px the activation term is extrapolated, and on SD 1.5 it
+already ran low at 512 px: columns that multiply activations by the batch are lower bounds there. No step has run on
+a GPU yet (`benchmarks/gpu_check.py`).
+"""
+
+
+def speed_page(peer: Path | None) -> str:
+    parts = [HEAD + "# Speed\n"]
+    if peer is not None:
+        r = json.loads(peer.read_text())
+        runs = [[x["system"], x["steps"], f"{x['seconds']:.1f}", f"{x['peak_gib']:.2f}"] for x in r["runs"]]
+        ratios = [[k.replace("_", " "), f"{v:.2f}x", f"<= {r['goals'][k]}x", "yes" if v <= r["goals"][k] else "no"]
+                  for k, v in r["ratios"].items()]
+        s = r["settings"]
+        parts.append(f"""
+## Training against diffusers' LoRA script
+
+`benchmarks/peer_lora_speed.py` runs diffusers' `train_text_to_image_lora.py` (unchanged, from the peers' folder)
+beside `promptlift train quality-tuning --use_lora` on the embedded model, {s['num_scenes']} world scenes at
+{s['resolution']} px, batch {s['batch_size']}, rank {s['rank']}, {s['num_threads']} threads, for {s['short_steps']} and
+{s['steps']} steps. `benchmarks/results/{peer.name}`: {run_line(r['run'])}.
+
+{table(["system", "steps", "wall s", "peak resident GiB"], runs)}
+Per step (the difference of the two runs over the steps between): promptlift {r['per_step_seconds']['promptlift']:.3f} s,
+peer {r['per_step_seconds']['peer']:.3f} s (promptlift caches the VAE latents; the peer encodes every batch).
+
+{table(["promptlift / peer", "ratio", "goal", "met"], ratios)}
+The end-to-end difference is promptlift's final held-out check, which the peer does not run: the base model's scores
+are cached across runs, but the tuned model's held-out images (64 prompts, 25 steps) are made every run.
+""")
+    parts.append("""
+## Benchmarks without a results file yet
+
+These print their ratios against a baseline run in the same process; their numbers are not reported here until
+they write a results file: `benchmarks/lift_overhead.py` (each lift's and the stack's cost per generation, and its
+FLOPs projected to SD 1.5), `benchmarks/curation_throughput.py` (`curate` against the scoring models' bare forward),
+`benchmarks/textcraftor_memory.py` (TextCraftor's truncated, checkpointed step against a plain one and the whole
+chain), `benchmarks/eval_overhead.py`, `benchmarks/world_render.py`, `benchmarks/cli_help.py`.
+""")
+    return "".join(parts)
+
+
+def headline_table(path: Path) -> str:
+    """The README's results table: the lifted stack against the base model on each set of `path`."""
+    if not path.is_file():
+        return f"Not measured yet: `{path.relative_to(ROOT)}` is written by `scripts/sur_eval.py --stack --results`.\n"
+    record = json.loads(path.read_text())
+    rows = []
+    for name, systems in record["sets"].items():
+        base = systems["base"]
+        for system, r in systems.items():
+            if system == "base":
+                continue
+            vs = r["vs_baseline"]
+            rows.append([f"world-{name}", pct(base["semantic"]["all"]), pct(r["semantic"]["all"]),
+                         f"{base['aesthetic']:.2f} -> {r['aesthetic']:.2f}", f"{pct(vs['win_rate'])}{interval(vs['ci95'])}"])
+    return table(["prompt set", "base: all four", "stack: all four", "aesthetic, base -> stack", "win rate vs base"], rows)
+
+
+def readme(text: str) -> str:
+    """README.md with its results table re-written between the markers."""
+    start, end = text.index(MARKS[0]) + len(MARKS[0]), text.index(MARKS[1])
+    return text[:start] + headline_table(HEADLINE) + text[end:]
+
+
+def index_page(pages: dict[str, str]) -> str:
+    rows = "\n".join(f"- [{title}]({name})" for name, title in pages.items())
+    return HEAD + f"""# Reports
+
+What promptlift measured, apart from the guides. Each page is written by `scripts/make_reports.py` from results files
+that the measuring scripts write, and names the date, commit, command and machine of its numbers; re-measuring
+rewrites the results file, and the page follows.
+
+{rows}
+"""
+
+
+def pages() -> dict[str, str]:
+    card = json.loads(CARD.read_text())
+    narrative = sorted(RESULTS.glob("narrative-*.json"))
+    peer = RESULTS / "peer_lora_speed.json"
+    out = {"bundle.md": bundle_page(card), "methods.md": methods_page(card), "real-size.md": real_size_page(),
+           "speed.md": speed_page(peer if peer.is_file() else None), "narrative.md": narrative_page(narrative)}
+    titles = {"narrative.md": "Narrative prompts: the SUR-adapter and the lifted stack", "bundle.md": "The embedded model",
+              "methods.md": "The methods in the world", "real-size.md": "Real size and memory", "speed.md": "Speed"}
+    out["index.md"] = index_page(titles)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare with the committed pages")
+    args = parser.parse_args()
+    stale = []
+    for name, text in {**pages(), "../../README.md": readme(README.read_text())}.items():
+        path = (PAGES / name).resolve()
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        raise SystemExit(f"stale report pages: {', '.join(stale)}; run .venv/bin/python scripts/make_reports.py")
+
+
+if __name__ == "__main__":
+    main()
