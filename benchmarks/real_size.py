@@ -385,7 +385,7 @@ def main() -> None:
     parser.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--root", default="runs/real-size", help="Random pipelines, data and runs.")
     parser.add_argument("--results", default=str(MEASURED),
-                        help="JSON lines, appended to; `promptlift memory` and the README's table read the committed one.")
+                        help="JSON lines, appended to; `promptlift memory` and docs/reports/real-size.md read the committed one.")
     parser.add_argument("--table", action="store_true", help="Fit the memory model on --results and print the table.")
     parser.add_argument("--fit", nargs="+", type=int, default=[256, 384],
                         help="Resolutions the model is fitted on (above the fixed-size floor of 64-192 px).")

@@ -1,4 +1,4 @@
-"""In-world evaluation of SUR-adapters against the base model, on the sets of the README's SUR-adapter table.
+"""In-world evaluation of SUR-adapters against the base model, on world prompt sets (docs/reports/narrative.md).
 
     .venv/bin/python scripts/sur_eval.py NAME=ADAPTER_FOLDER [...] [--sets narrative-val narrative-train literal]
         [--num_prompts 200] [--seeds 2] [--prompt_seed 0] [--gate none] [--stack] [--output_dir runs/sur-eval]
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--stack", action="store_true", help="each adapter inside the lifted stack")
     parser.add_argument("--reads", default="default", help="user, rewrite, or default (the folder's lift.json, else user)")
     parser.add_argument("--output_dir", default="runs/sur-eval")
+    parser.add_argument("--title", default=None, help="the results' heading in the report page")
     parser.add_argument("--results", type=Path, help="also write the results here (e.g. benchmarks/results/NAME.json, "
                                                     "which scripts/make_reports.py reads)")
     args = parser.parse_args()
@@ -77,7 +78,8 @@ def main() -> None:
         result[name] = system_table(runs, "base", JUDGE)
         print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds\n"
               + format_system_table(result[name], "base"), flush=True)
-    record = {"run": run_record(), "prompt_seed": args.prompt_seed, "num_prompts": args.num_prompts,
+    record = {"title": args.title or f"sur_eval {' '.join(systems)}", "run": run_record(),
+              "prompt_seed": args.prompt_seed, "num_prompts": args.num_prompts,
               "seeds": args.seeds, "judge": JUDGE, "gate": args.gate, "reads": args.reads, "stack": args.stack,
               "systems": {name: lift for name, lift in systems.items()}, "sets": result}
     for path in [out / "sur_eval.json", *([args.results] if args.results else [])]:

@@ -17,7 +17,7 @@ __all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "LIFTED_WEIGHTS", "lifted_options",
 # TextCraftor adds its encoder's change last, since its hybrid schedule hands tensors over mid-sampling.
 LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
 # The options the stack sets on its lifts (a `--lift_option` of the same key wins), chosen on selection prompts
-# (world prompts 800-999, README "The lifted stack"): TextCraftor's tuned encoder conditions every denoising step (its
+# (world prompts 800-999; docs/reports/narrative.md): TextCraftor's tuned encoder conditions every denoising step (its
 # own default hands over at step 6, best alone), moved half-way from the base encoder: at full strength it redraws some
 # literal prompts' objects ("a black ball in the snow" as another kind: 8 of 400 literal images wrong, 4 at half); the
 # quality-tuning LoRA at 2.5 times its change wins back the looks that costs (narrative prompts won 95.0 % against
