@@ -3,7 +3,7 @@
     .venv/bin/python scripts/make_reports.py            # write the pages
     .venv/bin/python scripts/make_reports.py --check    # exit 1 when a committed page differs from what it would write
 
-Sources: the embedded bundle's card.json (the recipe's `measure` part and each method's bundle run), the memory
+Sources (hand-written text beside them: benchmarks/results/*-notes.md): the embedded bundle's card.json (the recipe's `measure` part and each method's bundle run), the memory
 model's measured steps (src/promptlift/memory/measured.jsonl, `benchmarks/real_size.py`), and
 benchmarks/results/*.json (`scripts/sur_eval.py --results`, `benchmarks/peer_lora_speed.py`). Every table names the
 file it comes from; every page names the date, commit, command and machine of its results. A number that is no longer
@@ -130,8 +130,9 @@ def methods_page(card: dict) -> str:
     sur = card["sur-adapter"]
     sur_rows = [[name, *(pct(r["semantic"][a]) for a in ATTRIBUTES), pct(r["semantic_base"]["all"]),
                  f"{pct(r['win_rate_vs_base'])}{interval(r['ci95'])}"] for name, r in sur["eval"].items()]
+    previous = sur.get("previous", sur)  # the ablations ran on the recipe before this one
     ab_rows = [[name, *(pct(r["semantic"][a]) for a in ATTRIBUTES), pct(r.get("win_rate_vs_base"))]
-               for name, r in sur["ablations_500_steps_heldout64"].items()]
+               for name, r in previous["ablations_500_steps_heldout64"].items()]
     return HEAD + f"""# The methods in the world
 
 Each method's bundle weights on the embedded model, from `src/promptlift/bundle/card.json` ({git_origin(CARD)}),
@@ -162,23 +163,48 @@ all-MiniLM-L6-v2 embeddings; "added" leaves out the user's prompt, which every c
 {table(["set", "candidates", "distinct-1 / distinct-2", "cosine distance"], div_rows)}
 ## SUR-adapter (the bundle's, alone)
 
-`{sur['recipe']}`, best step {sur['best_step']}; `{sur['eval_command']}`, 200 prompts x 2 seeds per set, ungated:
+`{sur['recipe']}` ({sur['what']}), best step {sur['best_step']}; `{sur['eval_command']}`, 200 prompts x 2 seeds
+per set:
 
 {table(["set", "setting", "kind", "colour", "count", "all four", "base all four", "win rate vs base"], sur_rows)}
-The paper's ablations on this recipe, 500 steps each, the trainer's held-out check (64 narrative-val prompts of
-other scenes; +-6 points on all four), `scripts/sur_ablations.py --max_train_steps 500`:
+The paper's ablations on {"the previous bundle recipe (`" + previous['recipe'] + "`, without the mixed rows and the attribute head)" if previous is not sur else "this recipe"},
+500 steps each, the trainer's held-out check (64 narrative-val prompts of other scenes; +-6 points on all four),
+`scripts/sur_ablations.py --max_train_steps 500`:
 
 {table(["run", "setting", "kind", "colour", "count", "all four", "win rate vs base"], ab_rows)}
 The [narrative-prompts report](narrative.md) has the adapters trained since and the lifted stack.
 """
 
 
-def narrative_page(files: list[Path]) -> str:
+def short_teacher(spec: str) -> str:
+    """A teacher's folder as a name: its last path part that is not a generic one ("model")."""
+    parts = [p for p in spec.replace("@", " @").split("/") if p]
+    return next((p for p in reversed(parts) if not p.startswith("model")), spec)
+
+
+def probe_section(files: list[Path]) -> str:
+    """The teacher probes (`scripts/teacher_probe.py --results`): what each teacher carries to unseen phrasings."""
+    parts = []
+    for path in files:
+        record = json.loads(path.read_text())
+        rows = [[" + ".join(short_teacher(t) for t in r["teacher"].split(" + ")), r["probe"], r["trained_on"], *(pct(r[a]) for a in ATTRIBUTES[:4])]
+                for r in record["rows"]]
+        parts.append(f"\n## Teacher probe: `benchmarks/results/{path.name}`\n\n{run_line(record['run'])}; "
+                     f"features {'standardised' if record['standardise'] else 'as they are'}, {record['steps']} steps; "
+                     "trained on narrative-train prompts, tested on 1000 narrative-val ones (unseen phrasings):\n\n"
+                     + table(["teacher", "probe", "trained on", "setting", "kind", "colour", "count"], rows))
+    return "".join(parts)
+
+
+def narrative_page(files: list[Path], notes: Path | None = None, probes: list[Path] = ()) -> str:
+    """The sur_eval results `files`, after the hand-written reading of them in `notes` (what the tables show)."""
     parts = [HEAD + "# Narrative prompts: the SUR-adapter and the lifted stack\n\n"
              "Each table is one `scripts/sur_eval.py` run against the base model on the same prompts and seeds: "
              "semantic accuracy (%) by the attribute judge, the change of all-four accuracy vs base and the aesthetic "
              "win rate vs base (predictor B), with bootstrap 95 % intervals over prompts. Prompt seed 3 draws the "
              "trainers' held-out scenes (used to choose), seed 0 the report scenes (used to report).\n"]
+    if notes is not None and notes.is_file():
+        parts.append("\n" + notes.read_text().strip() + "\n")
     for path in files:
         record = json.loads(path.read_text())
         what = "the lifted stack with each adapter" if record["stack"] else "each adapter alone"
@@ -197,7 +223,7 @@ def narrative_page(files: list[Path]) -> str:
                              f"{r['aesthetic']:.2f}", "" if not vs else f"{pct(vs['win_rate'])}{interval(vs['ci95'])}"])
             parts.append(f"\n{name}:\n\n" + table(["system", "setting", "kind", "colour", "count", "all four",
                                                  "all four vs base", "aesthetic", "win rate vs base"], body))
-    return "".join(parts)
+    return "".join(parts) + probe_section(list(probes))
 
 
 def text_and_tables(printed: str) -> str:
@@ -313,7 +339,8 @@ def pages() -> dict[str, str]:
     narrative = sorted(RESULTS.glob("narrative-*.json"))
     peer = RESULTS / "peer_lora_speed.json"
     out = {"bundle.md": bundle_page(card), "methods.md": methods_page(card), "real-size.md": real_size_page(),
-           "speed.md": speed_page(peer if peer.is_file() else None), "narrative.md": narrative_page(narrative)}
+           "speed.md": speed_page(peer if peer.is_file() else None), "narrative.md": narrative_page(narrative, RESULTS / "narrative-notes.md",
+                                          sorted(RESULTS.glob("teacher-probe-*.json")))}
     titles = {"narrative.md": "Narrative prompts: the SUR-adapter and the lifted stack", "bundle.md": "The embedded model",
               "methods.md": "The methods in the world", "real-size.md": "Real size and memory", "speed.md": "Speed"}
     out["index.md"] = index_page(titles)

@@ -19,7 +19,7 @@ from promptlift.methods.refiner import Refiner
 from promptlift.methods.sur_adapter.lift import SURAdapterLift, relative_change
 from promptlift.pipeline import encode_prompts, load_pipeline, prompt_padding_mask
 
-SETS = ("world-complex", "world-literal", "world-narrative-train", "world-narrative-val")
+SETS = ("world-complex", "world-literal", "world-mixed-val", "world-narrative-train", "world-narrative-val")
 QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
 
 

@@ -123,6 +123,7 @@ def run_record(argv: list[str] | None = None) -> dict:
     changes; None outside a git checkout), the command line and the machine (CPU, threads, memory, GPU)."""
     import datetime
     import platform
+    import shlex
     import subprocess
     import sys
 
@@ -144,7 +145,7 @@ def run_record(argv: list[str] | None = None) -> dict:
                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                "torch": torch.__version__, "python": platform.python_version()}
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-            "command": " ".join(sys.argv if argv is None else argv), "machine": machine}
+            "command": shlex.join(sys.argv if argv is None else argv), "machine": machine}
 
 
 def cache_dir() -> Path:
