@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import io
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -46,10 +45,10 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def git_origin(path: Path) -> str:
-    """'commit abc1234 (2026-12-01)': the last commit that changed `path`."""
-    out = subprocess.run(["git", "log", "-1", "--format=%h (%cs)", "--", str(path)], cwd=ROOT, capture_output=True,
-                         text=True)
-    return f"commit {out.stdout.strip()}" if out.returncode == 0 and out.stdout.strip() else "not committed yet"
+    """Where the file's commits are listed (a page naming the hash of the file's last commit would be stale the
+    moment it is committed with the file)."""
+    rel = path.relative_to(ROOT)
+    return f"the commits that wrote it: `git log -- {rel}`"
 
 
 def run_line(run: dict) -> str:
