@@ -280,7 +280,9 @@ beside `promptlift train quality-tuning --use_lora` on the embedded model, {s['n
 
 {table(["system", "steps", "wall s", "peak resident GiB"], runs)}
 Per step (the difference of the two runs over the steps between): promptlift {r['per_step_seconds']['promptlift']:.3f} s,
-peer {r['per_step_seconds']['peer']:.3f} s (promptlift caches the VAE latents; the peer encodes every batch).
+peer {r['per_step_seconds']['peer']:.3f} s (promptlift caches the VAE latents; the peer encodes every batch). The
+estimate carries the jitter of all that both runs of a system share (start-up, caching, promptlift's held-out check,
+a few seconds each), spread over the steps between: one run of the script is not enough to decide a goal of 1.0x.
 
 {table(["promptlift / peer", "ratio", "goal", "met"], ratios)}
 The end-to-end difference is promptlift's final held-out check, which the peer does not run: the base model's scores
