@@ -39,7 +39,8 @@ class HeldOutEvaluator:
                  mixed_precision: str = "no", resolution: int | None = None, batch_size: int = 8):
         """`mixed_precision`: the trainer's; the images are made under its autocast (frozen models held in it).
         `resolution`: the images' side (default: the model's). `batch_size`: prompts per pipeline call."""
-        self.pipe, self.guidance_scale, self.steps, self.batch_size = pipe, guidance_scale, num_inference_steps, batch_size
+        self.pipe, self.guidance_scale, self.steps = pipe, guidance_scale, num_inference_steps
+        self.batch_size = batch_size
         self.mixed_precision = mixed_precision
         self.size = {} if resolution is None else {"height": resolution, "width": resolution}
         self.lines = heldout_lines(source, num_prompts)
@@ -58,7 +59,8 @@ class HeldOutEvaluator:
                    if getattr(self.pipe, n, None) is not None}
         key = {"models": {n: text_encoder_fingerprint(m) for n, m in modules.items()},
                "scheduler": dict(self.pipe.scheduler.config), "prompts": self.lines, "guidance_scale": self.guidance_scale,
-               "steps": self.steps, "size": self.size, "batch_size": self.batch_size, "mixed_precision": self.mixed_precision, "judge": judge,
+               "steps": self.steps, "size": self.size, "batch_size": self.batch_size,
+               "mixed_precision": self.mixed_precision, "judge": judge,
                "judge_weights": text_encoder_fingerprint(self.judge), "reward_option": sorted(reward_option),
                "attributes": None if self.attributes is None else text_encoder_fingerprint(self.attributes)}
         path = cache_dir() / "heldout" / f"{hashlib.sha256(json_text(key).encode()).hexdigest()[:32]}.json"
