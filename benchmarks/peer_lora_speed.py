@@ -5,9 +5,10 @@ quality-tuning --use_lora`, on the same model, data, resolution, batch, rank, le
     .venv/bin/python benchmarks/peer_lora_speed.py [--steps 50] [--short_steps 10] [--num_threads 2]
 
 Each is run for `short_steps` and `steps`; per step = the difference of the two wall times over the steps between
-(start-up, caching and the final evaluation cancel out), end to end = the `steps` run, peak memory = the run's
-largest resident set; written to --results with the run's date, commit and machine. promptlift runs once first, unmeasured: its held-out check caches the base model's scores
-(by model, prompts, seeds and settings) for the runs after it, as a user's second run finds them. The peer script
+(start-up, caching and the final evaluation cancel out, up to their jitter), end to end = the `steps` run, peak
+memory = the run's largest resident set; written to --results with the run's date, commit and machine. promptlift
+runs once first, unmeasured: its held-out check caches the base model's scores (by model, prompts, seeds and
+settings) for the runs after it, as a user's second run finds them. The peer script
 runs no validation (no --validation_prompt); promptlift's final held-out check generates `num_eval_prompts` (64)
 images with the tuned model, every run. Prints each as promptlift / peer. The goals: per step <= 1.0x, end to end
 <= 1.5x, memory <= 1.1x.
@@ -108,7 +109,8 @@ def main() -> None:
         "runs": [{"system": name, "steps": steps, "seconds": round(seconds, 2), "peak_gib": round(gib, 3)}
                  for (name, steps), (seconds, gib) in results.items()],
         "per_step_seconds": {k: round(v, 4) for k, v in per_step.items()},
-        "ratios": {k: round(v, 3) for k, v in ratios.items()}, "goals": {"per_step": 1.0, "end_to_end": 1.5, "peak_memory": 1.1}})
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "goals": {"per_step": 1.0, "end_to_end": 1.5, "peak_memory": 1.1}})
 
 
 if __name__ == "__main__":

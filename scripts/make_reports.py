@@ -3,11 +3,12 @@
     .venv/bin/python scripts/make_reports.py            # write the pages
     .venv/bin/python scripts/make_reports.py --check    # exit 1 when a committed page differs from what it would write
 
-Sources (hand-written text beside them: benchmarks/results/*-notes.md): the embedded bundle's card.json (the recipe's `measure` part and each method's bundle run), the memory
-model's measured steps (src/promptlift/memory/measured.jsonl, `benchmarks/real_size.py`), and
-benchmarks/results/*.json (`scripts/sur_eval.py --results`, `benchmarks/peer_lora_speed.py`). Every table names the
-file it comes from; every page names the date, commit, command and machine of its results. A number that is no longer
-true is re-measured into its results file, never edited here or in the page.
+Sources: the embedded bundle's card.json (the recipe's `measure` part and each method's bundle run), the memory
+model's measured steps (src/promptlift/memory/measured.jsonl, `benchmarks/real_size.py`), benchmarks/results/*.json
+(`scripts/sur_eval.py --results`, `scripts/teacher_probe.py --results`, `benchmarks/peer_lora_speed.py`) and the
+hand-written reading of them beside (benchmarks/results/*-notes.md). Every table names the file it comes from; every
+page names the date, commit, command and machine of its results, or where the file's commits are listed. A number
+that is no longer true is re-measured into its results file, never edited here or in the page.
 """
 
 from __future__ import annotations
