@@ -70,7 +70,9 @@ class TrainConfig:
     logging_steps: int = field(default=25, metadata={"help": "Log metrics every N steps."})
     eval_steps: int = field(default=0, metadata={"help": "Run the evaluation every N steps (0 = only at the end)."})
     max_nonfinite_steps: int = field(default=10, metadata={"help": "Stop after this many non-finite losses in a row."})
-    num_threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default); the CLI sets them before loading anything, so caching keeps to them too."})
+    num_threads: int = field(default=0, metadata={
+        "help": "CPU threads for torch (0 = torch's default); the CLI sets them before loading anything, so caching "
+                "keeps to them too."})
     report_to: Literal["none", "tensorboard"] = field(
         default="none", metadata={"help": "Also log to TensorBoard (in output_dir/tensorboard; needs `pip install tensorboard`)."}
     )
