@@ -8,7 +8,10 @@ of all 960 contents (5 settings x 6 kinds x 8 colours x 4 counts) written both a
 at sunset") and as complex prompts without quality keywords ("two red boats, sunset, warm evening sky") - the
 prompts the base model draws right 99.5 % of the time. The decoded attributes' accuracy is what reaches the
 UNet; beside the teacher's probe (scripts/teacher_probe.py: what the teacher carries) and the judged images
-(scripts/sur_eval.py: what is drawn) it places each loss at a stage. Prints accuracy per attribute and all four.
+(scripts/sur_eval.py: what is drawn) it places each loss at a stage. An adapter trained with an attribute head
+(`--attribute_columns`) gets a second row, "NAME head": the head's own classes, what the adapter's output carries
+in the form the head reads (its mean over positions) whether or not it reaches the UNet's reading. Prints accuracy
+per attribute and all four. `--prompt_seed 3` reads the selection scenes (the trainers' held-out check's).
 """
 
 import argparse
@@ -54,12 +57,37 @@ def readout(x: torch.Tensor, bank: torch.Tensor, attributes: list[dict], lines: 
     return out
 
 
+@torch.no_grad()
+def head_readout(pipe, lift: SURAdapterLift, lines: list[dict], batch_size: int = 64) -> dict[str, float] | None:
+    """Accuracy of the adapter's attribute head (classes: each attribute's values in sorted order, as the trainer
+    numbers them), or None for an adapter without one."""
+    if lift.adapter.attribute_head is None:
+        return None
+    if lift.adapter.attribute_classes != [len(VALUES[a]) for a in ATTRIBUTES]:
+        raise ValueError(f"{lift.path}: the attribute head's classes {lift.adapter.attribute_classes} are not the world's "
+                         f"four attributes {[len(v) for v in VALUES.values()]}.")
+    hits = {a: [] for a in ATTRIBUTES}
+    for i in range(0, len(lines), batch_size):
+        chunk = lines[i : i + batch_size]
+        prompts = [x["prompt"] for x in chunk]
+        base = encode_prompts(pipe, prompts, do_classifier_free_guidance=False).prompt_embeds
+        llm, llm_mask = lift.teacher.token_states(prompts) if lift.adapter.slots else (None, None)
+        logits = lift.adapter.classify_attributes(lift._adapt(pipe, base, prompts)[0], llm, llm_mask)
+        for a, x in zip(ATTRIBUTES, logits):
+            classes = sorted(str(v) for v in VALUES[a])
+            hits[a] += [classes[j] == str(line["expected"][a]) for j, line in zip(x.argmax(-1).tolist(), chunk)]
+    out = {a: sum(h) / len(h) for a, h in hits.items()}
+    out["all"] = sum(all(h[i] for h in hits.values()) for i in range(len(lines))) / len(lines)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapters", nargs="*", help="NAME=FOLDER of a trained adapter")
     parser.add_argument("--sets", nargs="+", default=["narrative-val", "narrative-train", "literal"])
     parser.add_argument("--num_prompts", type=int, default=200)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--prompt_seed", type=int, default=0, help="0: the report scenes; 3: the selection scenes")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     pipe = load_pipeline(None)
@@ -68,12 +96,15 @@ def main() -> None:
     systems = {"base": []} | {name: [SURAdapterLift("sur-adapter", path)] for name, _, path in
                               (spec.partition("=") for spec in args.adapters)}
     for name in args.sets:
-        lines = list(iter_prompt_set(name, args.num_prompts, seed=0))
-        print(f"\nworld-{name}, {args.num_prompts} prompts: attributes read from the embedding the UNet receives (%)")
+        lines = list(iter_prompt_set(name, args.num_prompts, seed=args.prompt_seed))
+        print(f"\nworld-{name}, {args.num_prompts} prompts (prompt seed {args.prompt_seed}): attributes read from the embedding the UNet receives (%)")
         print(f"{'system':<28} " + " ".join(f"{a:>7}" for a in (*ATTRIBUTES, "all")))
         for system, lifts in systems.items():
             acc = readout(embeddings(pipe, [x["prompt"] for x in lines], lifts), bank, attributes, lines)
             print(f"{system:<28} " + " ".join(f"{100 * acc[a]:>7.1f}" for a in (*ATTRIBUTES, "all")), flush=True)
+            head = head_readout(pipe, lifts[0], lines) if lifts else None
+            if head is not None:
+                print(f"{system + ' head':<28} " + " ".join(f"{100 * head[a]:>7.1f}" for a in (*ATTRIBUTES, "all")), flush=True)
 
 
 if __name__ == "__main__":

@@ -248,3 +248,5 @@ def test_the_gate_weighs_the_adapters_change_by_how_much_it_changes_the_prompt(p
     for bad in ("0.6:0.45", "0.5", "a:b", "-1:1"):
         with pytest.raises(ValueError, match="must be LOW:HIGH"):
             SURAdapterLift("sur-adapter", sur_dir, gate=bad)
+    with pytest.raises(ValueError, match="gate_columns"):  # an adapter trained without a gate head has none to learn
+        SURAdapterLift("sur-adapter", sur_dir, gate="learnt")

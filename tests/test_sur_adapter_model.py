@@ -207,3 +207,30 @@ def test_attribute_head_classifies_the_adapted_embedding_and_reloads(tmp_path):
     assert again.attribute_classes == [5, 3]
     with pytest.raises(ValueError, match="attribute_classes"):
         SURAdapter(dim=16, llm_dim=8, num_heads=4).classify_attributes(torch.randn(2, 7, 16))
+
+
+def test_slots_pool_the_real_teacher_tokens_and_the_head_reads_pool_j():
+    """With `slots`, each attention pool is a convex mix of the teacher's real tokens (padding gets no weight, so a
+    padded batch gives each prompt what it gets alone), and attribute j's head reads pool j."""
+    torch.manual_seed(0)
+    adapter = SURAdapter(dim=16, llm_dim=8, num_heads=4, beta=1.0, llm_at_inference=True, llm_tokens=True,
+                         read_prompt_embeds=False, attribute_classes=[5, 3], slots=4).eval()
+    torch.nn.init.normal_(adapter.out.weight)  # the zero-initialised output would hide the pools' effect
+    x, tokens = torch.randn(2, 7, 16), torch.randn(2, 6, 8)
+    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
+    padded = tokens.clone()
+    padded[0, 4:] = 100.0  # padding the pools must not read
+    y = adapter(x, None, padded, mask)[0]
+    alone = adapter(x[:1], None, tokens[:1, :4], mask[:1, :4])[0]
+    torch.testing.assert_close(y[:1], alone)
+    pools = adapter._pool(adapter.llm_norm(padded), mask)
+    assert pools.shape == (2, 4, 8) and pools[0].abs().max() < 10
+    logits = adapter.classify_attributes(y, padded, mask)
+    torch.testing.assert_close(logits[1], adapter.attribute_head[1](pools[:, 1]))
+    with pytest.raises(ValueError, match="llm_features"):
+        adapter.classify_attributes(y)
+    with pytest.raises(ValueError, match="slots"):
+        SURAdapter(dim=16, llm_dim=8, num_heads=4, llm_at_inference=True, llm_tokens=True, attribute_classes=[5, 3, 2],
+                   slots=2)
+    with pytest.raises(ValueError, match="llm_tokens"):
+        SURAdapter(dim=16, llm_dim=8, num_heads=4, slots=2)

@@ -300,6 +300,14 @@ def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeli
     assert result.exit_code == 0, result.output
     logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
     assert logs[-1]["attributes"] < logs[0]["attributes"] and logs[-1]["contrastive"] < logs[0]["contrastive"]
+    pooled = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "slots", tiny_bundle_dir, "--llm_at_inference",
+                     "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--llm_slots", 2,
+                     "--attribute_columns", "kind", "--attribute_columns", "color", "--attribute_weight", 1.0,
+                     "--diffusion_weight", 0, "--logging_steps", 1, "--max_train_steps", 8)
+    assert pooled.exit_code == 0, pooled.output
+    logs = [json.loads(x) for x in (tmp_path / "slots" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert logs[-1]["attributes"] < logs[0]["attributes"]
+    assert SURAdapterLift("sur-adapter", tmp_path / "slots" / "final").adapter.slots == 2
     rows = [json.loads(x) for x in (triples / "metadata.jsonl").read_text().splitlines()]
     cache = {"record": torch.tensor([0, 1, 0, 1])}  # two columns of two triples
     cfg = SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"], attribute_weight=1.0, max_train_samples=2)
@@ -309,6 +317,52 @@ def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeli
         attribute_labels(SURAdapterConfig(train_data_dir=triples, attribute_columns=["mood"], attribute_weight=1.0), cache)
     with pytest.raises(ValueError, match="attribute_weight"):
         SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"])
+    with pytest.raises(ValueError, match="llm_slots"):
+        SURAdapterConfig(train_data_dir=triples, llm_at_inference=True, llm_tokens=True, llm_slots=1,
+                         attribute_columns=["kind", "color"], attribute_weight=1.0)
+
+
+def test_row_columns_reads_each_rows_column_off_the_cache_order():
+    from promptlift.methods.sur_adapter.trainer import row_columns
+
+    plain = type("Cfg", (), {"refiner": None, "extra_simple_columns": ["literal", "complex"], "feature_cache_dir": None})
+    record = torch.tensor([0, 1, 0, 1, 0, 1, 2, 2, 2])  # two batches: triples 0-1, then triple 2; three columns each
+    assert row_columns(plain, {"record": record}).tolist() == [0, 0, 1, 1, 2, 2, 0, 1, 2]
+    rewritten = type("Cfg", (), {"refiner": "refiner", "extra_simple_columns": ["literal"], "feature_cache_dir": None})
+    record = torch.tensor([0, 1] * 4)  # column 0 as written, its rewrites, column 1 as written, its rewrites
+    assert row_columns(rewritten, {"record": record}).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="rebuild"):
+        row_columns(rewritten, {"record": torch.tensor([0] * 5)})
+
+
+def test_learnt_gate_trains_on_the_columns_and_weighs_the_adapters_change(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir,
+                                                                          triples):
+    """`gate_columns` trains a gate head on the base embedding (literal rows: leave; narrative rows: adapt); the lift
+    then applies the adapter's change times the head's probability, by default, and `gate=none` applies it whole."""
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
+                     "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--diffusion_weight", 0,
+                     "--extra_simple_columns", "literal", "--gate_columns", "literal", "--gate_weight", 1.0,
+                     "--logging_steps", 1, "--max_train_steps", 8)
+    assert result.exit_code == 0, result.output
+    logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert logs[-1]["gate"] < logs[0]["gate"]
+    folder = tmp_path / "sur" / "final"
+    pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
+    rows = [json.loads(x) for x in (triples / "metadata.jsonl").read_text().splitlines()][:2]
+    prompts = [rows[0]["narrative"], rows[1]["literal"]]
+    gated = SURAdapterLift("sur-adapter", folder)
+    assert gated.gate == "learnt" and gated.describe()["gate"] == "learnt"
+    base = encode_prompts(pipe, prompts).prompt_embeds
+    whole = encode_prompts(pipe, prompts, lifts=[SURAdapterLift("sur-adapter", folder, gate="none")]).prompt_embeds
+    out = encode_prompts(pipe, prompts, lifts=[gated]).prompt_embeds
+    w = gated.last_gates
+    assert ((w > 0) & (w < 1)).all()
+    torch.testing.assert_close(out, base + w.view(-1, 1, 1) * (whole - base))
+    with pytest.raises(ValueError, match="gate_columns"):
+        SURAdapterConfig(train_data_dir=triples, simple_column="narrative", extra_simple_columns=["literal"],
+                         gate_columns=["narrative", "literal"])
+    with pytest.raises(ValueError, match="gate_columns"):
+        SURAdapterConfig(train_data_dir=triples, simple_column="narrative", gate_columns=["mood"])
 
 
 def test_num_threads_holds_from_the_first_model_loaded(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples, monkeypatch):

@@ -47,6 +47,9 @@ class SURAdapterConfig(MethodTrainConfig):
                                                                       "off, the teacher's tokens are its only input (the output is beta-mixed with it still)."})
     llm_token_dropout: float = field(default=0.0, metadata={"help": "With `llm_tokens`: share of the teacher's real tokens hidden from the adapter in "
                                                                      "each training row (one always stays), so it cannot lean on single words."})
+    llm_slots: int = field(default=0, metadata={"help": "With `llm_tokens`: K learned attention pools over the teacher's tokens (the "
+                                                          "teacher probe's form), added to every query and read as K more memory tokens; "
+                                                          "with `attribute_columns` the head reads pool j for attribute j (K >= columns)."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -67,6 +70,12 @@ class SURAdapterConfig(MethodTrainConfig):
                 "of the image): a linear head on the adapted embedding (mean over positions) classifies each, trained "
                 "beside the adapter and used by training only."})
     attribute_weight: float = field(default=0.0, metadata={"help": "Weight of the attribute head's cross-entropy (summed over the columns)."})
+    gate_columns: list[str] = field(default_factory=list, metadata={
+        "help": "Simple columns whose prompts the base model already reads right (e.g. literal, complex): a learnt gate "
+                "on the base embedding is trained to tell their rows from the other simple columns' (narrative, mixed), "
+                "and the lift applies the adapter's change weighted by its probability (gate \"learnt\")."})
+    gate_weight: float = field(default=0.1, metadata={"help": "Weight of the learnt gate's binary cross-entropy (the gate has "
+                                                              "its own parameters; the weight sets its share of the clipped gradient)."})
     eval_prompts: str = field(default="narrative-val", metadata={"help": "Held-out prompts: a world set or a .jsonl file."})
 
     def __post_init__(self):
@@ -88,6 +97,11 @@ class SURAdapterConfig(MethodTrainConfig):
             raise ValueError("`read_prompt_embeds` false leaves the adapter no input but the teacher's tokens: set `llm_tokens`.")
         if not 0 <= self.llm_token_dropout < 1:
             raise ValueError(f"`llm_token_dropout` must be in [0, 1), got {self.llm_token_dropout}.")
+        if self.llm_slots < 0 or (self.llm_slots and not self.llm_tokens):
+            raise ValueError(f"`llm_slots` {self.llm_slots} pools the teacher's token states: a count >= 0, with `llm_tokens`.")
+        if self.llm_slots and self.attribute_columns and self.llm_slots < len(self.attribute_columns):
+            raise ValueError(f"`llm_slots` {self.llm_slots}: the attribute head reads pool j for attribute j, so the "
+                             f"{len(self.attribute_columns)} `attribute_columns` need at least {len(self.attribute_columns)}.")
         if self.llm_max_tokens < 1:
             raise ValueError(f"`llm_max_tokens` must be >= 1, got {self.llm_max_tokens}.")
         if self.rewrite_target != "complex" and (self.refiner is None or self.complex_target != "tokens"):
@@ -98,6 +112,14 @@ class SURAdapterConfig(MethodTrainConfig):
         if bool(self.attribute_columns) != (self.attribute_weight > 0):
             raise ValueError("the attribute head needs both `attribute_columns` (the label columns) and "
                              f"`attribute_weight` > 0; got {self.attribute_columns} and {self.attribute_weight}.")
+        if self.gate_columns:
+            simple = [self.simple_column, *self.extra_simple_columns]
+            unknown = [c for c in self.gate_columns if c not in simple]
+            if unknown or set(simple) <= set(self.gate_columns):
+                raise ValueError(f"`gate_columns` {self.gate_columns} must be simple columns ({simple}) and leave at least "
+                                 "one to adapt: the gate learns to tell the prompts the base model reads from the others.")
+        if self.gate_weight <= 0:
+            raise ValueError(f"`gate_weight` must be > 0, got {self.gate_weight}.")
         if self.diffusion_weight == self.llm_weight == self.complex_weight == self.contrastive_weight == 0:
             raise ValueError("every loss weight is 0; nothing would train the adapter.")
 

@@ -13,18 +13,22 @@ from .model import SURAdapter
 __all__ = ["SURAdapterLift", "parse_gate", "relative_change"]
 
 LIFT_FILE = "lift.json"  # the lift's defaults an adapter folder ships with (e.g. {"gate": "0.45:0.6", "reads": "user"})
+LEARNT = "learnt"  # the gate the adapter was trained with (`gate_columns`)
 
 
-def parse_gate(gate: str | None, name: str = "sur-adapter") -> tuple[float, float] | None:
-    """"LOW:HIGH" -> (low, high) with 0 <= low < high; None or "none" -> None."""
+def parse_gate(gate: str | None, name: str = "sur-adapter") -> tuple[float, float] | str | None:
+    """"LOW:HIGH" -> (low, high) with 0 <= low < high; "learnt" -> "learnt"; None or "none" -> None."""
     if gate is None or str(gate).strip().lower() in ("", "none"):
         return None
+    if str(gate).strip().lower() == LEARNT:
+        return LEARNT
     try:
         low, high = (float(x) for x in str(gate).split(":"))
     except ValueError:
         low = high = float("nan")
     if not 0 <= low < high < float("inf"):  # also refuses NaN
-        raise ValueError(f"lift {name!r}: gate={gate!r} must be LOW:HIGH with 0 <= LOW < HIGH (e.g. 0.45:0.6), or none.")
+        raise ValueError(f"lift {name!r}: gate={gate!r} must be LOW:HIGH with 0 <= LOW < HIGH (e.g. 0.45:0.6), learnt, "
+                         "or none.")
     return low, high
 
 
@@ -53,8 +57,10 @@ class SURAdapterLift(Lift):
         `gate` "LOW:HIGH" applies the adapter's change only to prompts it changes much: its relative change over the
         prompt's tokens, mean ||adapted - base|| / ||base||, is the weight's input, 0 at LOW or below, 1 at HIGH or above,
         linear between. A prompt the model already reads right (keywords, a literal description) is one the adapter
-        learned to move little, and the gate leaves it as the other lifts make it. Default: the adapter folder's
-        `lift.json` "gate", else none (every prompt adapted in full); "none" turns it off."""
+        learned to move little, and the gate leaves it as the other lifts make it. "learnt": the weight is the
+        probability the adapter's own gate head (trained with `gate_columns`) gives, from the prompt's base embedding,
+        that the base model does not already read the prompt. Default: the adapter folder's `lift.json` "gate", else
+        "learnt" for an adapter with a gate head, else none (every prompt adapted in full); "none" turns it off."""
         spec = Path(path) / LIFT_FILE if path is not None else None
         defaults = json.loads(spec.read_text()) if spec is not None and spec.is_file() else {}
         reads = defaults.get("reads", "user") if reads == "default" else reads
@@ -76,7 +82,12 @@ class SURAdapterLift(Lift):
         super().__init__(name, Path(path) if path is not None else None)
         self.adapter, self.apply_to_unconditional, self.reads = adapter, apply_to_unconditional, reads
         self.rewrite_scale = float(rewrite_scale)
-        self.gate = parse_gate(defaults.get("gate") if gate == "default" else gate, name)
+        if gate == "default":
+            gate = defaults.get("gate", LEARNT if adapter.gate else None)
+        self.gate = parse_gate(gate, name)
+        if self.gate == LEARNT and not adapter.gate:
+            raise ValueError(f"lift {name!r}: gate=learnt needs an adapter trained with a gate (`gate_columns`); this one "
+                             "has none: give LOW:HIGH or none.")
         self.last_gates: torch.Tensor | None = None  # the weight each prompt of the last call got
         self.teacher = teacher if adapter.llm_at_inference else None
 
@@ -119,9 +130,12 @@ class SURAdapterLift(Lift):
         with torch.no_grad():
             if base.pooled_prompt_embeds is not None:
                 adapted["pooled_prompt_embeds"] = self._adapt_pooled(base.pooled_prompt_embeds, adapted["prompt_embeds"], mask)
-            if self.gate is not None:
+            if self.gate == LEARNT:
+                weight = self.adapter.gate_logit(x.to(self._dtype), mask).sigmoid().to(x.dtype)
+            elif self.gate is not None:
                 low, high = self.gate
                 weight = ((relative_change(adapted["prompt_embeds"], x, mask) - low) / (high - low)).clamp(0, 1)
+            if self.gate is not None:
                 self.last_gates = weight.cpu()
                 for key in ("prompt_embeds", "pooled_prompt_embeds"):  # the user's prompt's; not the negative's
                     if key not in adapted:
@@ -139,5 +153,5 @@ class SURAdapterLift(Lift):
 
     def describe(self) -> dict:
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional, "reads": self.reads,
-                "rewrite_scale": self.rewrite_scale, "gate": None if self.gate is None else "%g:%g" % self.gate,
+                "rewrite_scale": self.rewrite_scale, "gate": self.gate if self.gate in (None, LEARNT) else "%g:%g" % self.gate,
                 "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}

@@ -9,7 +9,13 @@ no dropout at inference (eval mode).
 
 Beyond the paper (`llm_tokens`): the transformer layers also cross-attend over the teacher's token states, with
 learned positions added to the queries, so what the teacher knows about each word of an unseen phrasing reaches
-every output position rather than one pooled vector added to all of them.
+every output position rather than one pooled vector added to all of them. With `slots`, K learned attention pools
+over the teacher's tokens (the form of the one-query probe that reads attributes off the teacher best, generalising
+to unseen phrasings where a mean does not: scripts/teacher_probe.py) are added to every query and read as K more
+memory tokens; an attribute head then reads pool j for attribute j, as the probe does. With `gate`, a small head on
+the base model's own embedding of the prompt scores whether the base model already reads it (trained on the triples'
+columns: complex or literal prompts, which it draws right, against narrative ones); the lift applies the adapter's
+change weighted by that probability (`SURAdapterLift`, gate "learnt").
 """
 
 from __future__ import annotations
@@ -38,13 +44,18 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             the adapter's only input (False): nothing can be learnt from the encoder's vectors of words it was never
             trained on, which are noise to it.
         attribute_classes: classes per labelled attribute: a linear head on the adapted embedding's mean over
-            positions, for the training's attribute term (`classify_attributes`); inference does not run it.
+            positions (on pool j for attribute j with `slots`), for the training's attribute term
+            (`classify_attributes`); inference does not run it.
+        slots: with `llm_tokens`, K attention pools over the teacher's tokens (each a softmax over tokens of a linear
+            score): their weighted means, projected, are added to every query and read as K more memory tokens.
+        gate: a head scoring, from the prompt's base embedding alone, the probability that the adapter should change
+            it (`adapt_probability`): an attention pool and the max over its tokens, then a linear score.
     """
 
     def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
                  dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
                  llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True,
-                 attribute_classes: list[int] | None = None):
+                 attribute_classes: list[int] | None = None, slots: int = 0, gate: bool = False):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -52,6 +63,11 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             raise ValueError(f"`dim` {dim} must be divisible by `num_heads` {num_heads}.")
         if llm_tokens and not llm_at_inference:
             raise ValueError("`llm_tokens` reads the teacher's token states at inference: set `llm_at_inference` too.")
+        if slots and not llm_tokens:
+            raise ValueError("`slots` pool the teacher's token states: set `llm_tokens`.")
+        if slots and attribute_classes and slots < len(attribute_classes):
+            raise ValueError(f"the attribute head reads pool j for attribute j: {len(attribute_classes)} attributes need "
+                             f"`slots` >= {len(attribute_classes)}, got {slots}.")
         if not (read_prompt_embeds or llm_tokens):
             raise ValueError("an adapter that does not read the prompt embeddings reads the teacher's tokens: set `llm_tokens`.")
         self.beta, self.llm_at_inference, self.llm_tokens = beta, llm_at_inference, llm_tokens
@@ -71,8 +87,20 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.llm_projection = nn.Linear(llm_dim, dim)
+        self.slots = slots
+        if slots:
+            self.slot_scores = nn.Linear(llm_dim, slots)
+            self.slot_projection = nn.Linear(slots * llm_dim, dim)
         self.attribute_classes = list(attribute_classes or [])
-        self.attribute_head = nn.Linear(dim, sum(self.attribute_classes)) if self.attribute_classes else None
+        self.attribute_head = None
+        if self.attribute_classes:
+            self.attribute_head = (nn.ModuleList(nn.Linear(llm_dim, c) for c in self.attribute_classes) if slots
+                                   else nn.Linear(dim, sum(self.attribute_classes)))
+        self.gate = gate
+        if gate:  # its own parameters on the base embedding: it neither reads nor moves the adapter
+            self.gate_norm = nn.LayerNorm(dim)
+            self.gate_score = nn.Linear(dim, 1)
+            self.gate_out = nn.Linear(2 * dim, 1)
         self.pooled = None
         if pooled_dim:  # SDXL: the pooled embedding of text_encoder_2 conditions the UNet too
             self.pooled = nn.Sequential(nn.LayerNorm(pooled_dim + dim), nn.Linear(pooled_dim + dim, pooled_dim), nn.GELU(),
@@ -92,11 +120,18 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             if llm_features is None or llm_features.dim() != 3:
                 raise ValueError("this adapter reads the teacher's token states: pass `llm_features` (B, T, D_llm) "
                                  "and `llm_mask`.")
-            memory = self.llm_projection(self.llm_norm(llm_features))  # (B, T, D)
+            tokens = self.llm_norm(llm_features)
+            memory = self.llm_projection(tokens)  # (B, T, D)
             queries = self.position[: x.shape[1]].expand_as(x)
             if self.read_prompt_embeds:
                 queries = queries + x
             no_memory = None if llm_mask is None else ~llm_mask
+            if self.slots:
+                pools = self._pool(tokens, llm_mask)  # (B, K, D_llm)
+                queries = queries + self.slot_projection(pools.flatten(1))[:, None, :]
+                memory = torch.cat([memory, self.llm_projection(pools)], dim=1)
+                if no_memory is not None:
+                    no_memory = torch.cat([no_memory, no_memory.new_zeros(no_memory.shape[0], self.slots)], dim=1)
             h = self.encoder(queries, memory, tgt_key_padding_mask=padding_mask if self.read_prompt_embeds else None,
                              memory_key_padding_mask=no_memory)
         else:
@@ -120,11 +155,40 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         mean = (adapted * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp_min(1)
         return pooled + self.beta * self.pooled(torch.cat([pooled, mean], dim=-1))
 
-    def classify_attributes(self, adapted: torch.Tensor) -> list[torch.Tensor]:
-        """Logits (B, classes) per labelled attribute, from the adapted embedding (B, L, D) averaged over positions."""
+    def _pool(self, tokens: torch.Tensor, llm_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, K, D_llm): the K attention pools of the (normalised) teacher tokens (B, T, D_llm)."""
+        scores = self.slot_scores(tokens)  # (B, T, K)
+        if llm_mask is not None:
+            scores = scores.masked_fill(~llm_mask[..., None], float("-inf"))
+        return torch.einsum("btk,btd->bkd", scores.softmax(1), tokens)
+
+    def classify_attributes(self, adapted: torch.Tensor, llm_features: torch.Tensor | None = None,
+                            llm_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Logits (B, classes) per labelled attribute: from the adapted embedding (B, L, D) averaged over positions,
+        or with `slots` from pool j of the teacher's token states (B, T, D_llm) for attribute j."""
         if self.attribute_head is None:
             raise ValueError("this adapter has no attribute head: build it with `attribute_classes`.")
-        return list(self.attribute_head(adapted.mean(1)).split(self.attribute_classes, dim=-1))
+        if not self.slots:
+            return list(self.attribute_head(adapted.mean(1)).split(self.attribute_classes, dim=-1))
+        if llm_features is None:
+            raise ValueError("this adapter's attribute head reads its pools of the teacher's tokens: pass `llm_features`.")
+        pools = self._pool(self.llm_norm(llm_features), llm_mask)
+        return [head(pools[:, j]) for j, head in enumerate(self.attribute_head)]
+
+    def gate_logit(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) logit that the adapter should change the prompt whose base embedding is x (B, L, D) (`gate`)."""
+        if not self.gate:
+            raise ValueError("this adapter has no learnt gate: build it with `gate=True`.")
+        h = self.gate_norm(x)
+        scores = self.gate_score(h).squeeze(-1)  # (B, L)
+        lowest = torch.finfo(h.dtype).min
+        if padding_mask is not None:
+            scores = scores.masked_fill(padding_mask, float("-inf"))
+            h_max = h.masked_fill(padding_mask[..., None], lowest)
+        else:
+            h_max = h
+        pooled = torch.einsum("bl,bld->bd", scores.softmax(1), h)
+        return self.gate_out(torch.cat([pooled, h_max.amax(1)], dim=-1)).squeeze(-1)
 
     def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
         """Pooled LLM features (B, D_llm) -> (B, D), the teacher side of the LLM distillation term."""

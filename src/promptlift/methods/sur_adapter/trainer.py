@@ -43,7 +43,7 @@ from .llm import LLMFeatures, masked_mean
 from .losses import contrastive_loss, feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["attribute_labels", "build_cache", "cached_features", "drop_tokens", "save_adapter", "train"]
+__all__ = ["attribute_labels", "build_cache", "cached_features", "drop_tokens", "row_columns", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -116,6 +116,26 @@ def attribute_labels(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor]) -> t
     classes = {c: sorted({str(r[c]) for r in rows}) for c in cfg.attribute_columns}
     per_triple = torch.tensor([[classes[c].index(str(r[c])) for c in cfg.attribute_columns] for r in rows])
     return per_triple[cache["record"]], classes
+
+
+def row_columns(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(rows,): the index in (simple_column, *extra_simple_columns) of the column each cached row was written from.
+    A triple's rows are cached in that order (each column as written, then its rewrites), so a row's column is its
+    rank among its triple's rows."""
+    if "record" not in cache:
+        raise ValueError(f"the learnt gate needs the feature cache's `record` rows, which this cache predates: delete it "
+                         f"from {str(cfg.feature_cache_dir)!r} to rebuild it.")
+    record = cache["record"]
+    order = torch.argsort(record, stable=True)
+    ranked = record[order]
+    rank = torch.empty_like(record)
+    rank[order] = torch.arange(len(record)) - torch.searchsorted(ranked, ranked)
+    rewriters = 2 if cfg.refiner else 1
+    columns = 1 + len(cfg.extra_simple_columns)
+    if int(rank.max()) >= columns * rewriters:
+        raise ValueError(f"the feature cache holds {int(rank.max()) + 1} rows per triple, not {columns * rewriters} "
+                         "(the columns and rewrites configured): rebuild it.")
+    return rank // rewriters
 
 
 def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -247,9 +267,12 @@ def _loss_fn(cfg: SURAdapterConfig, pipe):
             contrast = contrastive_loss(adapted, b["complex"], cfg.contrastive_temperature)
             total, logs["contrastive"] = total + cfg.contrastive_weight * contrast, contrast.detach()
         if cfg.attribute_weight > 0:
-            logits = projector.classify_attributes(adapted)
+            logits = projector.classify_attributes(adapted, llm_in, b.get("llm_mask"))
             attributes = sum(F.cross_entropy(x.float(), b["attributes"][:, j]) for j, x in enumerate(logits))
             total, logs["attributes"] = total + cfg.attribute_weight * attributes, attributes.detach()
+        if cfg.gate_columns:  # the base embedding of a prompt the base model reads right: leave it (label 0)
+            gate = F.binary_cross_entropy_with_logits(projector.gate_logit(b["simple"], b["mask"]).float(), b["adapt"].float())
+            total, logs["gate"] = total + cfg.gate_weight * gate, gate.detach()
         return total, logs
 
     return loss_fn
@@ -280,13 +303,18 @@ def train(cfg: SURAdapterConfig) -> Path:
     classes = {}
     if cfg.attribute_columns:
         cache["attributes"], classes = attribute_labels(cfg, cache)
+    if cfg.gate_columns:
+        columns = [cfg.simple_column, *cfg.extra_simple_columns]
+        keep = torch.tensor([c in cfg.gate_columns for c in columns])
+        cache["adapt"] = ~keep[row_columns(cfg, cache)]
     set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
     adapter = SURAdapter(cache["simple"].shape[-1], teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                          dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
                          pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
                          llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
                          read_prompt_embeds=cfg.read_prompt_embeds,
-                         attribute_classes=[len(v) for v in classes.values()] or None)
+                         attribute_classes=[len(v) for v in classes.values()] or None, slots=cfg.llm_slots,
+                         gate=bool(cfg.gate_columns))
     keeper = BestKeeper(out, cfg, pipe, "sur-adapter")
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
                  eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
