@@ -6,7 +6,8 @@ as the lifted stack runs it (the cosine and ratio then are not printed: the rewr
 
     .venv/bin/python scripts/sur_gate.py [--adapter PATH] [--reads user|rewrite] [--first 400 --last 600] [--num_threads 1]
 
-The bundle's gate was read off this: literal and complex prompts below LOW, narrative-train ones above HIGH.
+The bundle's gate was read off this: literal and complex prompts below LOW, narrative-train ones above HIGH. For an
+adapter with a learnt gate (`gate_columns`) the quantiles of its weights follow.
 """
 
 import argparse
@@ -16,7 +17,7 @@ import torch
 from promptlift.data import load_prompt_set
 from promptlift.methods import METHODS
 from promptlift.methods.refiner import Refiner
-from promptlift.methods.sur_adapter.lift import SURAdapterLift, relative_change
+from promptlift.methods.sur_adapter.lift import LEARNT, SURAdapterLift, relative_change
 from promptlift.pipeline import encode_prompts, load_pipeline, prompt_padding_mask
 
 SETS = ("world-complex", "world-literal", "world-mixed-val", "world-narrative-train", "world-narrative-val")
@@ -42,14 +43,18 @@ def main() -> None:
           + (" (the adapter reads the rewrites)" if lift.reads == "rewrite" else ""))
     for name in SETS:
         prompts = [r["prompt"] for r in load_prompt_set(name, num_prompts=args.last)[args.first:]]
-        changes, cosines, ratios = [], [], []
+        changes, cosines, ratios, learnt = [], [], [], []
         for i in range(0, len(prompts), 50):
             batch = prompts[i:i + 50]
             rewrites = [r or p for r, p in zip(refiner.one_shot(batch), batch)]
             read = rewrites if lift.reads == "rewrite" else batch
             base = encode_prompts(pipe, read).prompt_embeds
             adapted = encode_prompts(pipe, read, lifts=[lift]).prompt_embeds
-            changes.append(relative_change(adapted, base, prompt_padding_mask(pipe.tokenizer, read, base.shape[1])))
+            mask = prompt_padding_mask(pipe.tokenizer, read, base.shape[1])
+            changes.append(relative_change(adapted, base, mask))
+            if gate == LEARNT:
+                with torch.no_grad():
+                    learnt.append(lift.adapter.gate_logit(base, mask).sigmoid())
             if lift.reads == "rewrite":
                 continue
             rewrite = encode_prompts(pipe, rewrites).prompt_embeds - base
@@ -59,10 +64,13 @@ def main() -> None:
             ratios.append((change.norm(dim=-1) / rewrite.norm(dim=-1).clamp_min(1e-6))[appended])
         changes = torch.cat(changes)
         q = torch.quantile(changes, torch.tensor(QUANTILES))
-        weights = "" if gate is None else (
+        weights = "" if gate in (None, LEARNT) else (
             f"; gate {gate[0]:g}:{gate[1]:g} gives weight 0 to {(changes <= gate[0]).sum()}, 1 to "
             f"{(changes >= gate[1]).sum()}, between to {((changes > gate[0]) & (changes < gate[1])).sum()}")
         meets = f"   cosine {torch.cat(cosines).mean():+.2f}, ratio {torch.cat(ratios).median():.1f}" if cosines else ""
+        if learnt:
+            weights = "; learnt gate's weights " + "  ".join(
+                f"{x:.2f}" for x in torch.quantile(torch.cat(learnt), torch.tensor(QUANTILES)).tolist())
         print(f"{name:>22}: " + "  ".join(f"{x:.3f}" for x in q.tolist()) + meets + weights)
 
 

@@ -234,3 +234,37 @@ def test_slots_pool_the_real_teacher_tokens_and_the_head_reads_pool_j():
                    slots=2)
     with pytest.raises(ValueError, match="llm_tokens"):
         SURAdapter(dim=16, llm_dim=8, num_heads=4, slots=2)
+
+
+def test_pools_only_adapter_reads_the_teacher_through_its_pools_alone():
+    """With `pools_only` the output depends on the teacher's tokens only through the pools: two token sets with the
+    same pool give the same output (and do not when the tokens are read as well)."""
+    x = torch.randn(1, 5, 16)
+    tokens = torch.randn(1, 2, 8)
+    averaged = tokens.mean(1, keepdim=True).repeat(1, 2, 1)  # the same uniform pool, other tokens
+    outputs = {}
+    for only in (True, False):
+        torch.manual_seed(0)
+        adapter = SURAdapter(dim=16, llm_dim=8, num_heads=4, beta=1.0, llm_at_inference=True, llm_tokens=True,
+                             read_prompt_embeds=False, slots=1, pools_only=only).eval()
+        torch.nn.init.normal_(adapter.out.weight)
+        torch.nn.init.zeros_(adapter.slot_scores.weight)  # uniform attention: the pool is the tokens' mean
+        adapter.llm_norm = torch.nn.Identity()
+        outputs[only] = adapter(x, None, tokens)[0], adapter(x, None, averaged)[0]
+    torch.testing.assert_close(*outputs[True])
+    assert not torch.allclose(*outputs[False])
+    with pytest.raises(ValueError, match="slots"):
+        SURAdapter(dim=16, llm_dim=8, num_heads=4, llm_at_inference=True, llm_tokens=True, pools_only=True)
+
+
+def test_learnt_gate_reads_the_base_embedding_of_real_tokens_only():
+    torch.manual_seed(0)
+    adapter = SURAdapter(dim=16, llm_dim=8, num_heads=4, gate=True)
+    x = torch.randn(2, 6, 16)
+    padding = torch.tensor([[False] * 4 + [True] * 2, [False] * 6])
+    noisy = x.clone()
+    noisy[0, 4:] = 50.0
+    torch.testing.assert_close(adapter.gate_logit(noisy, padding)[:1], adapter.gate_logit(x[:1, :4]))
+    assert adapter.gate_logit(x, padding).shape == (2,)
+    with pytest.raises(ValueError, match="gate"):
+        SURAdapter(dim=16, llm_dim=8, num_heads=4).gate_logit(x)

@@ -50,6 +50,8 @@ class SURAdapterConfig(MethodTrainConfig):
     llm_slots: int = field(default=0, metadata={"help": "With `llm_tokens`: K learned attention pools over the teacher's tokens (the "
                                                           "teacher probe's form), added to every query and read as K more memory tokens; "
                                                           "with `attribute_columns` the head reads pool j for attribute j (K >= columns)."})
+    llm_pools_only: bool = field(default=False, metadata={"help": "With `llm_slots`: the adapter reads the teacher through its pools "
+                                                                   "only (a bottleneck: its output follows what the pools carry)."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -99,6 +101,8 @@ class SURAdapterConfig(MethodTrainConfig):
             raise ValueError(f"`llm_token_dropout` must be in [0, 1), got {self.llm_token_dropout}.")
         if self.llm_slots < 0 or (self.llm_slots and not self.llm_tokens):
             raise ValueError(f"`llm_slots` {self.llm_slots} pools the teacher's token states: a count >= 0, with `llm_tokens`.")
+        if self.llm_pools_only and not self.llm_slots:
+            raise ValueError("`llm_pools_only` reads the teacher through its pools only: set `llm_slots`.")
         if self.llm_slots and self.attribute_columns and self.llm_slots < len(self.attribute_columns):
             raise ValueError(f"`llm_slots` {self.llm_slots}: the attribute head reads pool j for attribute j, so the "
                              f"{len(self.attribute_columns)} `attribute_columns` need at least {len(self.attribute_columns)}.")

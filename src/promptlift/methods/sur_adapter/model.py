@@ -12,7 +12,8 @@ learned positions added to the queries, so what the teacher knows about each wor
 every output position rather than one pooled vector added to all of them. With `slots`, K learned attention pools
 over the teacher's tokens (the form of the one-query probe that reads attributes off the teacher best, generalising
 to unseen phrasings where a mean does not: scripts/teacher_probe.py) are added to every query and read as K more
-memory tokens; an attribute head then reads pool j for attribute j, as the probe does. With `gate`, a small head on
+memory tokens (or, with `pools_only`, as the only ones: a bottleneck, so the output follows only what the pools
+carry); an attribute head then reads pool j for attribute j, as the probe does. With `gate`, a small head on
 the base model's own embedding of the prompt scores whether the base model already reads it (trained on the triples'
 columns: complex or literal prompts, which it draws right, against narrative ones); the lift applies the adapter's
 change weighted by that probability (`SURAdapterLift`, gate "learnt").
@@ -48,6 +49,7 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             (`classify_attributes`); inference does not run it.
         slots: with `llm_tokens`, K attention pools over the teacher's tokens (each a softmax over tokens of a linear
             score): their weighted means, projected, are added to every query and read as K more memory tokens.
+        pools_only: with `slots`, the pools are the only memory the adapter reads (not the teacher's tokens).
         gate: a head scoring, from the prompt's base embedding alone, the probability that the adapter should change
             it (`adapt_probability`): an attention pool and the max over its tokens, then a linear score.
     """
@@ -55,7 +57,8 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
     def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
                  dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
                  llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True,
-                 attribute_classes: list[int] | None = None, slots: int = 0, gate: bool = False):
+                 attribute_classes: list[int] | None = None, slots: int = 0, pools_only: bool = False,
+                 gate: bool = False):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -65,6 +68,8 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             raise ValueError("`llm_tokens` reads the teacher's token states at inference: set `llm_at_inference` too.")
         if slots and not llm_tokens:
             raise ValueError("`slots` pool the teacher's token states: set `llm_tokens`.")
+        if pools_only and not slots:
+            raise ValueError("`pools_only` reads the teacher through its pools only: set `slots`.")
         if slots and attribute_classes and slots < len(attribute_classes):
             raise ValueError(f"the attribute head reads pool j for attribute j: {len(attribute_classes)} attributes need "
                              f"`slots` >= {len(attribute_classes)}, got {slots}.")
@@ -87,7 +92,7 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.llm_projection = nn.Linear(llm_dim, dim)
-        self.slots = slots
+        self.slots, self.pools_only = slots, pools_only
         if slots:
             self.slot_scores = nn.Linear(llm_dim, slots)
             self.slot_projection = nn.Linear(slots * llm_dim, dim)
@@ -130,6 +135,8 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
                 pools = self._pool(tokens, llm_mask)  # (B, K, D_llm)
                 queries = queries + self.slot_projection(pools.flatten(1))[:, None, :]
                 memory = torch.cat([memory, self.llm_projection(pools)], dim=1)
+                if self.pools_only:
+                    memory, no_memory = memory[:, -self.slots :], None
                 if no_memory is not None:
                     no_memory = torch.cat([no_memory, no_memory.new_zeros(no_memory.shape[0], self.slots)], dim=1)
             h = self.encoder(queries, memory, tgt_key_padding_mask=padding_mask if self.read_prompt_embeds else None,
