@@ -87,13 +87,15 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["narrative-val", "narrative-train", "literal"])
     parser.add_argument("--num_prompts", type=int, default=200)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--gate", default="default", help="the adapters' gate: default (lift.json, else a learnt one, "
+                                                          "else none), none, learnt or LOW:HIGH")
     parser.add_argument("--prompt_seed", type=int, default=0, help="0: the report scenes; 3: the selection scenes")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     pipe = load_pipeline(None)
     attributes, prompts = contents()
     bank = embeddings(pipe, prompts)  # (1920, L, D)
-    systems = {"base": []} | {name: [SURAdapterLift("sur-adapter", path)] for name, _, path in
+    systems = {"base": []} | {name: [SURAdapterLift("sur-adapter", path, gate=args.gate)] for name, _, path in
                               (spec.partition("=") for spec in args.adapters)}
     for name in args.sets:
         lines = list(iter_prompt_set(name, args.num_prompts, seed=args.prompt_seed))

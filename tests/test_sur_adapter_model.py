@@ -257,6 +257,26 @@ def test_pools_only_adapter_reads_the_teacher_through_its_pools_alone():
         SURAdapter(dim=16, llm_dim=8, num_heads=4, llm_at_inference=True, llm_tokens=True, pools_only=True)
 
 
+def test_class_memory_renders_the_heads_classes_not_the_pools():
+    """With `class_memory` (and only the attributes' pools read) the output follows the head's class probabilities:
+    teacher tokens the head classifies alike give the same output; the head's gradient comes from the output too."""
+    torch.manual_seed(0)
+    adapter = SURAdapter(dim=16, llm_dim=8, num_heads=4, beta=1.0, llm_at_inference=True, llm_tokens=True,
+                         read_prompt_embeds=False, attribute_classes=[3, 2], slots=2, pools_only=True,
+                         class_memory=True).eval()
+    torch.nn.init.normal_(adapter.out.weight)
+    x, a, b = torch.randn(1, 5, 16), torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    assert not torch.allclose(adapter(x, None, a)[0], adapter(x, None, b)[0])
+    for head in adapter.attribute_head:  # every teacher input classified alike
+        torch.nn.init.zeros_(head.weight)
+    torch.testing.assert_close(adapter(x, None, a)[0], adapter(x, None, b)[0])
+    adapter(x, None, a)[0].sum().backward()
+    assert adapter.attribute_head[0].bias.grad.abs().sum() > 0 and adapter.class_embeddings[1].grad is not None
+    assert not hasattr(adapter, "slot_projection")  # no parameter a multi-process run would leave without a gradient
+    with pytest.raises(ValueError, match="class_memory"):
+        SURAdapter(dim=16, llm_dim=8, num_heads=4, llm_at_inference=True, llm_tokens=True, slots=2, class_memory=True)
+
+
 def test_learnt_gate_reads_the_base_embedding_of_real_tokens_only():
     torch.manual_seed(0)
     adapter = SURAdapter(dim=16, llm_dim=8, num_heads=4, gate=True)

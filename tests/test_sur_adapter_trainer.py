@@ -302,12 +302,14 @@ def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeli
     assert logs[-1]["attributes"] < logs[0]["attributes"] and logs[-1]["contrastive"] < logs[0]["contrastive"]
     pooled = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "slots", tiny_bundle_dir, "--llm_at_inference",
                      "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--llm_slots", 2,
+                     "--llm_pools_only", "--class_memory",
                      "--attribute_columns", "kind", "--attribute_columns", "color", "--attribute_weight", 1.0,
                      "--diffusion_weight", 0, "--logging_steps", 1, "--max_train_steps", 8)
     assert pooled.exit_code == 0, pooled.output
     logs = [json.loads(x) for x in (tmp_path / "slots" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
     assert logs[-1]["attributes"] < logs[0]["attributes"]
-    assert SURAdapterLift("sur-adapter", tmp_path / "slots" / "final").adapter.slots == 2
+    adapter = SURAdapterLift("sur-adapter", tmp_path / "slots" / "final").adapter
+    assert adapter.slots == 2 and adapter.pools_only and adapter.class_memory
     rows = [json.loads(x) for x in (triples / "metadata.jsonl").read_text().splitlines()]
     cache = {"record": torch.tensor([0, 1, 0, 1])}  # two columns of two triples
     cfg = SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"], attribute_weight=1.0, max_train_samples=2)

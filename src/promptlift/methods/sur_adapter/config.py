@@ -52,6 +52,9 @@ class SURAdapterConfig(MethodTrainConfig):
                                                           "with `attribute_columns` the head reads pool j for attribute j (K >= columns)."})
     llm_pools_only: bool = field(default=False, metadata={"help": "With `llm_slots`: the adapter reads the teacher through its pools "
                                                                    "only (a bottleneck: its output follows what the pools carry)."})
+    class_memory: bool = field(default=False, metadata={"help": "With `llm_slots` and `attribute_columns`: the adapter reads attribute j "
+                                                                 "as its head's class probabilities times learnt class embeddings "
+                                                                 "(classify, then render) instead of pool j."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -103,6 +106,8 @@ class SURAdapterConfig(MethodTrainConfig):
             raise ValueError(f"`llm_slots` {self.llm_slots} pools the teacher's token states: a count >= 0, with `llm_tokens`.")
         if self.llm_pools_only and not self.llm_slots:
             raise ValueError("`llm_pools_only` reads the teacher through its pools only: set `llm_slots`.")
+        if self.class_memory and not (self.llm_slots and self.attribute_columns):
+            raise ValueError("`class_memory` renders the attribute head's classes: set `llm_slots` and `attribute_columns`.")
         if self.llm_slots and self.attribute_columns and self.llm_slots < len(self.attribute_columns):
             raise ValueError(f"`llm_slots` {self.llm_slots}: the attribute head reads pool j for attribute j, so the "
                              f"{len(self.attribute_columns)} `attribute_columns` need at least {len(self.attribute_columns)}.")

@@ -13,7 +13,9 @@ every output position rather than one pooled vector added to all of them. With `
 over the teacher's tokens (the form of the one-query probe that reads attributes off the teacher best, generalising
 to unseen phrasings where a mean does not: scripts/teacher_probe.py) are added to every query and read as K more
 memory tokens (or, with `pools_only`, as the only ones: a bottleneck, so the output follows only what the pools
-carry); an attribute head then reads pool j for attribute j, as the probe does. With `gate`, a small head on
+carry); an attribute head then reads pool j for attribute j, as the probe does. With `class_memory` the adapter reads
+each labelled attribute as its head's class probabilities times learnt class embeddings (classify, then render), in
+place of the pool vector, which a decoder trained on the training phrasings' pools reads wrong on unseen ones. With `gate`, a small head on
 the base model's own embedding of the prompt scores whether the base model already reads it (trained on the triples'
 columns: complex or literal prompts, which it draws right, against narrative ones); the lift applies the adapter's
 change weighted by that probability (`SURAdapterLift`, gate "learnt").
@@ -50,6 +52,8 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         slots: with `llm_tokens`, K attention pools over the teacher's tokens (each a softmax over tokens of a linear
             score): their weighted means, projected, are added to every query and read as K more memory tokens.
         pools_only: with `slots`, the pools are the only memory the adapter reads (not the teacher's tokens).
+        class_memory: with `slots` and `attribute_classes`, pool j of attribute j reaches the adapter as the head's
+            class probabilities times learnt class embeddings, not as the pool; the queries get no pool added.
         gate: a head scoring, from the prompt's base embedding alone, the probability that the adapter should change
             it (`adapt_probability`): an attention pool and the max over its tokens, then a linear score.
     """
@@ -58,7 +62,7 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
                  dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
                  llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True,
                  attribute_classes: list[int] | None = None, slots: int = 0, pools_only: bool = False,
-                 gate: bool = False):
+                 class_memory: bool = False, gate: bool = False):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -70,6 +74,9 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             raise ValueError("`slots` pool the teacher's token states: set `llm_tokens`.")
         if pools_only and not slots:
             raise ValueError("`pools_only` reads the teacher through its pools only: set `slots`.")
+        if class_memory and not (slots and attribute_classes):
+            raise ValueError("`class_memory` renders the attribute head's classes of the pools: set `slots` and "
+                             "`attribute_classes`.")
         if slots and attribute_classes and slots < len(attribute_classes):
             raise ValueError(f"the attribute head reads pool j for attribute j: {len(attribute_classes)} attributes need "
                              f"`slots` >= {len(attribute_classes)}, got {slots}.")
@@ -92,15 +99,18 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.llm_projection = nn.Linear(llm_dim, dim)
-        self.slots, self.pools_only = slots, pools_only
+        self.slots, self.pools_only, self.class_memory = slots, pools_only, class_memory
         if slots:
             self.slot_scores = nn.Linear(llm_dim, slots)
-            self.slot_projection = nn.Linear(slots * llm_dim, dim)
+            if not class_memory:
+                self.slot_projection = nn.Linear(slots * llm_dim, dim)
         self.attribute_classes = list(attribute_classes or [])
         self.attribute_head = None
         if self.attribute_classes:
             self.attribute_head = (nn.ModuleList(nn.Linear(llm_dim, c) for c in self.attribute_classes) if slots
                                    else nn.Linear(dim, sum(self.attribute_classes)))
+        if class_memory:
+            self.class_embeddings = nn.ParameterList(nn.Parameter(torch.randn(c, dim)) for c in self.attribute_classes)
         self.gate = gate
         if gate:  # its own parameters on the base embedding: it neither reads nor moves the adapter
             self.gate_norm = nn.LayerNorm(dim)
@@ -133,8 +143,15 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             no_memory = None if llm_mask is None else ~llm_mask
             if self.slots:
                 pools = self._pool(tokens, llm_mask)  # (B, K, D_llm)
-                queries = queries + self.slot_projection(pools.flatten(1))[:, None, :]
-                memory = torch.cat([memory, self.llm_projection(pools)], dim=1)
+                if self.class_memory:  # attribute j as its classes' embeddings, weighted by the head's probabilities
+                    attributes = len(self.attribute_classes)
+                    rendered = [head(pools[:, j]).softmax(-1) @ self.class_embeddings[j]
+                                for j, head in enumerate(self.attribute_head)]
+                    pooled = torch.cat([torch.stack(rendered, 1), self.llm_projection(pools[:, attributes:])], dim=1)
+                else:
+                    queries = queries + self.slot_projection(pools.flatten(1))[:, None, :]
+                    pooled = self.llm_projection(pools)
+                memory = torch.cat([memory, pooled], dim=1)
                 if self.pools_only:
                     memory, no_memory = memory[:, -self.slots :], None
                 if no_memory is not None:
