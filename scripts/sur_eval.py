@@ -9,7 +9,7 @@ of the prompt stream, apart from the trainers' held-out check at seed 3) with th
 attribute judge, with the change of all-four accuracy vs the base model and its bootstrap 95 % interval; the
 aesthetic win rate vs base judged by aesthetic predictor B (`world-aesthetic`, never a training signal). With no
 adapter given, only the base runs are made. Each adapter is measured whole, ungated (`sur-adapter.gate=none`: a
-folder's lift.json gate is the lifted stack's concern) unless `--gate LOW:HIGH|default` says otherwise; with
+folder's lift.json gate is the lifted stack's concern) unless `--gate LOW:HIGH|learnt|default` says otherwise; with
 `--stack` each adapter runs inside the lifted stack (`--lifted`, its adapter in the stack's place, reading what
 `--reads` says). `--prompt_seed 3` draws the trainers'
 held-out scenes (the selection prompts) instead of the report's (0). Writes OUTPUT_DIR/sur_eval.json and prints a
@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--prompt_seed", type=int, default=0, help="0: the report scenes; 3: the held-out check's")
-    parser.add_argument("--gate", default="none", help="the adapters' gate: none, LOW:HIGH, or default (lift.json)")
+    parser.add_argument("--gate", default="none",
+                        help="the adapters' gate: none, LOW:HIGH, learnt (the adapter's head), or default (lift.json)")
     parser.add_argument("--stack", action="store_true", help="each adapter inside the lifted stack")
     parser.add_argument("--reads", default="default", help="user, rewrite, or default (the folder's lift.json, else user)")
     parser.add_argument("--output_dir", default="runs/sur-eval")

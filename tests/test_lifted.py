@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from promptlift.cli import cli
 from promptlift.judges import BUNDLE_DIR
-from promptlift.methods import LIFTED_STACK, LIFTED_WEIGHTS, lifted_options, lifted_specs
+from promptlift.methods import LIFTED_STACK, lifted_options, lifted_specs
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
 from promptlift.methods.sur_adapter.model import SURAdapter
 from promptlift.methods.textcraftor.lift import TextCraftorLift
@@ -105,11 +105,10 @@ def test_the_adapter_reads_the_users_words_and_keeps_the_rewrites_phrases(parts)
 
 
 def test_lifted_specs_keep_the_stack_order_and_take_given_weights():
-    assert [s.partition("=")[0] for s in lifted_specs()] == list(LIFTED_STACK)
-    own = f"sur-adapter={BUNDLE_DIR / LIFTED_WEIGHTS['sur-adapter']}"  # the stack's own adapter, in the bundle
+    assert lifted_specs() == list(LIFTED_STACK)  # bare: each lift's default weights (the bundle's)
     specs = lifted_specs(["textcraftor=runs/tc/best", "keywords"])
-    assert specs == ["refiner", "quality-tuning", own, "textcraftor=runs/tc/best", "keywords"]
-    assert lifted_specs(["sur-adapter"])[2] == own  # a lift named without weights takes the stack's
+    assert specs == ["refiner", "quality-tuning", "sur-adapter", "textcraftor=runs/tc/best", "keywords"]
+    assert lifted_specs(["sur-adapter"])[2] == "sur-adapter"
     assert lifted_specs(["sur-adapter=runs/sur/best"])[2] == "sur-adapter=runs/sur/best"
     with pytest.raises(ValueError, match="unknown lift 'nope'"):
         lifted_specs(["nope=x"])
@@ -126,8 +125,8 @@ def test_generate_lifted_applies_the_bundle_stack_and_records_it(tmp_path):
     assert sidecar["prompt_used"].startswith("a lone white tree in the snow, ")  # the refiner extended it
     lifts = {lift["name"]: lift for lift in sidecar["lifts"]}
     assert lifts["textcraftor"]["switch_step"] == 0 and lifts["textcraftor"]["alpha"] == 0.5  # LIFTED_OPTIONS
-    assert lifts["quality-tuning"]["scale"] == 2.5 and lifts["sur-adapter"]["gate"] == "0.45:0.6"  # and lift.json
-    assert lifts["sur-adapter"]["path"].endswith(LIFTED_WEIGHTS["sur-adapter"]) and lifts["sur-adapter"]["reads"] == "rewrite"
+    assert lifts["quality-tuning"]["scale"] == 2.5 and lifts["sur-adapter"]["gate"] == "0.4:0.5"  # and lift.json
+    assert lifts["sur-adapter"]["path"] == str(BUNDLE_DIR / "sur-adapter") and lifts["sur-adapter"]["reads"] == "user"
     assert lifted_options(["textcraftor.switch_step=3"])[-1] == "textcraftor.switch_step=3"  # the user's option wins
     assert lifted_options(lifted_options()) == lifted_options()
 

@@ -338,9 +338,15 @@ def test_row_columns_reads_each_rows_column_off_the_cache_order():
 
 
 def test_learnt_gate_trains_on_the_columns_and_weighs_the_adapters_change(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir,
-                                                                          triples):
+                                                                          triples, monkeypatch):
     """`gate_columns` trains a gate head on the base embedding (literal rows: leave; narrative rows: adapt); the lift
-    then applies the adapter's change times the head's probability, by default, and `gate=none` applies it whole."""
+    then applies the adapter's change times the head's probability, by default, and `gate=none` applies it whole.
+    The trainer's held-out check measures the adapter whole."""
+    from promptlift.methods.heldout import HeldOutEvaluator
+
+    checked, call = [], HeldOutEvaluator.__call__
+    monkeypatch.setattr(HeldOutEvaluator, "__call__", lambda self, lifts, *a, **k: checked.append(lifts[-1].gate)
+                        or call(self, lifts, *a, **k))
     result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
                      "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--diffusion_weight", 0,
                      "--extra_simple_columns", "literal", "--gate_columns", "literal", "--gate_weight", 1.0,
@@ -348,6 +354,7 @@ def test_learnt_gate_trains_on_the_columns_and_weighs_the_adapters_change(tmp_pa
     assert result.exit_code == 0, result.output
     logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
     assert logs[-1]["gate"] < logs[0]["gate"]
+    assert checked and all(gate is None for gate in checked)
     folder = tmp_path / "sur" / "final"
     pipe = load_pipeline(tiny_pipeline_dirs["sd1"])
     rows = [json.loads(x) for x in (triples / "metadata.jsonl").read_text().splitlines()][:2]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import to_dict
 from .methods import lifted_options, lifted_specs
-from .pipeline import (Lift, call_with_lifts, check_prompts, is_embedded_model, lift, load_pipeline, model_name,
+from .pipeline import (Lift, call_with_lifts, check_prompts, lift, load_pipeline, model_name,
                        pipeline_lifts, recommended_guidance_scale, rewrite_prompts, seeded_images)
 from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
 
@@ -71,8 +71,7 @@ class SamplingConfig:
 
     def __post_init__(self):
         if self.lifted:
-            embedded = is_embedded_model(self.model)
-            self.lift, self.lift_option = lifted_specs(self.lift, embedded=embedded), lifted_options(self.lift_option)
+            self.lift, self.lift_option = lifted_specs(self.lift), lifted_options(self.lift_option)
         for name in ("num_inference_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

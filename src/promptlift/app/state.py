@@ -118,7 +118,7 @@ class AppState:
     def pipeline(self, lifts: tuple[str, ...] = (), model: int = 0, mix: float = 1.0):
         """(pipe, lifts) for model `model` (an index into the configured ones) with a combination of the lifts,
         loaded once and kept; `mix` is the TextCraftor encoder mix, in steps of 0.1."""
-        from ..pipeline import is_embedded_model, lift, load_pipeline, pipeline_lifts
+        from ..pipeline import lift, load_pipeline, pipeline_lifts
 
         unknown = [n for n in lifts if n not in AVAILABLE_LIFTS]
         if unknown:
@@ -133,7 +133,7 @@ class AppState:
             try:
                 specs, options = [self._lift_spec(n, mix) for n in key[1]], ()
                 if key[1] == LIFTED_STACK:  # the whole stack, as `--lifted`: its weights and options
-                    specs, options = lifted_specs(specs, embedded=is_embedded_model(source)), LIFTED_OPTIONS
+                    specs, options = lifted_specs(specs), LIFTED_OPTIONS
                 if specs:
                     lift(pipe, specs, options, reversible=False)
             except ValueError as e:

@@ -8,7 +8,7 @@ below; the CLI's `train` group, `promptlift lifts`, the app and the bundle paths
 
 from . import quality_tuning, refiner, sur_adapter, textcraftor  # noqa: F401 (each registers its method and lift)
 from .registry import METHODS, MethodSpec, register_method
-from .stack import LIFTED_OPTIONS, LIFTED_STACK, LIFTED_WEIGHTS, lifted_options, lifted_specs, load_lifted_pipeline
+from .stack import LIFTED_OPTIONS, LIFTED_STACK, lifted_options, lifted_specs, load_lifted_pipeline
 
-__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "LIFTED_WEIGHTS", "METHODS", "MethodSpec", "lifted_options", "lifted_specs",
+__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "METHODS", "MethodSpec", "lifted_options", "lifted_specs",
            "load_lifted_pipeline", "register_method"]

@@ -7,10 +7,9 @@ from typing import Sequence
 
 from diffusers import DiffusionPipeline
 
-from ..judges.bundle import BUNDLE_DIR
 from ..pipeline import Lift, lift, load_pipeline, parse_lift, pipeline_lifts, register_lifted_stack
 
-__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "LIFTED_WEIGHTS", "lifted_options", "lifted_specs", "load_lifted_pipeline"]
+__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "lifted_options", "lifted_specs", "load_lifted_pipeline"]
 
 # The whole product, in the order the lifts compose (see `encode_prompts`): the refiner rewrites the prompt that every
 # other lift then reads; quality-tuning swaps the UNet; the SUR-adapter edits the base model's embedding;
@@ -23,18 +22,13 @@ LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
 # quality-tuning LoRA at 2.5 times its change wins back the looks that costs (narrative prompts won 95.0 % against
 # 93.8 at twice, literal ones kept 99.0 % all four at both).
 LIFTED_OPTIONS = ("textcraftor.switch_step=0", "textcraftor.alpha=0.5", "quality-tuning.scale=2.5")
-# The stack's own weights for a lift, a bundle folder used instead of the lift's default: the SUR-adapter trained
-# beside the refiner on its rewrites (configs/world/sur-adapter-stack-change.yaml), which reads them and is gated
-# (its lift.json), where the default adapter, trained on the user's words alone, reads those.
-LIFTED_WEIGHTS = {"sur-adapter": "sur-adapter-stack"}
 
 
-def lifted_specs(specs: Sequence[str] = (), *, embedded: bool = True) -> list[str]:
-    """`--lift` specs of the lifted stack: each of LIFTED_STACK, in that order, with the stack's weights (LIFTED_WEIGHTS,
-    else the lift's default) unless `specs` names it with other ones (`NAME=PATH`); lifts of `specs` outside the
-    stack follow. `embedded=False` (another model than the embedded one): no bundle weights are filled in, so a lift
-    without a PATH is refused when loaded for that model."""
-    given = {}  # name -> spec, for the lifts `specs` gives weights (NAME=PATH; a bare NAME takes the stack's)
+def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
+    """`--lift` specs of the lifted stack: each of LIFTED_STACK, in that order, with the weights `specs` gives it
+    (`NAME=PATH`), else bare (the lift's default: the bundle's on the embedded model; on another model a lift without
+    a PATH is refused when loaded); lifts of `specs` outside the stack follow."""
+    given = {}  # name -> spec, for the lifts `specs` gives weights (NAME=PATH)
     extra = []
     for spec in specs:
         name, path = parse_lift(spec)
@@ -42,9 +36,7 @@ def lifted_specs(specs: Sequence[str] = (), *, embedded: bool = True) -> list[st
             extra.append(spec)
         elif path is not None:
             given[name] = spec
-    own = {name: f"{name}={BUNDLE_DIR / folder}" for name, folder in LIFTED_WEIGHTS.items()
-           if embedded and (BUNDLE_DIR / folder).is_dir()}
-    return [given.get(name) or own.get(name, name) for name in LIFTED_STACK] + extra
+    return [given.get(name, name) for name in LIFTED_STACK] + extra
 
 
 def lifted_options(options: Sequence[str] = ()) -> list[str]:
@@ -52,7 +44,7 @@ def lifted_options(options: Sequence[str] = ()) -> list[str]:
     return [o for o in LIFTED_OPTIONS if o not in options] + list(options)
 
 
-register_lifted_stack(lambda specs, options, embedded: (lifted_specs(specs, embedded=embedded), lifted_options(options)))
+register_lifted_stack(lambda specs, options: (lifted_specs(specs), lifted_options(options)))
 
 
 def load_lifted_pipeline(pretrained_model_name_or_path: str | Path | None = None, *, lifts: Sequence[str] = (),

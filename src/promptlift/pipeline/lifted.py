@@ -36,11 +36,11 @@ class _LiftState:
     reversible: bool = True
 
 
-# (specs, options, embedded model?) -> the whole stack's (specs, options): set by promptlift.methods.stack
-_LIFTED_STACK: Callable[[list[str], Sequence[str], bool], tuple[list[str], list[str]]] | None = None
+# (specs, options) -> the whole stack's (specs, options): set by promptlift.methods.stack
+_LIFTED_STACK: Callable[[list[str], Sequence[str]], tuple[list[str], list[str]]] | None = None
 
 
-def register_lifted_stack(expand: Callable[[list[str], Sequence[str], bool], tuple[list[str], list[str]]]) -> None:
+def register_lifted_stack(expand: Callable[[list[str], Sequence[str]], tuple[list[str], list[str]]]) -> None:
     """Set what `lift(pipe, lifted=True)` applies (the methods package registers its four-lift stack)."""
     global _LIFTED_STACK
     _LIFTED_STACK = expand
@@ -89,13 +89,11 @@ def lift(pipe: DiffusionPipeline, lifts: Sequence[str | Lift] = (), options: Seq
                          "lift to one `promptlift.lift` call.")
     specs = [s for s in lifts if isinstance(s, str)]
     if lifted:
-        from .base_model import is_embedded_model
-
         load_plugins()  # promptlift.methods sets the stack
         if _LIFTED_STACK is None:
             raise ValueError("`lifted=True` needs the lifted stack, which promptlift.methods registers; it is not "
                              "installed with this package.")
-        specs, options = _LIFTED_STACK(specs, options, is_embedded_model(pipe))
+        specs, options = _LIFTED_STACK(specs, options)
     built = iter(load_lifts(specs, options, pipe=pipe) if specs or options else [])
     # in the order given (the order lifts compose in), the stack's after any Lift objects
     loaded = [each for each in lifts if isinstance(each, Lift)] + list(built) if lifted else \

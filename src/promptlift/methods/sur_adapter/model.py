@@ -15,10 +15,10 @@ to unseen phrasings where a mean does not: scripts/teacher_probe.py) are added t
 memory tokens (or, with `pools_only`, as the only ones: a bottleneck, so the output follows only what the pools
 carry); an attribute head then reads pool j for attribute j, as the probe does. With `class_memory` the adapter reads
 each labelled attribute as its head's class probabilities times learnt class embeddings (classify, then render), in
-place of the pool vector, which a decoder trained on the training phrasings' pools reads wrong on unseen ones. With `gate`, a small head on
-the base model's own embedding of the prompt scores whether the base model already reads it (trained on the triples'
-columns: complex or literal prompts, which it draws right, against narrative ones); the lift applies the adapter's
-change weighted by that probability (`SURAdapterLift`, gate "learnt").
+place of the pool vector, which a decoder trained on the training phrasings' pools reads wrong on unseen ones. With
+`gate`, a small head on the base model's own embedding of the prompt scores whether the base model already reads it
+(trained on the triples' columns: complex or literal prompts, which it draws right, against narrative ones); the lift
+applies the adapter's change weighted by that probability (`SURAdapterLift`, gate "learnt").
 """
 
 from __future__ import annotations

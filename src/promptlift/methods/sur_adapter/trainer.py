@@ -284,7 +284,9 @@ def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, keeper: BestKeep
     refiner = _rewriting_lifts(pipe, cfg.refiner) if cfg.refiner else []  # the stack's order: rewrite, then adapt
 
     def eval_fn(model, step):
-        adapter = SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher, reads="rewrite")
+        # the adapter measured whole: narrative prompts are the ones it exists to change, and a gate is the lift's
+        # setting (a learnt gate head or the folder's lift.json), measured apart (scripts/sur_eval.py, sur_gate.py)
+        adapter = SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher, reads="rewrite", gate="none")
         metrics = evaluator([*refiner, adapter])
         # the method's aim: simple prompts right; ties broken by the aesthetic win rate
         score = metrics.get("semantic_all", 0.0) + 1e-3 * metrics["win_rate_vs_base"]
