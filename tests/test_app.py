@@ -100,9 +100,9 @@ def test_bad_input_and_paths_outside_the_runs_are_refused(tmp_path, runs):
     assert mixing._lift_spec("textcraftor", 0.7) == f"textcraftor={tmp_path / 'a'}:0.7,{tmp_path / 'b'}:0.3"
     assert mixing._lift_spec("textcraftor", 1.0) == f"textcraftor={tmp_path / 'a'}"
     assert mixing._lift_spec("quality-tuning", 0.7) == "quality-tuning"
-    # the whole stack is `--lifted`'s: its own adapter and its options; a part of it, each lift's defaults
+    # the whole stack is `--lifted`'s: the bundle's lifts with its options; a part of it, each lift's defaults
     stack = {lift.name: lift for lift in state.pipeline(LIFTED_STACK)[1]}
-    assert stack["sur-adapter"].reads == "rewrite" and stack["textcraftor"].alpha == 0.5
+    assert stack["sur-adapter"].reads == "user" and stack["textcraftor"].alpha == 0.5
     part = {lift.name: lift for lift in state.pipeline(("sur-adapter", "textcraftor"))[1]}
     assert part["sur-adapter"].reads == "user" and part["textcraftor"].alpha == 1.0
 
