@@ -2,6 +2,7 @@
 (LLM projection included) reloads to identical outputs, and SD1/SD2/SDXL tiny pipelines train and generate."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -132,6 +133,13 @@ def test_saved_adapter_reloads_to_identical_outputs(tmp_path, tiny_pipeline_dirs
     prompts = ["Someone spotted a solitary lavender plaything where the waves meet the sand."]
     x = encode_prompts(pipe, prompts, lifts=[a]).prompt_embeds
     torch.testing.assert_close(x, encode_prompts(pipe, prompts, lifts=[b]).prompt_embeds)  # deterministic, no dropout
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [f for f in (tmp_path / "sur").rglob("*") if f.is_file()]
+    assert folder / "model.safetensors" in files and any("checkpoint-" in str(f) for f in files)
+    # readable as an ordinary write leaves a file (safetensors >= 0.8 writes 0600 on its own)
+    assert {f.relative_to(tmp_path): oct(f.stat().st_mode & 0o777) for f in files
+            if f.stat().st_mode & 0o777 != 0o666 & ~umask} == {}
 
 
 def test_bad_config_is_named(tmp_path, triples):

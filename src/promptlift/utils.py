@@ -32,6 +32,7 @@ __all__ = [
     "default_dtype",
     "resolve_dtype",
     "run_record",
+    "usual_permissions",
 ]
 
 
@@ -260,6 +261,14 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return dtype
 
 
+def usual_permissions(folder: str | Path) -> None:
+    """Give every file under `folder` the mode an ordinary write would (0666 less the umask): safetensors >= 0.8
+    writes its files 0600 (safetensors#782), which leaves a model readable by its trainer alone."""
+    for file in Path(folder).rglob("*"):
+        if file.is_file() and not file.is_symlink():
+            os.chmod(file, 0o666 & ~_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
@@ -274,6 +283,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.chmod(tmp, 0o777 & ~_UMASK)
+    usual_permissions(tmp)
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
     if path.exists():
         os.replace(path, old)

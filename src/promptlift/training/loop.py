@@ -27,7 +27,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..utils import RunLock, atomic_write_json, json_text, launched_on_cpus
+from ..utils import RunLock, atomic_write_json, json_text, launched_on_cpus, usual_permissions
 
 __all__ = ["TrainConfig", "FitResult", "batch_seed", "fit", "find_checkpoint", "make_optimizer"]
 
@@ -144,6 +144,7 @@ def _save_checkpoint(accelerator: Accelerator, cfg: TrainConfig, step: int, stat
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
         atomic_write_json(tmp / "trainer_state.json", {**state, "step": step, "num_processes": accelerator.num_processes})
+        usual_permissions(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         kept = sorted((int(m.group(1)), p) for p in root.glob("checkpoint-*") if (m := _CKPT.match(p.name)))
