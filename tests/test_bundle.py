@@ -33,7 +33,8 @@ def toy_config(tmp_path, **kw):
     base = dict(output_dir=tmp_path / "bundle", work_dir=tmp_path / "work", eval_size=8, judge_steps=2,
                 judge_batch_size=4, vae_steps=2, vae_batch_size=2, vae_eval_steps=1, clip_steps=2, clip_batch_size=4,
                 aesthetic_steps=2, aesthetic_batch_size=2, unet_steps=2, unet_batch_size=2, unet_eval_steps=2,
-                unet_eval_prompts=2, measure_prompts=2, measure_seeds=1, measure_guidance_scales=[3.0], measure_timing_batch=2)
+                unet_eval_prompts=2, measure_prompts=2, measure_seeds=1, measure_guidance_scales=[3.0],
+                measure_timing_batch=2, measure_inference_steps=2)
     return BundleConfig(**{**base, **kw})
 
 

@@ -9,6 +9,7 @@ there), each a + b x latent pixels, fitted at 256 and 384 px (below them a fixed
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -125,8 +126,9 @@ def max_batch(m: dict, resolution: int, gib: float, **kw) -> int:
     return batch
 
 
+@functools.cache
 def unet_parameters(arch: str) -> int:
-    """The UNet's parameter count from its config, built on the meta device (no memory)."""
+    """The UNet's parameter count from its packaged config, built on the meta device (no memory; once a process)."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -151,6 +153,6 @@ def load_models(records: list[dict] | None = None, fit: tuple[int, ...] = FIT) -
     included."""
     records = read_measured() if records is None else records
     models = memory_model(records, list(fit))
-    derive_full_unet(models, {arch: unet_parameters(arch) for arch, _ in models})
+    derive_full_unet(models, {arch: unet_parameters(arch) for arch in {arch for arch, _ in models}})
     derive_textcraftor_k5(models)
     return models

@@ -65,7 +65,8 @@ def _eval_set(cfg: BundleConfig, name: str, prompts: str, guidance_scale: float,
     bundle = str(Path(cfg.output_dir).resolve())
     run = evaluate(EvalConfig(
         model=str(Path(bundle) / "pipeline"), prompts=prompts, num_prompts=cfg.measure_prompts, seeds=seeds or cfg.measure_seeds,
-        guidance_scale=guidance_scale, rewards=["world-aesthetic", "world-clip"], judge_bundle=Path(bundle),
+        guidance_scale=guidance_scale, num_inference_steps=cfg.measure_inference_steps,
+        rewards=["world-aesthetic", "world-clip"], judge_bundle=Path(bundle),
         reward_option=[f"world-aesthetic.bundle_dir={bundle}", f"world-clip.bundle_dir={bundle}"],
         output_dir=Path(cfg.work_dir) / "measure" / name, batch_size=16))
     summary = json.loads((run / "summary.json").read_text())
@@ -94,22 +95,22 @@ def measure_bundle(cfg: BundleConfig) -> dict:
     # 4. speed and size
     pipe = StableDiffusionPipeline.from_pretrained(Path(cfg.output_dir) / "pipeline")
     pipe.set_progress_bar_config(disable=True)
-    timing = _generation_time(pipe, best, cfg.measure_timing_batch)
+    timing = _generation_time(pipe, best, cfg.measure_timing_batch, cfg.measure_inference_steps)
     metrics = {"guidance_scale": best, "guidance_search": by_scale, "judges": _judges_on_held_out(cfg),
                "prompt_sets": sets, "quality_keywords": keywords_effect, **timing,
                "bundle_size_mb": bundle_size_mb(cfg.output_dir), "seeds": list(range(cfg.measure_seeds)),
-               "prompts_per_set": cfg.measure_prompts}
+               "prompts_per_set": cfg.measure_prompts, "inference_steps": cfg.measure_inference_steps}
     write_card(cfg, "measure", metrics)
     atomic_write_json(Path(cfg.output_dir) / "pipeline" / MODEL_DEFAULTS_FILE,
                       {"guidance_scale": best, "measured_by": "promptlift world train-bundle --parts measure"})
     return metrics
 
 
-def _generation_time(pipe, guidance_scale: float, batch: int) -> dict:
-    """Seconds per image at 25 steps: one image alone, and per image in a batch (best of 3)."""
+def _generation_time(pipe, guidance_scale: float, batch: int, steps: int) -> dict:
+    """Seconds per image at `steps` steps: one image alone, and per image in a batch (best of 3)."""
     def once(n: int) -> float:
         t0 = time.perf_counter()
-        generate_for_eval(pipe, ["two red boats at sunset"] * n, list(range(n)), guidance_scale)
+        generate_for_eval(pipe, ["two red boats at sunset"] * n, list(range(n)), guidance_scale, num_inference_steps=steps)
         return (time.perf_counter() - t0) / n
 
     once(1)  # warm-up

@@ -77,6 +77,8 @@ class BundleConfig:
         default_factory=lambda: [2.0, 3.0, 4.0, 5.0], metadata={"help": "Guidance scales to choose the default from."}
     )
     measure_timing_batch: int = field(default=16, metadata={"help": "Batch size of the batched generation timing."})
+    measure_inference_steps: int = field(default=25, metadata={"help": "Sampling steps of every measured image (the card's "
+                                                                       "numbers are at 25).", "min": 1})
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions (classifier-free guidance)."})
 
     def __post_init__(self):
