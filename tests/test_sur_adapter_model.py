@@ -277,6 +277,35 @@ def test_class_memory_renders_the_heads_classes_not_the_pools():
         SURAdapter(dim=16, llm_dim=8, num_heads=4, llm_at_inference=True, llm_tokens=True, slots=2, class_memory=True)
 
 
+def test_a_probe_head_learns_from_its_labels_alone():
+    """With `probe_head` the rendering reads the head's classes without training the head, its pools or the
+    teacher's norm: the output's gradient reaches the class embeddings only, the attribute term's the head; the
+    output is the same function as without it."""
+    def build(probe_head):
+        torch.manual_seed(0)
+        return SURAdapter(dim=16, llm_dim=8, num_heads=4, beta=1.0, llm_at_inference=True, llm_tokens=True,
+                          read_prompt_embeds=False, attribute_classes=[3, 2], slots=2, pools_only=True,
+                          class_memory=True, probe_head=probe_head).eval()
+
+    probe, joint = build(True), build(False)
+    torch.nn.init.normal_(probe.out.weight)
+    joint.load_state_dict(probe.state_dict())
+    x, tokens = torch.randn(2, 5, 16), torch.randn(2, 3, 8)
+    torch.testing.assert_close(probe(x, None, tokens)[0], joint(x, None, tokens)[0])
+    head = [*probe.attribute_head.parameters(), *probe.slot_scores.parameters(), *probe.llm_norm.parameters()]
+    for adapter, reaches_head in ((probe, False), (joint, True)):
+        adapter(x, None, tokens)[0].sum().backward()
+        grads = [p.grad for p in (head if adapter is probe else [*joint.attribute_head.parameters()])]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads) == reaches_head
+        assert adapter.class_embeddings[0].grad.abs().sum() > 0
+    labels = torch.tensor([2, 1])
+    torch.nn.functional.cross_entropy(probe.classify_attributes(x, tokens)[0], labels).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in probe.attribute_head[0].parameters())
+    with pytest.raises(ValueError, match="probe_head"):  # a pool beyond the attributes' would share the head's norm
+        SURAdapter(dim=16, llm_dim=8, num_heads=4, llm_at_inference=True, llm_tokens=True, attribute_classes=[3, 2],
+                   slots=3, pools_only=True, class_memory=True, probe_head=True)
+
+
 def test_learnt_gate_reads_the_base_embedding_of_real_tokens_only():
     torch.manual_seed(0)
     adapter = SURAdapter(dim=16, llm_dim=8, num_heads=4, gate=True)

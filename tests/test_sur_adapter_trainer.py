@@ -147,6 +147,9 @@ def test_bad_config_is_named(tmp_path, triples):
         SURAdapterConfig(train_data_dir=tmp_path)
     with pytest.raises(ValueError, match="every loss weight is 0"):
         SURAdapterConfig(train_data_dir=triples, diffusion_weight=0, llm_weight=0, complex_weight=0)
+    with pytest.raises(ValueError, match="`probe_head` .* `llm_slots` 2 .* got 3"):
+        SURAdapterConfig(train_data_dir=triples, llm_at_inference=True, llm_tokens=True, llm_slots=3, llm_pools_only=True,
+                         attribute_columns=["color", "count"], attribute_weight=0.1, class_memory=True, probe_head=True)
     with pytest.raises(ValueError, match="simple_column"):
         from promptlift.methods.sur_adapter.trainer import build_cache
 
@@ -310,14 +313,14 @@ def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeli
     assert logs[-1]["attributes"] < logs[0]["attributes"] and logs[-1]["contrastive"] < logs[0]["contrastive"]
     pooled = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "slots", tiny_bundle_dir, "--llm_at_inference",
                      "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--llm_slots", 2,
-                     "--llm_pools_only", "--class_memory",
+                     "--llm_pools_only", "--class_memory", "--probe_head",
                      "--attribute_columns", "kind", "--attribute_columns", "color", "--attribute_weight", 1.0,
                      "--diffusion_weight", 0, "--logging_steps", 1, "--max_train_steps", 8)
     assert pooled.exit_code == 0, pooled.output
     logs = [json.loads(x) for x in (tmp_path / "slots" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
     assert logs[-1]["attributes"] < logs[0]["attributes"]
     adapter = SURAdapterLift("sur-adapter", tmp_path / "slots" / "final").adapter
-    assert adapter.slots == 2 and adapter.pools_only and adapter.class_memory
+    assert adapter.slots == 2 and adapter.pools_only and adapter.class_memory and adapter.probe_head
     rows = [json.loads(x) for x in (triples / "metadata.jsonl").read_text().splitlines()]
     cache = {"record": torch.tensor([0, 1, 0, 1])}  # two columns of two triples
     cfg = SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"], attribute_weight=1.0, max_train_samples=2)

@@ -55,6 +55,9 @@ class SURAdapterConfig(MethodTrainConfig):
     class_memory: bool = field(default=False, metadata={"help": "With `llm_slots` and `attribute_columns`: the adapter reads attribute j "
                                                                  "as its head's class probabilities times learnt class embeddings "
                                                                  "(classify, then render) instead of pool j."})
+    probe_head: bool = field(default=False, metadata={"help": "With `class_memory`, `llm_pools_only` and one pool per attribute: "
+                                                               "the head and its pools learn from the attribute term alone (as "
+                                                               "the teacher probe), the adapter renders their classes."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -108,6 +111,10 @@ class SURAdapterConfig(MethodTrainConfig):
             raise ValueError("`llm_pools_only` reads the teacher through its pools only: set `llm_slots`.")
         if self.class_memory and not (self.llm_slots and self.attribute_columns):
             raise ValueError("`class_memory` renders the attribute head's classes: set `llm_slots` and `attribute_columns`.")
+        if self.probe_head and not (self.class_memory and self.llm_pools_only
+                                    and self.llm_slots == len(self.attribute_columns)):
+            raise ValueError("`probe_head` keeps the head's input its own: set `class_memory` and `llm_pools_only`, with "
+                             f"`llm_slots` {len(self.attribute_columns)} (one pool per attribute column), got {self.llm_slots}.")
         if self.llm_slots and self.attribute_columns and self.llm_slots < len(self.attribute_columns):
             raise ValueError(f"`llm_slots` {self.llm_slots}: the attribute head reads pool j for attribute j, so the "
                              f"{len(self.attribute_columns)} `attribute_columns` need at least {len(self.attribute_columns)}.")

@@ -15,7 +15,10 @@ to unseen phrasings where a mean does not: scripts/teacher_probe.py) are added t
 memory tokens (or, with `pools_only`, as the only ones: a bottleneck, so the output follows only what the pools
 carry); an attribute head then reads pool j for attribute j, as the probe does. With `class_memory` the adapter reads
 each labelled attribute as its head's class probabilities times learnt class embeddings (classify, then render), in
-place of the pool vector, which a decoder trained on the training phrasings' pools reads wrong on unseen ones. With
+place of the pool vector, which a decoder trained on the training phrasings' pools reads wrong on unseen ones; with
+`probe_head` the head and its pools learn from the labels alone, as the probe does, and the adapter renders their
+classes without moving them (the head trained with the rest classified unseen phrasings' colours below the probe:
+benchmarks/results/narrative-notes.md). With
 `gate`, a small head on the base model's own embedding of the prompt scores whether the base model already reads it
 (trained on the triples' columns: complex or literal prompts, which it draws right, against narrative ones); the lift
 applies the adapter's change weighted by that probability (`SURAdapterLift`, gate "learnt").
@@ -54,6 +57,8 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         pools_only: with `slots`, the pools are the only memory the adapter reads (not the teacher's tokens).
         class_memory: with `slots` and `attribute_classes`, pool j of attribute j reaches the adapter as the head's
             class probabilities times learnt class embeddings, not as the pool; the queries get no pool added.
+        probe_head: with `class_memory`, `pools_only` and one pool per attribute: the rendering reads the head's
+            probabilities detached, so the head, its pools and the teacher's norm learn from the attribute term alone.
         gate: a head scoring, from the prompt's base embedding alone, the probability that the adapter should change
             it (`adapt_probability`): an attention pool and the max over its tokens, then a linear score.
     """
@@ -62,7 +67,7 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
                  dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
                  llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True,
                  attribute_classes: list[int] | None = None, slots: int = 0, pools_only: bool = False,
-                 class_memory: bool = False, gate: bool = False):
+                 class_memory: bool = False, probe_head: bool = False, gate: bool = False):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -77,6 +82,9 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         if class_memory and not (slots and attribute_classes):
             raise ValueError("`class_memory` renders the attribute head's classes of the pools: set `slots` and "
                              "`attribute_classes`.")
+        if probe_head and not (class_memory and pools_only and slots == len(attribute_classes)):
+            raise ValueError("`probe_head` keeps the head's input its own: set `class_memory` and `pools_only`, with one "
+                             f"pool per attribute (`slots` {len(attribute_classes or [])}, got {slots}).")
         if slots and attribute_classes and slots < len(attribute_classes):
             raise ValueError(f"the attribute head reads pool j for attribute j: {len(attribute_classes)} attributes need "
                              f"`slots` >= {len(attribute_classes)}, got {slots}.")
@@ -99,7 +107,7 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.llm_projection = nn.Linear(llm_dim, dim)
-        self.slots, self.pools_only, self.class_memory = slots, pools_only, class_memory
+        self.slots, self.pools_only, self.class_memory, self.probe_head = slots, pools_only, class_memory, probe_head
         if slots:
             self.slot_scores = nn.Linear(llm_dim, slots)
             if not class_memory:
@@ -145,8 +153,10 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
                 pools = self._pool(tokens, llm_mask)  # (B, K, D_llm)
                 if self.class_memory:  # attribute j as its classes' embeddings, weighted by the head's probabilities
                     attributes = len(self.attribute_classes)
-                    rendered = [head(pools[:, j]).softmax(-1) @ self.class_embeddings[j]
-                                for j, head in enumerate(self.attribute_head)]
+                    probabilities = [head(pools[:, j]).softmax(-1) for j, head in enumerate(self.attribute_head)]
+                    if self.probe_head:  # the head is the attribute term's alone
+                        probabilities = [p.detach() for p in probabilities]
+                    rendered = [p @ e for p, e in zip(probabilities, self.class_embeddings)]
                     pooled = torch.cat([torch.stack(rendered, 1), self.llm_projection(pools[:, attributes:])], dim=1)
                 else:
                     queries = queries + self.slot_projection(pools.flatten(1))[:, None, :]

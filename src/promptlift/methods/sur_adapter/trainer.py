@@ -316,7 +316,8 @@ def train(cfg: SURAdapterConfig) -> Path:
                          llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
                          read_prompt_embeds=cfg.read_prompt_embeds,
                          attribute_classes=[len(v) for v in classes.values()] or None, slots=cfg.llm_slots,
-                         pools_only=cfg.llm_pools_only, class_memory=cfg.class_memory, gate=bool(cfg.gate_columns))
+                         pools_only=cfg.llm_pools_only, class_memory=cfg.class_memory, probe_head=cfg.probe_head,
+                         gate=bool(cfg.gate_columns))
     keeper = BestKeeper(out, cfg, pipe, "sur-adapter")
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
                  eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
