@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch here; on a CUDA machine e.g. make TORCH="torch" setup (PyPI's Linux wheels carry CUDA).
 # A TORCH other than the one installed reinstalls torch, also in a .venv set up before.
 TORCH ?= torch==2.13.0
+# the tests run on TEST_WORKERS processes (pytest-xdist), each on its share of the cores
+TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 
@@ -40,7 +42,7 @@ demo: setup
 
 # pytest exits 5 when it collects no test: that is a broken suite, not a pass.
 test: docs
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 docs: setup

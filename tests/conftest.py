@@ -6,6 +6,10 @@ import tempfile
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # `pytest -n N`: the workers share the cores (each at torch's default
+    # thread count, OpenMP oversubscribes them and runs 10-30x slower); the CLI processes tests start inherit it
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 os.environ.setdefault("PROMPTLIFT_CACHE", tempfile.mkdtemp(prefix="promptlift-test-cache-"))  # not the user's cache
 
 from promptlift.tiny import ARCHS, save_tiny_pipeline  # noqa: E402
