@@ -340,7 +340,9 @@ rewrites the results file, and the page follows.
 
 def pages() -> dict[str, str]:
     card = json.loads(CARD.read_text())
-    narrative = sorted(RESULTS.glob("narrative-*.json"))
+    # in the order they were made: narrative-N-*.json by N, then the report files the README reads
+    narrative = sorted(RESULTS.glob("narrative-*.json"),
+                       key=lambda p: (int(n), p.name) if (n := p.name.split("-")[1]).isdigit() else (10**6, p.name))
     peer = RESULTS / "peer_lora_speed.json"
     out = {"bundle.md": bundle_page(card), "methods.md": methods_page(card), "real-size.md": real_size_page(),
            "speed.md": speed_page(peer if peer.is_file() else None), "narrative.md": narrative_page(narrative, RESULTS / "narrative-notes.md",
