@@ -17,11 +17,11 @@ carry); an attribute head then reads pool j for attribute j, as the probe does. 
 each labelled attribute as its head's class probabilities times learnt class embeddings (classify, then render), in
 place of the pool vector, which a decoder trained on the training phrasings' pools reads wrong on unseen ones; with
 `probe_head` the head and its pools learn from the labels alone, as the probe does, and the adapter renders their
-classes without moving them (the head trained with the rest classified unseen phrasings' colours below the probe:
-benchmarks/results/narrative-notes.md). With
-`gate`, a small head on the base model's own embedding of the prompt scores whether the base model already reads it
-(trained on the triples' columns: complex or literal prompts, which it draws right, against narrative ones); the lift
-applies the adapter's change weighted by that probability (`SURAdapterLift`, gate "learnt").
+classes without moving them (in the world it classifies as the jointly trained head does: benchmarks/results/
+narrative-notes.md). With `gate`, a small head on the base model's own embedding of the prompt scores whether the
+base model already reads it (trained on the triples' columns: complex or literal prompts, which it draws right,
+against narrative ones); the lift applies the adapter's change weighted by that probability (`SURAdapterLift`, gate
+"learnt").
 """
 
 from __future__ import annotations
