@@ -236,6 +236,25 @@ def test_slots_pool_the_real_teacher_tokens_and_the_head_reads_pool_j():
         SURAdapter(dim=16, llm_dim=8, num_heads=4, slots=2)
 
 
+def test_without_llm_norm_the_pools_read_the_teachers_states_as_they_are(tmp_path):
+    """`llm_norm=False`: no LayerNorm between the teacher and the pools (the probe's form), and a reload keeps it."""
+    torch.manual_seed(0)
+    adapter = SURAdapter(dim=16, llm_dim=8, num_heads=4, beta=1.0, llm_at_inference=True, llm_tokens=True,
+                         read_prompt_embeds=False, attribute_classes=[5, 3], slots=2, llm_norm=False).eval()
+    x, tokens, mask = torch.randn(2, 7, 16), torch.randn(2, 6, 8) * 30, torch.ones(2, 6, dtype=torch.bool)
+    weights = adapter.slot_scores(tokens).softmax(1)  # (B, T, K) over the raw states
+    raw = torch.einsum("btk,btd->bkd", weights, tokens)
+    logits = adapter.classify_attributes(adapter(x, None, tokens, mask)[0], tokens, mask)
+    torch.testing.assert_close(logits[0], adapter.attribute_head[0](raw[:, 0]))
+    assert not any("llm_norm" in name for name, _ in adapter.named_parameters())
+    adapter.save_pretrained(tmp_path)
+    reloaded = SURAdapter.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(reloaded(x, None, tokens, mask)[0], adapter(x, None, tokens, mask)[0])
+    normed = SURAdapter(dim=16, llm_dim=8, num_heads=4, beta=1.0, llm_at_inference=True, llm_tokens=True,
+                        read_prompt_embeds=False, attribute_classes=[5, 3], slots=2)
+    assert any("llm_norm" in name for name, _ in normed.named_parameters())
+
+
 def test_pools_only_adapter_reads_the_teacher_through_its_pools_alone():
     """With `pools_only` the output depends on the teacher's tokens only through the pools: two token sets with the
     same pool give the same output (and do not when the tokens are read as well)."""

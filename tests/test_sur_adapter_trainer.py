@@ -335,6 +335,49 @@ def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeli
                          attribute_columns=["kind", "color"], attribute_weight=1.0)
 
 
+def test_the_attribute_term_reads_the_named_columns_rows_only(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples,
+                                                              monkeypatch):
+    """`attribute_simple_columns`: the other columns' rows carry no label (-1), and the term is the cross-entropy's
+    mean over the labelled rows of each batch (0 in a batch without one)."""
+    import torch.nn.functional as F
+
+    from promptlift.methods.sur_adapter import trainer
+    from promptlift.methods.sur_adapter.model import SURAdapter
+
+    caches, logits, seen = [], [], []
+    batch_fn, loss_fn, classify = trainer._batch_fn, trainer._loss_fn, SURAdapter.classify_attributes
+    monkeypatch.setattr(trainer, "_batch_fn", lambda cfg, cache, scale: caches.append(cache) or batch_fn(cfg, cache, scale))
+    monkeypatch.setattr(SURAdapter, "classify_attributes", lambda self, *a: logits.append(classify(self, *a)) or logits[-1])
+
+    def logging_loss_fn(cfg, pipe):
+        inner = loss_fn(cfg, pipe)
+
+        def wrapped(model, batch):
+            total, logs = inner(model, batch)
+            seen.append((batch["attributes"], [x.detach() for x in logits[-1]], logs["attributes"]))
+            return total, logs
+        return wrapped
+
+    monkeypatch.setattr(trainer, "_loss_fn", logging_loss_fn)
+    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
+                     "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--diffusion_weight", 0,
+                     "--extra_simple_columns", "literal", "--attribute_columns", "kind", "--attribute_columns", "color",
+                     "--attribute_weight", 1.0, "--attribute_simple_columns", "narrative", "--eval_steps", 100)
+    assert result.exit_code == 0, result.output
+    cache = caches[0]
+    column = trainer.row_columns(SURAdapterConfig(train_data_dir=triples, extra_simple_columns=["literal"]), cache)
+    assert (cache["attributes"][column == 1] == -1).all() and (cache["attributes"][column == 0] >= 0).all()
+    assert seen
+    for labels, step_logits, logged in seen:
+        read = labels[:, 0] >= 0
+        expected = (sum(F.cross_entropy(x[read], labels[read, j], reduction="sum") for j, x in enumerate(step_logits))
+                    / read.sum().clamp_min(1))
+        torch.testing.assert_close(logged, expected)
+    with pytest.raises(ValueError, match="attribute_simple_columns"):
+        SURAdapterConfig(train_data_dir=triples, simple_column="narrative", attribute_columns=["kind"],
+                         attribute_weight=1.0, attribute_simple_columns=["mood"])
+
+
 def test_row_columns_reads_each_rows_column_off_the_cache_order():
     from promptlift.methods.sur_adapter.trainer import row_columns
 

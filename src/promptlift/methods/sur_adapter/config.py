@@ -58,6 +58,9 @@ class SURAdapterConfig(MethodTrainConfig):
     probe_head: bool = field(default=False, metadata={"help": "With `class_memory`, `llm_pools_only` and one pool per attribute: "
                                                                "the head and its pools learn from the attribute term alone (as "
                                                                "the teacher probe), the adapter renders their classes."})
+    llm_norm: bool = field(default=True, metadata={"help": "With `llm_tokens`: a LayerNorm on the teacher's token states "
+                                                           "before the adapter reads them; false reads them as they are, as "
+                                                           "scripts/teacher_probe.py's probe does."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -78,6 +81,10 @@ class SURAdapterConfig(MethodTrainConfig):
                 "of the image): a linear head on the adapted embedding (mean over positions) classifies each, trained "
                 "beside the adapter and used by training only."})
     attribute_weight: float = field(default=0.0, metadata={"help": "Weight of the attribute head's cross-entropy (summed over the columns)."})
+    attribute_simple_columns: list[str] = field(default_factory=list, metadata={
+        "help": "Simple columns whose rows the attribute term reads (default: every one). A head that reads the teacher "
+                "learns the phrasings it must generalise from, not the literal words: in the world, trained on the "
+                "narrative rows alone it classifies unseen narrative colours better (benchmarks/results/narrative-notes.md)."})
     gate_columns: list[str] = field(default_factory=list, metadata={
         "help": "Simple columns whose prompts the base model already reads right (e.g. literal, complex): a learnt gate "
                 "on the base embedding is trained to tell their rows from the other simple columns' (narrative, mixed), "
@@ -128,8 +135,12 @@ class SURAdapterConfig(MethodTrainConfig):
         if bool(self.attribute_columns) != (self.attribute_weight > 0):
             raise ValueError("the attribute head needs both `attribute_columns` (the label columns) and "
                              f"`attribute_weight` > 0; got {self.attribute_columns} and {self.attribute_weight}.")
+        simple = [self.simple_column, *self.extra_simple_columns]
+        unknown = [c for c in self.attribute_simple_columns if c not in simple]
+        if unknown or (self.attribute_simple_columns and not self.attribute_columns):
+            raise ValueError(f"`attribute_simple_columns` {self.attribute_simple_columns} must be simple columns ({simple}) "
+                             "and needs `attribute_columns`: it picks the rows the attribute term reads.")
         if self.gate_columns:
-            simple = [self.simple_column, *self.extra_simple_columns]
             unknown = [c for c in self.gate_columns if c not in simple]
             if unknown or set(simple) <= set(self.gate_columns):
                 raise ValueError(f"`gate_columns` {self.gate_columns} must be simple columns ({simple}) and leave at least "

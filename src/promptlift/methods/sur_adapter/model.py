@@ -61,13 +61,15 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
             probabilities detached, so the head, its pools and the teacher's norm learn from the attribute term alone.
         gate: a head scoring, from the prompt's base embedding alone, the probability that the adapter should change
             it (`adapt_probability`): an attention pool and the max over its tokens, then a linear score.
+        llm_norm: with `llm_tokens`, a LayerNorm on the teacher's token states before anything reads them; False
+            reads them as they are, as the teacher probe does (in the world the norm cost its pools 3 points of colour).
     """
 
     def __init__(self, dim: int, llm_dim: int, num_layers: int = 2, num_heads: int = 8, mlp_ratio: int = 4,
                  dropout: float = 0.1, beta: float = 0.1, llm_at_inference: bool = False, pooled_dim: int | None = None,
                  llm_tokens: bool = False, max_length: int = 77, read_prompt_embeds: bool = True,
                  attribute_classes: list[int] | None = None, slots: int = 0, pools_only: bool = False,
-                 class_memory: bool = False, probe_head: bool = False, gate: bool = False):
+                 class_memory: bool = False, probe_head: bool = False, gate: bool = False, llm_norm: bool = True):
         super().__init__()
         if not 0 < beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {beta}.")
@@ -95,7 +97,7 @@ class SURAdapter(nn.Module, PyTorchModelHubMixin):
         if llm_tokens:  # self-attention over the prompt's tokens, cross-attention over the teacher's
             layer = nn.TransformerDecoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)
             self.encoder = nn.TransformerDecoder(layer, num_layers)
-            self.llm_norm = nn.LayerNorm(llm_dim)
+            self.llm_norm = nn.LayerNorm(llm_dim) if llm_norm else nn.Identity()
             self.position = nn.Parameter(torch.randn(max_length, dim) * 0.02)
         else:
             layer = nn.TransformerEncoderLayer(dim, num_heads, dim * mlp_ratio, dropout, batch_first=True, norm_first=True)

@@ -123,8 +123,8 @@ def row_columns(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor]) -> torch.
     A triple's rows are cached in that order (each column as written, then its rewrites), so a row's column is its
     rank among its triple's rows."""
     if "record" not in cache:
-        raise ValueError(f"the learnt gate needs the feature cache's `record` rows, which this cache predates: delete it "
-                         f"from {str(cfg.feature_cache_dir)!r} to rebuild it.")
+        raise ValueError(f"telling rows by column needs the feature cache's `record` rows, which this cache predates: "
+                         f"delete it from {str(cfg.feature_cache_dir)!r} to rebuild it.")
     record = cache["record"]
     order = torch.argsort(record, stable=True)
     ranked = record[order]
@@ -268,7 +268,10 @@ def _loss_fn(cfg: SURAdapterConfig, pipe):
             total, logs["contrastive"] = total + cfg.contrastive_weight * contrast, contrast.detach()
         if cfg.attribute_weight > 0:
             logits = projector.classify_attributes(adapted, llm_in, b.get("llm_mask"))
-            attributes = sum(F.cross_entropy(x.float(), b["attributes"][:, j]) for j, x in enumerate(logits))
+            labels = b["attributes"]  # -1 on rows the term does not read (`attribute_simple_columns`)
+            rows = (labels[:, 0] >= 0).sum().clamp_min(1)
+            attributes = sum(F.cross_entropy(x.float(), labels[:, j], ignore_index=-1, reduction="sum")
+                             for j, x in enumerate(logits)) / rows
             total, logs["attributes"] = total + cfg.attribute_weight * attributes, attributes.detach()
         if cfg.gate_columns:  # the base embedding of a prompt the base model reads right: leave it (label 0)
             gate = F.binary_cross_entropy_with_logits(projector.gate_logit(b["simple"], b["mask"]).float(), b["adapt"].float())
@@ -305,8 +308,11 @@ def train(cfg: SURAdapterConfig) -> Path:
     classes = {}
     if cfg.attribute_columns:
         cache["attributes"], classes = attribute_labels(cfg, cache)
+    columns = [cfg.simple_column, *cfg.extra_simple_columns]
+    if cfg.attribute_simple_columns:
+        read = torch.tensor([c in cfg.attribute_simple_columns for c in columns])
+        cache["attributes"] = cache["attributes"].masked_fill(~read[row_columns(cfg, cache)][:, None], -1)
     if cfg.gate_columns:
-        columns = [cfg.simple_column, *cfg.extra_simple_columns]
         keep = torch.tensor([c in cfg.gate_columns for c in columns])
         cache["adapt"] = ~keep[row_columns(cfg, cache)]
     set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
@@ -317,7 +323,7 @@ def train(cfg: SURAdapterConfig) -> Path:
                          read_prompt_embeds=cfg.read_prompt_embeds,
                          attribute_classes=[len(v) for v in classes.values()] or None, slots=cfg.llm_slots,
                          pools_only=cfg.llm_pools_only, class_memory=cfg.class_memory, probe_head=cfg.probe_head,
-                         gate=bool(cfg.gate_columns))
+                         gate=bool(cfg.gate_columns), llm_norm=cfg.llm_norm)
     keeper = BestKeeper(out, cfg, pipe, "sur-adapter")
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
                  eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
