@@ -376,6 +376,8 @@ def test_the_attribute_term_reads_the_named_columns_rows_only(tmp_path, tiny_pip
     with pytest.raises(ValueError, match="attribute_simple_columns"):
         SURAdapterConfig(train_data_dir=triples, simple_column="narrative", attribute_columns=["kind"],
                          attribute_weight=1.0, attribute_simple_columns=["mood"])
+    with pytest.raises(ValueError, match="llm_norm"):
+        SURAdapterConfig(train_data_dir=triples, llm_norm=False)
 
 
 def test_row_columns_reads_each_rows_column_off_the_cache_order():

@@ -112,6 +112,8 @@ class SURAdapterConfig(MethodTrainConfig):
             raise ValueError("`read_prompt_embeds` false leaves the adapter no input but the teacher's tokens: set `llm_tokens`.")
         if not 0 <= self.llm_token_dropout < 1:
             raise ValueError(f"`llm_token_dropout` must be in [0, 1), got {self.llm_token_dropout}.")
+        if not (self.llm_norm or self.llm_tokens):
+            raise ValueError("`llm_norm` false concerns the teacher's token states: set `llm_tokens` too, or leave `llm_norm` on.")
         if self.llm_slots < 0 or (self.llm_slots and not self.llm_tokens):
             raise ValueError(f"`llm_slots` {self.llm_slots} pools the teacher's token states: a count >= 0, with `llm_tokens`.")
         if self.llm_pools_only and not self.llm_slots:
