@@ -23,7 +23,7 @@ from promptlift.methods.sur_adapter.llm import default_teacher
 from promptlift.utils import atomic_path, atomic_write_json, run_record
 from promptlift.world.dataset import iter_prompt_set
 from promptlift.world.scene import ATTRIBUTES
-from teacher_probe import AttentionProbe, load_teacher
+from teacher_probe import AttentionProbe, fit_probe, labels, load_teacher, prompt_features
 
 PROMPT_SETS = {"narrative-train": ("narrative-train", 4000, 1), "literal-train": ("literal", 2000, 2),
                "narrative-val/report": ("narrative-val", 1000, 0), "narrative-val/selection": ("narrative-val", 200, 3),
@@ -54,50 +54,26 @@ class NormedProbe(torch.nn.Module):
         return self.probe([(self.norm(h), m) for h, m in inputs])
 
 
-@torch.no_grad()
-def features(teacher, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    tokenizer, model, layer = teacher
-    hs, masks = [], []
-    for i in range(0, len(prompts), 256):
-        tok = tokenizer(prompts[i : i + 256], padding="max_length", max_length=40, truncation=True, return_tensors="pt")
-        hs.append(model(**tok, output_hidden_states=True).hidden_states[layer])
-        masks.append(tok.attention_mask.bool())
-    return torch.cat(hs), torch.cat(masks)
-
-
 def labelled_sets(teacher, triples: Path) -> dict[str, tuple[tuple[torch.Tensor, torch.Tensor], dict]]:
     """name -> ((states, mask), {attribute: class indices}) of every prompt set and triple column."""
-    def classes(rows):
-        return {a: torch.tensor([list(v).index(r[a]) for r in rows]) for a, v in ATTRIBUTES.items()}
-
     sets = {}
     for name, (style, n, seed) in PROMPT_SETS.items():
         rows = list(iter_prompt_set(style, n, seed=seed))
-        sets[name] = features(teacher, [r["prompt"] for r in rows]), classes([r["expected"] for r in rows])
+        sets[name] = prompt_features(teacher, [r["prompt"] for r in rows]), labels([r["expected"] for r in rows])
     with open(triples / "metadata.jsonl", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     for column in TRIPLE_COLUMNS:
-        sets[f"triples/{column}"] = features(teacher, [r[column] for r in rows]), classes(rows)
+        sets[f"triples/{column}"] = prompt_features(teacher, [r[column] for r in rows]), labels(rows)
     return sets
 
 
 def accuracy(sets, train: list[str], norm: bool, opt: dict, attribute: str) -> dict[str, float]:
-    h = torch.cat([sets[s][0][0] for s in train])
-    mask = torch.cat([sets[s][0][1] for s in train])
+    inputs = [(torch.cat([sets[s][0][0] for s in train]), torch.cat([sets[s][0][1] for s in train]))]
     y = torch.cat([sets[s][1][attribute] for s in train])
     torch.manual_seed(0)
-    classes = len(ATTRIBUTES[attribute])
-    probe = NormedProbe(h.shape[-1], classes) if norm else AttentionProbe([h.shape[-1]], classes)
-    optimiser = torch.optim.AdamW(probe.parameters(), opt["lr"], weight_decay=opt["weight_decay"])
-    warmup = opt["warmup"]
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-    for _ in range(opt["steps"]):
-        idx = torch.randint(0, len(y), (opt["batch"],))
-        loss = torch.nn.functional.cross_entropy(probe([(h[idx], mask[idx])]), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+    dim, classes = inputs[0][0].shape[-1], len(ATTRIBUTES[attribute])
+    probe = NormedProbe(dim, classes) if norm else AttentionProbe([dim], classes)
+    fit_probe(probe, inputs, y, opt["steps"], opt["lr"], opt["batch"], opt["weight_decay"], opt["warmup"])
     with torch.no_grad():
         return {t: float((probe([sets[t][0]]).argmax(1) == sets[t][1][attribute]).float().mean()) for t in TESTS}
 

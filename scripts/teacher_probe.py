@@ -63,24 +63,25 @@ def load_teacher(spec: str):
 
 
 @torch.no_grad()
-def features(teacher, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden states (N, T, D), real-token mask (N, T)) of a world prompt set at the teacher's layer."""
+def prompt_features(teacher, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden states (N, T, D), real-token mask (N, T)) of `prompts` at the teacher's layer."""
     tokenizer, model, layer = teacher
-    n, seed = SETS[name]
-    rows = list(iter_prompt_set(name, n, seed=seed))
     hs, masks = [], []
-    for i in range(0, n, 256):
-        tok = tokenizer([r["prompt"] for r in rows[i : i + 256]], padding="max_length", max_length=40,
-                        truncation=True, return_tensors="pt")
+    for i in range(0, len(prompts), 256):
+        tok = tokenizer(prompts[i : i + 256], padding="max_length", max_length=40, truncation=True, return_tensors="pt")
         hs.append(model(**tok, output_hidden_states=True).hidden_states[layer])
         masks.append(tok.attention_mask.bool())
     return torch.cat(hs), torch.cat(masks)
 
 
-def labels(name: str) -> dict[str, torch.Tensor]:
+def prompt_set(name: str) -> list[dict]:
     n, seed = SETS[name]
-    rows = list(iter_prompt_set(name, n, seed=seed))
-    return {a: torch.tensor([list(v).index(r["expected"][a]) for r in rows]) for a, v in ATTRIBUTES.items()}
+    return list(iter_prompt_set(name, n, seed=seed))
+
+
+def labels(rows: list[dict]) -> dict[str, torch.Tensor]:
+    """{attribute: class indices} of attribute-labelled rows ({"setting": ..., ...})."""
+    return {a: torch.tensor([list(v).index(r[a]) for r in rows]) for a, v in ATTRIBUTES.items()}
 
 
 def standardise(per_set: dict[str, tuple], fit: str = "narrative-train") -> dict[str, tuple]:
@@ -90,20 +91,29 @@ def standardise(per_set: dict[str, tuple], fit: str = "narrative-train") -> dict
     return {name: ((x - mean) / std * m[..., None], m) for name, (x, m) in per_set.items()}
 
 
+def fit_probe(probe: torch.nn.Module, inputs: list[tuple], y: torch.Tensor, steps: int, lr: float = 1e-2,
+              batch: int = 256, weight_decay: float = 0.0, warmup: int = 0) -> torch.nn.Module:
+    """Train `probe` on `inputs` (one (h, mask) per teacher) and labels `y`: AdamW (Adam at weight decay 0) on random
+    batches, the learning rate warmed up linearly over `warmup` steps."""
+    opt = torch.optim.AdamW(probe.parameters(), lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (batch,))
+        loss = torch.nn.functional.cross_entropy(probe([(h[idx], m[idx]) for h, m in inputs]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    return probe
+
+
 def accuracy(probe_cls, train: list[list[tuple]], train_labels: list[dict], test: list[tuple], test_labels: dict,
              attribute: str, steps: int) -> float:
     """Train a probe on the concatenation of `train` (each: one (h, mask) per teacher), test on `test`."""
     inputs = [(torch.cat([t[i][0] for t in train]), torch.cat([t[i][1] for t in train])) for i in range(len(test))]
     y = torch.cat([lab[attribute] for lab in train_labels])
     torch.manual_seed(0)
-    probe = probe_cls([h.shape[-1] for h, _ in inputs], len(ATTRIBUTES[attribute]))
-    opt = torch.optim.Adam(probe.parameters(), 1e-2)
-    for _ in range(steps):
-        idx = torch.randint(0, len(y), (256,))
-        loss = torch.nn.functional.cross_entropy(probe([(h[idx], m[idx]) for h, m in inputs]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    probe = fit_probe(probe_cls([h.shape[-1] for h, _ in inputs], len(ATTRIBUTES[attribute])), inputs, y, steps)
     with torch.no_grad():
         return float((probe(test).argmax(1) == test_labels[attribute]).float().mean())
 
@@ -119,13 +129,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     specs = args.teacher or [default_teacher()]
+    rows = {name: prompt_set(name) for name in SETS}
     per_teacher = []
     for spec in specs:
         teacher = load_teacher(spec)
-        sets = {name: features(teacher, name) for name in SETS}
+        sets = {name: prompt_features(teacher, [r["prompt"] for r in rows[name]]) for name in SETS}
         per_teacher.append(standardise(sets) if args.standardise else sets)
-    label = {name: labels(name) for name in SETS}
-    rows = []
+    label = {name: labels([r["expected"] for r in rows[name]]) for name in SETS}
+    results = []
     groups = [([i], spec) for i, spec in enumerate(specs)] + ([(list(range(len(specs))), " + ".join(specs))]
                                                                if len(specs) > 1 else [])
     print(f"{'teacher':<40} {'probe':<10} {'trained on':<26} " + " ".join(f"{a:>7}" for a in ATTRIBUTES))
@@ -139,12 +150,12 @@ def main() -> None:
                 test = [per_teacher[i]["narrative-val"] for i in members]
                 accs = {a: accuracy(probe_cls, train, [label[d] for d in data], test, label["narrative-val"], a,
                                     args.steps) for a in ATTRIBUTES}
-                rows.append({"teacher": name, "probe": probe_name, "trained_on": data_name, **accs})
+                results.append({"teacher": name, "probe": probe_name, "trained_on": data_name, **accs})
                 print(f"{name[-40:]:<40} {probe_name:<10} {data_name:<26} "
                       + " ".join(f"{100 * x:>7.1f}" for x in accs.values()), flush=True)
     if args.results:
         atomic_write_json(args.results, {"run": run_record(), "standardise": args.standardise, "steps": args.steps,
-                                         "rows": rows})
+                                         "rows": results})
 
 
 if __name__ == "__main__":
