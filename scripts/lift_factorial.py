@@ -3,7 +3,7 @@ seeds, judged by the attribute judge and aesthetic predictor B (`world-aesthetic
 runs as `--lifted` does (with LIFTED_OPTIONS); the other cells with each lift's own defaults.
 
     .venv/bin/python scripts/lift_factorial.py [--sets narrative-val literal] [--num_prompts 64] [--seeds 2]
-        [--full_prompts 200] [--output_dir runs/lift-factorial] [--only_cells base stack]
+        [--full_prompts 200] [--output_dir runs/lift-factorial] [--only_cells base stack] [--leave_one_out]
 
 Every cell is a `promptlift eval` run in OUTPUT_DIR/<set>/<cell> (a finished run is read back, so the work splits
 over processes with `--only_cells`); the base model and the whole stack run on `--full_prompts` prompts, the other
@@ -13,12 +13,18 @@ lifts are the bundle's (`LIFTED_STACK`, in the order they compose). Per set it p
 - each lift's marginal effect: over the shared (prompt, seed) pairs, the mean over the 8 cells with the lift minus
   the mean over the 8 without, of the win over base (1 win, 1/2 tie, 0 loss) and of each attribute being right,
   with a bootstrap 95 % interval over prompts.
-Writes OUTPUT_DIR/lift_factorial.json.
+Writes OUTPUT_DIR/lift_factorial.json (with the run's date, commit, command and machine; `--results FILE` too).
+Runs under torchrun as `promptlift eval` does: `OMP_NUM_THREADS=1 .venv/bin/torchrun --nproc_per_node 2
+scripts/lift_factorial.py ... --num_threads 1`.
+
+`--leave_one_out` asks what each lift costs or gives inside the stack as it ships instead: the base model, the whole
+stack and the stack without each lift (the others with the stack's options), all on `--full_prompts`; per lift, the
+whole stack minus the stack without it, per (prompt, seed), with the same bootstrap. Writes
+OUTPUT_DIR/leave_one_out.json.
 """
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +33,9 @@ import torch
 from promptlift.config import load_config
 from promptlift.evaluation.run import WORLD_ATTRIBUTES, EvalConfig, evaluate, read_scores
 from promptlift.evaluation.systems import format_system_table, system_table
-from promptlift.methods import LIFTED_STACK
+from promptlift.methods import LIFTED_OPTIONS, LIFTED_STACK
 from promptlift.stats import bootstrap_mean
+from promptlift.utils import atomic_write_json, distributed_state, run_record
 
 JUDGE = "world-aesthetic"
 METRICS = ("win", *WORLD_ATTRIBUTES, "all")
@@ -42,6 +49,16 @@ def cells() -> list[tuple[str, ...]]:
     """All 16 subsets of the stack, each in the stack's order; base first, the whole stack last."""
     subsets = [tuple(n for n, on in zip(LIFTED_STACK, mask) if on) for mask in itertools.product((0, 1), repeat=4)]
     return sorted(subsets, key=len)
+
+
+def leave_one_out_cells() -> list[tuple[str, ...]]:
+    """Base, the whole stack, then the stack without each of its lifts in turn."""
+    return [(), tuple(LIFTED_STACK), *(tuple(n for n in LIFTED_STACK if n != out) for out in LIFTED_STACK)]
+
+
+def cell_options(lifts: tuple[str, ...]) -> list[str]:
+    """The stack's options (LIFTED_OPTIONS) of the lifts a leave-one-out cell keeps."""
+    return [o for o in LIFTED_OPTIONS if o.partition(".")[0] in lifts]
 
 
 def per_image(run: Path, base: dict) -> dict[tuple, dict[str, float]]:
@@ -74,6 +91,19 @@ def marginal_effects(images: dict[tuple[str, ...], dict[tuple, dict]]) -> dict[s
     return effects
 
 
+def leave_one_out_effects(images: dict[tuple[str, ...], dict[tuple, dict]]) -> dict[str, dict[str, dict]]:
+    """{lift: {metric: bootstrap summary of (the whole stack - the stack without the lift) per (prompt, seed)}}."""
+    stack = tuple(LIFTED_STACK)
+    keys = sorted(set.intersection(*(set(v) for v in images.values())))
+    groups = [k[0] for k in keys]
+    effects = {}
+    for lift in LIFTED_STACK:
+        without = images[tuple(n for n in stack if n != lift)]
+        effects[lift] = {metric: bootstrap_mean([images[stack][k][metric] - without[k][metric] for k in keys], groups)
+                         for metric in METRICS}
+    return effects
+
+
 def format_effects(effects: dict[str, dict[str, dict]]) -> str:
     head = f"{'lift':<16}" + "".join(f"{m:>24}" for m in METRICS)
     lines = [head]
@@ -95,26 +125,40 @@ def main() -> None:
     parser.add_argument("--only_cells", nargs="+", help="run only these cells (names as printed, e.g. base, "
                         "sur-adapter+textcraftor, stack) and print nothing")
     parser.add_argument("--output_dir", default="runs/lift-factorial")
+    parser.add_argument("--leave_one_out", action="store_true",
+                        help="the stack without each lift in turn (with the stack's options), not the 16 cells")
+    parser.add_argument("--results", type=Path, help="also write the results, with the run's date, commit, command "
+                        "and machine, here (e.g. benchmarks/results/NAME.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     stack = tuple(LIFTED_STACK)
     result = {}
     for name in args.sets:
         runs = {}
-        for lifts in cells():
+        for lifts in leave_one_out_cells() if args.leave_one_out else cells():
             cell = cell_name(lifts)
             if args.only_cells and not ({cell, "stack" if lifts == stack else None} & set(args.only_cells)):
                 continue
-            full = lifts in ((), stack)
+            full = args.leave_one_out or lifts in ((), stack)
             cfg = load_config(EvalConfig, None, {
                 "prompts": f"world-{name}", "num_prompts": args.full_prompts if full else args.num_prompts,
                 "seeds": args.seeds, "rewards": [JUDGE], "lift": list(lifts), "lifted": lifts == stack,  # its options too
+                "lift_option": cell_options(lifts) if args.leave_one_out and lifts != stack else [],
                 "batch_size": args.batch_size,
                 "output_dir": str(Path(args.output_dir) / name / cell)})
             runs[lifts] = evaluate(cfg)
         if args.only_cells:
             continue
         base = {(r["id"], r["seed"]): r for r in read_scores(runs[()])}
+        if args.leave_one_out:
+            table = system_table({cell_name(c): p for c, p in runs.items()}, "base", JUDGE)
+            effects = leave_one_out_effects({c: per_image(p, base) for c, p in runs.items() if c})
+            result[name] = {"cells": table, "leave_one_out": effects}
+            print(f"\nworld-{name}: the stack without each lift, {args.full_prompts} prompts x {args.seeds} seeds\n"
+                  + format_system_table(table, "base")
+                  + f"\n\nwhat each lift gives the stack (percentage points, 95 % CI)\n{format_effects(effects)}",
+                  flush=True)
+            continue
         table = system_table({cell_name(c): p for c, p in runs.items()}, "base", JUDGE, shared=True)
         full = system_table({"base": runs[()], "stack": runs[stack]}, "base", JUDGE)
         effects = marginal_effects({c: per_image(p, base) for c, p in runs.items()})
@@ -124,9 +168,11 @@ def main() -> None:
               + f"\n\nmarginal effect of each lift (percentage points, 95 % CI)\n{format_effects(effects)}"
               + f"\n\nbase vs stack, {args.full_prompts} prompts x {args.seeds} seeds\n"
               + format_system_table(full, "base"), flush=True)
-    if result:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        Path(args.output_dir, "lift_factorial.json").write_text(json.dumps(result, indent=2))
+    if result and distributed_state().is_main_process:
+        record = {"run": run_record(), "sets": result}
+        file = "leave_one_out.json" if args.leave_one_out else "lift_factorial.json"
+        for path in [Path(args.output_dir, file), *([args.results] if args.results else [])]:
+            atomic_write_json(path, record)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def git_origin(path: Path) -> str:
 def run_line(run: dict) -> str:
     m = run["machine"]
     machine = m.get("gpu") or f"{m['cpus']}-core {m['cpu']} CPU, {m['torch_threads']} torch threads, {m['memory_gib']} GiB"
+    if m.get("processes", 1) > 1:
+        machine += f", {m['processes']} processes"
     return f"{run['date']}, commit {run['commit']}, `{run['command']}`, on {machine} (torch {m['torch']})"
 
 

@@ -14,7 +14,8 @@ folder's lift.json gate is the lifted stack's concern) unless `--gate LOW:HIGH|l
 `--reads` says). `--prompt_seed 3` draws the trainers'
 held-out scenes (the selection prompts) instead of the report's (0). Writes OUTPUT_DIR/sur_eval.json and prints a
 table per set; `--results FILE` writes the same record (with the date, commit, command and machine) where
-scripts/make_reports.py reads it.
+scripts/make_reports.py reads it. Runs under torchrun as `promptlift eval` does (the processes share each run's
+batches): `OMP_NUM_THREADS=1 .venv/bin/torchrun --nproc_per_node 2 scripts/sur_eval.py ... --num_threads 1`.
 """
 
 import argparse
@@ -26,7 +27,7 @@ import torch
 from promptlift.config import load_config
 from promptlift.evaluation.run import EvalConfig, evaluate
 from promptlift.evaluation.systems import format_system_table, system_table
-from promptlift.utils import atomic_write_json, run_record
+from promptlift.utils import atomic_write_json, atomic_write_text, distributed_state, run_record
 from promptlift.world.dataset import iter_prompt_set
 
 JUDGE = "world-aesthetic"
@@ -66,8 +67,8 @@ def main() -> None:
         if args.prompt_seed:  # the scenes of another prompt seed, as a file
             prompts = out / f"{name}-seed{args.prompt_seed}.jsonl"
             out.mkdir(parents=True, exist_ok=True)
-            prompts.write_text("".join(json.dumps({"id": i, **x}) + "\n" for i, x in
-                                       enumerate(iter_prompt_set(name, args.num_prompts, seed=args.prompt_seed))))
+            atomic_write_text(prompts, "".join(json.dumps({"id": i, **x}) + "\n" for i, x in  # each process, whole
+                                               enumerate(iter_prompt_set(name, args.num_prompts, seed=args.prompt_seed))))
         runs = {}
         for system, lift in systems.items():
             cfg = load_config(EvalConfig, None, {"prompts": str(prompts), "num_prompts": args.num_prompts,
@@ -83,8 +84,9 @@ def main() -> None:
               "prompt_seed": args.prompt_seed, "num_prompts": args.num_prompts,
               "seeds": args.seeds, "judge": JUDGE, "gate": args.gate, "reads": args.reads, "stack": args.stack,
               "systems": {name: lift for name, lift in systems.items()}, "sets": result}
-    for path in [out / "sur_eval.json", *([args.results] if args.results else [])]:
-        atomic_write_json(path, record)
+    if distributed_state().is_main_process:
+        for path in [out / "sur_eval.json", *([args.results] if args.results else [])]:
+            atomic_write_json(path, record)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,8 @@ def ensure_output_dir(output_dir: str | Path, name: str = "output_dir") -> Path:
 
 def run_record(argv: list[str] | None = None) -> dict:
     """What a results file records of the run that wrote it: the UTC date, the commit (`+dirty` with uncommitted
-    changes; None outside a git checkout), the command line and the machine (CPU, threads, memory, GPU)."""
+    changes; None outside a git checkout), the command line and the machine (CPU, threads, memory, GPU, and the
+    processes of a `torchrun` / `accelerate launch`)."""
     import datetime
     import platform
     import shlex
@@ -144,7 +145,8 @@ def run_record(argv: list[str] | None = None) -> dict:
     machine = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "memory_gib": round(memory / 2**30, 1) if memory else None,
                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-               "torch": torch.__version__, "python": platform.python_version()}
+               "torch": torch.__version__, "python": platform.python_version(),
+               "processes": int(os.environ.get("WORLD_SIZE", 1))}
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
             "command": shlex.join(sys.argv if argv is None else argv), "machine": machine}
 
