@@ -3,7 +3,8 @@ seeds, judged by the attribute judge and aesthetic predictor B (`world-aesthetic
 runs as `--lifted` does (with LIFTED_OPTIONS); the other cells with each lift's own defaults.
 
     .venv/bin/python scripts/lift_factorial.py [--sets narrative-val literal] [--num_prompts 64] [--seeds 2]
-        [--full_prompts 200] [--output_dir runs/lift-factorial] [--only_cells base stack] [--leave_one_out]
+        [--full_prompts 200] [--output_dir runs/lift-factorial] [--only_cells base stack]
+        [--leave_one_out [--leave_out refiner textcraftor]]
 
 Every cell is a `promptlift eval` run in OUTPUT_DIR/<set>/<cell> (a finished run is read back, so the work splits
 over processes with `--only_cells`); the base model and the whole stack run on `--full_prompts` prompts, the other
@@ -26,6 +27,7 @@ OUTPUT_DIR/leave_one_out.json.
 import argparse
 import itertools
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,9 +53,9 @@ def cells() -> list[tuple[str, ...]]:
     return sorted(subsets, key=len)
 
 
-def leave_one_out_cells() -> list[tuple[str, ...]]:
-    """Base, the whole stack, then the stack without each of its lifts in turn."""
-    return [(), tuple(LIFTED_STACK), *(tuple(n for n in LIFTED_STACK if n != out) for out in LIFTED_STACK)]
+def leave_one_out_cells(leave_out: Sequence[str] = LIFTED_STACK) -> list[tuple[str, ...]]:
+    """Base, the whole stack, then the stack without each lift of `leave_out` in turn."""
+    return [(), tuple(LIFTED_STACK), *(tuple(n for n in LIFTED_STACK if n != out) for out in leave_out)]
 
 
 def cell_options(lifts: tuple[str, ...]) -> list[str]:
@@ -92,13 +94,16 @@ def marginal_effects(images: dict[tuple[str, ...], dict[tuple, dict]]) -> dict[s
 
 
 def leave_one_out_effects(images: dict[tuple[str, ...], dict[tuple, dict]]) -> dict[str, dict[str, dict]]:
-    """{lift: {metric: bootstrap summary of (the whole stack - the stack without the lift) per (prompt, seed)}}."""
+    """{lift: {metric: bootstrap summary of (the whole stack - the stack without the lift) per (prompt, seed)}}, for
+    each lift whose cell `images` holds."""
     stack = tuple(LIFTED_STACK)
     keys = sorted(set.intersection(*(set(v) for v in images.values())))
     groups = [k[0] for k in keys]
     effects = {}
     for lift in LIFTED_STACK:
-        without = images[tuple(n for n in stack if n != lift)]
+        without = images.get(tuple(n for n in stack if n != lift))
+        if without is None:  # a lift not left out (`--leave_out`)
+            continue
         effects[lift] = {metric: bootstrap_mean([images[stack][k][metric] - without[k][metric] for k in keys], groups)
                          for metric in METRICS}
     return effects
@@ -127,15 +132,18 @@ def main() -> None:
     parser.add_argument("--output_dir", default="runs/lift-factorial")
     parser.add_argument("--leave_one_out", action="store_true",
                         help="the stack without each lift in turn (with the stack's options), not the 16 cells")
+    parser.add_argument("--leave_out", nargs="+", choices=LIFTED_STACK, default=list(LIFTED_STACK),
+                        help="with --leave_one_out: the lifts to leave out, one cell each (default: every lift)")
     parser.add_argument("--results", type=Path, help="also write the results, with the run's date, commit, command "
                         "and machine, here (e.g. benchmarks/results/NAME.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     stack = tuple(LIFTED_STACK)
+    main_process = distributed_state().is_main_process  # under torchrun: one process prints and writes
     result = {}
     for name in args.sets:
         runs = {}
-        for lifts in leave_one_out_cells() if args.leave_one_out else cells():
+        for lifts in leave_one_out_cells(args.leave_out) if args.leave_one_out else cells():
             cell = cell_name(lifts)
             if args.only_cells and not ({cell, "stack" if lifts == stack else None} & set(args.only_cells)):
                 continue
@@ -154,21 +162,22 @@ def main() -> None:
             table = system_table({cell_name(c): p for c, p in runs.items()}, "base", JUDGE)
             effects = leave_one_out_effects({c: per_image(p, base) for c, p in runs.items() if c})
             result[name] = {"cells": table, "leave_one_out": effects}
-            print(f"\nworld-{name}: the stack without each lift, {args.full_prompts} prompts x {args.seeds} seeds\n"
-                  + format_system_table(table, "base")
-                  + f"\n\nwhat each lift gives the stack (percentage points, 95 % CI)\n{format_effects(effects)}",
-                  flush=True)
-            continue
-        table = system_table({cell_name(c): p for c, p in runs.items()}, "base", JUDGE, shared=True)
-        full = system_table({"base": runs[()], "stack": runs[stack]}, "base", JUDGE)
-        effects = marginal_effects({c: per_image(p, base) for c, p in runs.items()})
-        result[name] = {"cells": table, "full": full, "marginal_effects": effects}
-        print(f"\nworld-{name}: 16 cells on {args.num_prompts} prompts x {args.seeds} seeds\n"
-              + format_system_table(table, "base")
-              + f"\n\nmarginal effect of each lift (percentage points, 95 % CI)\n{format_effects(effects)}"
-              + f"\n\nbase vs stack, {args.full_prompts} prompts x {args.seeds} seeds\n"
-              + format_system_table(full, "base"), flush=True)
-    if result and distributed_state().is_main_process:
+            text = (f"\nworld-{name}: the stack without each lift, {args.full_prompts} prompts x {args.seeds} seeds\n"
+                    + format_system_table(table, "base")
+                    + f"\n\nwhat each lift gives the stack (percentage points, 95 % CI)\n{format_effects(effects)}")
+        else:
+            table = system_table({cell_name(c): p for c, p in runs.items()}, "base", JUDGE, shared=True)
+            full = system_table({"base": runs[()], "stack": runs[stack]}, "base", JUDGE)
+            effects = marginal_effects({c: per_image(p, base) for c, p in runs.items()})
+            result[name] = {"cells": table, "full": full, "marginal_effects": effects}
+            text = (f"\nworld-{name}: 16 cells on {args.num_prompts} prompts x {args.seeds} seeds\n"
+                    + format_system_table(table, "base")
+                    + f"\n\nmarginal effect of each lift (percentage points, 95 % CI)\n{format_effects(effects)}"
+                    + f"\n\nbase vs stack, {args.full_prompts} prompts x {args.seeds} seeds\n"
+                    + format_system_table(full, "base"))
+        if main_process:
+            print(text, flush=True)
+    if result and main_process:
         record = {"run": run_record(), "sets": result}
         file = "leave_one_out.json" if args.leave_one_out else "lift_factorial.json"
         for path in [Path(args.output_dir, file), *([args.results] if args.results else [])]:

@@ -61,6 +61,7 @@ def main() -> None:
     if args.reads != "default":
         options.append(f"sur-adapter.reads={args.reads}")
     out = Path(args.output_dir)
+    main_process = distributed_state().is_main_process  # under torchrun: one process prints and writes
     result = {}
     for name in args.sets:
         prompts = f"world-{name}"
@@ -78,13 +79,14 @@ def main() -> None:
                                                  "output_dir": str(out / name / system)})
             runs[system] = evaluate(cfg)
         result[name] = system_table(runs, "base", JUDGE)
-        print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds\n"
-              + format_system_table(result[name], "base"), flush=True)
+        if main_process:
+            print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds\n"
+                  + format_system_table(result[name], "base"), flush=True)
     record = {"title": args.title or f"sur_eval {' '.join(systems)}", "run": run_record(),
               "prompt_seed": args.prompt_seed, "num_prompts": args.num_prompts,
               "seeds": args.seeds, "judge": JUDGE, "gate": args.gate, "reads": args.reads, "stack": args.stack,
               "systems": {name: lift for name, lift in systems.items()}, "sets": result}
-    if distributed_state().is_main_process:
+    if main_process:
         for path in [out / "sur_eval.json", *([args.results] if args.results else [])]:
             atomic_write_json(path, record)
 
