@@ -10,7 +10,8 @@ of the triples), a LayerNorm on the teacher's states (the head's), and the optim
 steps of 256; the head: the adapter's AdamW at 5e-4 with 100 warm-up steps, 750 steps of 64). Each row of the table
 moves the probe one or more of these ways and reports its accuracy on narrative-val (the report scenes, seed 0,
 1 000 prompts; the selection scenes, seed 3, 200) and on the selection scenes' literal and mixed-val prompts (200
-each), per attribute and all four at once (the prompts whose four attributes it classifies right). Teacher features are computed once (`--features` keeps them for another run).
+each), per attribute and all four at once (the prompts whose four attributes it classifies right). Teacher features
+are computed once (`--features` keeps them for another run).
 """
 
 import argparse

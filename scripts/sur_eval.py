@@ -68,8 +68,9 @@ def main() -> None:
         if args.prompt_seed:  # the scenes of another prompt seed, as a file
             prompts = out / f"{name}-seed{args.prompt_seed}.jsonl"
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(prompts, "".join(json.dumps({"id": i, **x}) + "\n" for i, x in  # each process, whole
-                                               enumerate(iter_prompt_set(name, args.num_prompts, seed=args.prompt_seed))))
+            rows = iter_prompt_set(name, args.num_prompts, seed=args.prompt_seed)
+            # every process writes the same file; atomically, so none reads another's half-written one
+            atomic_write_text(prompts, "".join(json.dumps({"id": i, **x}) + "\n" for i, x in enumerate(rows)))
         runs = {}
         for system, lift in systems.items():
             cfg = load_config(EvalConfig, None, {"prompts": str(prompts), "num_prompts": args.num_prompts,

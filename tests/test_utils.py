@@ -1,4 +1,5 @@
-"""Shared helpers: the prefetching reader keeps order, raises where the error happened, and stops when left."""
+"""Shared helpers: the prefetching reader keeps order, raises where the error happened, and stops when left; a run
+record names the process count."""
 
 import threading
 
@@ -50,3 +51,13 @@ def test_read_prompts_from_text_jsonl_and_json_files(tmp_path):
         read_prompts(tmp_path / "p.csv")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_prompts(tmp_path / "missing.json")
+
+
+def test_run_record_names_the_launchers_process_count(monkeypatch):
+    from promptlift.utils import run_record
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert run_record(["x"])["machine"]["processes"] == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun and accelerate launch set in every process
+    record = run_record(["scripts/sur_eval.py", "--num_threads", "1"])
+    assert record["machine"]["processes"] == 2 and record["command"] == "scripts/sur_eval.py --num_threads 1"
