@@ -155,7 +155,7 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "output_dir": str(Path(args.output_dir) / name / cell)})
             runs[lifts] = evaluate(cfg)
-        if args.only_cells:
+        if args.only_cells or not main_process:  # the tables are the main process's
             continue
         base = {(r["id"], r["seed"]): r for r in read_scores(runs[()])}
         if args.leave_one_out:
@@ -175,9 +175,8 @@ def main() -> None:
                     + f"\n\nmarginal effect of each lift (percentage points, 95 % CI)\n{format_effects(effects)}"
                     + f"\n\nbase vs stack, {args.full_prompts} prompts x {args.seeds} seeds\n"
                     + format_system_table(full, "base"))
-        if main_process:
-            print(text, flush=True)
-    if result and main_process:
+        print(text, flush=True)
+    if result:
         record = {"run": run_record(), "sets": result}
         file = "leave_one_out.json" if args.leave_one_out else "lift_factorial.json"
         for path in [Path(args.output_dir, file), *([args.results] if args.results else [])]:

@@ -79,17 +79,18 @@ def main() -> None:
                                                  "lift_option": options if lift else [],
                                                  "output_dir": str(out / name / system)})
             runs[system] = evaluate(cfg)
-        result[name] = system_table(runs, "base", JUDGE)
-        if main_process:
+        if main_process:  # the tables are the main process's
+            result[name] = system_table(runs, "base", JUDGE)
             print(f"\nworld-{name}: {args.num_prompts} prompts x {args.seeds} seeds\n"
                   + format_system_table(result[name], "base"), flush=True)
+    if not main_process:
+        return
     record = {"title": args.title or f"sur_eval {' '.join(systems)}", "run": run_record(),
               "prompt_seed": args.prompt_seed, "num_prompts": args.num_prompts,
               "seeds": args.seeds, "judge": JUDGE, "gate": args.gate, "reads": args.reads, "stack": args.stack,
               "systems": {name: lift for name, lift in systems.items()}, "sets": result}
-    if main_process:
-        for path in [out / "sur_eval.json", *([args.results] if args.results else [])]:
-            atomic_write_json(path, record)
+    for path in [out / "sur_eval.json", *([args.results] if args.results else [])]:
+        atomic_write_json(path, record)
 
 
 if __name__ == "__main__":
