@@ -36,8 +36,6 @@ def test_full_finetune_changes_only_the_unet_and_loads_everywhere(tmp_path, tiny
     changed = [not torch.equal(a, b) for a, b in zip(base.unet.state_dict().values(), tuned_unet.state_dict().values())]
     assert sum(changed) / len(changed) > 0.9, "nearly every UNet tensor is trained"
     lifted = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"]))
-    with pytest.raises(ValueError, match="full UNet weights"):  # a LoRA's layers kept on a full UNet folder: refused
-        load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"], ["quality-tuning.fuse=false"])
     # `scale` multiplies the tuned weights' change: half-way in weight space
     half = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"], ["quality-tuning.scale=0.5"]))
     for h, a, b in zip(half.unet.state_dict().values(), base.unet.state_dict().values(), tuned_unet.state_dict().values()):
@@ -61,17 +59,18 @@ def test_lora_on_sdxl_trains_only_the_adapter(tmp_path, tiny_pipeline_dirs, tiny
     state = load_file(str(weights))
     assert state and all("lora" in k for k in state) and any(v.abs().sum() > 0 for v in state.values())
     base = load_pipeline(model)
-    lifted = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"]))
+    lifted = load_pipeline(model, lifts=load_lifts([f"quality-tuning={tmp_path / 'qt' / 'best'}"], ["quality-tuning.fuse=true"]))
     x, t, c = torch.randn(1, 4, 16, 16), torch.tensor([10]), torch.randn(1, 77, 64)
     added = {"text_embeds": torch.randn(1, 32), "time_ids": torch.tensor([[32.0, 32, 0, 0, 32, 32]])}
     with torch.no_grad():
         a = base.unet(x, t, c, added_cond_kwargs=added).sample
         b = lifted.unet(x, t, c, added_cond_kwargs=added).sample
     assert not torch.allclose(a, b)
-    # the lift's options reach the LoRA: scale 0 merges nothing; unfused, the LoRA layers stay and give the fused output
+    # the lift's options reach the LoRA: scale 0 changes nothing; unfused (the default, as diffusers leaves LoRAs), the
+    # LoRA layers stay and give the fused output
     spec = [f"quality-tuning={tmp_path / 'qt' / 'best'}"]
-    zero = load_pipeline(model, lifts=load_lifts(spec, ["quality-tuning.scale=0"]))
-    unfused = load_pipeline(model, lifts=load_lifts(spec, ["quality-tuning.fuse=false"]))
+    zero = load_pipeline(model, lifts=load_lifts(spec, ["quality-tuning.scale=0", "quality-tuning.fuse=true"]))
+    unfused = load_pipeline(model, lifts=load_lifts(spec))
     with torch.no_grad():
         assert torch.allclose(zero.unet(x, t, c, added_cond_kwargs=added).sample, a, atol=1e-5)
         assert torch.allclose(unfused.unet(x, t, c, added_cond_kwargs=added).sample, b, atol=1e-4)

@@ -1,10 +1,14 @@
 """promptlift: make pre-trained text-to-image diffusion models give high-quality images from plain prompts.
 
     import promptlift
-    pipe = promptlift.load_pipeline("stable-diffusion-v1-5/stable-diffusion-v1-5")  # or a folder or a .safetensors file
-    promptlift.lift(pipe, ["textcraftor=runs/tc/best", "sur-adapter=runs/sur/best"])
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    promptlift.load_lift(pipe, "runs/tc/best", adapter_name="tc")        # a folder, a Hub repo id or a LoRA file
+    promptlift.load_lift(pipe, "user/sur-adapter-sd15", adapter_name="sur")
+    promptlift.set_lifts(pipe, ["tc", "sur"], weights=[1.0, 0.5])
     image = pipe("a couple of boats as the sun goes down").images[0]
-    promptlift.unlift(pipe)
+    promptlift.unload_lifts(pipe)
 
 The names below import torch and diffusers on first use, so `import promptlift` itself stays light.
 """
@@ -13,11 +17,30 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _LAZY = {
+    # a pipeline and its lifts
+    "load_pipeline": "promptlift.pipeline.loading",
+    "load_lift": "promptlift.pipeline.lifted",
+    "set_lifts": "promptlift.pipeline.lifted",
+    "get_lifts": "promptlift.pipeline.lifted",
+    "disable_lifts": "promptlift.pipeline.lifted",
+    "unload_lifts": "promptlift.pipeline.lifted",
     "lift": "promptlift.pipeline.lifted",
     "unlift": "promptlift.pipeline.lifted",
-    "pipeline_lifts": "promptlift.pipeline.lifted",
-    "load_pipeline": "promptlift.pipeline.loading",
-    "load_lifted_pipeline": "promptlift.methods.stack",
+    "bundle_lift": "promptlift.methods.registry",
+    # the lifts
+    "Lift": "promptlift.pipeline.lifts",
+    "LoraLift": "promptlift.pipeline.lifts",
+    "ComponentLift": "promptlift.pipeline.lifts",
+    "KeywordsLift": "promptlift.pipeline.lifts",
+    "TextCraftorLift": "promptlift.methods.textcraftor",
+    "SURAdapterLift": "promptlift.methods.sur_adapter",
+    "RefinerLift": "promptlift.methods.refiner",
+    # training them
+    "train": "promptlift.methods.registry",
+    "TextCraftorConfig": "promptlift.methods.textcraftor",
+    "SURAdapterConfig": "promptlift.methods.sur_adapter",
+    "RefinerConfig": "promptlift.methods.refiner",
+    "QualityTuningConfig": "promptlift.methods.quality_tuning",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -29,3 +52,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'promptlift' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

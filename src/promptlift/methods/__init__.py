@@ -7,8 +7,8 @@ below; the CLI's `train` group, `promptlift lifts`, the app and the bundle paths
 """
 
 from . import quality_tuning, refiner, sur_adapter, textcraftor  # noqa: F401 (each registers its method and lift)
-from .registry import METHODS, MethodSpec, register_method
-from .stack import LIFTED_OPTIONS, LIFTED_STACK, lifted_options, lifted_specs, load_lifted_pipeline
+from .registry import METHODS, MethodSpec, bundle_lift, register_method, train
+from .stack import LIFTED_OPTIONS, LIFTED_STACK, lifted_options, lifted_specs
 
-__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "METHODS", "MethodSpec", "lifted_options", "lifted_specs",
-           "load_lifted_pipeline", "register_method"]
+__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "METHODS", "MethodSpec", "bundle_lift", "lifted_options", "lifted_specs",
+           "register_method", "train"]

@@ -62,3 +62,38 @@ def register_method(name: str, *, config: type[MethodTrainConfig], trainer: str,
         return lift
 
     return decorator
+
+
+def bundle_lift(name: str) -> Path:
+    """The folder of the embedded bundle's trained lift `name` (one of METHODS): weights trained on the embedded model,
+    for it alone.
+
+        >>> import promptlift
+        >>> promptlift.bundle_lift("textcraftor").name
+        'textcraftor'
+    """
+    if name not in METHODS:
+        raise ValueError(f"no method {name!r}; the bundle ships lifts of: {', '.join(sorted(METHODS))}.")
+    folder = METHODS[name].bundle_weights
+    if folder is None:
+        raise ValueError(f"this install's bundle ships no {name!r} weights; train them: promptlift train {name}.")
+    return folder
+
+
+def train(config: MethodTrainConfig) -> Path:
+    """Train the method whose config `config` is (`promptlift.TextCraftorConfig`, `SURAdapterConfig`, `RefinerConfig`,
+    `QualityTuningConfig`), as `promptlift train NAME` does; returns the run folder (best/ and final/ inside, each a
+    lift folder `promptlift.load_lift` takes). Under `accelerate launch` or `torchrun` it trains on every process.
+
+        >>> import promptlift
+        >>> cfg = promptlift.QualityTuningConfig(output_dir=tmp / "qt", max_train_steps=1, train_batch_size=1,
+        ...                                      eval_steps=0, resolution=32)
+        >>> run = promptlift.train(cfg)
+        >>> sorted(p.name for p in (run / "final").iterdir())[:2]
+        ['README.md', 'base_model.json']
+    """
+    for spec in METHODS.values():
+        if type(config) is spec.config:
+            return spec.train(config)
+    raise TypeError(f"`config` is a {type(config).__name__}; pass one of: "
+                    f"{', '.join(spec.config.__name__ for spec in METHODS.values())}.")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
-from diffusers import DiffusionPipeline
+from ..pipeline import parse_lift, register_lifted_stack
 
-from ..pipeline import Lift, lift, load_pipeline, parse_lift, pipeline_lifts, register_lifted_stack
-
-__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "lifted_options", "lifted_specs", "load_lifted_pipeline"]
+__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "lifted_options", "lifted_specs"]
 
 # The whole product, in the order the lifts compose (see `encode_prompts`): the refiner rewrites the prompt that every
 # other lift then reads; quality-tuning swaps the UNet; the SUR-adapter edits the base model's embedding;
@@ -20,8 +17,10 @@ LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
 # own default hands over at step 6, best alone), moved half-way from the base encoder: at full strength it redraws some
 # literal prompts' objects ("a black ball in the snow" as another kind: 8 of 400 literal images wrong, 4 at half); the
 # quality-tuning LoRA at 2.5 times its change wins back the looks that costs (narrative prompts won 95.0 % against
-# 93.8 at twice, literal ones kept 99.0 % all four at both).
-LIFTED_OPTIONS = ("textcraftor.switch_step=0", "textcraftor.alpha=0.5", "quality-tuning.scale=2.5")
+# 93.8 at twice, literal ones kept 99.0 % all four at both), fused into the UNet: the stack then samples as fast as the
+# base model (a fused LoRA is switched off by restoring the weights it changed, but not reweighted).
+LIFTED_OPTIONS = ("textcraftor.switch_step=0", "textcraftor.alpha=0.5", "quality-tuning.scale=2.5",
+                  "quality-tuning.fuse=true")
 
 
 def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
@@ -45,12 +44,3 @@ def lifted_options(options: Sequence[str] = ()) -> list[str]:
 
 
 register_lifted_stack(lambda specs, options: (lifted_specs(specs), lifted_options(options)))
-
-
-def load_lifted_pipeline(pretrained_model_name_or_path: str | Path | None = None, *, lifts: Sequence[str] = (),
-                         lift_options: Sequence[str] = (), **kwargs) -> tuple[DiffusionPipeline, list[Lift]]:
-    """(pipeline, lifts): the model (`kwargs` go to `load_pipeline`) lifted with the whole stack (`promptlift.lift(pipe,
-    lifts, lift_options, lifted=True)`): the bundle's weights on the embedded model, or those `lifts` names
-    (`NAME=PATH`), with LIFTED_OPTIONS under `lift_options`. `pipe(prompt, ...)` then generates through them."""
-    pipe = lift(load_pipeline(pretrained_model_name_or_path, **kwargs), lifts, lift_options, lifted=True, reversible=False)
-    return pipe, pipeline_lifts(pipe)

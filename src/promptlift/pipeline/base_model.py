@@ -58,18 +58,19 @@ def _widths(pipe) -> dict:
 
 
 def _encoders_fingerprint(pipe) -> str:
-    return "-".join(text_encoder_fingerprint(getattr(pipe, n)) for n in ("text_encoder", "text_encoder_2")
-                    if getattr(pipe, n, None) is not None)
+    """The fingerprint of the pipeline's own text encoders (those before any lift swapped them)."""
+    from .lifted import own_component
+
+    encoders = [own_component(pipe, n) for n in ("text_encoder", "text_encoder_2")]
+    return "-".join(text_encoder_fingerprint(e) for e in encoders if e is not None)
 
 
 def base_model_record(pipe, pretrained_model_name_or_path=None) -> dict:
     """What a trained output records of the pipeline it was trained on (`base_model.json`)."""
-    from .lifted import _base_class
-
     source = pretrained_model_name_or_path if pretrained_model_name_or_path is not None else getattr(pipe, "name_or_path", None)
     return {
         "pretrained_model_name_or_path": EMBEDDED_MODEL_NAME if is_embedded_model(source) else str(source),
-        "pipeline_class": _base_class(pipe).__name__,
+        "pipeline_class": type(pipe).__name__,
         **_widths(pipe),
         "text_encoder_fingerprint": _encoders_fingerprint(pipe),
     }

@@ -8,7 +8,9 @@ the methods (`promptlift.methods`) register theirs through the `promptlift.lifts
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -30,23 +32,60 @@ __all__ = ["LIFTS", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec", "LoraLi
 class Lift:
     """A post-training change to a pipeline. Subclasses override what they change; the defaults change nothing.
 
+    A lift is loaded into a pipeline with `promptlift.load_lift` (a folder, a Hub repo id, a LoRA file or a Lift
+    object), saved with `save_pretrained` (its weights, `lift_config.json` and its model card) and read back with
+    `Lift.from_pretrained`:
+
+        >>> import promptlift
+        >>> lift = promptlift.Lift.from_pretrained(promptlift.bundle_lift_folder("textcraftor"))
+        >>> lift.name, lift.options["alpha"]
+        ('textcraftor', 1.0)
+
     Attributes:
-        name: the registry name it was loaded under.
+        name: the lift's type, the registered name it is built by (`promptlift lifts` lists them).
         path: the weights it was loaded from, if any.
+        adapter_name: the name it has in a pipeline (`load_lift(..., adapter_name=...)`; default: `name`).
+        options: the options it was built with, its defaults included (what `save_pretrained` records).
+        weight: how strongly it applies (`promptlift.set_lifts`); 1 is as trained.
     """
 
-    # Set by `promptlift.lift(reversible=True)` before `apply`: keep what `remove` needs to undo in-place changes.
+    # Set by `promptlift.load_lift(reversible=True)` before `apply`: keep what `remove` needs to undo in-place changes.
     keep_originals: bool = False
+    weight: float = 1.0
 
     def __init__(self, name: str, path: Path | None = None):
         self.name = name
         self.path = path
+        self.adapter_name = name
+        self.options: dict = {}
 
     def apply(self, pipe: DiffusionPipeline) -> None:
         """Swap or patch pipeline components in place (tuned text encoder, UNet weights, LoRA)."""
 
     def remove(self, pipe: DiffusionPipeline) -> None:
-        """Undo what `apply` changed inside components (`promptlift.unlift`); swapped components are put back for it."""
+        """Undo what `apply` changed inside components (`promptlift.unload_lifts`); swapped components are put back
+        for it."""
+
+    def set_active(self, pipe: DiffusionPipeline, active: bool) -> None:
+        """Switch what `apply` changed inside components off or back on (`promptlift.disable_lifts`, `set_lifts`);
+        swapped components are switched for it, LoRA adapters through `lora_adapters`."""
+
+    def set_weight(self, weight: float) -> None:
+        """How strongly the lift applies (`promptlift.set_lifts`): 1 as trained. A lift that cannot be reweighted
+        takes 1 only (0 switches it off, which `set_lifts` does)."""
+        if weight != 1:
+            raise ValueError(f"lift {self.adapter_name!r} ({self.name}) applies at one strength: its weight is 1 (on) "
+                             f"or 0 (off), got {weight}.")
+
+    def lora_adapters(self) -> dict[str, float]:
+        """{diffusers adapter name: its weight at lift weight 1} of the LoRA layers `apply` loaded (unfused); the
+        pipeline's `set_adapters` is called with every active lift's, each times the lift's weight."""
+        return {}
+
+    @property
+    def rewrites_prompts(self) -> bool:
+        """Whether the lift rewrites the prompt's text (it then cannot take given `prompt_embeds`)."""
+        return type(self).rewrite_prompts is not Lift.rewrite_prompts
 
     def folders(self) -> list[Path]:
         """The folders holding this lift's trained weights (checked against the pipeline's base model)."""
@@ -77,6 +116,96 @@ class Lift:
         """What to record in an image's sidecar to reproduce it."""
         return {"name": self.name, "path": str(self.path) if self.path else None}
 
+    # -- the lift format ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, *, revision: str | None = None, subfolder: str | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool | None = None,
+                        token: str | bool | None = None, **options) -> Lift:
+        """The lift in `source`: a folder (with `lift_config.json`, or a layout written before it), a Hugging Face Hub
+        repo id (downloaded into, or offline read from, huggingface_hub's cache: `revision`, `cache_dir`,
+        `local_files_only` and `token` as the library takes them), or a LoRA `.safetensors` file. `subfolder`: the
+        lift's folder inside `source`. `options` are the lift's keyword options, over the defaults the folder
+        records; one the lift does not have is refused by name."""
+        from .lift_config import read_lift_config, resolve_lift_source, lift_type_of
+
+        local = resolve_lift_source(source, revision=revision, subfolder=subfolder, cache_dir=cache_dir,
+                                    local_files_only=local_files_only, token=token)
+        if local.is_file():
+            if local.suffix != ".safetensors":
+                raise ValueError(f"lift file {str(local)!r} is no .safetensors LoRA; pass a LoRA file or a lift folder.")
+            lift_type, recorded = "lora", {}
+        else:
+            config = read_lift_config(local)
+            lift_type = lift_type_of(local)
+            recorded = dict((config or {}).get("options") or {})
+        load_plugins()
+        if lift_type not in LIFTS:
+            raise ValueError(f"{str(source)!r} is a {lift_type!r} lift, which no installed package registers; install "
+                             f"the package that adds it (registered lifts: {', '.join(sorted(LIFTS))}).")
+        weights = local if LIFTS[lift_type].weights else None
+        lift = build_lift(lift_type, weights, {**recorded, **options}, where=f"lift {str(source)!r}")
+        if not isinstance(lift, cls):
+            raise ValueError(f"{str(source)!r} holds a {lift_type!r} lift ({type(lift).__name__}), not a {cls.__name__}; "
+                             "load it with `promptlift.Lift.from_pretrained`.")
+        return lift
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write the lift as a folder others load with `Lift.from_pretrained` or `promptlift.load_lift`: its weights
+        (safetensors, as trained), `lift_config.json` (type, format version, base model, options) and README.md (its
+        model card). The folder appears whole or not at all; one that holds other files than a lift's is refused."""
+        import shutil
+
+        from ..utils import atomic_dir
+        from .base_model import read_base_model
+        from .lift_config import LIFT_CONFIG_FILE, write_lift_config
+
+        target = Path(save_directory)
+        if target.is_dir() and any(target.iterdir()) and not (target / LIFT_CONFIG_FILE).is_file():
+            raise ValueError(f"{str(target)!r} holds files and no lift; pass an empty or new folder.")
+        source = self.path
+        if source is not None and source.is_dir() and source.resolve() == target.resolve():
+            raise ValueError(f"lift {self.adapter_name!r} was loaded from {str(target)!r}; save it to another folder.")
+        if source is None and LIFTS.get(self.name, None) is not None and LIFTS[self.name].weights:
+            raise ValueError(f"lift {self.adapter_name!r} ({self.name}) holds its weights in memory only; save them "
+                             "with its trainer, then load that folder.")
+        rewritten = {LIFT_CONFIG_FILE, "README.md", "base_model.json"}
+        with atomic_dir(target) as tmp:
+            if source is not None and source.is_dir():
+                for item in source.iterdir():
+                    if item.name in rewritten or item.name.startswith("."):
+                        continue
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+            elif source is not None:
+                shutil.copy2(source, tmp / "pytorch_lora_weights.safetensors")
+            base = read_base_model(source) if source is not None and source.is_dir() else None
+            write_lift_config(tmp, self.name, base, self.options)
+            card = source / "README.md" if source is not None and source.is_dir() else None
+            if card is not None and card.is_file():
+                shutil.copy2(card, tmp / "README.md")
+            else:
+                from ..export.cards import write_model_card
+
+                write_model_card(tmp, self.name, base or {})
+        return target
+
+    def push_to_hub(self, repo_id: str, *, token: str | bool | None = None, private: bool | None = None,
+                    revision: str | None = None, commit_message: str | None = None) -> str:
+        """Upload the lift as `save_pretrained` writes it (weights, lift_config.json, model card) to the Hub repo
+        `repo_id`, created if needed; returns the commit's URL. Others load it with `promptlift.load_lift(pipe,
+        repo_id)`."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = self.save_pretrained(Path(tmp) / "lift")
+            api = HfApi(token=token)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=staged, revision=revision,
+                                     commit_message=commit_message or f"promptlift {self.name} lift")
+        return str(getattr(info, "commit_url", info))
+
 
 @dataclass(frozen=True)
 class LiftSpec:
@@ -87,25 +216,31 @@ class LiftSpec:
     help: str
     default_path: Callable[[], Path | None] | None = None
     path_is_spec: bool = False  # PATH is a spec the factory parses (e.g. "a:0.7,b:0.3"), not one path
+    weights: bool = True  # False: the lift takes no weights (a keyword expander)
 
     def options(self) -> list[str]:
         """The keyword options the factory takes (`--lift_option NAME.KEY=VALUE`)."""
+        return list(self.option_defaults())
+
+    def option_defaults(self) -> dict:
+        """{option: its default} of the factory's keyword options."""
         import inspect
 
         params = list(inspect.signature(self.factory).parameters.values())[2:]
-        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and not p.name.startswith("_")}
 
 
 LIFTS: dict[str, LiftSpec] = {}
 
 
 def register_lift(name: str, *, help: str, default_path: Callable[[], Path | None] | None = None,
-                  path_is_spec: bool = False):
+                  path_is_spec: bool = False, weights: bool = True):
     """Register a lift factory `(name, path, **options) -> Lift` under `name`; validated on registration."""
 
     def decorator(factory: Callable[..., Lift]):
         check_registration("lift", LIFTS, name, factory, help)
-        LIFTS[name] = LiftSpec(name, factory, help, default_path, path_is_spec)
+        LIFTS[name] = LiftSpec(name, factory, help, default_path, path_is_spec, weights)
         return factory
 
     return decorator
@@ -141,37 +276,85 @@ def parse_lift(spec: str) -> tuple[str, Path | None]:
 
 
 def load_lifts(specs: Sequence[str], options: Sequence[str] = (), *, pipe: DiffusionPipeline | None = None) -> list[Lift]:
-    """Build lifts from `NAME[=PATH]` strings, filling each missing PATH with the lift's default; `options`
-    are `LIFT.KEY=VALUE` strings passed to the lift's factory. With `pipe`, the lifts are for that pipeline: the
-    defaults (the bundle's weights, trained on the embedded model) are refused on any other model, and every lift's
-    weights are checked against it (`check_fits`)."""
-    from .base_model import check_fits, is_embedded_model, model_name
+    """Build lifts from `NAME[=PATH]` strings (the CLI's `--lift`), filling each missing PATH with the lift's default;
+    PATH may be a folder, a Hub repo id or a mix the lift parses. `options` are `LIFT.KEY=VALUE` strings passed to the
+    lift's factory, over the defaults the folder's lift_config.json records. With `pipe`, the lifts are for that
+    pipeline: the defaults (the bundle's weights, trained on the embedded model) are refused on any other model, and
+    every lift's weights are checked against it (`check_fits`)."""
+    from .base_model import check_fits
 
     parsed = parse_lift_options(options)
     names = [parse_lift(spec)[0] for spec in specs]
     for name, opts in parsed.items():
         if name not in names:
             raise ValueError(f"`--lift_option {name}.…` is given but no `--lift {name}`; add the lift or drop the option.")
-        unknown = sorted(set(opts) - set(LIFTS[name].options()))
-        if unknown:
-            raise ValueError(f"lift {name!r} has no option {', '.join(unknown)}; its options: "
-                             f"{', '.join(LIFTS[name].options()) or '(none)'}.")
+        check_options(name, opts, f"--lift_option {name}.KEY")
     lifts = []
     for spec in specs:
         name, path = parse_lift(spec)
-        lift_spec = LIFTS[name]
-        if path is None and lift_spec.default_path is not None:
-            if pipe is not None and not is_embedded_model(pipe):
-                raise ValueError(f"`--lift {spec}` takes the bundle's weights, which are the embedded model's, not "
-                                 f"{model_name(pipe)}'s; train it: promptlift train {name} --model {model_name(pipe)}, "
-                                 f"then pass `--lift {name}=OUTPUT_DIR/best`.")
-            path = lift_spec.default_path()
-        if path is not None and not lift_spec.path_is_spec and not path.exists():
-            raise ValueError(f"`--lift {spec}`: {str(path)!r} does not exist; pass NAME=PATH with the lift's weights.")
-        lifts.append(lift_spec.factory(name, path, **_typed_options(lift_spec, parsed.get(name, {}))))
+        lifts.append(lift_for(name, path, parsed.get(name, {}), pipe=pipe, spec=spec))
     if pipe is not None:
         check_fits(pipe, [(lift.name, folder) for lift in lifts for folder in lift.folders()])
     return lifts
+
+
+def lift_for(name: str, path: Path | None, options: dict, *, pipe: DiffusionPipeline | None = None,
+             spec: str | None = None) -> Lift:
+    """The registered lift `name` on `path` (a folder, a Hub repo id, a mix; None: the lift's default weights, which
+    are the bundle's and refused on any pipeline but the embedded model's) with `options` over the defaults its
+    lift_config.json records. `spec` is how the user named it, for errors (default `NAME[=PATH]`)."""
+    spec = spec or (f"{name}={path}" if path is not None else name)
+    path = _lift_path(name, path, spec, pipe)
+    recorded = {}
+    if path is not None and path.is_dir():
+        from .lift_config import read_lift_config
+
+        config = read_lift_config(path)
+        if config is not None and config["lift_type"] != name:
+            raise ValueError(f"`--lift {spec}`: {str(path)!r} is a {config['lift_type']!r} lift, not {name!r}; pass "
+                             f"`--lift {config['lift_type']}={path}`.")
+        recorded = dict((config or {}).get("options") or {})
+    return build_lift(name, path, {**recorded, **options}, where=f"--lift_option {name}")
+
+
+def _lift_path(name: str, path: Path | None, spec: str, pipe: DiffusionPipeline | None) -> Path | None:
+    """The weights of `--lift NAME[=PATH]`: PATH (a Hub repo id resolved to its cached folder), else the lift's
+    default, which is the bundle's and refused on any model but the embedded one."""
+    from .base_model import is_embedded_model, model_name
+    from .lift_config import resolve_lift_source
+
+    lift_spec = LIFTS[name]
+    if path is None and lift_spec.default_path is not None:
+        if pipe is not None and not is_embedded_model(pipe):
+            raise ValueError(f"`--lift {spec}` takes the bundle's weights, which are the embedded model's, not "
+                             f"{model_name(pipe)}'s; train it: promptlift train {name} --model {model_name(pipe)}, "
+                             f"then pass `--lift {name}=OUTPUT_DIR/best`.")
+        return lift_spec.default_path()
+    if path is None or lift_spec.path_is_spec and not path.exists() and ":" in str(path):
+        return path
+    try:
+        return resolve_lift_source(path)
+    except ValueError as err:
+        raise ValueError(f"`--lift {spec}`: {err}") from None
+
+
+def check_options(name: str, options: dict, where: str) -> None:
+    """Refuse, by name, options lift `name` does not have."""
+    unknown = sorted(set(options) - set(LIFTS[name].options()))
+    if unknown:
+        raise ValueError(f"{where}: lift {name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+                         f"{', '.join(LIFTS[name].options()) or '(none)'}.")
+
+
+def build_lift(name: str, path: Path | None, options: dict, *, where: str) -> Lift:
+    """The lift registered as `name` built on `path` with `options` (converted to the factory's types; unknown ones
+    refused by name, as `where` says); its `options` record them over the factory's defaults."""
+    spec = LIFTS[name]
+    check_options(name, options, where)
+    typed = _typed_options(spec, options)
+    lift = spec.factory(name, path, **typed)
+    lift.options = {**spec.option_defaults(), **typed}
+    return lift
 
 
 def _typed_options(spec: LiftSpec, options: dict) -> dict:
@@ -265,48 +448,95 @@ def _check_same_interface(lift: str, component: str, old, new) -> None:
 
 
 class LoraLift(Lift):
-    """Load diffusers-format LoRA weights (UNet and/or text encoders) with `pipe.load_lora_weights`.
+    """Diffusers-format LoRA weights (UNet and/or text encoders), loaded with `pipe.load_lora_weights` under the lift's
+    adapter name, as diffusers' own LoRAs are: several coexist, `promptlift.set_lifts` weighs them through the
+    pipeline's `set_adapters`, `disable_lifts` and `unload_lifts` switch them off and remove them.
 
-    `fuse` (default) merges the LoRA into the weights it adapts and removes its layers, so a generation costs what the
-    base model's does (unfused, every adapted layer runs two more matmuls at every step); `fuse=False` keeps the layers
-    (to switch or reweight adapters later). `scale` multiplies the LoRA's change.
+    PATH is a folder with pytorch_lora_weights.safetensors or one .safetensors file. `scale` multiplies the LoRA's
+    change (its adapter weight at lift weight 1). `fuse=True` merges the LoRA into the weights it adapts and removes
+    its layers, so a generation costs what the base model's does (unfused, every adapted layer runs two more matmuls
+    at every step); a fused LoRA's weight is then fixed, and switching it off restores the weights it changed.
     """
 
-    def __init__(self, name: str, path: Path | None, fuse: bool = True, scale: float = 1.0):
+    def __init__(self, name: str, path: Path | None, fuse: bool = False, scale: float = 1.0):
         super().__init__(name, _require_path(name, path))
-        if not fuse and scale != 1.0:
-            raise ValueError(f"lift {name!r}: `scale` {scale} needs `fuse` (an unfused LoRA is reweighted with "
-                             "diffusers' `pipe.set_adapters`); drop `fuse=False` or the scale.")
         self.fuse, self.scale = bool(fuse), float(scale)
-        self._saved: list[tuple[torch.nn.Module, torch.Tensor]] = []  # (layer, its weight before fusing), to restore
+        self._saved: list[tuple[torch.nn.Module, torch.Tensor]] = []  # (layer, the weight not in use), to switch
+        self._active = True
 
     @property
-    def adapter_name(self) -> str:
-        return self.name.replace("-", "_")
+    def peft_adapter(self) -> str:
+        """The adapter's name in the pipeline's LoRA layers."""
+        return self.adapter_name
 
     def apply(self, pipe: DiffusionPipeline) -> None:
-        adapter = self.adapter_name
-        pipe.load_lora_weights(str(self.path), adapter_name=adapter)
+        adapter = self.peft_adapter
+        taken = {name for names in pipe.get_list_adapters().values() for name in names}
+        if adapter in taken:
+            raise ValueError(f"lift {self.name!r}: the pipeline already has a LoRA adapter named {adapter!r}; pass "
+                             "another `adapter_name`.")
+        with _quiet_lora_loading():
+            pipe.load_lora_weights(str(self.path), adapter_name=adapter)
         if self.fuse:
-            # the weights fusing changes, as they were (on their device: `unlift` copies them back)
+            # the weights fusing changes, as they were (on their device: switching the lift off copies them back)
             self._saved = [(layer, layer.weight.detach().clone()) for layer in _lora_base_layers(pipe, adapter)] \
                 if self.keep_originals else []
             pipe.fuse_lora(adapter_names=[adapter], lora_scale=self.scale)
             pipe.delete_adapters(adapter)  # the merged weights stay; this adapter's LoRA weights go
             unload_empty_lora_layers(pipe)  # and the emptied LoRA layers, which still cost a call per layer and step
 
+    def lora_adapters(self) -> dict[str, float]:
+        return {} if self.fuse else {self.peft_adapter: self.scale * self.weight}
+
+    def set_weight(self, weight: float) -> None:
+        if self.fuse and weight != 1:
+            raise ValueError(f"lift {self.adapter_name!r} is a LoRA fused into the weights at scale {self.scale:g}; its "
+                             "weight is 1 (on) or 0 (off). Load it with fuse=False to weigh it.")
+        self.weight = float(weight)
+
+    def set_active(self, pipe: DiffusionPipeline, active: bool) -> None:
+        if not self.fuse or active == self._active:
+            return
+        if not self._saved:
+            raise ValueError(f"lift {self.adapter_name!r} is a LoRA fused without keeping the weights it changed "
+                             "(reversible=False); load the pipeline again instead.")
+        with torch.no_grad():  # swap the weights in use with the kept ones
+            for i, (layer, kept) in enumerate(self._saved):
+                in_use = layer.weight.detach().clone()
+                layer.weight.copy_(kept)
+                self._saved[i] = (layer, in_use)
+        self._active = active
+
     def remove(self, pipe: DiffusionPipeline) -> None:
         if not self.fuse:
-            pipe.delete_adapters(self.adapter_name)
+            pipe.delete_adapters(self.peft_adapter)
             unload_empty_lora_layers(pipe)
             return
-        with torch.no_grad():
-            for layer, weight in self._saved:
-                layer.weight.copy_(weight)
+        self.set_active(pipe, False)
         self._saved = []
 
     def describe(self) -> dict:
         return {**super().describe(), "fuse": self.fuse, "scale": self.scale}
+
+
+@contextlib.contextmanager
+def _quiet_lora_loading():
+    """diffusers logs "No LoRA keys associated to CLIPTextModel ..." at warning level for every LoRA without text
+    encoder layers, which says nothing wrong; its other messages pass."""
+    class _NoTextEncoderNote(logging.Filter):
+        def filter(self, record):
+            return "No LoRA keys associated to" not in record.getMessage()
+
+    loggers = [logging.getLogger(name) for name in ("diffusers.loaders.lora_base", "diffusers.loaders.lora_pipeline",
+                                                    "diffusers.loaders.peft")]
+    note = _NoTextEncoderNote()
+    for each in loggers:
+        each.addFilter(note)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeFilter(note)
 
 
 def _lora_base_layers(pipe: DiffusionPipeline, adapter: str) -> list[torch.nn.Module]:
@@ -356,4 +586,5 @@ class KeywordsLift(Lift):
         return {**super().describe(), "keywords": self.keywords}
 
 
-register_lift("keywords", help="Baseline prompt expander: appends quality keywords (option `keywords`).")(KeywordsLift)
+register_lift("keywords", help="Baseline prompt expander: appends quality keywords (option `keywords`).",
+              weights=False)(KeywordsLift)

@@ -105,6 +105,10 @@ def encode_prompts(
     lifts: Sequence[Lift] = (),
     grad: bool = False,
     user_prompts: Sequence[str] | None = None,
+    prompt_2: Sequence[str] | None = None,
+    negative_prompt_2: Sequence[str] | None = None,
+    lora_scale: float | None = None,
+    clip_skip: int | None = None,
 ) -> PromptEmbeds:
     """Encode prompts with the pipeline's own text encoder(s), then let each lift edit the result, in order.
 
@@ -119,18 +123,23 @@ def encode_prompts(
     SUR-adapter reads those, and the rewrite's change of the embedding (`base(rewritten) - base(user's)`) is added
     to the adapter's as any other lift's change is.
 
+    `prompt_2`, `negative_prompt_2`: SDXL's prompts for its second text encoder (rewritten, when `prompts` are);
+    `lora_scale`, `clip_skip`: as the pipeline's `encode_prompt` takes them.
+
     `grad=True` keeps the autograd graph through the text encoders (for training them, as TextCraftor does).
     """
     originals = {n: m for lift in lifts for n, m in lift.original_encoders().items()}
     # found once: diffusers' `_execution_device` walks every module of every component (milliseconds per call)
     device = pipe._execution_device
 
+    extra = dict(prompt_2=prompt_2, negative_prompt_2=negative_prompt_2, lora_scale=lora_scale, clip_skip=clip_skip)
+
     def encode_base(texts: list[str]) -> PromptEmbeds:
         with torch.set_grad_enabled(grad), swapped(pipe, {n: m.to(device) for n, m in originals.items()}):
-            return _encode(pipe, texts, negative_prompt, do_classifier_free_guidance, device)
+            return _encode(pipe, texts, negative_prompt, do_classifier_free_guidance, device, **extra)
 
     with torch.set_grad_enabled(grad):
-        embeds = _encode(pipe, prompts, negative_prompt, do_classifier_free_guidance, device)
+        embeds = _encode(pipe, prompts, negative_prompt, do_classifier_free_guidance, device, **extra)
         embeds.encoded = PromptEmbeds(**{n: getattr(embeds, n) for n in PromptEmbeds.TENSORS}, negative_prompt=negative_prompt)
         if originals:
             embeds.base_fn = lambda: encode_base(prompts)
@@ -151,18 +160,29 @@ def encode_prompts(
     return embeds
 
 
-def _encode(pipe, prompts: list[str], negative_prompt, do_classifier_free_guidance: bool, device) -> PromptEmbeds:
-    """The pipeline's own `encode_prompt` on `device`, as a PromptEmbeds."""
+def _encode(pipe, prompts: list[str], negative_prompt, do_classifier_free_guidance: bool, device, *, prompt_2=None,
+            negative_prompt_2=None, lora_scale=None, clip_skip=None) -> PromptEmbeds:
+    """The pipeline class's own `encode_prompt` on `device` (not a lifted pipeline's, which calls this), as a
+    PromptEmbeds."""
+    encode = type(pipe).encode_prompt
     if isinstance(pipe, StableDiffusionXLPipeline):
-        pe, npe, pooled, npooled = pipe.encode_prompt(
+        pe, npe, pooled, npooled = encode(
+            pipe,
             prompt=prompts,
+            prompt_2=prompt_2,
             device=device,
             num_images_per_prompt=1,
             do_classifier_free_guidance=do_classifier_free_guidance,
             negative_prompt=negative_prompt,
+            negative_prompt_2=negative_prompt_2,
+            lora_scale=lora_scale,
+            clip_skip=clip_skip,
         )
         return PromptEmbeds(pe, npe, pooled, npooled, negative_prompt)
-    pe, npe = pipe.encode_prompt(prompts, device, 1, do_classifier_free_guidance, negative_prompt=negative_prompt)
+    if prompt_2 is not None or negative_prompt_2 is not None:
+        raise ValueError(f"`prompt_2` and `negative_prompt_2` are SDXL's; this is a {type(pipe).__name__}.")
+    pe, npe = encode(pipe, prompts, device, 1, do_classifier_free_guidance, negative_prompt=negative_prompt,
+                     lora_scale=lora_scale, clip_skip=clip_skip)
     return PromptEmbeds(pe, npe, negative_prompt=negative_prompt)
 
 

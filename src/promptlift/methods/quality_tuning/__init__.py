@@ -12,12 +12,9 @@ __all__ = ["QualityTuningConfig"]
 @register_method("quality-tuning", config=QualityTuningConfig, trainer=f"{__name__}.trainer:train",
                  help="Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
                  lift_help="Quality-tuned UNet weights (unet/ folder or LoRA); default: the bundle's.")
-def _quality_tuning_lift(name: str, path: Path | None, fuse: bool = True, scale: float = 1.0):
+def _quality_tuning_lift(name: str, path: Path | None, fuse: bool = False, scale: float = 1.0):
     """A LoRA output (LoraLift) or a full `unet/` folder (ComponentLift); `scale` multiplies either's change of the
-    UNet's weights, `fuse` (LoRA only) merges the LoRA into them."""
+    UNet's weights, `fuse` (LoRA only; a full UNet replaces the pipeline's) merges the LoRA into them."""
     if path is not None and (path / "pytorch_lora_weights.safetensors").is_file():
         return LoraLift(name, path, fuse=fuse, scale=scale)
-    if not fuse:
-        raise ValueError(f"lift {name!r}: `fuse=False` keeps a LoRA's layers, but {str(path)!r} holds full UNet "
-                         "weights (no pytorch_lora_weights.safetensors); drop the option or pass a LoRA output.")
     return ComponentLift(name, path, "unet", scale=scale)

@@ -157,6 +157,10 @@ class RefinerLift(Lift):
         if self.refiner is None:
             self.refiner = Refiner.load(self.path, pipe)
 
+    @property
+    def rewrites_prompts(self) -> bool:
+        return self.strategy == "one-shot"
+
     def rewrite_prompts(self, prompts: list[str]) -> list[str]:
         if self.strategy != "one-shot":
             return prompts

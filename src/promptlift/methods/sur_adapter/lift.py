@@ -135,8 +135,11 @@ class SURAdapterLift(Lift):
             elif self.gate is not None:
                 low, high = self.gate
                 weight = ((relative_change(adapted["prompt_embeds"], x, mask) - low) / (high - low)).clamp(0, 1)
+            if self.weight != 1:  # the lift's weight (`promptlift.set_lifts`) scales the change with the gate's
+                weight = (weight if self.gate is not None else torch.ones(x.shape[0], dtype=x.dtype)).to(x) * self.weight
             if self.gate is not None:
                 self.last_gates = weight.cpu()
+            if self.gate is not None or self.weight != 1:
                 for key in ("prompt_embeds", "pooled_prompt_embeds"):  # the user's prompt's; not the negative's
                     if key not in adapted:
                         continue
@@ -150,6 +153,10 @@ class SURAdapterLift(Lift):
         for name, tensor in adapted.items():
             setattr(embeds, name, plus_edits(tensor, edits.get(name)))
         return embeds
+
+    def set_weight(self, weight: float) -> None:
+        """The lift's weight scales the adapter's change of the embedding (times the gate's weight)."""
+        self.weight = float(weight)
 
     def describe(self) -> dict:
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional, "reads": self.reads,

@@ -108,7 +108,7 @@ class TextCraftorLift(Lift):
             raise ValueError(f"`switch_step` must be >= 0, got {self.switch_step}.")
         self.originals = originals or {}
         self._later: dict[str, torch.Tensor] = {}
-        self._adapters: list[str] = []  # the LoRA adapters `apply` loaded into the pipeline's encoders
+        self._adapters: dict[str, float] = {}  # the LoRA adapters `apply` loaded into the pipeline's encoders
 
     @property
     def callback_tensor_inputs(self) -> tuple[str, ...]:
@@ -123,12 +123,11 @@ class TextCraftorLift(Lift):
                              "mix runs of one kind.")
         if lora:  # LoRA layers go into the pipeline's own encoders: the originals are copies
             self.originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval() for n in names}
-            adapters = []
-            for i, (folder, _) in enumerate(lora):
-                adapters.append(f"textcraftor_{i}")
-                pipe.load_lora_weights(folder, adapter_name=adapters[-1])
-            pipe.set_adapters(adapters, adapter_weights=[w for _, w in lora])
-            self._adapters = adapters
+            self._adapters = {}
+            for i, (folder, weight) in enumerate(lora):
+                adapter = f"{self.adapter_name}_{i}" if len(lora) > 1 else self.adapter_name
+                pipe.load_lora_weights(folder, adapter_name=adapter)
+                self._adapters[adapter] = weight
             return
         # the pipeline's own encoders become the originals of those a tuned one replaces; the others stay shared
         mixed = mix_encoders({n: getattr(pipe, n) for n in names}, self.parts)
@@ -140,9 +139,20 @@ class TextCraftorLift(Lift):
     def remove(self, pipe) -> None:
         """LoRA outputs leave the pipeline's encoders; swapped full encoders are put back by `unlift`."""
         if self._adapters:
-            pipe.delete_adapters(self._adapters)
+            pipe.delete_adapters(list(self._adapters))
             unload_empty_lora_layers(pipe)
-            self._adapters = []
+            self._adapters = {}
+
+    def lora_adapters(self) -> dict[str, float]:
+        """A LoRA output's adapters at their mix weights; the lift's weight moves the embedding instead (`alpha`)."""
+        return dict(self._adapters)
+
+    def set_weight(self, weight: float) -> None:
+        """The lift's weight multiplies `alpha`: 0.5 is half-way from the base encoder's embedding to the tuned one's."""
+        if not 0 <= weight * self.alpha <= 1:
+            raise ValueError(f"lift {self.adapter_name!r}: weight {weight} times alpha {self.alpha:g} must be from 0 "
+                             "(the base encoder) to 1 (the tuned one).")
+        self.weight = float(weight)
 
     def folders(self) -> list[Path]:
         return [Path(f) for f, _ in self.parts if f != "base"]
@@ -155,11 +165,12 @@ class TextCraftorLift(Lift):
         model's, plus what earlier lifts changed; with the hybrid schedule the base model's (plus those changes) until
         `switch_step`."""
         edits = embeds.edits()
-        if self.alpha == 1 and self.switch_step == 0:
+        alpha = self.alpha * self.weight
+        if alpha == 1 and self.switch_step == 0:
             return embeds
         original, encoded = embeds.base, embeds.encoded
         now = {f: plus_edits(getattr(original, f), edits.get(f)) for f in PromptEmbeds.TENSORS}
-        tuned = {f: plus_edits(_lerp(getattr(original, f), getattr(encoded, f), self.alpha), edits.get(f))
+        tuned = {f: plus_edits(_lerp(getattr(original, f), getattr(encoded, f), alpha), edits.get(f))
                  for f in PromptEmbeds.TENSORS}
         if self.switch_step == 0:
             return _replace(embeds, tuned)
