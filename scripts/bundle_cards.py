@@ -7,7 +7,7 @@ The bundle's lifts were trained on the embedded model; their recipe.yaml and eva
 
 import json
 
-from promptlift.export.cards import write_model_card
+from promptlift.pipeline.cards import write_model_card
 from promptlift.methods import METHODS
 from promptlift.pipeline import base_model_record, load_pipeline, write_base_model
 

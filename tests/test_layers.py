@@ -9,7 +9,7 @@ import promptlift
 ROOT = Path(promptlift.__file__).parent
 # bottom to top; a unit is a top-level module or package of promptlift
 LAYERS = [
-    {"__init__", "utils", "config", "config_source", "registry", "stats", "html"},
+    {"__init__", "_notices", "utils", "config", "config_source", "registry", "stats", "html"},
     {"world"},
     {"judges"},
     {"rewards"},

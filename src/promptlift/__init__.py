@@ -15,6 +15,10 @@ The names below import torch and diffusers on first use, so `import promptlift` 
 
 __version__ = "0.1.0"
 
+from ._notices import quiet_third_party_notices as _quiet
+
+_quiet()
+
 # name -> the module that defines it
 _LAZY = {
     # a pipeline and its lifts

@@ -16,6 +16,7 @@ import types
 import typing
 import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import click
@@ -190,6 +191,17 @@ def list_lifts() -> None:
         options = spec.options()
         click.echo(f"{spec.name:16s} {spec.help}" + (f" [default PATH: {default}]" if default else "")
                    + (f" [--lift_option {spec.name}.{'|'.join(options)}=VALUE]" if options else ""))
+
+
+@cli.command("convert-lift")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--lift_type", default=None, help="The lift's type, where its layout does not say (see `promptlift lifts`).")
+def convert_lift(folders: tuple[Path, ...], lift_type: str | None) -> None:
+    """Write lift_config.json into lift folders written before the lift format (their weights stay as they are)."""
+    from .pipeline.lift_config import convert_lift_folder
+
+    for folder in folders:
+        click.echo(f"{folder}: {convert_lift_folder(folder, lift_type)}")
 
 
 def _run_eval(cfg) -> None:
@@ -446,20 +458,8 @@ def export() -> None:
     """Write outputs in other tools' formats: a kohya/A1111 LoRA, a single-file checkpoint, an eval run's images."""
 
 
-def _quiet_third_party() -> None:
-    """Hide a transformers notice about torchvision, which promptlift does not use."""
-    import logging
-
-    class _NoTorchvisionNotice(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "requires torchvision (not installed)" not in record.getMessage()
-
-    logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `promptlift` console script."""
-    _quiet_third_party()
     if int(os.environ.get("RANK", 0)) > 0:  # under `accelerate launch` / `torchrun` the main process reports; errors still show
         sys.stdout = open(os.devnull, "w")
     cli.main(args=list(argv) if argv is not None else None, prog_name="promptlift")

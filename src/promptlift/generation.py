@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -60,6 +60,11 @@ class SamplingConfig:
     height: int | None = field(default=None, metadata={"help": "Image height in pixels (multiple of 8); default: the model's."})
     width: int | None = field(default=None, metadata={"help": "Image width in pixels (multiple of 8); default: the model's."})
     negative_prompt: str | None = field(default=None, metadata={"help": "Negative prompt, shared by all images."})
+    prompt_2: str | None = field(default=None, metadata={
+        "help": "SDXL only: the prompt of its second text encoder, shared by all images (the lifts rewrite it as they "
+                "do the prompt); default: the prompt."})
+    negative_prompt_2: str | None = field(default=None, metadata={
+        "help": "SDXL only: the negative prompt of its second text encoder; default: the negative prompt."})
     batch_size: int = field(default=4, metadata={"help": "Images generated per forward pass.", "min": 1, "max": 4096})
     on_long_prompt: Literal["error", "truncate"] = field(
         default="error", metadata={"help": "A prompt over the text encoder's token limit: refuse it, or cut it and record what was cut."}
@@ -117,6 +122,10 @@ def load_sampling(cfg: SamplingConfig) -> tuple[DiffusionPipeline, list[Lift]]:
     """The pipeline a sampling config names, lifted (`promptlift.lift`) with its lifts, and those lifts."""
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.scheduler, cpu_offload=cfg.cpu_offload,
                          config=cfg.model_config, variant=cfg.variant, revision=cfg.revision)
+    second = [name for name in ("prompt_2", "negative_prompt_2") if getattr(cfg, name) is not None]
+    if second and not isinstance(pipe, StableDiffusionXLPipeline):
+        raise ValueError(f"`--{second[0]}` is for SDXL's second text encoder; this model is a {type(pipe).__name__}: "
+                         f"drop it.")
     if cfg.lift or cfg.lift_option:
         lift(pipe, cfg.lift, cfg.lift_option, reversible=False)
     return pipe, pipeline_lifts(pipe)
@@ -241,8 +250,9 @@ def generate_images(pipe, cfg: SamplingConfig, prompts: list[str], seeds: list[i
 
 def sampling_kwargs(cfg: SamplingConfig) -> dict:
     """The pipeline call's arguments a sampling config sets."""
+    second = {name: getattr(cfg, name) for name in ("prompt_2", "negative_prompt_2") if getattr(cfg, name) is not None}
     return dict(guidance_scale=cfg.guidance_scale, negative_prompt=cfg.negative_prompt,
-                num_inference_steps=cfg.num_inference_steps, height=cfg.height, width=cfg.width)
+                num_inference_steps=cfg.num_inference_steps, height=cfg.height, width=cfg.width, **second)
 
 
 def _write_image(stem: Path, image, sidecar: dict) -> Path:

@@ -1,5 +1,2 @@
-"""Outputs in the formats other tools read: kohya/A1111 LoRA files, single-file checkpoints, and model cards."""
-
-from .cards import METHOD_PAPERS, model_card, write_model_card
-
-__all__ = ["METHOD_PAPERS", "model_card", "write_model_card"]
+"""Outputs in the formats other tools read: kohya/A1111 LoRA files and single-file checkpoints (model cards, which
+every lift folder carries, are `promptlift.pipeline.cards`)."""

@@ -11,8 +11,9 @@ from typing import Callable
 import torch
 import yaml
 
-from ..export.cards import write_model_card
+from ..pipeline.cards import write_model_card
 from ..pipeline import base_model_record, load_pipeline, recommended_guidance_scale, write_base_model
+from ..pipeline.lift_config import recorded_options, write_lift_config
 from ..rewards import parse_reward_options
 from ..rewards.defaults import judge_defaults, prompts_or_default
 from ..training import FitResult, TrainConfig
@@ -132,6 +133,8 @@ class BestKeeper:
         if self.recipe is not None:
             atomic_write_text(folder / "recipe.yaml", self.recipe)
         write_model_card(folder, self.method or "lift", self.base, metrics, self.recipe)
+        if self.method is not None:
+            write_lift_config(folder, self.method, self.base, recorded_options(self.method, folder))
 
     def keep(self, step: int, score: float | None, metrics: dict, save: Callable[[Path], None]) -> bool:
         """Record the check at `step`; True when it was the best so far (and saved)."""

@@ -81,9 +81,15 @@ def write_base_model(folder: Path, record: dict) -> None:
 
 
 def read_base_model(folder: Path | None) -> dict | None:
-    """The base_model.json in `folder` or in the run folder around it (best/, final/), if any."""
-    if folder is None:
+    """The base model record of a lift folder: its lift_config.json's, else the base_model.json in it or in the run
+    folder around it (best/, final/), if any."""
+    from .lift_config import read_lift_config
+
+    if folder is None or not Path(folder).is_dir():
         return None
+    config = read_lift_config(folder)
+    if config is not None and config.get("base_model"):
+        return config["base_model"]
     for candidate in (Path(folder) / BASE_MODEL_FILE, Path(folder).parent / BASE_MODEL_FILE):
         if candidate.is_file():
             return json.loads(candidate.read_text())
@@ -100,11 +106,11 @@ def check_fits(pipe, folders: Sequence[tuple[str, Path]]) -> None:
         if record is None:
             continue
         theirs = {key: record.get(key) for key in here}
-        if theirs != here:
+        if theirs != here or record.get("pipeline_class", type(pipe).__name__) != type(pipe).__name__:
             raise ValueError(
                 f"lift {lift_name!r}: {str(folder)!r} was trained on {record.get('pretrained_model_name_or_path')} "
                 f"({record.get('pipeline_class')}, text width {theirs['text_embedding_dims']}, cross-attention "
-                f"{theirs['cross_attention_dim']}), not on this {model_name(pipe)} (text width "
+                f"{theirs['cross_attention_dim']}), not on this {model_name(pipe)} ({type(pipe).__name__}, text width "
                 f"{here['text_embedding_dims']}, cross-attention {here['cross_attention_dim']}); train it on this "
                 f"model: promptlift train {lift_name} --model {model_name(pipe)}."
             )

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..utils import atomic_write_json
 
-__all__ = ["FORMAT_VERSION", "LIFT_CONFIG_FILE", "legacy_lift_type", "lift_type_of", "read_lift_config",
-           "resolve_lift_source", "write_lift_config"]
+__all__ = ["FORMAT_VERSION", "LIFT_CONFIG_FILE", "convert_lift_folder", "legacy_lift_type", "lift_type_of",
+           "read_lift_config", "recorded_options", "resolve_lift_source", "write_lift_config"]
 
 LIFT_CONFIG_FILE = "lift_config.json"
 FORMAT_VERSION = 1
@@ -49,6 +49,42 @@ def write_lift_config(folder: Path, lift_type: str, base_model: dict | None, opt
     return atomic_write_json(Path(folder) / LIFT_CONFIG_FILE, {
         "lift_type": lift_type, "format_version": FORMAT_VERSION, "promptlift_version": __version__,
         "base_model": base_model, "options": options})
+
+
+# files in which folders written before the format kept some of their lift's defaults
+LEGACY_DEFAULTS = ("lift.json", "textcraftor.json")
+
+
+def recorded_options(lift_type: str, folder: Path) -> dict:
+    """The options of lift `lift_type` with the defaults `folder` ships with: the lift's own, over them those its older
+    files (lift.json: the SUR-adapter's gate; textcraftor.json: the switch step it was trained for) give."""
+    from .lifts import LIFTS, load_plugins
+
+    load_plugins()
+    options = LIFTS[lift_type].option_defaults()
+    for name in LEGACY_DEFAULTS:
+        path = Path(folder) / name
+        if path.is_file():
+            options.update({k: v for k, v in json.loads(path.read_text()).items() if k in options})
+    return options
+
+
+def convert_lift_folder(folder: Path, lift_type: str | None = None) -> Path:
+    """Write `folder`/lift_config.json for a folder written before the format (its type as its layout says, or
+    `lift_type`; its base model from base_model.json); a folder that has one is left as it is. Returns the file."""
+    from .base_model import read_base_model
+    from .lifts import LIFTS, load_plugins
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is no folder; pass a lift folder.")
+    if read_lift_config(folder) is not None:
+        return folder / LIFT_CONFIG_FILE
+    found = lift_type or lift_type_of(folder)
+    load_plugins()
+    if found not in LIFTS:
+        raise ValueError(f"no lift {found!r} is registered; pass one of: {', '.join(sorted(LIFTS))}.")
+    return write_lift_config(folder, found, read_base_model(folder), recorded_options(found, folder))
 
 
 def legacy_lift_type(folder: Path) -> str | None:

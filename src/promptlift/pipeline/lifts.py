@@ -127,7 +127,7 @@ class Lift:
         `local_files_only` and `token` as the library takes them), or a LoRA `.safetensors` file. `subfolder`: the
         lift's folder inside `source`. `options` are the lift's keyword options, over the defaults the folder
         records; one the lift does not have is refused by name."""
-        from .lift_config import read_lift_config, resolve_lift_source, lift_type_of
+        from .lift_config import lift_type_of, read_lift_config, recorded_options, resolve_lift_source
 
         local = resolve_lift_source(source, revision=revision, subfolder=subfolder, cache_dir=cache_dir,
                                     local_files_only=local_files_only, token=token)
@@ -138,8 +138,10 @@ class Lift:
         else:
             config = read_lift_config(local)
             lift_type = lift_type_of(local)
-            recorded = dict((config or {}).get("options") or {})
+            recorded = dict(config["options"] or {}) if config is not None else None
         load_plugins()
+        if lift_type in LIFTS and recorded is None:  # a folder written before the format: its older files' defaults
+            recorded = recorded_options(lift_type, local)
         if lift_type not in LIFTS:
             raise ValueError(f"{str(source)!r} is a {lift_type!r} lift, which no installed package registers; install "
                              f"the package that adds it (registered lifts: {', '.join(sorted(LIFTS))}).")
@@ -184,7 +186,7 @@ class Lift:
             if card is not None and card.is_file():
                 shutil.copy2(card, tmp / "README.md")
             else:
-                from ..export.cards import write_model_card
+                from .cards import write_model_card
 
                 write_model_card(tmp, self.name, base or {})
         return target

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline.base_model import EMBEDDED_MODEL_NAME
 from ..utils import atomic_write_text
+from .base_model import EMBEDDED_MODEL_NAME
 
 __all__ = ["METHOD_PAPERS", "MethodPaper", "model_card", "write_model_card"]
 
