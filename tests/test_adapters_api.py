@@ -237,3 +237,53 @@ def test_an_older_lift_folder_loads_as_it_is_and_converts_once(own, tmp_path):
     config = json.loads((folder / LIFT_CONFIG_FILE).read_text())
     assert config["lift_type"] == "textcraftor" and config["options"]["switch_step"] == 1
     assert config["base_model"]["pipeline_class"] == "StableDiffusionPipeline"
+
+
+def test_a_single_file_is_named_by_its_file_and_fingerprint_and_never_as_the_embedded_model(own, tmp_path, monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    from promptlift.export.checkpoint import ExportCheckpointConfig, export_checkpoint
+    from promptlift.pipeline import base_model_record
+
+    folder, _ = own["sd1"]
+    single = export_checkpoint(ExportCheckpointConfig(output=tmp_path / "mine.safetensors", model=str(folder)))
+    pipe = load_pipeline(single, config=folder)
+    record = base_model_record(pipe)
+    assert record["pretrained_model_name_or_path"] == str(single.resolve()) and len(record["file_fingerprint"]) == 16
+    result = run_cli("generate", "a red ball", "--model", single, "--model_config", folder, "--num_inference_steps", 1,
+                     "--output_dir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert sidecar["model"] == f"mine.safetensors (file fingerprint {record['file_fingerprint']})"
+    # the bundle's weights are the embedded model's: refused on a single file, loaded by promptlift or by diffusers
+    plain = StableDiffusionPipeline.from_single_file(str(single), config=str(folder), local_files_only=True)
+    for each in (pipe, plain):
+        with pytest.raises(ValueError, match="takes the bundle's weights, which are the embedded model's, not .*"
+                                             "train it: promptlift train textcraftor --model"):
+            promptlift.load_lift(each, "textcraftor")
+    # offline without HF_HUB_OFFLINE: diffusers' connection error becomes the --model_config advice
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    class ConnectError(Exception):
+        pass
+
+    def unreachable(*args, **kwargs):
+        raise OSError("could not fetch the config") from ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(StableDiffusionPipeline, "from_single_file", unreachable)
+    monkeypatch.setattr("promptlift.pipeline.loading._offline", lambda: False)
+    with pytest.raises(ValueError, match="the hub cannot be reached; pass `--model_config DIR`"):
+        load_pipeline(single)
+
+
+def test_export_lora_names_the_record_when_its_base_model_is_gone(saved, tmp_path):
+    folder = tmp_path / "tc"
+    shutil.copytree(saved["sd1"]["textcraftor"], folder)
+    config = json.loads((folder / LIFT_CONFIG_FILE).read_text())
+    config["base_model"]["pretrained_model_name_or_path"] = "relative/model-that-moved"
+    (folder / LIFT_CONFIG_FILE).write_text(json.dumps(config))
+    result = run_cli("export", "lora", folder, "--output", tmp_path / "tc.safetensors")
+    assert result.exit_code != 0
+    assert f"the base model 'relative/model-that-moved' that {folder / LIFT_CONFIG_FILE} names could not be loaded" \
+        in result.output and "pass --model" in result.output
+    assert not (tmp_path / "tc.safetensors").exists()

@@ -43,16 +43,22 @@ class ExportLoraConfig:
 def _base_pipeline(cfg: ExportLoraConfig):
     """The pipeline the full weights in `cfg.source` changed."""
     from ..pipeline import EMBEDDED_MODEL_NAME, load_pipeline, read_base_model
+    from ..pipeline.base_model import record_file
 
-    model = cfg.model
-    if model is None:
-        record = read_base_model(Path(cfg.source)) or {}
-        name = record.get("pretrained_model_name_or_path")
-        if name is None:
-            raise ValueError(f"`source` {str(cfg.source)!r} holds full weights but no base_model.json; pass --model "
-                             "with the base model they were trained from.")
-        model = None if name == EMBEDDED_MODEL_NAME else name
-    return load_pipeline(model, device="cpu", dtype="float32", config=cfg.model_config)
+    if cfg.model is not None:
+        return load_pipeline(cfg.model, device="cpu", dtype="float32", config=cfg.model_config)
+    record = read_base_model(Path(cfg.source)) or {}
+    name = record.get("pretrained_model_name_or_path")
+    if name is None:
+        raise ValueError(f"`source` {str(cfg.source)!r} holds full weights but no base model record (lift_config.json "
+                         "or base_model.json); pass --model with the base model they were trained from.")
+    try:
+        return load_pipeline(None if name == EMBEDDED_MODEL_NAME else name, device="cpu", dtype="float32",
+                             config=cfg.model_config)
+    except ValueError as err:
+        raise ValueError(f"the base model {name!r} that {record_file(Path(cfg.source))} names could not be loaded "
+                         f"({str(err).splitlines()[0]}); pass --model (and, for a single file, --model_config) to "
+                         "name it here.") from None
 
 
 def export_lora(cfg: ExportLoraConfig) -> tuple[Path, str]:

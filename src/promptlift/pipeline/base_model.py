@@ -3,6 +3,7 @@ is checked against the pipeline it is applied to before any of it is applied."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -13,8 +14,9 @@ import torch
 
 from ..utils import atomic_write_json
 
-__all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "base_model_record", "check_fits", "is_embedded_model",
-           "model_name", "read_base_model", "text_encoder_fingerprint", "write_base_model"]
+__all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "base_model_record", "check_fits", "file_fingerprint",
+           "is_embedded_model", "model_name", "model_source", "read_base_model", "record_file",
+           "text_encoder_fingerprint", "write_base_model"]
 
 BASE_MODEL_FILE = "base_model.json"
 EMBEDDED_MODEL_NAME = "embedded-default"  # how records and sidecars name the embedded model (its path differs per install)
@@ -22,15 +24,53 @@ logger = logging.getLogger(__name__)
 
 
 def is_embedded_model(model) -> bool:
-    """True for None (the default), the embedded model's folder, or a pipeline loaded from it."""
+    """True for None (the default), the embedded model's folder, or a pipeline loaded from it (a pipeline that names
+    no source, as a single file loaded with plain diffusers, is not)."""
     from ..judges.bundle import is_embedded_source
 
-    return is_embedded_source(getattr(model, "name_or_path", model))
+    if hasattr(model, "components"):  # a pipeline
+        source = getattr(model, "name_or_path", None)
+        return source is not None and is_embedded_source(source)
+    return is_embedded_source(model)
+
+
+def model_source(pipe) -> str | None:
+    """What `--model` takes to load the pipeline again: its hub id, or the absolute path of its folder or single file
+    (None for a pipeline that names no source)."""
+    source = getattr(pipe, "name_or_path", None)
+    if source is None:
+        return None
+    path = Path(str(source)).expanduser()
+    return str(path.resolve()) if path.exists() else str(source)
 
 
 def model_name(pipe) -> str:
-    """The id or path a pipeline was loaded from (`EMBEDDED_MODEL_NAME` for the embedded model)."""
-    return EMBEDDED_MODEL_NAME if is_embedded_model(pipe) else str(getattr(pipe, "name_or_path", None) or "unknown")
+    """How records and messages name a pipeline's model: `EMBEDDED_MODEL_NAME` for the embedded model, a single file
+    by its file name and content fingerprint, else the hub id or folder it was loaded from."""
+    if is_embedded_model(pipe):
+        return EMBEDDED_MODEL_NAME
+    source = model_source(pipe)
+    if source is None:
+        return f"an unnamed {type(pipe).__name__} (loaded without a name or path)"
+    if Path(source).is_file():
+        return f"{Path(source).name} (file fingerprint {file_fingerprint(source)})"
+    return source
+
+
+@functools.lru_cache(maxsize=32)
+def _file_fingerprint(path: str, size: int, mtime: float, samples: int = 16, chunk: int = 1 << 16) -> str:
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for i in range(samples):
+            f.seek(i * max(0, size - chunk) // (samples - 1))
+            digest.update(f.read(chunk))
+    return digest.hexdigest()[:16]
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """A content hash of a (multi-GB) checkpoint file: its size and 16 evenly spaced 64 KiB chunks, the header first."""
+    stat = Path(path).stat()
+    return _file_fingerprint(str(Path(path).resolve()), stat.st_size, stat.st_mtime)
 
 
 def text_encoder_fingerprint(module: torch.nn.Module, samples: int = 256) -> str:
@@ -66,34 +106,46 @@ def _encoders_fingerprint(pipe) -> str:
 
 
 def base_model_record(pipe, pretrained_model_name_or_path=None) -> dict:
-    """What a trained output records of the pipeline it was trained on (`base_model.json`)."""
-    source = pretrained_model_name_or_path if pretrained_model_name_or_path is not None else getattr(pipe, "name_or_path", None)
-    return {
-        "pretrained_model_name_or_path": EMBEDDED_MODEL_NAME if is_embedded_model(source) else str(source),
-        "pipeline_class": type(pipe).__name__,
-        **_widths(pipe),
-        "text_encoder_fingerprint": _encoders_fingerprint(pipe),
-    }
+    """What a trained output records of the pipeline it was trained on (`base_model.json`, lift_config.json): its
+    source as `--model` takes it again (a hub id, or an absolute path; a single file with its content fingerprint),
+    its class, widths and text encoders' fingerprint."""
+    source = pretrained_model_name_or_path if pretrained_model_name_or_path is not None else model_source(pipe)
+    if source is not None and Path(str(source)).expanduser().exists():
+        source = str(Path(str(source)).expanduser().resolve())
+    embedded = is_embedded_model(pipe) if pretrained_model_name_or_path is None else is_embedded_model(source)
+    record = {"pretrained_model_name_or_path": EMBEDDED_MODEL_NAME if embedded else source}
+    if not embedded and source is not None and Path(source).is_file():
+        record["file_fingerprint"] = file_fingerprint(source)
+    return {**record, "pipeline_class": type(pipe).__name__, **_widths(pipe),
+            "text_encoder_fingerprint": _encoders_fingerprint(pipe)}
 
 
 def write_base_model(folder: Path, record: dict) -> None:
     atomic_write_json(Path(folder) / BASE_MODEL_FILE, record)
 
 
-def read_base_model(folder: Path | None) -> dict | None:
-    """The base model record of a lift folder: its lift_config.json's, else the base_model.json in it or in the run
-    folder around it (best/, final/), if any."""
-    from .lift_config import read_lift_config
+def record_file(folder: Path | None) -> Path | None:
+    """The file that holds a lift folder's base model record: its lift_config.json, else the base_model.json in it or
+    in the run folder around it (best/, final/); None without one."""
+    from .lift_config import LIFT_CONFIG_FILE, read_lift_config
 
     if folder is None or not Path(folder).is_dir():
         return None
     config = read_lift_config(folder)
     if config is not None and config.get("base_model"):
-        return config["base_model"]
-    for candidate in (Path(folder) / BASE_MODEL_FILE, Path(folder).parent / BASE_MODEL_FILE):
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return None
+        return Path(folder) / LIFT_CONFIG_FILE
+    return next((c for c in (Path(folder) / BASE_MODEL_FILE, Path(folder).parent / BASE_MODEL_FILE) if c.is_file()), None)
+
+
+def read_base_model(folder: Path | None) -> dict | None:
+    """The base model record of a lift folder (see `record_file`), if any."""
+    from .lift_config import LIFT_CONFIG_FILE
+
+    path = record_file(folder)
+    if path is None:
+        return None
+    record = json.loads(path.read_text())
+    return record["base_model"] if path.name == LIFT_CONFIG_FILE else record
 
 
 def check_fits(pipe, folders: Sequence[tuple[str, Path]]) -> None:
@@ -105,6 +157,7 @@ def check_fits(pipe, folders: Sequence[tuple[str, Path]]) -> None:
         record = read_base_model(folder)
         if record is None:
             continue
+        where = record_file(folder)
         theirs = {key: record.get(key) for key in here}
         if theirs != here or record.get("pipeline_class", type(pipe).__name__) != type(pipe).__name__:
             raise ValueError(
@@ -112,7 +165,8 @@ def check_fits(pipe, folders: Sequence[tuple[str, Path]]) -> None:
                 f"({record.get('pipeline_class')}, text width {theirs['text_embedding_dims']}, cross-attention "
                 f"{theirs['cross_attention_dim']}), not on this {model_name(pipe)} ({type(pipe).__name__}, text width "
                 f"{here['text_embedding_dims']}, cross-attention {here['cross_attention_dim']}); train it on this "
-                f"model: promptlift train {lift_name} --model {model_name(pipe)}."
+                f"model: promptlift train {lift_name} --model {model_source(pipe) or 'YOUR_MODEL'} (the model it was "
+                f"trained on is recorded in {where})."
             )
         if record.get("text_encoder_fingerprint") is None:
             continue

@@ -322,14 +322,15 @@ def lift_for(name: str, path: Path | None, options: dict, *, pipe: DiffusionPipe
 def _lift_path(name: str, path: Path | None, spec: str, pipe: DiffusionPipeline | None) -> Path | None:
     """The weights of `--lift NAME[=PATH]`: PATH (a Hub repo id resolved to its cached folder), else the lift's
     default, which is the bundle's and refused on any model but the embedded one."""
-    from .base_model import is_embedded_model, model_name
+    from .base_model import is_embedded_model, model_name, model_source
     from .lift_config import resolve_lift_source
 
     lift_spec = LIFTS[name]
     if path is None and lift_spec.default_path is not None:
         if pipe is not None and not is_embedded_model(pipe):
             raise ValueError(f"`--lift {spec}` takes the bundle's weights, which are the embedded model's, not "
-                             f"{model_name(pipe)}'s; train it: promptlift train {name} --model {model_name(pipe)}, "
+                             f"{model_name(pipe)}'s; train it: promptlift train {name} --model "
+                             f"{model_source(pipe) or 'YOUR_MODEL'}, "
                              f"then pass `--lift {name}=OUTPUT_DIR/best`.")
         return lift_spec.default_path()
     if path is None or lift_spec.path_is_spec and not path.exists() and ":" in str(path):

@@ -202,7 +202,25 @@ def _load_single_file(path: Path, config: str | Path | None, kwargs: dict) -> Di
                          "the hub, and the hub is offline here; pass `--model_config DIR` (a diffusers folder of the "
                          f"same architecture, {cls.__name__}, e.g. one `save_pretrained` wrote).")
     kwargs = {**kwargs, "local_files_only": _offline() or kwargs.get("local_files_only", False)}
-    return cls.from_single_file(str(path), **({"config": str(config)} if config is not None else {}), **kwargs)
+    try:
+        pipe = cls.from_single_file(str(path), **({"config": str(config)} if config is not None else {}), **kwargs)
+    except Exception as err:
+        if config is None and _unreachable(err):
+            raise ValueError(f"`model` {str(path)!r} is a single file, whose components' configs diffusers fetches "
+                             "from the hub, and the hub cannot be reached; pass `--model_config DIR` (a diffusers "
+                             f"folder of the same architecture, {cls.__name__}, e.g. one `save_pretrained` wrote).") from None
+        raise
+    pipe.register_to_config(_name_or_path=str(path.resolve()))  # the file it was loaded from (diffusers keeps none)
+    return pipe
+
+
+def _unreachable(err: BaseException | None) -> bool:
+    """Whether `err` (or an error it was raised from) says the hub could not be reached."""
+    while err is not None:
+        if any(word in type(err).__name__ for word in ("Connect", "Timeout", "LocalEntryNotFound", "OfflineMode")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _check_single_file_config(path: Path, shapes: dict[str, tuple[int, ...]], cls: type, config: Path) -> None:
