@@ -257,3 +257,33 @@ def test_browser_refine_pick_generate_vote(tmp_path, runs, browser, embedded_ref
         app.close()
     (rater, question, winner), = sqlite3.connect(db).execute("SELECT rater, question, winner FROM votes").fetchall()
     assert rater == "anonymous" and question == "visual appeal" and winner in ("a", "b")
+
+
+def test_serve_offers_the_users_model_with_the_users_lifts(tmp_path):
+    """`serve --model DIR --lift NAME=PATH`: the Create page offers those lifts on that model, and generates through
+    them; a model of the user's with no lift of its own is refused when the app starts."""
+    import numpy as np
+    import torch
+
+    from promptlift.pipeline import base_model_record, load_pipeline, write_base_model
+    from promptlift.tiny import save_tiny_pipeline
+
+    folder = save_tiny_pipeline("sd1", tmp_path / "sd1")
+    pipe = load_pipeline(folder)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in pipe.text_encoder.named_parameters():
+            if name.endswith("weight") and "_proj." in name:
+                p.add_(0.3 * torch.randn_like(p))
+    pipe.text_encoder.save_pretrained(tmp_path / "tc" / "text_encoder")
+    write_base_model(tmp_path / "tc", base_model_record(load_pipeline(folder)))
+    (tmp_path / "tc" / "textcraftor.json").write_text('{"switch_step": 0}')
+    with pytest.raises(ValueError, match=r"`--model .*sd1` needs lifts trained on it.* `--lift NAME=PATH`"):
+        ServeConfig(model=[str(folder)], votes_db=tmp_path / "v.sqlite")
+    state = AppState(ServeConfig(model=[str(folder)], lift=[f"textcraftor={tmp_path / 'tc'}"],
+                                 votes_db=tmp_path / "v.sqlite", output_dir=tmp_path / "app"))
+    assert state.available_lifts == ("textcraftor",)
+    base, lifted, settings = state.generate("two red boats at sunset", ("textcraftor",), seed=3, steps=2)
+    assert np.abs(np.asarray(base, dtype=float) - np.asarray(lifted, dtype=float)).max() > 5
+    with pytest.raises(UserError, match="Unknown lift 'sur-adapter'; choose from textcraftor"):
+        state.generate("two red boats at sunset", ("sur-adapter",), seed=3, steps=2)

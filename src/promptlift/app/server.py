@@ -11,7 +11,7 @@ import logging
 import random
 from pathlib import Path
 
-from .state import AVAILABLE_LIFTS, AppState, ServeConfig, UserError
+from .state import AppState, ServeConfig, UserError
 from .votes import QUESTIONS
 
 __all__ = ["build_app", "serve"]
@@ -53,8 +53,8 @@ def _create_tab(gr, state: AppState) -> None:
             mix = gr.Slider(0, 1, value=1, step=0.1, label="TextCraftor encoder mix (1 = first run, 0 = second)",
                             visible=len(state.cfg.textcraftor) > 1)
         with gr.Row():
-            lifts = gr.CheckboxGroup(list(AVAILABLE_LIFTS), label="Lifts (the refiner is skipped once you picked a "
-                                     "refined prompt)", value=list(AVAILABLE_LIFTS), elem_id="lifts")
+            lifts = gr.CheckboxGroup(list(state.available_lifts), label="Lifts (the refiner is skipped once you picked "
+                                     "a refined prompt)", value=list(state.available_lifts), elem_id="lifts")
             alpha = gr.Slider(0, 1, value=1, step=0.05, label="TextCraftor alpha (0 = base, 1 = tuned)")
             seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
             steps = gr.Slider(1, state.cfg.max_steps, value=25, step=1, label="Steps")

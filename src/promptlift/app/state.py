@@ -35,7 +35,11 @@ class UserError(ValueError):
 class ServeConfig:
     """Serve the web app: refine-and-pick, base vs lifted, blind A/B rating, curation review."""
 
-    model: list[str] = field(default_factory=list, metadata={"help": "Pipelines the Create page offers (hub id or folder); repeatable; default: the embedded model."})
+    model: list[str] = field(default_factory=list, metadata={"help": "Pipelines the Create page offers (hub id, folder or single file); repeatable; default: the embedded model."})
+    model_config: str | None = field(default=None, metadata={"help": "For a single-file --model: a diffusers folder of its architecture (needed offline)."})
+    lift: list[str] = field(default_factory=list, metadata={
+        "help": "Lift the Create page offers, as NAME=PATH (a folder or Hub repo id trained on --model) or a lift "
+                "folder; repeatable; default: the whole stack with the bundle's weights (the embedded model's)."})
     textcraftor: list[Path] = field(default_factory=list, metadata={"help": "TextCraftor outputs the Create page may mix (first two: the encoder-mix slider); default: the bundle's."})
     refiner: Path | None = field(default=None, metadata={"help": "Refiner folder for the Create page; default: the bundle's."})
     runs: list[Path] = field(default_factory=list, metadata={"help": "Eval run folders the Rate page may pair; repeatable."})
@@ -48,6 +52,20 @@ class ServeConfig:
     max_steps: int = field(default=50, metadata={"help": "Most denoising steps a request may ask for."})
 
     def __post_init__(self):
+        from ..pipeline import is_embedded_model, parse_lift
+
+        self.lift_paths = {}  # lift type -> spec, in the order given
+        for spec in self.lift:
+            name, path = parse_lift(spec)
+            if path is None:
+                raise ValueError(f"`--lift {spec}` names no weights; pass NAME=PATH (a folder or Hub repo id).")
+            if name in self.lift_paths:
+                raise ValueError(f"`--lift` gives {name!r} twice; the Create page offers one of each.")
+            self.lift_paths[name] = f"{name}={path}"
+        own = [m for m in self.model if not is_embedded_model(m)]
+        if own and not (self.lift or self.textcraftor or self.refiner):
+            raise ValueError(f"`--model {own[0]}` needs lifts trained on it, the bundle's being the embedded model's; "
+                             "pass `--lift NAME=PATH` for each (e.g. --lift textcraftor=runs/tc/best).")
         for run in self.runs:
             if not (Path(run) / "scores.jsonl").is_file():
                 raise ValueError(f"`runs` entry {str(run)!r} is not an eval run (no scores.jsonl); pass `promptlift eval` output folders.")
@@ -104,10 +122,25 @@ class AppState:
     def models(self) -> list[str]:
         return list(self.cfg.model) or ["embedded"]
 
+    @property
+    def available_lifts(self) -> tuple[str, ...]:
+        """The lifts the Create page offers: on the embedded model the whole stack (the bundle's weights where `--lift`,
+        `--textcraftor` and `--refiner` give none); on another model those they give."""
+        from ..pipeline import is_embedded_model
+
+        given = set(self.cfg.lift_paths) | ({"textcraftor"} if self.cfg.textcraftor else set()) | \
+            ({"refiner"} if self.cfg.refiner else set())
+        if all(is_embedded_model(m) for m in self.cfg.model):
+            given |= set(AVAILABLE_LIFTS)
+        return tuple(n for n in LIFTED_STACK if n in given) + tuple(n for n in self.cfg.lift_paths if n not in LIFTED_STACK)
+
     def _lift_spec(self, name: str, mix: float) -> str:
-        """`--lift` spec of a bundle lift; TextCraftor mixes the first two configured outputs by `mix`."""
+        """`--lift` spec of a lift: the one `--lift` gives, else the bundle's; TextCraftor mixes the first two
+        configured outputs by `mix`."""
+        if name == "refiner" and self.cfg.refiner and name not in self.cfg.lift_paths:
+            return f"refiner={self.cfg.refiner}"
         if name != "textcraftor" or not self.cfg.textcraftor:
-            return name
+            return self.cfg.lift_paths.get(name, name)
         folders = [str(f) for f in self.cfg.textcraftor]
         if len(folders) == 1 or mix >= 1:
             return f"textcraftor={folders[0]}"
@@ -120,16 +153,16 @@ class AppState:
         loaded once and kept; `mix` is the TextCraftor encoder mix, in steps of 0.1."""
         from ..pipeline import lift, load_pipeline, pipeline_lifts
 
-        unknown = [n for n in lifts if n not in AVAILABLE_LIFTS]
+        unknown = [n for n in lifts if n not in self.available_lifts]
         if unknown:
-            raise UserError(f"Unknown lift {unknown[0]!r}; choose from {', '.join(AVAILABLE_LIFTS)}.")
+            raise UserError(f"Unknown lift {unknown[0]!r}; choose from {', '.join(self.available_lifts)}.")
         if not 0 <= int(model) < len(self.models):
             raise UserError("No such model.")
         mix = round(min(max(float(mix), 0.0), 1.0), 1)
-        key = (int(model), tuple(n for n in LIFTED_STACK if n in lifts), mix if "textcraftor" in lifts else None)
+        key = (int(model), tuple(n for n in self.available_lifts if n in lifts), mix if "textcraftor" in lifts else None)
         if key not in self._pipes:
             source = self.cfg.model[int(model)] if self.cfg.model else None
-            pipe = load_pipeline(source)
+            pipe = load_pipeline(source, config=self.cfg.model_config)
             try:
                 specs, options = [self._lift_spec(n, mix) for n in key[1]], ()
                 if key[1] == LIFTED_STACK:  # the whole stack, as `--lifted`: its weights and options

@@ -267,14 +267,25 @@ _PLUGINS_LOADED = False
 
 
 def parse_lift(spec: str) -> tuple[str, Path | None]:
-    """`"NAME[=PATH]"` -> (NAME, PATH or None); NAME must be registered."""
+    """`"NAME[=PATH]"` -> (NAME, PATH or None); NAME must be registered. A spec that is a lift folder or a Hub repo id
+    with a lift_config.json (no NAME) -> (its lift type, its local folder)."""
     load_plugins()
-    name, _, path = spec.partition("=")
+    name, sep, path = spec.partition("=")
     name = name.strip()
-    if name not in LIFTS:
-        known = ", ".join(sorted(LIFTS)) or "(none)"
-        raise ValueError(f"unknown lift {name!r} in `--lift {spec}`; registered lifts: {known}.")
-    return name, (Path(path).expanduser() if path else None)
+    if name in LIFTS:
+        return name, (Path(path).expanduser() if path else None)
+    if not sep:
+        from .lift_config import lift_type_of, resolve_lift_source
+
+        try:
+            folder = resolve_lift_source(spec)
+        except ValueError:
+            folder = None
+        if folder is not None and folder.is_dir():
+            return lift_type_of(folder), folder
+    known = ", ".join(sorted(LIFTS)) or "(none)"
+    raise ValueError(f"unknown lift {name!r} in `--lift {spec}`; registered lifts: {known} (or pass a lift folder or "
+                     "Hub repo id).")
 
 
 def load_lifts(specs: Sequence[str], options: Sequence[str] = (), *, pipe: DiffusionPipeline | None = None) -> list[Lift]:
