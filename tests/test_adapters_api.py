@@ -287,3 +287,14 @@ def test_export_lora_names_the_record_when_its_base_model_is_gone(saved, tmp_pat
     assert f"the base model 'relative/model-that-moved' that {folder / LIFT_CONFIG_FILE} names could not be loaded" \
         in result.output and "pass --model" in result.output
     assert not (tmp_path / "tc.safetensors").exists()
+
+
+def test_the_clis_tiny_sdxl_loads_back_from_a_single_file_and_an_unloadable_one_is_not_written(tmp_path):
+    for args in (("--output_dir", tmp_path / "xl"), ("--output_dir", tmp_path / "xl32", "--text_encoder_2_width", 32)):
+        assert run_cli("tiny-pipeline", "--arch", "sdxl", *args).exit_code == 0
+    assert run_cli("export", "checkpoint", tmp_path / "xl.safetensors", "--model", tmp_path / "xl").exit_code == 0
+    pipe = load_pipeline(tmp_path / "xl.safetensors", config=tmp_path / "xl")
+    assert type(pipe) is StableDiffusionXLPipeline and pipe.text_encoder_2.config.hidden_size == 48
+    result = run_cli("export", "checkpoint", tmp_path / "xl32.safetensors", "--model", tmp_path / "xl32")
+    assert result.exit_code != 0 and "both 32 wide, so a single file of it cannot be loaded back" in result.output
+    assert not (tmp_path / "xl32.safetensors").exists()

@@ -177,7 +177,8 @@ def _run_generate(cfg) -> None:
 def _run_tiny_pipeline(cfg) -> None:
     from .tiny import save_tiny_pipeline
 
-    click.echo(f"saved a tiny {cfg.arch} pipeline to {save_tiny_pipeline(cfg.arch, cfg.output_dir, cfg.seed)}")
+    extra = {"text_encoder_2_width": cfg.text_encoder_2_width} if cfg.arch == "sdxl" else {}
+    click.echo(f"saved a tiny {cfg.arch} pipeline to {save_tiny_pipeline(cfg.arch, cfg.output_dir, cfg.seed, **extra)}")
 
 
 @cli.command("lifts")

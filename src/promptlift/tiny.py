@@ -159,3 +159,6 @@ class TinyPipelineConfig:
     output_dir: Path = field(default=Path(".cache/tiny-sd1"), metadata={"help": "Folder to save the pipeline in."})
     arch: Literal["sd1", "sd2", "sdxl"] = field(default="sd1", metadata={"help": "Architecture to mimic."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
+    text_encoder_2_width: int = field(default=48, metadata={
+        "help": "SDXL: the second text encoder's width; apart from the first's (32), as in SDXL, so that a single-file "
+                "checkpoint of the pipeline loads back.", "min": 8, "max": 1024})

@@ -64,6 +64,7 @@ def export_checkpoint(cfg: ExportCheckpointConfig) -> Path:
         if alpha != 1.0 or switch:
             raise ValueError(f"lift {each.name!r} with alpha={alpha}, switch_step={switch} blends encoders while images "
                              "are generated; a checkpoint holds one encoder: export with alpha=1 and switch_step=0.")
+    _check_loads_back(pipe)
     dtype = getattr(torch, cfg.dtype)
     state = {k: v.to(dtype) for k, v in pipeline_to_original(pipe).items()}
     with atomic_path(Path(cfg.output), suffix=".safetensors") as tmp:
@@ -71,6 +72,17 @@ def export_checkpoint(cfg: ExportCheckpointConfig) -> Path:
                                              "promptlift_lifts": ", ".join(cfg.lift)})
     atomic_write_text(Path(cfg.output).with_suffix(".md"), _card(cfg, model_name(pipe), type(pipe).__name__))
     return Path(cfg.output)
+
+
+def _check_loads_back(pipe) -> None:
+    """Refuse a checkpoint no loader could read back: an SDXL single file tells its two text encoders apart by their
+    widths (768 and 1280 in SDXL; diffusers and ComfyUI read an equal-width pair into the wrong slots)."""
+    first, second = (getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2"))
+    if first is not None and second is not None and first.config.hidden_size == second.config.hidden_size:
+        raise ValueError(f"this SDXL pipeline's two text encoders are both {first.config.hidden_size} wide, so a single "
+                         "file of it cannot be loaded back (loaders tell them apart by width); export a pipeline whose "
+                         "second encoder is wider than the first, as SDXL's (for `promptlift tiny-pipeline`: "
+                         "--text_encoder_2_width 48).")
 
 
 def _card(cfg: ExportCheckpointConfig, base: str, pipeline_class: str) -> str:
