@@ -1,4 +1,5 @@
-"""Write base_model.json and a model card (README.md) into each lift folder of the embedded bundle.
+"""Write lift_config.json (the lift's type, options and base model) and a model card (README.md) into each lift
+folder of the embedded bundle.
 
     .venv/bin/python scripts/bundle_cards.py
 
@@ -9,7 +10,8 @@ import json
 
 from promptlift.pipeline.cards import write_model_card
 from promptlift.methods import METHODS
-from promptlift.pipeline import base_model_record, load_pipeline, write_base_model
+from promptlift.pipeline import base_model_record, load_pipeline
+from promptlift.pipeline.lift_config import recorded_options, write_lift_config
 
 
 def main() -> None:
@@ -21,7 +23,7 @@ def main() -> None:
             continue
         metrics = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else None
         recipe = (folder / "recipe.yaml").read_text() if (folder / "recipe.yaml").is_file() else None
-        write_base_model(folder, base)
+        write_lift_config(folder, method, base, recorded_options(method, folder))
         write_model_card(folder, method, base, metrics, recipe)
         print(f"{method}: {folder}")
 

@@ -23,7 +23,7 @@ def test_the_own_model_commands_run_as_written(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for made in ("my-model.safetensors", "runs/my-tc/final/base_model.json", "runs/my-tc/final/README.md",
+    for made in ("my-model.safetensors", "runs/my-tc/final/lift_config.json", "runs/my-tc/final/README.md",
                  "my-tc-lora.safetensors", "my-tc-lora.md", "my-model-tc.safetensors", "my-model-tc.md"):
         assert (tmp_path / made).is_file(), made
     assert len(list((tmp_path / "outputs" / "my-boats").glob("*.png"))) == 1

@@ -45,7 +45,9 @@ def test_trains_saves_and_generates_on_every_architecture(tmp_path, arch, tiny_d
     assert result.exit_code == 0, result.output
     for folder in ("best", "final"):
         assert (tmp_path / "sur" / folder / "model.safetensors").is_file()
-        record = json.loads((tmp_path / "sur" / folder / "base_model.json").read_text())  # what it was trained on
+        config = json.loads((tmp_path / "sur" / folder / "lift_config.json").read_text())
+        record = config["base_model"]  # what it was trained on
+        assert config["lift_type"] == "sur-adapter" and config["options"]["gate"] == "default"
         assert record["pretrained_model_name_or_path"] == str(tiny_dir) and record["cross_attention_dim"] == \
             load_pipeline(tiny_dir).unet.config.cross_attention_dim
         card = (tmp_path / "sur" / folder / "README.md").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -371,3 +372,10 @@ def default_font(size: int):
         return ImageFont.load_default(size=size)
     except TypeError:
         return ImageFont.load_default()
+
+
+def load_hub_mixin(cls, folder: str | Path, **kwargs):
+    """`cls.from_pretrained(folder)` for a huggingface_hub `PyTorchModelHubMixin` class, without the line "Loading
+    weights from local directory" the mixin prints on every load from a folder."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return cls.from_pretrained(folder, **kwargs)

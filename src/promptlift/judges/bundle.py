@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..utils import load_hub_mixin
 from ..world.scene import ATTRIBUTES
 from .models import JUDGE_CLASSES, AttributeJudge
 
@@ -35,7 +36,7 @@ def load_judge(bundle_dir: str | Path, name: str):
     path = Path(bundle_dir) / "judges" / name
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"judge {name!r} is not trained yet ({path}); run `promptlift world train-bundle --parts ...`.")
-    return JUDGE_CLASSES[name].from_pretrained(path).eval()
+    return load_hub_mixin(JUDGE_CLASSES[name], path).eval()
 
 
 def build_tokenizer(model_max_length: int = 77):

@@ -108,8 +108,8 @@ class BestKeeper:
     None never counts). A resumed run keeps competing with the best its earlier part saved.
 
     Every folder of weights it writes (best/, and final/ through `mark`) also gets what the output needs to be used
-    elsewhere: base_model.json (the model it was trained on, checked when it is loaded as a lift), recipe.yaml (the
-    config) and README.md (its model card)."""
+    elsewhere: lift_config.json (the lift's type, options and the model it was trained on, checked when it is
+    loaded), recipe.yaml (the config) and README.md (its model card); the run folder gets base_model.json."""
 
     def __init__(self, output_dir: Path, cfg: MethodTrainConfig | None = None, pipe=None, method: str | None = None):
         """`cfg`, `pipe`, `method`: the run's config, the base pipeline before training and the method's name."""
@@ -124,17 +124,18 @@ class BestKeeper:
         self.recipe = yaml.safe_dump(to_dict(cfg), sort_keys=False) if cfg is not None else None
 
     def mark(self, folder: Path, metrics: dict | None = None) -> None:
-        """Write base_model.json, recipe.yaml and the model card into a folder of saved weights."""
+        """Write lift_config.json, recipe.yaml and the model card into a folder of saved weights."""
         if self.base is None:
             return
         folder = Path(folder)
-        write_base_model(folder, self.base)
         write_base_model(self.output_dir, self.base)  # a run folder given as PATH is checked too
         if self.recipe is not None:
             atomic_write_text(folder / "recipe.yaml", self.recipe)
-        write_model_card(folder, self.method or "lift", self.base, metrics, self.recipe)
         if self.method is not None:
             write_lift_config(folder, self.method, self.base, recorded_options(self.method, folder))
+        else:
+            write_base_model(folder, self.base)
+        write_model_card(folder, self.method or "lift", self.base, metrics, self.recipe)
 
     def keep(self, step: int, score: float | None, metrics: dict, save: Callable[[Path], None]) -> bool:
         """Record the check at `step`; True when it was the best so far (and saved)."""

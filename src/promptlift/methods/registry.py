@@ -81,16 +81,19 @@ def bundle_lift(name: str) -> Path:
 
 
 def train(config: MethodTrainConfig) -> Path:
-    """Train the method whose config `config` is (`promptlift.TextCraftorConfig`, `SURAdapterConfig`, `RefinerConfig`,
+    r"""Train the method whose config `config` is (`promptlift.TextCraftorConfig`, `SURAdapterConfig`, `RefinerConfig`,
     `QualityTuningConfig`), as `promptlift train NAME` does; returns the run folder (best/ and final/ inside, each a
     lift folder `promptlift.load_lift` takes). Under `accelerate launch` or `torchrun` it trains on every process.
 
         >>> import promptlift
-        >>> cfg = promptlift.QualityTuningConfig(output_dir=tmp / "qt", max_train_steps=1, train_batch_size=1,
-        ...                                      eval_steps=0, resolution=32)
-        >>> run = promptlift.train(cfg)
-        >>> sorted(p.name for p in (run / "final").iterdir())[:2]
-        ['README.md', 'base_model.json']
+        >>> _ = (tmp / "prompts.txt").write_text("two red boats at sunset\na lone white tree in the snow\n")
+        >>> cfg = promptlift.TextCraftorConfig(output_dir=tmp / "tc", prompts=str(tmp / "prompts.txt"), max_train_steps=1,
+        ...                                    train_batch_size=1, num_inference_steps=2, grad_steps=1, switch_step=0,
+        ...                                    eval_steps=1, num_eval_prompts=1, eval_inference_steps=2)
+        >>> run = promptlift.train(cfg)                   # on the embedded model; `pretrained_model_name_or_path=` yours
+        step 1: {'win_rate_vs_base': ...}
+        >>> promptlift.Lift.from_pretrained(run / "final").name
+        'textcraftor'
     """
     for spec in METHODS.values():
         if type(config) is spec.config:

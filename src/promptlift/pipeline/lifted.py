@@ -487,7 +487,13 @@ def lift(pipe: DiffusionPipeline, lifts: Sequence[str | Lift] = (), options: Seq
 
 def unlift(pipe: DiffusionPipeline) -> DiffusionPipeline:
     """Undo `lift`: every lift unloaded (`unload_lifts`), the pipeline's own components, weights and call back;
-    returns `pipe`."""
+    returns `pipe`.
+
+        >>> import promptlift
+        >>> pipe = promptlift.lift(promptlift.load_pipeline(), ["keywords"])
+        >>> promptlift.unlift(pipe) is pipe, promptlift.get_lifts(pipe)
+        (True, {})
+    """
     if not is_lifted(pipe):
         raise ValueError(f"this {type(pipe).__name__} has no lifts to remove; `promptlift.unlift` takes a pipeline "
                          "that `promptlift.lift` lifted.")

@@ -37,7 +37,7 @@ class Lift:
     `Lift.from_pretrained`:
 
         >>> import promptlift
-        >>> lift = promptlift.Lift.from_pretrained(promptlift.bundle_lift_folder("textcraftor"))
+        >>> lift = promptlift.Lift.from_pretrained(promptlift.bundle_lift("textcraftor"))  # or a Hub repo id
         >>> lift.name, lift.options["alpha"]
         ('textcraftor', 1.0)
 
@@ -404,6 +404,17 @@ class ComponentLift(Lift):
     PATH is the component's own folder (with config.json) or a pipeline folder holding it as a subfolder.
     This is how a TextCraftor-tuned text encoder or a quality-tuned UNet reaches a pipeline. `scale` multiplies the
     weights' change from the pipeline's own, `own + scale x (tuned - own)`, as a LoRA's scale multiplies its change.
+
+        >>> import promptlift
+        >>> pipe = promptlift.load_pipeline()
+        >>> own = pipe.text_encoder
+        >>> tuned = promptlift.ComponentLift("text-encoder", promptlift.bundle_lift("textcraftor"), "text_encoder")
+        >>> promptlift.load_lift(pipe, tuned)
+        >>> pipe.text_encoder is own
+        False
+        >>> with promptlift.disable_lifts(pipe):
+        ...     pipe.text_encoder is own
+        True
     """
 
     def __init__(self, name: str, path: Path | None, component: str, scale: float = 1.0):
@@ -470,6 +481,13 @@ class LoraLift(Lift):
     change (its adapter weight at lift weight 1). `fuse=True` merges the LoRA into the weights it adapts and removes
     its layers, so a generation costs what the base model's does (unfused, every adapted layer runs two more matmuls
     at every step); a fused LoRA's weight is then fixed, and switching it off restores the weights it changed.
+
+        >>> import promptlift
+        >>> pipe = promptlift.load_pipeline()
+        >>> lora = promptlift.LoraLift("lora", promptlift.bundle_lift("quality-tuning"), scale=0.5)
+        >>> promptlift.load_lift(pipe, lora, adapter_name="qt")
+        >>> pipe.get_active_adapters()
+        ['qt']
     """
 
     def __init__(self, name: str, path: Path | None, fuse: bool = False, scale: float = 1.0):
@@ -583,7 +601,12 @@ DEFAULT_QUALITY_KEYWORDS = "highly detailed, sharp focus, soft lighting"
 
 
 class KeywordsLift(Lift):
-    """The rule-based baseline of prompt refinement: append fixed quality keywords to every prompt."""
+    """The rule-based baseline of prompt refinement: append fixed quality keywords to every prompt.
+
+        >>> import promptlift
+        >>> promptlift.KeywordsLift("keywords", None, keywords="8k, masterpiece").rewrite_prompts(["a red ball"])
+        ['a red ball, 8k, masterpiece']
+    """
 
     def __init__(self, name: str, path: Path | None, keywords: str = DEFAULT_QUALITY_KEYWORDS):
         if path is not None:

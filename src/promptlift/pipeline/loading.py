@@ -95,6 +95,11 @@ def load_pipeline(
         **from_pretrained_kwargs: passed to `from_pretrained` / `from_single_file` (e.g. `variant`, `revision`).
 
     v-prediction (SD 2.x 768) needs nothing special: the scheduler config carries `prediction_type`.
+
+        >>> import promptlift
+        >>> pipe = promptlift.load_pipeline()         # the embedded model; or a hub id, a folder, a .safetensors file
+        >>> type(pipe).__name__
+        'StableDiffusionPipeline'
     """
     if pretrained_model_name_or_path is None:
         pretrained_model_name_or_path = default_model_path()

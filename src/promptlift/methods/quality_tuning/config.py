@@ -13,7 +13,14 @@ __all__ = ["QualityTuningConfig"]
 
 @dataclass
 class QualityTuningConfig(MethodTrainConfig):
-    """Supervised fine-tuning of the UNet (full or LoRA) on a small curated set of very aesthetic images (Emu)."""
+    """Supervised fine-tuning of the UNet (full or LoRA) on a small curated set of very aesthetic images (Emu).
+
+        >>> import promptlift
+        >>> cfg = promptlift.QualityTuningConfig(train_data_dir=data, output_dir=tmp / "qt", use_lora=True,
+        ...                                      max_train_steps=1, eval_steps=0)  # data: `promptlift curate` output
+        >>> cfg.lora_rank
+        16
+    """
 
     train_data_dir: Path | None = field(default=None, metadata={"help": "Curated imagefolder (metadata.jsonl), e.g. from `promptlift curate`."})
     caption_column: list[str] = field(default_factory=lambda: ["caption"], metadata={"help": "Caption column(s); one is drawn per sample."})

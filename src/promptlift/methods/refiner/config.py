@@ -22,6 +22,11 @@ class RefinerConfig(MethodTrainConfig):
     1 (the adapted coarse features, mean-pooled, onto the fine prompt's); diffusion 1 when images are present
     (what makes the adapted features work as `prompt_embeds`); diversity 0.1 (mode vectors kept apart, a
     regulariser, not the goal) with the winner-take-all cross-entropy over modes doing most of the diversifying.
+
+        >>> import promptlift
+        >>> cfg = promptlift.RefinerConfig(train_data=str(data), output_dir=tmp / "refiner")  # (coarse, fine) rows
+        >>> cfg.coarse_column, cfg.fine_column
+        ('literal', 'complex')
     """
 
     train_data: str = field(default="", metadata={"help": "Imagefolder of (coarse, fine[, image]) rows, or a prompt source whose fine prompts are coarsened."})

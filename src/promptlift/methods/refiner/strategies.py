@@ -138,7 +138,13 @@ class Refiner:
 
 
 class RefinerLift(Lift):
-    """`--lift refiner[=PATH]`: rewrite prompts one-shot (default) or condition on the adapted features."""
+    """`--lift refiner[=PATH]`: rewrite prompts one-shot (default) or condition on the adapted features.
+
+        >>> import promptlift
+        >>> pipe = promptlift.load_pipeline()
+        >>> promptlift.load_lift(pipe, promptlift.bundle_lift("refiner"), max_new_tokens=8)
+        >>> image = pipe("a red ball", num_inference_steps=2).images[0]   # generated from the refined prompt
+    """
 
     def __init__(self, name: str, path: Path | None, strategy: str = "one-shot", max_new_tokens: int = 20,
                  mode: int = 0, sample: bool = False, seed: int = 0, *, refiner: Refiner | None = None):

@@ -13,7 +13,13 @@ __all__ = ["SURAdapterConfig"]
 
 @dataclass
 class SURAdapterConfig(MethodTrainConfig):
-    """Train a SUR-adapter on (simple prompt, complex prompt, image) triples; the diffusion model stays frozen."""
+    """Train a SUR-adapter on (simple prompt, complex prompt, image) triples; the diffusion model stays frozen.
+
+        >>> import promptlift
+        >>> cfg = promptlift.SURAdapterConfig(train_data_dir=data, output_dir=tmp / "sur")  # data: sur-triples output
+        >>> cfg.simple_column, cfg.complex_column
+        ('simple', 'complex')
+    """
 
     train_data_dir: Path | None = field(default=None, metadata={"help": "Imagefolder of triples (metadata.jsonl with the two prompt columns)."})
     simple_column: str = field(default="simple", metadata={

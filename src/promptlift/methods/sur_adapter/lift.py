@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ...pipeline import Lift, PromptEmbeds, plus_edits, prompt_padding_mask as padding_mask
+from ...utils import load_hub_mixin
 from .model import SURAdapter
 
 __all__ = ["SURAdapterLift", "parse_gate", "relative_change"]
@@ -44,6 +45,13 @@ class SURAdapterLift(Lift):
 
     PATH holds the adapter (config.json + model.safetensors) and, when it was trained to read LLM features at
     inference, `teacher.json` naming the LLM teacher and layer.
+
+        >>> import promptlift
+        >>> pipe = promptlift.load_pipeline()
+        >>> sur = promptlift.SURAdapterLift("sur-adapter", promptlift.bundle_lift("sur-adapter"), gate="none")
+        >>> promptlift.load_lift(pipe, sur)
+        >>> promptlift.set_lifts(pipe, "sur-adapter", weights=0.5)   # half the adapter's change of the embedding
+        >>> image = pipe("Picture a lone sphere the color of a grape by the seaside.", num_inference_steps=2).images[0]
     """
 
     def __init__(self, name: str, path: Path | None, apply_to_unconditional: bool = False, *, reads: str = "default",
@@ -73,7 +81,7 @@ class SURAdapterLift(Lift):
             if path is None or not (Path(path) / "config.json").is_file():
                 raise ValueError(f"lift {name!r}: {str(path)!r} holds no adapter (config.json); pass `--lift {name}=PATH` "
                                  "with the output of `promptlift train sur-adapter`.")
-            adapter = SURAdapter.from_pretrained(Path(path)).eval().requires_grad_(False)
+            adapter = load_hub_mixin(SURAdapter, Path(path)).eval().requires_grad_(False)
             if adapter.llm_at_inference:
                 from .llm import LLMFeatures
 

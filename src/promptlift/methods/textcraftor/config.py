@@ -33,7 +33,13 @@ def parse_weighted(specs: list[str], what: str) -> list[tuple[str, float]]:
 @dataclass
 class TextCraftorConfig(MethodTrainConfig):
     """Fine-tune the text encoder(s) (or a UNet LoRA) on prompts alone, by differentiable rewards back-propagated
-    through the last `grad_steps` sampling steps. Defaults are the paper's (configs/textcraftor-paper.yaml)."""
+    through the last `grad_steps` sampling steps. Defaults are the paper's (configs/textcraftor-paper.yaml).
+
+        >>> import promptlift
+        >>> cfg = promptlift.TextCraftorConfig(prompts="my-prompts.txt", output_dir=tmp / "tc", eval_inference_steps=25)
+        >>> cfg.grad_steps, cfg.learning_rate, cfg.switch_step
+        (5, 1e-06, 10)
+    """
 
     prompts: str = field(default="", metadata={"help": "Training prompts: a .txt/.jsonl file, an imagefolder or a hub dataset id."})
     prompt_column: str = field(default="prompt", metadata={"help": "Column of the prompts (.jsonl, imagefolder metadata, hub dataset)."})

@@ -82,7 +82,14 @@ def mix_encoders(originals: dict[str, torch.nn.Module], parts: list[tuple[str, f
 
 
 class TextCraftorLift(Lift):
-    """Apply TextCraftor-tuned encoders (full folders or LoRA, mixed by weight) with alpha and the hybrid schedule."""
+    """Apply TextCraftor-tuned encoders (full folders or LoRA, mixed by weight) with alpha and the hybrid schedule.
+
+        >>> import promptlift
+        >>> pipe = promptlift.load_pipeline()
+        >>> tc = promptlift.TextCraftorLift("textcraftor", promptlift.bundle_lift("textcraftor"), alpha=0.5, switch_step=3)
+        >>> promptlift.load_lift(pipe, tc)      # the base encoder for 3 steps, then half-way to the tuned one
+        >>> image = pipe("two red boats at sunset", num_inference_steps=4).images[0]
+    """
 
     def __init__(self, name: str, path: Path | str | None, alpha: float = 1.0, switch_step: int | None = None, *,
                  originals: dict[str, torch.nn.Module] | None = None):
