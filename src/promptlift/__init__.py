@@ -13,6 +13,8 @@
 The names below import torch and diffusers on first use, so `import promptlift` itself stays light.
 """
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from ._notices import quiet_third_party_notices as _quiet
@@ -48,6 +50,16 @@ _LAZY = {
 }
 
 __all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # the same names, for type checkers and the API reference
+    from .methods.quality_tuning import QualityTuningConfig
+    from .methods.refiner import RefinerConfig, RefinerLift
+    from .methods.registry import bundle_lift, train
+    from .methods.sur_adapter import SURAdapterConfig, SURAdapterLift
+    from .methods.textcraftor import TextCraftorConfig, TextCraftorLift
+    from .pipeline.lifted import disable_lifts, get_lifts, lift, load_lift, set_lifts, unlift, unload_lifts
+    from .pipeline.lifts import ComponentLift, KeywordsLift, Lift, LoraLift
+    from .pipeline.loading import load_pipeline
 
 
 def __getattr__(name: str):

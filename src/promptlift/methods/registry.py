@@ -68,6 +68,9 @@ def bundle_lift(name: str) -> Path:
     """The folder of the embedded bundle's trained lift `name` (one of METHODS): weights trained on the embedded model,
     for it alone.
 
+    Args:
+        name: a method's name: "quality-tuning", "refiner", "sur-adapter" or "textcraftor".
+
         >>> import promptlift
         >>> promptlift.bundle_lift("textcraftor").name
         'textcraftor'
@@ -84,6 +87,9 @@ def train(config: MethodTrainConfig) -> Path:
     r"""Train the method whose config `config` is (`promptlift.TextCraftorConfig`, `SURAdapterConfig`, `RefinerConfig`,
     `QualityTuningConfig`), as `promptlift train NAME` does; returns the run folder (best/ and final/ inside, each a
     lift folder `promptlift.load_lift` takes). Under `accelerate launch` or `torchrun` it trains on every process.
+
+    Args:
+        config: the method's config; its fields are the `promptlift train NAME` options.
 
         >>> import promptlift
         >>> _ = (tmp / "prompts.txt").write_text("two red boats at sunset\na lone white tree in the snow\n")

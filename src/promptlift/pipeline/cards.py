@@ -76,11 +76,13 @@ def model_card(folder: Path, method: str, base: dict, metrics: dict | None = Non
     if recipe:
         lines += ["", "## Recipe", "", "```yaml", recipe.strip(), "```"]
     embedded = name == EMBEDDED_MODEL_NAME  # loaded by default, by no name
-    lines += ["", "## Loading", "", "With promptlift:", "", "```bash",
+    lines += ["", "## Loading", "", "With promptlift (FOLDER: this folder, or the Hub repo id it is uploaded to):", "",
+              "```bash",
               f"promptlift generate{'' if embedded else f' --model {name}'} --lift {method}=FOLDER "
               "\"a couple of boats as the sun goes down\"",
-              "```", "", "```python", "import promptlift", "", f"pipe = promptlift.load_pipeline({'' if embedded else repr(name)})",
-              f"promptlift.lift(pipe, [\"{method}=FOLDER\"])", "image = pipe(\"a couple of boats as the sun goes down\").images[0]",
+              "```", "", "```python", "import promptlift", "",
+              f"pipe = promptlift.load_pipeline({'' if embedded else repr(name)})  # or the diffusers pipeline you loaded",
+              "promptlift.load_lift(pipe, \"FOLDER\")", "image = pipe(\"a couple of boats as the sun goes down\").images[0]",
               "```", "", "Without promptlift:", ""]
     lines += [f"- {line}" for line in _loading(method, Path(folder), name)]
     return "\n".join(lines) + "\n"

@@ -171,6 +171,9 @@ def get_lifts(pipe) -> dict[str, float]:
     """{adapter name: weight} of the lifts loaded into `pipe`, in the order they compose (weight 0: switched off by
     `set_lifts`), as diffusers' `get_active_adapters` names LoRAs.
 
+    Args:
+        pipe: any pipeline (one without lifts gives {}).
+
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
         >>> promptlift.load_lift(pipe, "keywords", adapter_name="kw")
@@ -299,6 +302,11 @@ def set_lifts(pipe: DiffusionPipeline, names: str | Sequence[str], weights: floa
     multiplies its `alpha` (its move from the base encoder's embedding), the SUR-adapter's its change of the
     embedding; a lift that cannot be reweighted (a prompt rewriter, a swapped component, a fused LoRA) takes 1.
 
+    Args:
+        pipe: a pipeline with lifts loaded (`load_lift`).
+        names: the adapter names of the lifts to apply (`get_lifts` lists them); every other lift is switched off.
+        weights: one per name, or one for all (default 1); 0 switches a lift off as leaving it out does.
+
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
         >>> promptlift.load_lift(pipe, "textcraftor", adapter_name="tc")
@@ -335,6 +343,9 @@ def disable_lifts(pipe: DiffusionPipeline) -> Iterator[DiffusionPipeline]:
     """Within the block the pipeline is its base model (every lift switched off: its own components, weights and
     prompts); after it, the lifts apply again as they were.
 
+    Args:
+        pipe: a pipeline with lifts loaded (`load_lift`); the block yields it.
+
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
         >>> promptlift.load_lift(pipe, "keywords")
@@ -362,6 +373,10 @@ def disable_lifts(pipe: DiffusionPipeline) -> Iterator[DiffusionPipeline]:
 def unload_lifts(pipe: DiffusionPipeline, names: str | Sequence[str] | None = None) -> None:
     """Remove the lifts `names` (default: all) from `pipe`: their components, weights and LoRA layers go, the
     pipeline's own come back; with none left, `pipe` is the pipeline it was before any `load_lift`.
+
+    Args:
+        pipe: a pipeline with lifts loaded (`load_lift`), not with `reversible=False`.
+        names: the adapter names of the lifts to remove, or one name; default: all of them.
 
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
@@ -488,6 +503,9 @@ def lift(pipe: DiffusionPipeline, lifts: Sequence[str | Lift] = (), options: Seq
 def unlift(pipe: DiffusionPipeline) -> DiffusionPipeline:
     """Undo `lift`: every lift unloaded (`unload_lifts`), the pipeline's own components, weights and call back;
     returns `pipe`.
+
+    Args:
+        pipe: a pipeline `lift` (or `load_lift`) lifted, not with `reversible=False`.
 
         >>> import promptlift
         >>> pipe = promptlift.lift(promptlift.load_pipeline(), ["keywords"])
