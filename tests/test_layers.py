@@ -26,11 +26,18 @@ LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 
 
 def _imports(path: Path):
-    """(line, imported promptlift module) of every import in `path`, relative ones resolved."""
+    """(line, imported promptlift module) of every import in `path`, relative ones resolved. The package's own
+    `__init__` is the facade of the public API: what it imports for type checkers alone (`if TYPE_CHECKING:`, never
+    run; its names resolve lazily) does not count."""
     module = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     package = package.removesuffix(".__init__")
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for block in ast.walk(tree) if path == ROOT / "__init__.py" and isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING" for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level:
