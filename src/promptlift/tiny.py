@@ -22,7 +22,8 @@ from diffusers import (
 from .utils import atomic_dir
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-__all__ = ["Arch", "ARCHS", "TinyPipelineConfig", "byte_level_clip_tokenizer", "build_tiny_pipeline", "save_tiny_pipeline"]
+__all__ = ["Arch", "ARCHS", "TinyPipelineConfig", "byte_level_clip_tokenizer", "build_tiny_pipeline", "save_tiny_causal_lm",
+           "save_tiny_pipeline"]
 
 Arch = Literal["sd1", "sd2", "sdxl"]
 ARCHS: tuple[str, ...] = ("sd1", "sd2", "sdxl")
@@ -162,3 +163,38 @@ class TinyPipelineConfig:
     text_encoder_2_width: int = field(default=48, metadata={
         "help": "SDXL: the second text encoder's width; apart from the first's (32), as in SDXL, so that a single-file "
                 "checkpoint of the pipeline loads back.", "min": 8, "max": 1024})
+
+
+# a chat template in the form instruction LMs ship (ChatML), for the tiny Llama
+_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def save_tiny_causal_lm(arch: Literal["gpt2", "llama"], output_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random causal LM and its tokenizer (byte-level BPE, made offline), saved as a transformers folder: GPT-2
+    without a chat template, Llama with a ChatML one. For tests of the LM refiner; it writes noise."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    chars = list(_bytes_to_unicode().values())
+    core = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(specials + chars)}, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=specials[1:])
+    if arch == "llama":
+        tokenizer.chat_template = _CHATML
+    torch.manual_seed(seed)
+    vocab = len(tokenizer)
+    if arch == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=512, n_embd=32, n_layer=2, n_head=2,
+                                           bos_token_id=0, eos_token_id=0))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                             bos_token_id=0, eos_token_id=0, pad_token_id=0))
+    with atomic_dir(output_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(output_dir)

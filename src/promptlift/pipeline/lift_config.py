@@ -94,7 +94,7 @@ def legacy_lift_type(folder: Path) -> str | None:
     diffusers LoRA folder is a `lora`, a bare `unet/` or `text_encoder/` folder a `unet` or `text-encoder`."""
     folder = Path(folder)
     trained = (folder / "base_model.json").is_file() or (folder.parent / "base_model.json").is_file()
-    if (folder / "refiner_config.json").is_file():
+    if (folder / "refiner_config.json").is_file() or (folder / "lm_refiner.json").is_file():
         return "refiner"
     if (folder / "textcraftor.json").is_file():
         return "textcraftor"

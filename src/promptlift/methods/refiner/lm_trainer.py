@@ -1,0 +1,112 @@
+"""Train the refiner on a pretrained causal LM (`decoder: lm`; the design is in lm.py).
+
+1. Rows: (coarse, fine) pairs as the T5 refiner reads them (`load_rows`); the answer is the fine prompt, or what it
+   adds to the coarse one (`extend_coarse`).
+2. Each row is the LM's context for the coarse prompt (its chat template with `instruction`) and the answer, the
+   loss on the answer's tokens only; a LoRA on every linear layer (`lm_lora_rank`) or the whole LM trains.
+3. Every `eval_steps`, as the T5 refiner: with the pipeline, held-out prompts refined one-shot and judged against the
+   raw ones; otherwise the held-out pairs' answer cross-entropy. The best in best/, the last in final/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+
+from ...training import epoch_indices, fit
+from ..common import BestKeeper, load_frozen_pipeline
+from ..heldout import HeldOutEvaluator
+from .config import RefinerConfig
+from .lm import LMPrompts, LMRefiner, load_causal_lm
+
+__all__ = ["train_lm"]
+
+
+def _pad(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in rows])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in rows])
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _save(model, tokenizer, cfg: RefinerConfig, folder: Path, weights: str) -> None:
+    """The refiner folder: the LoRA (peft's files) or the whole LM and its tokenizer, and lm_refiner.json."""
+    from ...utils import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        if weights != "none":
+            model.save_pretrained(tmp)
+        if weights == "full":
+            tokenizer.save_pretrained(tmp)
+        LMRefiner.write_config(tmp, cfg.lm, weights, cfg.instruction, cfg.template, cfg.extend_coarse,
+                               base=cfg.pretrained_model_name_or_path)
+
+
+def train_lm(cfg: RefinerConfig) -> Path:
+    """Fine-tune (or, `zero_shot`, only write) an LM refiner; returns the output folder (best/ and final/)."""
+    from .trainer import load_rows  # the T5 trainer's rows (the module imports this one)
+
+    out = Path(cfg.output_dir)
+    pipe = load_frozen_pipeline(cfg)
+    keeper = BestKeeper(out, cfg, pipe, "refiner")
+    set_seed(cfg.seed)
+    model, tokenizer = load_causal_lm(cfg.lm)
+    if cfg.zero_shot:
+        for name in ("best", "final"):
+            _save(model, tokenizer, cfg, out / name, "none")
+            keeper.mark(out / name)
+        return out
+    rows = load_rows(cfg)
+    held_rows = []
+    evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
+    if evaluator is None:  # text only: the last 64 pairs are held out for the cross-entropy check
+        if len(rows) < 128:
+            raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
+        held_rows, rows = rows[-64:], rows[:-64]
+    prompts = LMPrompts(tokenizer, cfg.instruction, cfg.template)
+    encoded = [prompts.training_row(r["coarse"], r["target"]) for r in rows]
+    held = _pad([prompts.training_row(r["coarse"], r["target"]) for r in held_rows], tokenizer.pad_token_id) \
+        if held_rows else None
+    weights = "lora" if cfg.lm_lora_rank > 0 else "full"
+    if weights == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.lm_lora_rank, lora_alpha=cfg.lm_lora_alpha,
+                                                 target_modules="all-linear", lora_dropout=0.0))
+    model.train()
+
+    def batch_fn(i: int) -> dict:
+        return _pad([encoded[j] for j in epoch_indices(i, len(encoded), cfg.train_batch_size, cfg.seed)],
+                    tokenizer.pad_token_id)
+
+    def loss_fn(m, batch):
+        device = next(m.parameters()).device
+        return m(**{k: v.to(device) for k, v in batch.items()}).loss, {}
+
+    def eval_fn(m, step):
+        m.eval()
+        refiner = LMRefiner(m, tokenizer, pipe, instruction=cfg.instruction, template=cfg.template,
+                            extend=cfg.extend_coarse)
+        if evaluator is not None:
+            from .trainer import _judged_check
+
+            metrics, score = _judged_check(refiner, evaluator, cfg)
+        else:
+            with torch.no_grad():
+                ce = float(loss_fn(m, held)[0])
+            metrics = {"heldout_ce": ce, "samples": [f"{r['coarse']} -> {refiner.one_shot([r['coarse']])[0]}"
+                                                     for r in held_rows[:4]]}
+            score = -ce
+        m.train()
+        keeper.keep(step, score, metrics, lambda folder: _save(m, tokenizer, cfg, folder, weights))
+        return metrics
+
+    result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")
+    if result.is_main_process:  # one writer under a multi-process launch
+        _save(result.model, tokenizer, cfg, out / "final", weights)
+        keeper.mark(out / "final")
+    keeper.write_history(result)
+    return out
