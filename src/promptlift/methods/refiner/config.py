@@ -50,7 +50,7 @@ class RefinerConfig(MethodTrainConfig):
     zero_shot: bool = field(default=False, metadata={
         "help": "decoder=lm: train nothing; write a refiner folder that prompts the instruction LM with `instruction`."})
     train_data: str = field(default="", metadata={"help": "Imagefolder of (coarse, fine[, image]) rows, or a prompt source whose fine prompts are coarsened."})
-    coarse_column: str | None = field(default="literal", metadata={"help": "Column of coarse prompts; none: coarsen `fine_column` into the 1-5/6-10/11-15-word buckets."})
+    coarse_column: str | None = field(default="literal", metadata={"help": "Column of coarse prompts (several, comma-separated: a row for each, e.g. narrative,mixed,literal); none: coarsen `fine_column` into the 1-5/6-10/11-15-word buckets."})
     fine_column: str = field(default="complex", metadata={"help": "Column of fine (model-preferred) prompts."})
     extend_coarse: bool = field(default=True, metadata={"help": "The refined prompt is the user's prompt followed by what the decoder writes, which learns what the fine prompt adds to the coarse one (the user's words are kept); false: the decoder rewrites the whole prompt."})
     shuffle_phrases: bool = field(default=False, metadata={"help": "Read each target's comma-separated phrases in a new order every time (keyword prompts, whose order carries little meaning): many right continuations per prompt, for the modes and the sampled candidates to differ."})

@@ -46,14 +46,16 @@ def load_rows(cfg: RefinerConfig) -> list[dict]:
     rows = []
     path = Path(cfg.train_data).expanduser()
     if cfg.coarse_column and (path / "metadata.jsonl").is_file():
+        coarse = [c.strip() for c in cfg.coarse_column.split(",") if c.strip()]
         for rec in iter_records(path):
             if cfg.max_train_samples is not None and len(rows) >= cfg.max_train_samples:
                 break
-            missing = [c for c in (cfg.coarse_column, cfg.fine_column) if not rec.meta.get(c)]
+            missing = [c for c in (*coarse, cfg.fine_column) if not rec.meta.get(c)]
             if missing:
                 raise ValueError(f"row {rec.key!r} has no {missing}; columns present: {sorted(rec.meta)}. Set "
                                  "`coarse_column` / `fine_column`.")
-            rows.append({"coarse": rec.meta[cfg.coarse_column], "fine": rec.meta[cfg.fine_column], "image": rec.image})
+            rows += [{"coarse": rec.meta[c], "fine": rec.meta[cfg.fine_column], "image": rec.image} for c in coarse]
+        rows = rows[:cfg.max_train_samples]
     elif cfg.coarse_column:
         raise ValueError(f"`train_data` {cfg.train_data!r} is no imagefolder with metadata.jsonl; pass one with the "
                          "coarse and fine columns, or set `coarse_column: null` to coarsen fine prompts.")
