@@ -4,6 +4,7 @@ Python API alike): each names the logger and the words of the notice, so every o
 from __future__ import annotations
 
 import logging
+import warnings
 
 __all__ = ["quiet_third_party_notices"]
 
@@ -25,8 +26,14 @@ class _Notice(logging.Filter):
         return self.words not in record.getMessage()
 
 
+# warnings, by their words: transformers deprecates a property peft reads whenever an LM with a LoRA loads or merges
+WARNINGS = ("`is_gradient_checkpointing` is deprecated",)
+
+
 def quiet_third_party_notices() -> None:
     """Add the filters, once per process."""
+    for words in WARNINGS:
+        warnings.filterwarnings("ignore", message=f".*{words}", category=FutureWarning)
     for name, words in NOTICES.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Notice) for f in logger.filters):
