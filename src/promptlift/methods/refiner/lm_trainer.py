@@ -41,8 +41,8 @@ def _save(model, tokenizer, cfg: RefinerConfig, folder: Path, weights: str) -> N
             model.save_pretrained(tmp)
         if weights == "full":
             tokenizer.save_pretrained(tmp)
-        LMRefiner.write_config(tmp, cfg.lm, weights, cfg.instruction, cfg.template, cfg.extend_coarse,
-                               base=cfg.pretrained_model_name_or_path)
+        lm = str(Path(cfg.lm).expanduser().resolve()) if Path(cfg.lm).expanduser().exists() else cfg.lm  # from anywhere
+        LMRefiner.write_config(tmp, lm, weights, cfg.instruction, cfg.template, cfg.extend_coarse)
 
 
 def train_lm(cfg: RefinerConfig) -> Path:
