@@ -124,10 +124,10 @@ class LMRefiner:
                    template=spec.get("template", DEFAULT_TEMPLATE), extend=spec.get("extend_coarse", False))
 
     @staticmethod
-    def write_config(folder: Path, lm: str, weights: str, instruction: str, template: str, extend: bool, **extra) -> None:
+    def write_config(folder: Path, lm: str, weights: str, instruction: str, template: str, extend: bool) -> None:
         """lm_refiner.json: the base LM, the weights the folder holds ("lora", "full" or "none"), how it is read."""
         atomic_write_json(Path(folder) / LM_CONFIG_FILE, {"lm": lm, "weights": weights, "instruction": instruction,
-                                                         "template": template, "extend_coarse": extend, **extra})
+                                                         "template": template, "extend_coarse": extend})
 
     def budget_left(self, text: str) -> int:
         """Tokens still free in the pipeline's text encoder after `text` (a large number without a pipeline)."""
