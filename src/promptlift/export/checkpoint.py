@@ -52,10 +52,8 @@ def export_checkpoint(cfg: ExportCheckpointConfig) -> Path:
     from .single_file import pipeline_to_original
 
     pipe = load_pipeline(cfg.model, device="cpu", dtype="float32", config=cfg.model_config)
-    if cfg.lift:  # LoRA lifts fused as they are loaded (a later `--lift_option NAME.fuse=false` is merged below)
-        fused = [f"{name}.fuse=true" for name in (spec.partition("=")[0].strip() for spec in cfg.lift)
-                 if name in ("lora", "quality-tuning")]
-        lift(pipe, cfg.lift, [*fused, *cfg.lift_option], reversible=False)
+    if cfg.lift:
+        lift(pipe, cfg.lift, cfg.lift_option, reversible=False)
     if any(pipe.get_list_adapters().values()):  # LoRA layers kept unfused (TextCraftor's, `fuse=false`): merged now
         pipe.fuse_lora()
         pipe.unload_lora_weights()
