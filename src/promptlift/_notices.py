@@ -9,6 +9,9 @@ import warnings
 __all__ = ["quiet_third_party_notices"]
 
 NOTICES = {
+    # diffusers, for a text encoder a LoRA has no layers for (every UNet LoRA: nothing is wrong; the UNet's own
+    # "no keys" warning, which can mean a LoRA that loads nothing, still shows)
+    "diffusers.loaders.lora_base": "No LoRA keys associated to",
     # bitsandbytes' CPU backend, imported by peft and diffusers whenever bitsandbytes is installed (the `bnb` extra for
     # 8-bit AdamW), looks for an optional 4-bit kernel package promptlift never uses
     "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward",

@@ -132,7 +132,8 @@ class AppState:
             ({"refiner"} if self.cfg.refiner else set())
         if all(is_embedded_model(m) for m in self.cfg.model):
             given |= set(AVAILABLE_LIFTS)
-        return tuple(n for n in LIFTED_STACK if n in given) + tuple(n for n in self.cfg.lift_paths if n not in LIFTED_STACK)
+        extra = tuple(n for n in self.cfg.lift_paths if n not in LIFTED_STACK)
+        return tuple(n for n in LIFTED_STACK if n in given) + extra
 
     def _lift_spec(self, name: str, mix: float) -> str:
         """`--lift` spec of a lift: the one `--lift` gives, else the bundle's; TextCraftor mixes the first two
@@ -159,7 +160,8 @@ class AppState:
         if not 0 <= int(model) < len(self.models):
             raise UserError("No such model.")
         mix = round(min(max(float(mix), 0.0), 1.0), 1)
-        key = (int(model), tuple(n for n in self.available_lifts if n in lifts), mix if "textcraftor" in lifts else None)
+        chosen = tuple(n for n in self.available_lifts if n in lifts)
+        key = (int(model), chosen, mix if "textcraftor" in lifts else None)
         if key not in self._pipes:
             source = self.cfg.model[int(model)] if self.cfg.model else None
             pipe = load_pipeline(source, config=self.cfg.model_config)

@@ -17,7 +17,6 @@ import torch
 
 __all__ = ["KOHYA_PREFIXES", "Extraction", "diffusers_lora_to_kohya", "extract_lora", "read_diffusers_lora"]
 
-LORA_FILE = "pytorch_lora_weights.safetensors"
 # pipeline component -> kohya prefix, for one-encoder (SD 1.x/2.x) and two-encoder (SDXL) pipelines
 KOHYA_PREFIXES = {False: {"unet": "lora_unet", "text_encoder": "lora_te"},
                   True: {"unet": "lora_unet", "text_encoder": "lora_te1", "text_encoder_2": "lora_te2"}}

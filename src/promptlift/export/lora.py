@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..utils import atomic_path, atomic_write_text
-from .kohya import LORA_FILE, Extraction, diffusers_lora_to_kohya, extract_lora, read_diffusers_lora
+from ..pipeline.lift_config import LORA_FILE
+from .kohya import Extraction, diffusers_lora_to_kohya, extract_lora, read_diffusers_lora
 
 __all__ = ["ExportLoraConfig", "export_lora"]
 

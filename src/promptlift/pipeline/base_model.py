@@ -134,7 +134,8 @@ def record_file(folder: Path | None) -> Path | None:
     config = read_lift_config(folder)
     if config is not None and config.get("base_model"):
         return Path(folder) / LIFT_CONFIG_FILE
-    return next((c for c in (Path(folder) / BASE_MODEL_FILE, Path(folder).parent / BASE_MODEL_FILE) if c.is_file()), None)
+    candidates = (Path(folder) / BASE_MODEL_FILE, Path(folder).parent / BASE_MODEL_FILE)
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def read_base_model(folder: Path | None) -> dict | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..utils import atomic_write_text
 from .base_model import EMBEDDED_MODEL_NAME
+from .lift_config import LORA_FILE
 
 __all__ = ["METHOD_PAPERS", "MethodPaper", "model_card", "write_model_card"]
 
@@ -39,7 +40,7 @@ METHOD_PAPERS = {
 
 def _loading(method: str, folder: Path, base: str) -> list[str]:
     """How to load `folder` without promptlift, by what it holds."""
-    if (folder / "pytorch_lora_weights.safetensors").is_file():
+    if (folder / LORA_FILE).is_file():
         return ["A diffusers LoRA: `pipe.load_lora_weights(FOLDER)` on a pipeline of the base model "
                 "(`promptlift export lora` writes the kohya/A1111 file ComfyUI and A1111 load)."]
     lines = []
@@ -82,7 +83,8 @@ def model_card(folder: Path, method: str, base: dict, metrics: dict | None = Non
               "\"a couple of boats as the sun goes down\"",
               "```", "", "```python", "import promptlift", "",
               f"pipe = promptlift.load_pipeline({'' if embedded else repr(name)})  # or the diffusers pipeline you loaded",
-              "promptlift.load_lift(pipe, \"FOLDER\")", "image = pipe(\"a couple of boats as the sun goes down\").images[0]",
+              "promptlift.load_lift(pipe, \"FOLDER\")",
+              "image = pipe(\"a couple of boats as the sun goes down\").images[0]",
               "```", "", "Without promptlift:", ""]
     lines += [f"- {line}" for line in _loading(method, Path(folder), name)]
     return "\n".join(lines) + "\n"

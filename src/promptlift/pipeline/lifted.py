@@ -24,6 +24,7 @@ check, the evaluation): the same `encode_prompt` path, so the CLI, the app and `
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import types
 import weakref
@@ -38,8 +39,8 @@ from .lifts import LIFTS, Lift, lift_for, load_lifts, load_plugins
 from .prompts import encode_prompts, rewrite_prompts
 
 __all__ = ["LIFTABLE_PIPELINES", "call_with_lifts", "check_liftable", "disable_lifts", "get_lifts", "is_lifted", "lift",
-           "load_lift", "model_guidance_scale", "own_component", "pipeline_lifts", "register_lifted_stack", "seeded_images", "set_lifts",
-           "unlift", "unload_lifts"]
+           "load_lift", "model_guidance_scale", "own_component", "pipeline_lifts", "register_lifted_stack",
+           "seeded_images", "set_lifts", "unlift", "unload_lifts"]
 
 # Exactly these classes: img2img, inpainting and the others share their encoders but not their call
 LIFTABLE_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
@@ -252,9 +253,7 @@ def _attach(pipe, each: Lift, adapter_name: str | None, reversible: bool) -> Non
     elif reversible != state.reversible:
         raise ValueError(f"this pipeline's lifts were loaded with reversible={state.reversible}; load every lift with "
                          "the same `reversible`.")
-    name = adapter_name or _free_name(state, each.name)
-    if name in state.entries:
-        raise ValueError(f"this pipeline already has a lift named {name!r}; pass another `adapter_name`.")
+    name = adapter_name or _free_name(state, each.name)  # `load_lift` refused a name taken, before building the lift
     each.adapter_name = name
     before = dict(pipe.components)
     each.keep_originals = reversible
@@ -354,9 +353,7 @@ def disable_lifts(pipe: DiffusionPipeline) -> Iterator[DiffusionPipeline]:
     """
     state = _loaded_state(pipe, "disable_lifts")
     if state.disabled == 0:
-        for entry in state.entries.values():
-            if entry.weight != 0:
-                _switch(pipe, entry, False)
+        _switch_applied(pipe, state, False)
     state.disabled += 1
     _sync_adapters(pipe, state)
     try:
@@ -364,10 +361,15 @@ def disable_lifts(pipe: DiffusionPipeline) -> Iterator[DiffusionPipeline]:
     finally:
         state.disabled -= 1
         if state.disabled == 0:
-            for entry in state.entries.values():
-                if entry.weight != 0:
-                    _switch(pipe, entry, True)
+            _switch_applied(pipe, state, True)
         _sync_adapters(pipe, state)
+
+
+def _switch_applied(pipe, state: _LiftState, active: bool) -> None:
+    """Switch the lifts `set_lifts` left on (weight not 0) off or back on."""
+    for entry in state.entries.values():
+        if entry.weight != 0:
+            _switch(pipe, entry, active)
 
 
 def unload_lifts(pipe: DiffusionPipeline, names: str | Sequence[str] | None = None) -> None:
@@ -530,7 +532,7 @@ def _lifted_encode_prompt(pipe, *args, **kwargs):
     lifts = state.active() if state is not None else []
     if not lifts:
         return own(pipe, *args, **kwargs)
-    bound = inspect.signature(own).bind(pipe, *args, **kwargs)
+    bound = _signature(own).bind(pipe, *args, **kwargs)
     bound.apply_defaults()
     a = dict(bound.arguments)
     a.pop(next(iter(a)))  # self
@@ -562,6 +564,12 @@ def _lifted_encode_prompt(pipe, *args, **kwargs):
     tensors = {**embeds.as_kwargs(), **given}
     keep = {"device", "num_images_per_prompt", "do_classifier_free_guidance"}
     return own(pipe, prompt=None, **{key: value for key, value in a.items() if key in keep}, **tensors)
+
+
+@functools.lru_cache(maxsize=8)
+def _signature(function) -> inspect.Signature:
+    """A pipeline class's `encode_prompt` signature, read once (not at every call)."""
+    return inspect.signature(function)
 
 
 @contextlib.contextmanager

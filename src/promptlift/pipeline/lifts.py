@@ -8,9 +8,7 @@ the methods (`promptlift.methods`) register theirs through the `promptlift.lifts
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -127,24 +125,18 @@ class Lift:
         `local_files_only` and `token` as the library takes them), or a LoRA `.safetensors` file. `subfolder`: the
         lift's folder inside `source`. `options` are the lift's keyword options, over the defaults the folder
         records; one the lift does not have is refused by name."""
-        from .lift_config import lift_type_of, read_lift_config, recorded_options, resolve_lift_source
+        from .lift_config import lift_type_of, resolve_lift_source
 
         local = resolve_lift_source(source, revision=revision, subfolder=subfolder, cache_dir=cache_dir,
                                     local_files_only=local_files_only, token=token)
-        if local.is_file():
-            if local.suffix != ".safetensors":
-                raise ValueError(f"lift file {str(local)!r} is no .safetensors LoRA; pass a LoRA file or a lift folder.")
-            lift_type, recorded = "lora", {}
-        else:
-            config = read_lift_config(local)
-            lift_type = lift_type_of(local)
-            recorded = dict(config["options"] or {}) if config is not None else None
+        if local.is_file() and local.suffix != ".safetensors":
+            raise ValueError(f"lift file {str(local)!r} is no .safetensors LoRA; pass a LoRA file or a lift folder.")
+        lift_type = "lora" if local.is_file() else lift_type_of(local)
         load_plugins()
-        if lift_type in LIFTS and recorded is None:  # a folder written before the format: its older files' defaults
-            recorded = recorded_options(lift_type, local)
         if lift_type not in LIFTS:
             raise ValueError(f"{str(source)!r} is a {lift_type!r} lift, which no installed package registers; install "
                              f"the package that adds it (registered lifts: {', '.join(sorted(LIFTS))}).")
+        recorded = _recorded_options(lift_type, local, str(source))
         weights = local if LIFTS[lift_type].weights else None
         lift = build_lift(lift_type, weights, {**recorded, **options}, where=f"lift {str(source)!r}")
         if not isinstance(lift, cls):
@@ -160,7 +152,7 @@ class Lift:
 
         from ..utils import atomic_dir
         from .base_model import read_base_model
-        from .lift_config import LIFT_CONFIG_FILE, write_lift_config
+        from .lift_config import LIFT_CONFIG_FILE, LORA_FILE, write_lift_config
 
         target = Path(save_directory)
         if target.is_dir() and any(target.iterdir()) and not (target / LIFT_CONFIG_FILE).is_file():
@@ -179,7 +171,7 @@ class Lift:
                         continue
                     (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
             elif source is not None:
-                shutil.copy2(source, tmp / "pytorch_lora_weights.safetensors")
+                shutil.copy2(source, tmp / LORA_FILE)
             base = read_base_model(source) if source is not None and source.is_dir() else None
             write_lift_config(tmp, self.name, base, self.options)
             card = source / "README.md" if source is not None and source.is_dir() else None
@@ -297,15 +289,12 @@ def load_lifts(specs: Sequence[str], options: Sequence[str] = (), *, pipe: Diffu
     from .base_model import check_fits
 
     parsed = parse_lift_options(options)
-    names = [parse_lift(spec)[0] for spec in specs]
+    named = [parse_lift(spec) for spec in specs]  # once each: a Hub repo id is looked up in the cache
     for name, opts in parsed.items():
-        if name not in names:
+        if name not in [n for n, _ in named]:
             raise ValueError(f"`--lift_option {name}.…` is given but no `--lift {name}`; add the lift or drop the option.")
         check_options(name, opts, f"--lift_option {name}.KEY")
-    lifts = []
-    for spec in specs:
-        name, path = parse_lift(spec)
-        lifts.append(lift_for(name, path, parsed.get(name, {}), pipe=pipe, spec=spec))
+    lifts = [lift_for(name, path, parsed.get(name, {}), pipe=pipe, spec=spec) for spec, (name, path) in zip(specs, named)]
     if pipe is not None:
         check_fits(pipe, [(lift.name, folder) for lift in lifts for folder in lift.folders()])
     return lifts
@@ -318,16 +307,24 @@ def lift_for(name: str, path: Path | None, options: dict, *, pipe: DiffusionPipe
     lift_config.json records. `spec` is how the user named it, for errors (default `NAME[=PATH]`)."""
     spec = spec or (f"{name}={path}" if path is not None else name)
     path = _lift_path(name, path, spec, pipe)
-    recorded = {}
-    if path is not None and path.is_dir():
-        from .lift_config import read_lift_config
+    return build_lift(name, path, {**_recorded_options(name, path, f"--lift {spec}"), **options},
+                      where=f"--lift_option {name}")
 
-        config = read_lift_config(path)
-        if config is not None and config["lift_type"] != name:
-            raise ValueError(f"`--lift {spec}`: {str(path)!r} is a {config['lift_type']!r} lift, not {name!r}; pass "
-                             f"`--lift {config['lift_type']}={path}`.")
-        recorded = dict((config or {}).get("options") or {})
-    return build_lift(name, path, {**recorded, **options}, where=f"--lift_option {name}")
+
+def _recorded_options(name: str, path: Path | None, where: str) -> dict:
+    """The option defaults lift folder `path` records for lift `name`: its lift_config.json's (a folder of another
+    lift is refused, as `where` names it), else what the older files of a folder written before the format say."""
+    from .lift_config import read_lift_config, recorded_options
+
+    if path is None or not path.is_dir():
+        return {}
+    config = read_lift_config(path)
+    if config is None:
+        return recorded_options(name, path)
+    if config["lift_type"] != name:
+        raise ValueError(f"{where}: {str(path)!r} is a {config['lift_type']!r} lift, not {name!r}; pass "
+                         f"`--lift {config['lift_type']}={path}`.")
+    return dict(config.get("options") or {})
 
 
 def _lift_path(name: str, path: Path | None, spec: str, pipe: DiffusionPipeline | None) -> Path | None:
@@ -496,19 +493,13 @@ class LoraLift(Lift):
         self._saved: list[tuple[torch.nn.Module, torch.Tensor]] = []  # (layer, the weight not in use), to switch
         self._active = True
 
-    @property
-    def peft_adapter(self) -> str:
-        """The adapter's name in the pipeline's LoRA layers."""
-        return self.adapter_name
-
     def apply(self, pipe: DiffusionPipeline) -> None:
-        adapter = self.peft_adapter
+        adapter = self.adapter_name  # its name in the pipeline's LoRA layers too
         taken = {name for names in pipe.get_list_adapters().values() for name in names}
         if adapter in taken:
             raise ValueError(f"lift {self.name!r}: the pipeline already has a LoRA adapter named {adapter!r}; pass "
                              "another `adapter_name`.")
-        with _quiet_lora_loading():
-            pipe.load_lora_weights(str(self.path), adapter_name=adapter)
+        pipe.load_lora_weights(str(self.path), adapter_name=adapter)
         if self.fuse:
             # the weights fusing changes, as they were (on their device: switching the lift off copies them back)
             self._saved = [(layer, layer.weight.detach().clone()) for layer in _lora_base_layers(pipe, adapter)] \
@@ -518,7 +509,7 @@ class LoraLift(Lift):
             unload_empty_lora_layers(pipe)  # and the emptied LoRA layers, which still cost a call per layer and step
 
     def lora_adapters(self) -> dict[str, float]:
-        return {} if self.fuse else {self.peft_adapter: self.scale * self.weight}
+        return {} if self.fuse else {self.adapter_name: self.scale * self.weight}
 
     def set_weight(self, weight: float) -> None:
         if self.fuse and weight != 1:
@@ -541,7 +532,7 @@ class LoraLift(Lift):
 
     def remove(self, pipe: DiffusionPipeline) -> None:
         if not self.fuse:
-            pipe.delete_adapters(self.peft_adapter)
+            pipe.delete_adapters(self.adapter_name)
             unload_empty_lora_layers(pipe)
             return
         self.set_active(pipe, False)
@@ -549,26 +540,6 @@ class LoraLift(Lift):
 
     def describe(self) -> dict:
         return {**super().describe(), "fuse": self.fuse, "scale": self.scale}
-
-
-@contextlib.contextmanager
-def _quiet_lora_loading():
-    """diffusers logs "No LoRA keys associated to CLIPTextModel ..." at warning level for every LoRA without text
-    encoder layers, which says nothing wrong; its other messages pass."""
-    class _NoTextEncoderNote(logging.Filter):
-        def filter(self, record):
-            return "No LoRA keys associated to" not in record.getMessage()
-
-    loggers = [logging.getLogger(name) for name in ("diffusers.loaders.lora_base", "diffusers.loaders.lora_pipeline",
-                                                    "diffusers.loaders.peft")]
-    note = _NoTextEncoderNote()
-    for each in loggers:
-        each.addFilter(note)
-    try:
-        yield
-    finally:
-        for each in loggers:
-            each.removeFilter(note)
 
 
 def _lora_base_layers(pipe: DiffusionPipeline, adapter: str) -> list[torch.nn.Module]:

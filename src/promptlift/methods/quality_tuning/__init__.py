@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from ...pipeline import ComponentLift, LoraLift
+from ...pipeline.lift_config import LORA_FILE
 from ..registry import register_method
 from .config import QualityTuningConfig
 
@@ -15,6 +16,6 @@ __all__ = ["QualityTuningConfig"]
 def _quality_tuning_lift(name: str, path: Path | None, fuse: bool = False, scale: float = 1.0):
     """A LoRA output (LoraLift) or a full `unet/` folder (ComponentLift); `scale` multiplies either's change of the
     UNet's weights, `fuse` (LoRA only; a full UNet replaces the pipeline's) merges the LoRA into them."""
-    if path is not None and (path / "pytorch_lora_weights.safetensors").is_file():
+    if path is not None and (path / LORA_FILE).is_file():
         return LoraLift(name, path, fuse=fuse, scale=scale)
     return ComponentLift(name, path, "unet", scale=scale)

@@ -25,6 +25,7 @@ import torch
 
 from ...pipeline import join_prompt
 from ...utils import atomic_write_json
+from .budget import budget_left, fit_budget
 from .config import LM_INSTRUCTION, LM_TEMPLATE
 
 __all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE", "LM_CONFIG_FILE", "LMPrompts", "LMRefiner", "load_causal_lm",
@@ -120,8 +121,9 @@ class LMRefiner:
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()  # one matmul a layer
-        return cls(model.requires_grad_(False), tokenizer, pipe, instruction=spec.get("instruction", DEFAULT_INSTRUCTION),
-                   template=spec.get("template", DEFAULT_TEMPLATE), extend=spec.get("extend_coarse", False))
+        return cls(model.requires_grad_(False), tokenizer, pipe,
+                   instruction=spec.get("instruction", DEFAULT_INSTRUCTION), template=spec.get("template", DEFAULT_TEMPLATE),
+                   extend=spec.get("extend_coarse", False))
 
     @staticmethod
     def write_config(folder: Path, lm: str, weights: str, instruction: str, template: str, extend: bool) -> None:
@@ -131,16 +133,11 @@ class LMRefiner:
 
     def budget_left(self, text: str) -> int:
         """Tokens still free in the pipeline's text encoder after `text` (a large number without a pipeline)."""
-        if self.budget_tokenizer is None:
-            return 1 << 30
-        used = len(self.budget_tokenizer(text, add_special_tokens=True, truncation=False).input_ids) if text else 2
-        return self.budget_tokenizer.model_max_length - used
+        return 1 << 30 if self.budget_tokenizer is None else budget_left(self.budget_tokenizer, text)
 
     def _fit(self, text: str, kept: str = "") -> str:
-        """`text` cut, word by word from its end, to the pipeline's token budget (never below `kept`)."""
-        while self.budget_left(text) < 0 and len(text) > len(kept):
-            text = text.rsplit(" ", 1)[0] if " " in text else ""
-        return text
+        """`text` within the pipeline's token budget (no cut without a pipeline)."""
+        return text if self.budget_tokenizer is None else fit_budget(self.budget_tokenizer, text, kept)
 
     def _answer(self, text: str) -> str:
         """The refined prompt in the LM's answer: its first line, without quotes or a label it may repeat."""

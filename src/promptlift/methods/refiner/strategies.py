@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ...pipeline import Lift, PromptEmbeds, join_prompt
+from .budget import budget_left, fit_budget
 from .features import TextFeatures
 from .lm import LM_CONFIG_FILE, LMRefiner
 from .model import PromptRefiner
@@ -57,8 +58,7 @@ class Refiner:
 
     def budget_left(self, text: str) -> int:
         """Tokens still free in the pipeline's text encoder after `text` (start and end tokens counted)."""
-        used = len(self.budget_tokenizer(text, add_special_tokens=True, truncation=False).input_ids) if text else 2
-        return self.budget_tokenizer.model_max_length - used
+        return budget_left(self.budget_tokenizer, text)
 
     def _split(self, prompt: str, prefix: str) -> tuple[str, str]:
         """(text kept as it is, the decoder's text so far) of the refined prompt `prefix` of `prompt`."""
@@ -108,10 +108,7 @@ class Refiner:
             head = _COMMA.sub(",", self.features.tokenizer.decode(ids, skip_special_tokens=True)).strip()
             cut = text.rfind(",")
             text = text[:cut].strip() if cut >= len(head) else head
-        text = join_prompt(kept, text)
-        while self.budget_left(text) < 0 and len(text) > len(kept):  # another tokenizer may count more
-            text = text.rsplit(" ", 1)[0] if " " in text else ""
-        return text
+        return fit_budget(self.budget_tokenizer, join_prompt(kept, text), kept)  # another tokenizer may count more
 
     def candidates(self, prompt: str, prefix: str = "", n: int = 3, new_tokens: int = 6, seed: int = 0,
                    top_p: float = 0.95, top_k: int = 50) -> list[str]:

@@ -138,16 +138,17 @@ class SURAdapterLift(Lift):
         with torch.no_grad():
             if base.pooled_prompt_embeds is not None:
                 adapted["pooled_prompt_embeds"] = self._adapt_pooled(base.pooled_prompt_embeds, adapted["prompt_embeds"], mask)
+            weight = None  # each prompt's share of the adapter's change
             if self.gate == LEARNT:
                 weight = self.adapter.gate_logit(x.to(self._dtype), mask).sigmoid().to(x.dtype)
             elif self.gate is not None:
                 low, high = self.gate
                 weight = ((relative_change(adapted["prompt_embeds"], x, mask) - low) / (high - low)).clamp(0, 1)
-            if self.weight != 1:  # the lift's weight (`promptlift.set_lifts`) scales the change with the gate's
-                weight = (weight if self.gate is not None else torch.ones(x.shape[0], dtype=x.dtype)).to(x) * self.weight
-            if self.gate is not None:
+            if weight is not None:
                 self.last_gates = weight.cpu()
-            if self.gate is not None or self.weight != 1:
+            if self.weight != 1:  # the lift's weight (`promptlift.set_lifts`) scales the change, the gate's too
+                weight = self.weight * (x.new_ones(x.shape[0]) if weight is None else weight)
+            if weight is not None:
                 for key in ("prompt_embeds", "pooled_prompt_embeds"):  # the user's prompt's; not the negative's
                     if key not in adapted:
                         continue

@@ -18,11 +18,11 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 
 from ...pipeline import Lift, PromptEmbeds, load_component_strict, plus_edits, swapped, unload_empty_lora_layers
+from ...pipeline.lift_config import LORA_FILE
 
 __all__ = ["ENCODERS", "TextCraftorLift", "mix_encoders", "parse_mix", "swapped"]
 
 ENCODERS = ("text_encoder", "text_encoder_2")
-LORA_FILE = "pytorch_lora_weights.safetensors"
 INFO_FILE = "textcraftor.json"
 
 
