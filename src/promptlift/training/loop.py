@@ -142,6 +142,7 @@ def _save_checkpoint(accelerator: Accelerator, cfg: TrainConfig, step: int, stat
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every process has written its files (its RNG state) before the rename
     if accelerator.is_main_process:
         atomic_write_json(tmp / "trainer_state.json", {**state, "step": step, "num_processes": accelerator.num_processes})
         usual_permissions(tmp)
