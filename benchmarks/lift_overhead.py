@@ -14,8 +14,11 @@ pair, the VAE decode, the CLIP ViT-L text encoder) and each lift's own work at t
 in src/promptlift/memory/architectures/sd15 on the meta device (no weights): quality-tuning = nothing (its LoRA is fused into the UNet's
 weights when the lift loads); TextCraftor = one more CLIP-L encode (the base model's embedding
 its change is measured against); SUR-adapter = its teacher (all-MiniLM-L6-v2) and the adapter at width 768;
-refiner = a CLIP-L encode of the prompt, its domain adapter at width 768 and its decoder (the class defaults,
-d_model 256, writing the tokenizer's 49 408 tokens) over the prompt and 20 new tokens. Default model: the embedded one.
+refiner = an LM refiner's rewrite as counted (SmolLM2 is the same LM on any diffusion model), or for the T5 refiner
+a CLIP-L encode of the prompt, its domain adapter at width 768 and its decoder (the class defaults, d_model 256,
+writing the tokenizer's 49 408 tokens) over the prompt and 20 new tokens. Default model: the embedded one.
+`--results FILE` writes the times, ratios and FLOPs with the run's date, commit, command and machine (the speed
+report reads benchmarks/results/lift_overhead.json).
 """
 
 import argparse
@@ -34,6 +37,7 @@ from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
 from promptlift.methods import LIFTED_STACK  # noqa: E402
 from promptlift.pipeline import encode_prompts, rewrite_prompts  # noqa: E402
+from promptlift.utils import atomic_write_json, run_record  # noqa: E402
 
 SD15 = Path(__file__).resolve().parents[1] / "src" / "promptlift" / "memory" / "architectures" / "sd15"
 
@@ -69,8 +73,9 @@ def flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def sd15_flops(prompt: str, steps: int) -> dict[str, float]:
-    """{part: FLOPs} of one 512 px SD 1.5 image (base) and of each stack lift's own work at that size."""
+def sd15_flops(prompt: str, steps: int, lm_rewrite: float | None = None) -> dict[str, float]:
+    """{part: FLOPs} of one 512 px SD 1.5 image (base) and of each stack lift's own work at that size; `lm_rewrite`:
+    the counted FLOPs of an LM refiner's rewrite, which are the same on any diffusion model."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -106,7 +111,8 @@ def sd15_flops(prompt: str, steps: int) -> dict[str, float]:
             "textcraftor": parts["text encoder"],
             "sur-adapter": flops(lambda: teacher.token_states([prompt]))
             + flops(lambda: adapter(context[:1], None, states.to(meta), mask.to(meta))),
-            "refiner": parts["text encoder"] / 2 + flops(lambda: refiner.token_losses(refiner.adapt(mem), None, new, 0)),
+            "refiner": lm_rewrite if lm_rewrite is not None
+            else parts["text encoder"] / 2 + flops(lambda: refiner.token_losses(refiner.adapt(mem), None, new, 0)),
         }
     return {"base": base, **{name: base + value for name, value in extra.items()}, "stack": base + sum(extra.values())}
 
@@ -124,6 +130,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--parts", action="store_true", help="also time the stack's rewrite and encoding apart")
+    parser.add_argument("--results", type=Path, help="also write the numbers here (JSON, with the run record)")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     specs = {spec: [spec] for spec in args.lift or LIFTED_STACK}
@@ -136,6 +143,8 @@ def main() -> None:
         loaded[name] = (cfg, pipe, lifts)
     prompts = [r["prompt"] for r in load_prompt_set(args.prompts, num_prompts=max(args.batch_sizes))]
     print(f"{args.steps} steps, {torch.get_num_threads()} threads, median of {args.repeats} after a warm-up")
+    record = {"run": run_record(), "steps": args.steps, "repeats": args.repeats, "prompts": args.prompts,
+              "seconds": {}, "flops": {}}
     for size in args.batch_sizes:
         batch, seeds = prompts[:size], list(range(size))
         times = {name: [] for name in systems}
@@ -146,21 +155,37 @@ def main() -> None:
                 if repeat:  # the first round warms up
                     times[name].append(time.perf_counter() - t0)
         base = statistics.median(times["base"])
+        record["seconds"][size] = {}
         for name, t in times.items():
             median = statistics.median(t)
+            record["seconds"][size][name] = {"median_s": median, "vs_base": median / base}
             print(f"batch {size:>3}  {name:<40} {median:8.3f} s  {median / base:6.3f}x base")
     if args.parts and "stack" in loaded:
         stack_parts(loaded["stack"], prompts[:1], 20)
-    if not args.project:
-        return
-    counted = {name: flops(lambda s=system: run(s, prompts[:1], [0])) for name, system in loaded.items()}
-    print(f"\nFLOPs of one image, {args.steps} steps: embedded model (counted) and SD 1.5 at 512 px (projected)")
-    projected = sd15_flops(prompts[0], args.steps) if args.model is None else {}
-    for name, value in counted.items():
-        line = f"{name:<40} {value / 1e9:10.2f} GFLOP  {value / counted['base']:6.3f}x base"
-        if name in projected:
-            line += f"   SD 1.5: {projected[name] / 1e9:10.1f} GFLOP  {projected[name] / projected['base']:6.4f}x base"
-        print(line)
+    if args.project:
+        counted = {name: flops(lambda s=system: run(s, prompts[:1], [0])) for name, system in loaded.items()}
+        print(f"\nFLOPs of one image, {args.steps} steps: embedded model (counted) and SD 1.5 at 512 px (projected)")
+        projected = sd15_flops(prompts[0], args.steps, lm_rewrite_flops(loaded, prompts[0])) if args.model is None else {}
+        for name, value in counted.items():
+            line = f"{name:<40} {value / 1e9:10.2f} GFLOP  {value / counted['base']:6.3f}x base"
+            record["flops"][name] = {"counted": value, "vs_base": value / counted["base"]}
+            if name in projected:
+                line += f"   SD 1.5: {projected[name] / 1e9:10.1f} GFLOP  {projected[name] / projected['base']:6.4f}x base"
+                record["flops"][name].update(sd15=projected[name], sd15_vs_base=projected[name] / projected["base"])
+            print(line)
+    if args.results:
+        atomic_write_json(args.results, record)
+
+
+def lm_rewrite_flops(loaded: dict, prompt: str) -> float | None:
+    """The counted FLOPs of the stack's refiner rewriting `prompt`, if it is an LM refiner (else None)."""
+    from promptlift.methods.refiner.lm import LMRefiner
+
+    lifts = loaded["stack"][2] if "stack" in loaded else []
+    refiner = next((lift for lift in lifts if lift.name == "refiner"), None)
+    if refiner is None or not isinstance(refiner.refiner, LMRefiner):
+        return None
+    return flops(lambda: refiner.rewrite_prompts([prompt]))
 
 
 if __name__ == "__main__":

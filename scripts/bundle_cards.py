@@ -11,7 +11,7 @@ import json
 from promptlift.pipeline.cards import write_model_card
 from promptlift.methods import METHODS
 from promptlift.pipeline import base_model_record, load_pipeline
-from promptlift.pipeline.lift_config import recorded_options, write_lift_config
+from promptlift.pipeline.lift_config import read_lift_config, recorded_options, write_lift_config
 
 
 def main() -> None:
@@ -23,7 +23,8 @@ def main() -> None:
             continue
         metrics = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else None
         recipe = (folder / "recipe.yaml").read_text() if (folder / "recipe.yaml").is_file() else None
-        write_lift_config(folder, method, base, recorded_options(method, folder))
+        kept = (read_lift_config(folder) or {}).get("options") or {}  # those its run recorded
+        write_lift_config(folder, method, base, {**recorded_options(method, folder), **kept})
         write_model_card(folder, method, base, metrics, recipe)
         print(f"{method}: {folder}")
 

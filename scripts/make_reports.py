@@ -110,6 +110,31 @@ VAE round-trips): A (`world-aesthetic-reward`, training and curation) {card['aes
 """
 
 
+def refiner_section(rf: dict) -> str:
+    """A refiner's card entry: how it was trained, against the raw prompt, the keyword expander and the ground-truth
+    complex prompt, and its candidates' diversity."""
+    rf_rows, div_rows = [], []
+    for name, systems in rf["eval"].items():
+        for system, r in systems.items():
+            if system == "diversity":
+                div_rows += [[name, k, f"{v['distinct_1']:.3f} / {v['distinct_2']:.3f}", f"{v['pairwise_cosine_distance']:.3f}"]
+                             for k, v in r.items() if k != "samples"]
+                continue
+            change = r.get("semantic_all_change")
+            rf_rows.append([name, system, *(pct(r["semantic"][a]) for a in ATTRIBUTES),
+                            "" if change is None else f"{100 * change:+.1f}", f"{r['aesthetic']:.2f}",
+                            f"{pct(r.get('win_rate_vs_raw'))}{interval(r.get('ci95'))}"])
+    return f"""
+`{rf['recipe']}` ({rf['what']}); best step {rf['best_step']}. Against the raw prompt, the keyword expander and the
+ground-truth complex prompt, 100 prompts x 2 seeds per set (`{rf['eval_command']}`):
+
+{table(["set", "system", "setting", "kind", "colour", "count", "all four", "all four vs raw", "aesthetic", "win rate vs raw"], rf_rows)}
+Diversity of the 3 candidates per prompt (distinct-1 / distinct-2 over words; mean pairwise cosine distance of
+all-MiniLM-L6-v2 embeddings; "added" leaves out the user's prompt when a candidate starts with it):
+
+{table(["set", "candidates", "distinct-1 / distinct-2", "cosine distance"], div_rows)}"""
+
+
 def methods_page(card: dict) -> str:
     qt = card["quality-tuning"]
     qt_rows = [[name, f"{pct(r['win_rate_vs_base'])}{interval(r['ci95'])}", f"{r['aesthetic']:.2f}", pct(r["semantic_all"])]
@@ -117,18 +142,6 @@ def methods_page(card: dict) -> str:
     tc = card["textcraftor"]
     tc_rows = [[name, f"{r['judge_mean_base']:.2f} -> {r['judge_mean']:.2f}", pct(r["win_rate_vs_base"]),
                 f"{pct(r['semantic_all_base'])} -> {pct(r['semantic_all'])}"] for name, r in tc["eval_heldout_64"].items()]
-    rf = card["refiner"]
-    rf_rows, div_rows = [], []
-    for name, systems in rf["eval"].items():
-        for system, r in systems.items():
-            if system == "diversity":
-                div_rows += [[name, k, f"{v['distinct_1']:.3f} / {v['distinct_2']:.3f}", f"{v['pairwise_cosine_distance']:.3f}"]
-                             for k, v in r.items()]
-                continue
-            change = r.get("semantic_all_change")
-            rf_rows.append([name, system, *(pct(r["semantic"][a]) for a in ATTRIBUTES),
-                            "" if change is None else f"{100 * change:+.1f}", f"{r['aesthetic']:.2f}",
-                            f"{pct(r.get('win_rate_vs_raw'))}{interval(r.get('ci95'))}"])
     sur = card["sur-adapter"]
     sur_rows = [[name, *(pct(r["semantic"][a]) for a in ATTRIBUTES), pct(r["semantic_base"]["all"]),
                  f"{pct(r['win_rate_vs_base'])}{interval(r['ci95'])}"] for name, r in sur["eval"].items()]
@@ -156,15 +169,11 @@ held-out check kept step {qt['best_step']}. 200 prompts x 2 seeds per set agains
 
 {table(["prompt set", "judge B, base -> tuned", "win rate vs base", "all four, base -> tuned"], tc_rows)}
 ## Prompt refiner (UF-FGTG)
+{refiner_section(card["refiner"])}
+### The paper's from-scratch T5 refiner
 
-`{rf['recipe']}` ({rf['what']}); best step {rf['best_step']}. Against the raw prompt, the keyword expander and the
-ground-truth complex prompt, 100 prompts x 2 seeds per set (`scripts/refiner_eval.py src/promptlift/bundle/refiner`):
-
-{table(["set", "system", "setting", "kind", "colour", "count", "all four", "all four vs raw", "aesthetic", "win rate vs raw"], rf_rows)}
-Diversity of the 3 candidates per prompt (distinct-1 / distinct-2 over words; mean pairwise cosine distance of
-all-MiniLM-L6-v2 embeddings; "added" leaves out the user's prompt, which every candidate starts with):
-
-{table(["set", "candidates", "distinct-1 / distinct-2", "cosine distance"], div_rows)}
+{card["refiner-t5"]["replaced"]}
+{refiner_section(card["refiner-t5"])}
 ## SUR-adapter (the bundle's, alone)
 
 `{sur['recipe']}` ({sur['what']}), best step {sur['best_step']}; `{sur['eval_command']}`, 200 prompts x 2 seeds

@@ -9,9 +9,10 @@ finished run is read back). The aesthetic win rate vs the raw prompt is judged b
 (`world-aesthetic`, never a training signal) over (prompt, seed) pairs; semantic accuracy by the attribute judge,
 with the change of all-four accuracy vs the raw prompt and its bootstrap 95 % interval (resampling prompts).
 Diversity: for each prompt, the 3 candidates of the first iterative round (6 tokens, top-p 0.95, top-k 50) and 3
-sampled one-shot refinements (one per mode, 20 tokens): distinct-1/2 and the mean pairwise cosine distance of
+sampled one-shot refinements (one per mode and seed, `--max_new_tokens`, 20): distinct-1/2 and the mean pairwise cosine distance of
 their all-MiniLM-L6-v2 embeddings, over the whole refined prompts and over what the refiner added (a refiner that
-extends keeps the user's prompt in every candidate). Writes OUTPUT_DIR/refiner_eval.json and prints the tables.
+extends keeps the user's prompt in every candidate). An LM refiner (`--decoder lm`) has no plug-and-play features,
+and ends its answer itself (no 50-token run). Writes OUTPUT_DIR/refiner_eval.json and prints the tables.
 """
 
 import argparse
@@ -24,16 +25,19 @@ from promptlift.config import load_config
 from promptlift.evaluation.diversity import distinct_n, pairwise_distance
 from promptlift.evaluation.run import EvalConfig, evaluate
 from promptlift.evaluation.systems import format_system_table, system_table
+from promptlift.methods.refiner.lm import LM_CONFIG_FILE
 from promptlift.pipeline import join_prompt
 
 JUDGE = "world-aesthetic"
 
 
 def systems(refiner: str) -> dict[str, dict]:
-    return {"raw": {}, "keywords": {"lift": ["keywords"]}, "refiner": {"lift": [f"refiner={refiner}"]},
-            "refiner, 50 tokens": {"lift": [f"refiner={refiner}"], "lift_option": ["refiner.max_new_tokens=50"]},
-            "refiner, plug-and-play": {"lift": [f"refiner={refiner}"], "lift_option": ["refiner.strategy=embeds"]},
-            "complex (upper bound)": {"prompts": "world-complex"}}
+    """The systems compared; an LM refiner (lm_refiner.json) has no plug-and-play features and ends its own answer."""
+    out = {"raw": {}, "keywords": {"lift": ["keywords"]}, "refiner": {"lift": [f"refiner={refiner}"]}}
+    if not (Path(refiner) / LM_CONFIG_FILE).is_file():
+        out["refiner, 50 tokens"] = {"lift": [f"refiner={refiner}"], "lift_option": ["refiner.max_new_tokens=50"]}
+        out["refiner, plug-and-play"] = {"lift": [f"refiner={refiner}"], "lift_option": ["refiner.strategy=embeds"]}
+    return {**out, "complex (upper bound)": {"prompts": "world-complex"}}
 
 
 def run_set(name: str, args) -> dict:
@@ -55,16 +59,17 @@ def diversity(name: str, args) -> dict:
     refiner = Refiner.load(args.refiner, load_pipeline(None))
     prompts = [r["prompt"] for r in load_prompt_set(f"world-{name}", num_prompts=args.num_diversity_prompts)]
     rounds = [refiner.candidates(p, n=3, new_tokens=6, seed=i) for i, p in enumerate(prompts)]
-    shots = [[refiner.one_shot([p], 20, mode=m, sample=True, seed=i)[0] for m in range(3)] for i, p in enumerate(prompts)]
+    shots = [[refiner.one_shot([p], args.max_new_tokens, mode=m, sample=True, seed=3 * i + m)[0] for m in range(3)]
+             for i, p in enumerate(prompts)]
     embed = LLMFeatures()
     out = {}
-    for what, groups in (("first round (6 tokens)", rounds), ("one-shot, sampled (20 tokens)", shots)):
+    for what, groups in (("first round (6 tokens)", rounds), (f"one-shot, sampled ({args.max_new_tokens} tokens)", shots)):
         added = [[c[len(h):].lstrip(", ") if c.startswith(h) else c for c in group]
                  for h, group in ((join_prompt(p, ""), g) for p, g in zip(prompts, groups))]
         for part, texts in (("whole", groups), ("added", added)):
             out[f"{what}, {part}"] = {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
                                       "pairwise_cosine_distance": pairwise_distance(texts, embed)}
-    out["samples"] = [{"prompt": p, "one_shot": refiner.one_shot([p], 20)[0], "candidates": c}
+    out["samples"] = [{"prompt": p, "one_shot": refiner.one_shot([p], args.max_new_tokens)[0], "candidates": c}
                       for p, c in zip(prompts[:5], shots[:5])]
     return out
 
@@ -76,6 +81,7 @@ def main() -> None:
     parser.add_argument("--num_prompts", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--num_diversity_prompts", type=int, default=64)
+    parser.add_argument("--max_new_tokens", type=int, default=20, help="the sampled one-shot refinements' length")
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--output_dir", default="runs/refiner-eval")
     args = parser.parse_args()

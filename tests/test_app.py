@@ -102,9 +102,9 @@ def test_bad_input_and_paths_outside_the_runs_are_refused(tmp_path, runs):
     assert mixing._lift_spec("quality-tuning", 0.7) == "quality-tuning"
     # the whole stack is `--lifted`'s: the bundle's lifts with its options; a part of it, each lift's defaults
     stack = {lift.name: lift for lift in state.pipeline(LIFTED_STACK)[1]}
-    assert stack["sur-adapter"].reads == "user" and stack["textcraftor"].alpha == 0.5
+    assert stack["sur-adapter"].reads == "rewrite" and stack["textcraftor"].switch_step == 0
     part = {lift.name: lift for lift in state.pipeline(("sur-adapter", "textcraftor"))[1]}
-    assert part["sur-adapter"].reads == "user" and part["textcraftor"].alpha == 1.0
+    assert part["sur-adapter"].reads == "user" and part["textcraftor"].switch_step != 0
 
 
 def test_review_decisions_are_read_by_quality_tuning(tmp_path, world_set):

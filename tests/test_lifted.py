@@ -122,11 +122,12 @@ def test_generate_lifted_applies_the_bundle_stack_and_records_it(tmp_path):
     sidecar = json.loads(next(out.glob("*.json")).read_text())
     assert [lift["name"] for lift in sidecar["lifts"]] == list(LIFTED_STACK)
     assert all(lift["path"] and "bundle" in lift["path"] for lift in sidecar["lifts"])
-    assert sidecar["prompt_used"].startswith("a lone white tree in the snow, ")  # the refiner extended it
+    assert sidecar["prompt_used"].startswith("one white tree, ")  # the refiner rewrote it in the words the model knows
     lifts = {lift["name"]: lift for lift in sidecar["lifts"]}
-    assert lifts["textcraftor"]["switch_step"] == 0 and lifts["textcraftor"]["alpha"] == 0.5  # LIFTED_OPTIONS
+    assert lifts["textcraftor"]["switch_step"] == 0 and lifts["textcraftor"]["alpha"] == 1.0  # LIFTED_OPTIONS
     assert lifts["quality-tuning"]["scale"] == 2.5 and lifts["sur-adapter"]["gate"] == "0.4:0.5"  # and lift.json
-    assert lifts["sur-adapter"]["path"] == str(BUNDLE_DIR / "sur-adapter") and lifts["sur-adapter"]["reads"] == "user"
+    assert lifts["sur-adapter"]["path"] == str(BUNDLE_DIR / "sur-adapter") and lifts["sur-adapter"]["reads"] == "rewrite"
+    assert lifts["refiner"]["max_new_tokens"] == 32  # its lift_config.json
     assert lifted_options(["textcraftor.switch_step=3"])[-1] == "textcraftor.switch_step=3"  # the user's option wins
     assert lifted_options(lifted_options()) == lifted_options()
 

@@ -235,11 +235,15 @@ def test_bad_config_is_named(tmp_path):
         load_pipeline(None, lifts=load_lifts([f"refiner={tmp_path}"]))
 
 
-def test_the_bundled_refiner_extends_a_literal_prompt_with_its_scenery():
+def test_the_bundled_refiner_rewrites_a_narrative_prompt_in_the_words_the_model_knows():
+    """The bundle's SmolLM2 refiner: a narrative prompt's content in literal words, then the scenery and looks of the
+    complex prompts it learnt; a literal prompt's content is kept."""
     from promptlift.methods import METHODS
+    from promptlift.methods.refiner.lm import LMRefiner
 
     refiner = Refiner.load(METHODS["refiner"].bundle_weights, load_pipeline(None))
-    assert refiner.extend
-    refined = refiner.one_shot(["two red boats at sunset", "a white tree at night"])
-    assert refined[0].startswith("two red boats at sunset, ") and "warm evening sky" in refined[0]
-    assert refined[1].startswith("a white tree at night, ") and "starry sky" in refined[1]
+    assert isinstance(refiner, LMRefiner) and not refiner.extend
+    refined = refiner.one_shot(["two red boats at sunset", "four parcels wrapped in violet paper lying in fresh powder"],
+                               max_new_tokens=32)
+    assert refined[0].startswith("two red boats, sunset, ") and "highly detailed" in refined[0]
+    assert refined[1].startswith("four purple boxes, snow")

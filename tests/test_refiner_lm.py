@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import promptlift
 from promptlift.methods.refiner.lm import LM_CONFIG_FILE, LMRefiner, load_causal_lm, resolve_lm
@@ -27,13 +29,17 @@ def train_lm_refiner(tmp_path, world_set, lm, *extra):
 
 
 @pytest.mark.parametrize("arch, extra", [("gpt2", ("--lm_lora_rank", 0, "--max_train_steps", 60, "--learning_rate", 1e-2)),
-                                         ("llama", ("--lm_lora_rank", 8, "--max_train_steps", 120, "--learning_rate", 2e-2))])
+                                         ("llama", ("--lm_lora_rank", 8, "--max_train_steps", 120, "--learning_rate", 2e-2,
+                                                    "--lm_save_precision", "fp16"))])
 def test_a_tiny_lm_learns_the_rewrite_and_loads_as_the_refiner_lift(tmp_path, world_set, arch, extra):
     lm = save_tiny_causal_lm(arch, tmp_path / arch)
     final = train_lm_refiner(tmp_path, world_set, lm, *extra)
     spec = json.loads((final / LM_CONFIG_FILE).read_text())
     assert spec["weights"] == ("full" if arch == "gpt2" else "lora") and spec["lm"] == str(lm)
-    assert json.loads((final / "lift_config.json").read_text())["lift_type"] == "refiner"
+    if arch == "llama":  # the LoRA saved in fp16 (half the file), read into the fp32 LM
+        assert {t.dtype for t in load_file(final / "adapter_model.safetensors").values()} == {torch.float16}
+    config = json.loads((final / "lift_config.json").read_text())
+    assert config["lift_type"] == "refiner" and config["options"]["max_new_tokens"] == 40  # the held-out check's
     row = json.loads((world_set / "metadata.jsonl").read_text().splitlines()[0])
     pipe = load_pipeline()
     refiner = Refiner.load(final, pipe)
@@ -41,7 +47,7 @@ def test_a_tiny_lm_learns_the_rewrite_and_loads_as_the_refiner_lift(tmp_path, wo
     assert refiner.one_shot([row["narrative"]], max_new_tokens=40) == [row["literal"]]  # the answer, learnt
     rounds = refiner.candidates(row["narrative"], n=3, new_tokens=4, seed=1)
     assert len(rounds) == 3 and len(set(rounds)) == 3
-    promptlift.load_lift(pipe, final, max_new_tokens=40)
+    promptlift.load_lift(pipe, final)  # with the length its folder records
     lift = pipeline_lifts(pipe)[0]
     assert lift.rewrite_prompts([row["narrative"]]) == [row["literal"]]
     pipe(row["narrative"], num_inference_steps=1)  # the pipeline's own call, through the rewrite

@@ -111,15 +111,17 @@ class BestKeeper:
     elsewhere: lift_config.json (the lift's type, options and the model it was trained on, checked when it is
     loaded), recipe.yaml (the config) and README.md (its model card); the run folder gets base_model.json."""
 
-    def __init__(self, output_dir: Path, cfg: MethodTrainConfig | None = None, pipe=None, method: str | None = None):
-        """`cfg`, `pipe`, `method`: the run's config, the base pipeline before training and the method's name."""
+    def __init__(self, output_dir: Path, cfg: MethodTrainConfig | None = None, pipe=None, method: str | None = None,
+                 options: dict | None = None):
+        """`cfg`, `pipe`, `method`: the run's config, the base pipeline before training and the method's name;
+        `options`: lift options the weights were judged with, recorded as their defaults (over the lift's own)."""
         from ..config import to_dict
 
         self.output_dir = Path(output_dir)
         best = self.output_dir / "best" / "eval.json"
         self.best = json.loads(best.read_text()).get("score") if best.is_file() else None
         self.since_best, self.history = 0, []
-        self.method = method
+        self.method, self.options = method, dict(options or {})
         self.base = base_model_record(pipe, cfg.pretrained_model_name_or_path) if pipe is not None else None
         self.recipe = yaml.safe_dump(to_dict(cfg), sort_keys=False) if cfg is not None else None
 
@@ -132,7 +134,8 @@ class BestKeeper:
         if self.recipe is not None:
             atomic_write_text(folder / "recipe.yaml", self.recipe)
         if self.method is not None:
-            write_lift_config(folder, self.method, self.base, recorded_options(self.method, folder))
+            write_lift_config(folder, self.method, self.base,
+                              {**recorded_options(self.method, folder), **self.options})
         else:
             write_base_model(folder, self.base)
         write_model_card(folder, self.method or "lift", self.base, metrics, self.recipe)

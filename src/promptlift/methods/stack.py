@@ -13,15 +13,14 @@ __all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "lifted_options", "lifted_specs"]
 # TextCraftor adds its encoder's change last, since its hybrid schedule hands tensors over mid-sampling.
 LIFTED_STACK = ("refiner", "quality-tuning", "sur-adapter", "textcraftor")
 # The options the stack sets on its lifts (a `--lift_option` of the same key wins), chosen on selection prompts
-# (world prompts 800-999; docs/reports/narrative.md): TextCraftor's tuned encoder conditions every denoising step (its
-# own default hands over at step 6, best alone), moved half-way from the base encoder: at full strength it redraws some
-# literal prompts' objects ("a black ball in the snow" as another kind: 8 of 400 literal images wrong, 4 at half); the
-# quality-tuning LoRA at 2.5 times its change wins back the looks that costs (narrative prompts won 95.0 % against
-# 93.8 at twice, literal ones kept 99.0 % all four at both), fused into the UNet: the stack then samples as fast as the
+# (world prompts of seed 3; docs/reports/narrative.md): the SUR-adapter reads the refiner's rewrite (the SmolLM2
+# refiner writes a narrative prompt's content in the base model's words; reading the user's words instead and adding
+# the rewrite's change lost most of it); TextCraftor's tuned encoder conditions every denoising step (its own default
+# hands over at step 6, best alone) at full strength (narrative prompts won 98.0 % against 92.0 at half, all four
+# alike); the quality-tuning LoRA at 2.5 times its change, fused into the UNet: the stack then samples as fast as the
 # base model (a fused LoRA is switched off by restoring the weights it changed, but not reweighted).
-LIFTED_OPTIONS = ("textcraftor.switch_step=0", "textcraftor.alpha=0.5", "quality-tuning.scale=2.5",
-                  "quality-tuning.fuse=true")
-
+LIFTED_OPTIONS = ("sur-adapter.reads=rewrite", "textcraftor.switch_step=0", "textcraftor.alpha=1.0",
+                  "quality-tuning.scale=2.5", "quality-tuning.fuse=true")
 
 def lifted_specs(specs: Sequence[str] = ()) -> list[str]:
     """`--lift` specs of the lifted stack: each of LIFTED_STACK, in that order, with the weights `specs` gives it

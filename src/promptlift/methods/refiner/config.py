@@ -43,6 +43,8 @@ class RefinerConfig(MethodTrainConfig):
     lm_lora_rank: int = field(default=16, metadata={
         "help": "decoder=lm: rank of the LoRA on every linear layer; 0 fine-tunes the whole LM.", "min": 0})
     lm_lora_alpha: float = field(default=16.0, metadata={"help": "decoder=lm: LoRA alpha."})
+    lm_save_precision: Literal["fp32", "fp16", "bf16"] = field(default="fp32", metadata={
+        "help": "decoder=lm: dtype of the saved LoRA or LM (fp16 halves the files; the LM still runs in fp32 on CPU)."})
     instruction: str = field(default=LM_INSTRUCTION, metadata={
         "help": "decoder=lm: the system line (or the template's {instruction}) the LM reads before the prompt."})
     template: str = field(default=LM_TEMPLATE, metadata={

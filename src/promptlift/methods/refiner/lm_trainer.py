@@ -16,10 +16,10 @@ import torch
 from accelerate.utils import set_seed
 
 from ...training import epoch_indices, fit
-from ..common import BestKeeper, load_frozen_pipeline
+from ..common import HALF_DTYPES, BestKeeper, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import RefinerConfig
-from .lm import LMPrompts, LMRefiner, load_causal_lm
+from .lm import SMOLLM2, SMOLLM2_HUB_ID, LMPrompts, LMRefiner, load_causal_lm
 
 __all__ = ["train_lm"]
 
@@ -36,9 +36,14 @@ def _save(model, tokenizer, cfg: RefinerConfig, folder: Path, weights: str) -> N
     """The refiner folder: the LoRA (peft's files) or the whole LM and its tokenizer, and lm_refiner.json."""
     from ...utils import atomic_dir
 
+    dtype = HALF_DTYPES.get(cfg.lm_save_precision)
     with atomic_dir(folder) as tmp:
-        if weights != "none":
-            model.save_pretrained(tmp)
+        if weights == "lora":  # the LM the LoRA belongs to, by a name that means the same on another machine
+            for config in model.peft_config.values():
+                config.base_model_name_or_path = SMOLLM2_HUB_ID if cfg.lm == SMOLLM2 else cfg.lm
+        if weights != "none":  # peft keeps the LoRA's entries of the state dict it is given
+            state = None if dtype is None else {k: v.to(dtype) for k, v in model.state_dict().items()}
+            model.save_pretrained(tmp, state_dict=state)
         if weights == "full":
             tokenizer.save_pretrained(tmp)
         lm = str(Path(cfg.lm).expanduser().resolve()) if Path(cfg.lm).expanduser().exists() else cfg.lm  # from anywhere
@@ -51,7 +56,8 @@ def train_lm(cfg: RefinerConfig) -> Path:
 
     out = Path(cfg.output_dir)
     pipe = load_frozen_pipeline(cfg)
-    keeper = BestKeeper(out, cfg, pipe, "refiner")
+    # an LM ends its answer itself: its folder's lift runs with the length its held-out check had
+    keeper = BestKeeper(out, cfg, pipe, "refiner", options={"max_new_tokens": cfg.eval_max_new_tokens})
     set_seed(cfg.seed)
     model, tokenizer = load_causal_lm(cfg.lm)
     if cfg.zero_shot:
