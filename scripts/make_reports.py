@@ -26,7 +26,7 @@ MEASURED = ROOT / "src" / "promptlift" / "memory" / "measured.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = ROOT / "docs" / "reports"
 README = ROOT / "README.md"
-HEADLINE = RESULTS / "narrative-report-stack.json"  # the README's one results table
+HEADLINE = RESULTS / "narrative-15-report-stack-lm.json"  # the README's one results table
 MARKS = ("<!-- results:start -->\n", "<!-- results:end -->")
 ATTRIBUTES = ("setting", "kind", "color", "count", "all")
 HEAD = "<!-- written by scripts/make_reports.py from the results files it names; edit those, not this page -->\n\n"
@@ -36,8 +36,11 @@ def pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
 
-def interval(ci: list[float] | None) -> str:
-    return "" if not ci else f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+def interval(ci: list[float] | None, signed: bool = False) -> str:
+    """A 95 % interval in %: " (a-b)", or " (+a, +b)" for differences that may be negative."""
+    if not ci:
+        return ""
+    return f" ({100 * ci[0]:+.1f}, {100 * ci[1]:+.1f})" if signed else f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -209,8 +212,10 @@ def probe_section(files: list[Path]) -> str:
     return "".join(parts)
 
 
-def narrative_page(files: list[Path], notes: Path | None = None, probes: list[Path] = ()) -> str:
-    """The sur_eval results `files`, after the hand-written reading of them in `notes` (what the tables show)."""
+def narrative_page(files: list[Path], notes: Path | None = None, probes: list[Path] = (),
+                   stack_files: list[Path] = ()) -> str:
+    """The sur_eval results `files`, after the hand-written reading of them in `notes` (what the tables show), then
+    the stack's ablations `stack_files` and the teacher probes `probes`."""
     parts = [HEAD + "# Narrative prompts: the SUR-adapter and the lifted stack\n\n"
              "Each table is one `scripts/sur_eval.py` run against the base model on the same prompts and seeds: "
              "semantic accuracy (%) by the attribute judge, the change of all-four accuracy vs base and the aesthetic "
@@ -227,16 +232,43 @@ def narrative_page(files: list[Path], notes: Path | None = None, probes: list[Pa
         systems = ", ".join(f"`{name}` = {' '.join(spec) or 'the base model'}" for name, spec in record["systems"].items())
         parts.append(f"\nSystems: {systems}.\n")
         for name, rows in record["sets"].items():
-            body = []
-            for system, r in rows.items():
-                s, vs, change = r.get("semantic", {}), r.get("vs_baseline"), r.get("semantic_all_change")
-                body.append([system, *(pct(s.get(a)) for a in ATTRIBUTES),
-                             "" if not change else f"{100 * change['mean']:+.1f} ({100 * change['ci95'][0]:+.1f}, "
-                                                   f"{100 * change['ci95'][1]:+.1f})",
-                             f"{r['aesthetic']:.2f}", "" if not vs else f"{pct(vs['win_rate'])}{interval(vs['ci95'])}"])
-            parts.append(f"\n{name}:\n\n" + table(["system", "setting", "kind", "colour", "count", "all four",
-                                                 "all four vs base", "aesthetic", "win rate vs base"], body))
-    return "".join(parts) + probe_section(list(probes))
+            parts.append(f"\n{name}:\n\n" + systems_markdown(rows))
+    return "".join(parts) + stack_section(list(stack_files)) + probe_section(list(probes))
+
+
+def systems_markdown(rows: dict) -> str:
+    """A table of systems against the base model (`evaluation.systems.system_table`'s rows)."""
+    body = []
+    for system, r in rows.items():
+        s, vs, change = r.get("semantic", {}), r.get("vs_baseline"), r.get("semantic_all_change")
+        body.append([system, *(pct(s.get(a)) for a in ATTRIBUTES),
+                     "" if not change else f"{100 * change['mean']:+.1f} ({100 * change['ci95'][0]:+.1f}, "
+                                           f"{100 * change['ci95'][1]:+.1f})",
+                     f"{r['aesthetic']:.2f}", "" if not vs else f"{pct(vs['win_rate'])}{interval(vs['ci95'])}"])
+    return table(["system", "setting", "kind", "colour", "count", "all four", "all four vs base", "aesthetic",
+                  "win rate vs base"], body)
+
+
+def stack_section(files: list[Path]) -> str:
+    """The stack's factorial and leave-one-out runs (`scripts/lift_factorial.py --results`): every cell, and what
+    each lift gives (the factorial: its marginal effect; leave-one-out: the stack minus the stack without it)."""
+    parts = []
+    for path in files:
+        record = json.loads(path.read_text())
+        parts.append(f"\n## Lift ablation: `benchmarks/results/{path.name}`\n\n{run_line(record['run'])}.\n")
+        for name, result in record["sets"].items():
+            effects = result.get("leave_one_out") or result.get("marginal_effects") or {}
+            what = ("the stack minus the stack without the lift" if "leave_one_out" in result
+                    else "the mean of the 8 cells with the lift minus the 8 without")
+            rows = [[lift, *(f"{100 * e[m]['mean']:+.1f}{interval(e[m]['ci95'], signed=True)}" for m in e)]
+                    for lift, e in effects.items()]
+            heads = ["lift", *next(iter(effects.values()), {}).keys()]
+            parts.append(f"\n{name}, every cell against the base model:\n\n" + systems_markdown(result["cells"])
+                         + f"\nWhat each lift gives ({what}; percentage points, 95 % interval):\n\n"
+                         + table(heads, rows))
+            if "full" in result:
+                parts.append("\nThe base model and the whole stack on all the prompts:\n\n" + systems_markdown(result["full"]))
+    return "".join(parts)
 
 
 def text_and_tables(printed: str) -> str:
@@ -276,7 +308,30 @@ a GPU yet (`benchmarks/gpu_check.py`).
 """
 
 
-def speed_page(peer: Path | None) -> str:
+def overhead_section(path: Path) -> str:
+    """`benchmarks/lift_overhead.py --results`: each lift's and the stack's time and FLOPs per generation."""
+    r = json.loads(path.read_text())
+    times = [[size, name, f"{v['median_s']:.3f}", f"{v['vs_base']:.3f}x"]
+             for size, systems in r["seconds"].items() for name, v in systems.items()]
+    flops = [[name, f"{v['counted'] / 1e9:.2f}", f"{v['vs_base']:.3f}x",
+              f"{v['sd15'] / 1e9:.1f}" if "sd15" in v else "", f"{v['sd15_vs_base']:.4f}x" if "sd15" in v else ""]
+             for name, v in r["flops"].items()]
+    return f"""
+## What each lift costs a generation
+
+`benchmarks/lift_overhead.py` generates the same world prompts and seeds ({r['prompts']}) with the base model, each
+lift alone and the lifted stack, {r['steps']} steps, timed interleaved, the median of {r['repeats']} after a warm-up
+(everything a generation does counts: the refiner's rewrite, the lifts' own models, the denoising, the VAE);
+`benchmarks/results/{path.name}`: {run_line(r['run'])}.
+
+{table(["batch", "system", "seconds per call", "vs base"], times)}
+FLOPs of one image: counted on the embedded model, and projected to SD 1.5 at 512 px (the same lifts' work at that
+size; an LM refiner's rewrite is the same on any model):
+
+{table(["system", "GFLOP (embedded)", "vs base", "GFLOP (SD 1.5)", "vs base"], flops)}"""
+
+
+def speed_page(peer: Path | None, overhead: Path | None = None) -> str:
     parts = [HEAD + "# Speed\n"]
     if peer is not None:
         r = json.loads(peer.read_text())
@@ -302,12 +357,13 @@ a few seconds each), spread over the steps between: one run of the script is not
 The end-to-end difference is promptlift's final held-out check, which the peer does not run: the base model's scores
 are cached across runs, but the tuned model's held-out images (64 prompts, 25 steps) are made every run.
 """)
+    if overhead is not None:
+        parts.append(overhead_section(overhead))
     parts.append("""
 ## Benchmarks without a results file yet
 
 These print their ratios against a baseline run in the same process; their numbers are not reported here until
-they write a results file: `benchmarks/lift_overhead.py` (each lift's and the stack's cost per generation, and its
-FLOPs projected to SD 1.5), `benchmarks/curation_throughput.py` (`curate` against the scoring models' bare forward),
+they write a results file: `benchmarks/curation_throughput.py` (`curate` against the scoring models' bare forward),
 `benchmarks/textcraftor_memory.py` (TextCraftor's truncated, checkpointed step against a plain one and the whole
 chain), `benchmarks/eval_overhead.py`, `benchmarks/world_render.py`, `benchmarks/cli_help.py`.
 """)
@@ -356,8 +412,10 @@ def pages() -> dict[str, str]:
                        key=lambda p: (int(n), p.name) if (n := p.name.split("-")[1]).isdigit() else (10**6, p.name))
     peer = RESULTS / "peer_lora_speed.json"
     out = {"bundle.md": bundle_page(card), "methods.md": methods_page(card), "real-size.md": real_size_page(),
-           "speed.md": speed_page(peer if peer.is_file() else None), "narrative.md": narrative_page(narrative, RESULTS / "narrative-notes.md",
-                                          sorted(RESULTS.glob("teacher-probe-*.json")))}
+           "speed.md": speed_page(peer if peer.is_file() else None,
+                                   overhead if (overhead := RESULTS / "lift_overhead.json").is_file() else None), "narrative.md": narrative_page(narrative, RESULTS / "narrative-notes.md",
+                                          sorted(RESULTS.glob("teacher-probe-*.json")),
+                                          sorted(RESULTS.glob("stack-*.json")))}
     titles = {"narrative.md": "Narrative prompts: the SUR-adapter and the lifted stack", "bundle.md": "The embedded model",
               "methods.md": "The methods in the world", "real-size.md": "Real size and memory", "speed.md": "Speed"}
     out["index.md"] = index_page(titles)
