@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of PyTorch here; on a CUDA machine e.g. make TORCH="torch" setup (PyPI's Linux wheels carry CUDA).
+# The PyTorch CI tests; on a CUDA machine e.g. make TORCH="torch" setup (PyPI's Linux wheels carry CUDA).
 # A TORCH other than the one installed reinstalls torch, also in a .venv set up before.
 TORCH ?= torch==2.13.0
 # the tests run on TEST_WORKERS processes (pytest-xdist), each on its share of the cores

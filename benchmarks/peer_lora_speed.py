@@ -9,8 +9,8 @@ Each is run for `short_steps` and `steps`; per step = the difference of the two 
 memory = the run's largest resident set; written to --results with the run's date, commit and machine. promptlift
 runs once first, unmeasured: its held-out check caches the base model's scores (by model, prompts, seeds and
 settings) for the runs after it, as a user's second run finds them. The peer script
-runs no validation (no --validation_prompt); promptlift's final held-out check generates `num_eval_prompts` (64)
-images with the tuned model, every run. Prints each as promptlift / peer. The goals: per step <= 1.0x, end to end
+runs no validation (no --validation_prompt); nor does promptlift by default here (`--no-eval_at_end`, as a user who
+wants the weights only runs it); `--eval_at_end` adds its final held-out check (64 images with the tuned model). Prints each as promptlift / peer. The goals: per step <= 1.0x, end to end
 <= 1.5x, memory <= 1.1x.
 """
 
@@ -58,7 +58,7 @@ def promptlift_command(model: Path, data: Path, out: Path, steps: int, args) -> 
             "--max_train_steps", str(steps), "--lora_rank", str(args.rank), "--lora_alpha", str(args.rank),
             "--learning_rate", "1e-4", "--lr_scheduler", "constant", "--lr_warmup_steps", "0", "--seed", "0",
             "--num_threads", str(args.num_threads), "--checkpointing_steps", "100000", "--eval_steps", "100000",
-            "--output_dir", str(out)]
+            "--output_dir", str(out), *([] if args.eval_at_end else ["--no-eval_at_end"])]
 
 
 def main() -> None:
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--eval_at_end", action="store_true", help="promptlift runs its final held-out check too")
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "peer-speed")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "peer_lora_speed.json",
                         help="where the measurements go (scripts/make_reports.py reads them)")

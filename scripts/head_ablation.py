@@ -83,7 +83,7 @@ def correct(sets, train: list[str], norm: bool, opt: dict, attribute: str) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--triples", type=Path, default=Path("data/world-sur-triples"),
-                        help="the SUR-adapter's training triples (`promptlift curate --config configs/world/sur-triples.yaml`)")
+                        help="the SUR-adapter's training triples (`promptlift curate --config configs/world/curate-sur.yaml`)")
     parser.add_argument("--features", type=Path, help="keep the teacher's features here (read them if present)")
     parser.add_argument("--num_threads", type=int, default=1)
     parser.add_argument("--results", help="write the accuracies (with the run's date, commit, machine) to this JSON")
@@ -91,7 +91,7 @@ def main() -> None:
     torch.set_num_threads(args.num_threads)
     if not (args.triples / "metadata.jsonl").is_file():
         parser.error(f"--triples {str(args.triples)!r} holds no metadata.jsonl: build the triples with `promptlift "
-                     "curate --config configs/world/sur-triples.yaml`.")
+                     "curate --config configs/world/curate-sur.yaml`.")
     if args.features and args.features.is_file():
         sets = torch.load(args.features)
     else:

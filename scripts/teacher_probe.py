@@ -52,14 +52,24 @@ class MeanProbe(torch.nn.Module):
 
 
 def load_teacher(spec: str):
-    """(tokenizer, model, layer) of `PATH[@LAYER]`."""
-    from transformers import AutoModel, AutoTokenizer
+    """(tokenizer, model, layer) of `PATH[@LAYER]` (PATH: a folder, a hub id, a .gguf file or "smollm2")."""
+    from transformers import AutoModel
+
+    from promptlift.methods.language_models import load_causal_lm
 
     path, _, layer = spec.rpartition("@") if "@" in spec else (spec, "", "-1")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    model, tokenizer = load_causal_lm(path, model_class=AutoModel)
+    return tokenizer, model.eval(), int(layer)
+
+    from promptlift.methods.language_models import resolve_lm
+
+    path, _, layer = spec.rpartition("@") if "@" in spec else (spec, "", "-1")
+    folder, gguf = resolve_lm(path)
+    extra = {"gguf_file": gguf} if gguf else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, AutoModel.from_pretrained(path, torch_dtype=torch.float32).eval(), int(layer)
+    return tokenizer, AutoModel.from_pretrained(folder, dtype=torch.float32, **extra).eval(), int(layer)
 
 
 @torch.no_grad()

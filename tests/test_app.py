@@ -287,3 +287,24 @@ def test_serve_offers_the_users_model_with_the_users_lifts(tmp_path):
     assert np.abs(np.asarray(base, dtype=float) - np.asarray(lifted, dtype=float)).max() > 5
     with pytest.raises(UserError, match="Unknown lift 'sur-adapter'; choose from textcraftor"):
         state.generate("two red boats at sunset", ("sur-adapter",), seed=3, steps=2)
+
+
+def test_the_create_pages_default_is_generate_lifted_bitwise(tmp_path):
+    """The Create page's defaults (every lift ticked, TextCraftor's alpha at the stack's) give `promptlift generate
+    --lifted`'s image, bit for bit, and its downloaded settings are that image's sidecar."""
+    import numpy as np
+
+    prompt = "a couple of boats as the sun goes down"
+    state = AppState(ServeConfig(votes_db=tmp_path / "v.sqlite", output_dir=tmp_path / "app"))
+    assert state.available_lifts == LIFTED_STACK
+    _, lifted, settings = state.generate(prompt, state.available_lifts, seed=0, steps=3, alpha=state.stack_alpha)
+    result = run_cli("generate", "--lifted", prompt, "--seed", 0, "--num_inference_steps", 3,
+                     "--output_dir", tmp_path / "cli")
+    assert result.exit_code == 0, result.output
+    png, = (tmp_path / "cli").glob("*.png")
+    np.testing.assert_array_equal(np.asarray(lifted), np.asarray(Image.open(png).convert("RGB")))
+    sidecar = json.loads(png.with_suffix(".json").read_text())
+    downloaded = json.loads(Path(state.save_download(lifted, settings)[1]).read_text())
+    assert set(downloaded) == set(sidecar)
+    for key in set(sidecar) - {"timings"}:
+        assert downloaded[key] == sidecar[key], key

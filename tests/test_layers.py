@@ -1,5 +1,5 @@
 """The package imports one way: every module imports only from its own layer or the layers below it (imports inside
-functions count), as docs/contributing.md (Layout) and DESIGN.md §2 describe."""
+functions count), as docs/architecture.md (Layers) and docs/contributing.md (Layout) describe."""
 
 import ast
 from pathlib import Path

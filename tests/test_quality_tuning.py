@@ -1,5 +1,7 @@
 """Quality-tuning: trainable weights change, frozen ones don't, outputs load in diffusers and via the lift, exact resume."""
 
+import json
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -46,6 +48,19 @@ def test_full_finetune_changes_only_the_unet_and_loads_everywhere(tmp_path, tiny
         for a, b in zip(getattr(lifted, name).state_dict().values(), getattr(base, name).state_dict().values()):
             assert torch.equal(a, b)
     assert (tmp_path / "qt" / "best" / "eval.json").is_file() and (tmp_path / "qt" / "eval_history.json").is_file()
+
+
+def test_without_the_end_check_the_last_weights_are_final(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated):
+    """`--no-eval_at_end` with `--eval_steps 0`: no held-out check runs, so no best/; final/ holds the last weights
+    with their lift_config.json, and loads as the lift."""
+    model = tiny_pipeline_dirs["sd1"]
+    result = run_qt(model, curated, tmp_path / "qt", tiny_bundle_dir, "--use_lora", "--eval_steps", 0,
+                    "--no-eval_at_end")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "qt"
+    assert not (out / "best").exists() and json.loads((out / "eval_history.json").read_text()) == []
+    assert json.loads((out / "final" / "lift_config.json").read_text())["lift_type"] == "quality-tuning"
+    load_pipeline(model, lifts=load_lifts([f"quality-tuning={out / 'final'}"]))
 
 
 def test_lora_on_sdxl_trains_only_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, curated):

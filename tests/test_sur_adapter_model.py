@@ -1,4 +1,4 @@
-"""The SUR-adapter module is free of the official code's defects (DESIGN.md section 1)."""
+"""The SUR-adapter module is free of the official code's defects (docs/architecture.md, "The four methods")."""
 
 import pytest
 import torch

@@ -92,7 +92,8 @@ def config_command(name: str, cfg_cls: type | Callable[[], type], run: Callable[
         except Exception as e:  # anything else is still one line, not a traceback, unless --debug asks for it
             if _debug():
                 raise
-            raise click.ClickException(f"{type(e).__name__}: {e}\n(`promptlift --debug {name} ...` shows the "
+            command = click.get_current_context().command_path.partition(" ")[2]  # "train quality-tuning"
+            raise click.ClickException(f"{type(e).__name__}: {e}\n(`promptlift --debug {command} ...` shows the "
                                        "traceback)") from e
 
     doc = (doc if doc is not None else cfg_cls.__doc__ or "").strip()

@@ -21,8 +21,8 @@ from .pipeline import (Lift, call_with_lifts, check_prompts, lift, load_pipeline
                        pipeline_lifts, recommended_guidance_scale, rewrite_prompts, seeded_images)
 from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
 
-__all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_seeds", "load_sampling",
-           "sampling_kwargs"]
+__all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_record", "image_seeds",
+           "load_sampling", "sampling_kwargs"]
 
 
 @dataclass
@@ -173,8 +173,6 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
     pipe.set_progress_bar_config(disable=True)
 
     seeds = image_seeds(cfg.seed, cfg.num_images_per_prompt)
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine", "lifted",
-                                                                 "compare_base")}
     paths = []
     with tqdm(total=len(prompts) * len(seeds), desc="generate", unit="img") as bar:
         for indices, call_seeds in _calls(len(prompts), seeds, cfg.batch_size):
@@ -186,21 +184,8 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
                                      **sampling_kwargs(cfg)).images
             per_image_s = (time.perf_counter() - t1) / len(images)
             for (i, seed), image in zip([(i, s) for i in indices for s in call_seeds], images):
-                sidecar = {
-                    **settings,
-                    "prompt": cfg.prompt[i],
-                    "prompt_used": prompts[i],
-                    "truncated": cut.get(i),
-                    "seed": seed,
-                    "model": model_name(pipe),
-                    "pipeline": type(pipe).__name__,
-                    "scheduler": type(pipe.scheduler).__name__,
-                    "lifts": [lift.describe() for lift in lifts],
-                    "height": image.height,
-                    "width": image.width,
-                    "timings": {"load_s": round(load_s, 4), "generate_s_per_image": round(per_image_s, 4)},
-                    "promptlift_version": __version__,
-                }
+                sidecar = image_record(cfg, pipe, lifts, cfg.prompt[i], prompts[i], seed, image, truncated=cut.get(i),
+                                       timings={"load_s": round(load_s, 4), "generate_s_per_image": round(per_image_s, 4)})
                 paths.append(_write_image(output_dir / f"{i:03d}-{_slug(cfg.prompt[i])}-seed{seed}", image, sidecar))
                 bar.update(1)
     if cfg.compare_base:
@@ -208,6 +193,19 @@ def generate(cfg: GenerateConfig, pipe: DiffusionPipeline | None = None, lifts: 
                        output_dir=output_dir / "base")
         compare_sheet(generate(base), paths, output_dir / "sheet.png")
     return paths
+
+
+def image_record(cfg: SamplingConfig, pipe: DiffusionPipeline, lifts: list[Lift], prompt: str, prompt_used: str,
+                 seed: int, image, truncated: str | None = None, timings: dict | None = None) -> dict:
+    """An image's JSON sidecar: the sampling settings, the prompt and the one the pipeline read, the seed, the model
+    and each lift with its weights and options (`Lift.describe`): what reproduces it. The app's downloads are these too."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("prompt", "output_dir", "lift", "lift_option", "refine",
+                                                                 "lifted", "compare_base", "seed", "num_images_per_prompt")}
+    return {**settings, "prompt": prompt, "prompt_used": prompt_used, "truncated": truncated, "seed": seed,
+            "num_images_per_prompt": getattr(cfg, "num_images_per_prompt", 1), "model": model_name(pipe),
+            "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
+            "lifts": [lift.describe() for lift in lifts], "height": image.height, "width": image.width,
+            "timings": timings or {}, "promptlift_version": __version__}
 
 
 def compare_sheet(base: list[Path], lifted: list[Path], output: Path, scale: int = 3) -> Path:

@@ -55,7 +55,7 @@ def _create_tab(gr, state: AppState) -> None:
         with gr.Row():
             lifts = gr.CheckboxGroup(list(state.available_lifts), label="Lifts (the refiner is skipped once you picked "
                                      "a refined prompt)", value=list(state.available_lifts), elem_id="lifts")
-            alpha = gr.Slider(0, 1, value=1, step=0.05, label="TextCraftor alpha (0 = base, 1 = tuned)")
+            alpha = gr.Slider(0, 1, value=state.stack_alpha, step=0.05, label="TextCraftor alpha (0 = base, 1 = tuned)")
             seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
             steps = gr.Slider(1, state.cfg.max_steps, value=25, step=1, label="Steps")
         with gr.Row():

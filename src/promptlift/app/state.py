@@ -193,9 +193,19 @@ class AppState:
             raise UserError("The refined prompt is too long to extend.")
         return self.refiner().candidates(prompt, prefix or "", n=3, new_tokens=6, seed=seed)
 
-    def generate(self, prompt: str, lifts: tuple[str, ...], seed: int, steps: int, alpha: float = 1.0,
+    @property
+    def stack_alpha(self) -> float:
+        """TextCraftor's alpha in the lifted stack (`LIFTED_OPTIONS`): the Create page's default."""
+        from ..pipeline import parse_lift_options
+
+        return float(parse_lift_options(LIFTED_OPTIONS).get("textcraftor", {}).get("alpha", 1.0))
+
+    def generate(self, prompt: str, lifts: tuple[str, ...], seed: int, steps: int, alpha: float | None = None,
                  on_step: Callable[[int], None] | None = None, model: int = 0, mix: float = 1.0) -> tuple:
-        """(base image, lifted image, settings) for the same prompt and seed."""
+        """(base image, lifted image, settings) for the same prompt and seed, sampled as `promptlift generate` samples
+        (the model's guidance scale and size); `alpha` sets TextCraftor's (None: as loaded, the stack's for the whole
+        stack). The settings are the lifted image's sidecar, as `generate` writes it."""
+        from ..generation import SamplingConfig, image_record, sampling_kwargs
         from ..pipeline import call_with_lifts, rewrite_prompts
 
         prompt = self.check_prompt(prompt)
@@ -203,21 +213,24 @@ class AppState:
             raise UserError(f"Steps must be between 1 and {self.cfg.max_steps}.")
         if not 0 <= int(seed) < 2**31:
             raise UserError("The seed must be a whole number from 0 to 2147483647.")
-        images, used = [], prompt
+        source = self.cfg.model[int(model)] if self.cfg.model else None
+        sampling = SamplingConfig(model=source, model_config=self.cfg.model_config, num_inference_steps=int(steps))
+        images, used, loaded = [], prompt, []
         for names in ((), tuple(lifts)):
             pipe, loaded = self.pipeline(names, model, mix)
             for lift in loaded:
-                if lift.name == "textcraftor":
+                if lift.name == "textcraftor" and alpha is not None:
                     lift.alpha = float(alpha)
             pipe.set_progress_bar_config(disable=True)
             used = rewrite_prompts([prompt], loaded)[0]
-            out = call_with_lifts(pipe, loaded, [prompt], rewritten=[used], num_inference_steps=int(steps),
-                                  generator=[torch.Generator().manual_seed(int(seed))],
-                                  callback_on_step_end=None if on_step is None else _step_callback(on_step))
+            out = call_with_lifts(pipe, loaded, [prompt], rewritten=[used], output_type="pil",
+                                  generator=[torch.Generator("cpu").manual_seed(int(seed))],
+                                  callback_on_step_end=None if on_step is None else _step_callback(on_step),
+                                  **sampling_kwargs(sampling))
             images.append(out.images[0])
-        settings = {"prompt": prompt, "prompt_used": used, "seed": int(seed), "num_inference_steps": int(steps), "lifts": list(lifts),
-                    "textcraftor_alpha": float(alpha), "textcraftor_mix": self._lift_spec("textcraftor", mix)
-                    if "textcraftor" in lifts else None, "model": self.models[int(model)]}
+        settings = image_record(sampling, pipe, loaded, prompt, used, int(seed), images[1])
+        if "textcraftor" in lifts and len(self.cfg.textcraftor) > 1:
+            settings["textcraftor_mix"] = self._lift_spec("textcraftor", mix)
         return images[0], images[1], settings
 
     def save_download(self, image, settings: dict) -> list[str]:

@@ -69,6 +69,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "Seed of weights init and data order."})
     logging_steps: int = field(default=25, metadata={"help": "Log metrics every N steps."})
     eval_steps: int = field(default=0, metadata={"help": "Run the evaluation every N steps (0 = only at the end)."})
+    eval_at_end: bool = field(default=True, metadata={
+        "help": "Also run the evaluation after the last step; --no-eval_at_end skips it (best/ then holds the best of "
+                "the checks every `eval_steps`, if any; final/ the last weights either way)."})
     max_nonfinite_steps: int = field(default=10, metadata={"help": "Stop after this many non-finite losses in a row."})
     num_threads: int = field(default=0, metadata={
         "help": "CPU threads for torch (0 = torch's default); the CLI sets them before loading anything, so caching "
@@ -256,7 +259,7 @@ def fit(
         if step % cfg.logging_steps == 0 and accelerator.is_main_process:
             _log_step(accelerator, bar, log_path, step, loss, logs, scheduler.get_last_lr()[0], time.perf_counter() - t0)
         last = step == cfg.max_train_steps
-        evaluating = eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last)
+        evaluating = eval_fn is not None and ((cfg.eval_steps and step % cfg.eval_steps == 0) or last and cfg.eval_at_end)
         if evaluating or step % cfg.checkpointing_steps == 0 or last:
             _require_finite(params, step, out)  # nothing non-finite reaches an evaluation's saved weights or a checkpoint
         if evaluating:

@@ -1,6 +1,6 @@
 """The procedural world: scenes with known ground truth, their renders and prompts, and datasets of them.
 
-It lets every method run offline and be measured where the truth is known (DESIGN.md §3).
+It lets every method run offline and be measured where the truth is known (docs/architecture.md, "Where the world sits").
 """
 
 from .prompts import complex_prompt, literal_prompt, narrative_prompt, parse_prompt

@@ -153,5 +153,8 @@ def train(cfg: QualityTuningConfig) -> Path:
 
     trainable = [p for p in unet.parameters() if p.requires_grad]
     result = fit(cfg, unet, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, stop_fn=stop_fn, desc="quality-tuning")
+    if result.is_main_process:  # the last weights, as every method writes them (one writer under a launch)
+        save_weights(result.model, cfg, out / "final")
+        keeper.mark(out / "final")
     keeper.write_history(result)
     return out

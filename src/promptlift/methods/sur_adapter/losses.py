@@ -45,7 +45,7 @@ def sur_objective(diffusion: torch.Tensor, transformer_out: torch.Tensor, llm_pr
     """Diffusion MSE + llm_weight * KL(LLM -> transformer output) + complex_weight * the complex-prompt term.
 
     The paper's complex term is `feature_kl(adapted, complex_embeds)` and its weights are 1e-5 for both
-    distillation terms (DESIGN.md section 1); `complex_term` is computed by the caller so it may also be the
+    distillation terms (docs/architecture.md, "The four methods"); `complex_term` is computed by the caller so it may also be the
     UNet-output distillation the trainer offers.
     """
     llm = feature_kl(transformer_out, llm_projected[:, None, :], padding_mask)

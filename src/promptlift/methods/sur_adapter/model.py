@@ -1,6 +1,6 @@
 """The SUR-adapter (Zhong et al. 2023, arXiv 2305.05189): a small adapter on the text encoder's output.
 
-Architecture (DESIGN.md section 1): two transformer-encoder layers over the text embedding x (B, L, D), a token
+Architecture (docs/architecture.md, "The four methods"): two transformer-encoder layers over the text embedding x (B, L, D), a token
 attention whose queries come from the transformer output and whose keys and values are x (with a residual),
 an MLP with a residual, and a zero-initialised output Linear; the result is beta * adapter(x) + (1 - beta) * x.
 Fixed here (the official code's defects): batch-first attention with a padding mask, so samples (and the
