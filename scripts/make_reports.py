@@ -116,6 +116,11 @@ VAE round-trips): A (`world-aesthetic-reward`, training and curation) {card['aes
 def refiner_section(rf: dict) -> str:
     """A refiner's card entry: how it was trained, against the raw prompt, the keyword expander and the ground-truth
     complex prompt, and its candidates' diversity."""
+    if "eval" not in rf:
+        return f"""
+`{rf['recipe']}` ({rf['what']}); best step {rf['best_step']}. Its comparison with the raw prompt, the keyword expander
+and the ground-truth complex prompt (`{rf['eval_command']}`) is not measured yet.
+"""
     rf_rows, div_rows = [], []
     for name, systems in rf["eval"].items():
         for system, r in systems.items():
@@ -129,7 +134,7 @@ def refiner_section(rf: dict) -> str:
                             f"{pct(r.get('win_rate_vs_raw'))}{interval(r.get('ci95'))}"])
     return f"""
 `{rf['recipe']}` ({rf['what']}); best step {rf['best_step']}. Against the raw prompt, the keyword expander and the
-ground-truth complex prompt, 100 prompts x 2 seeds per set (`{rf['eval_command']}`):
+ground-truth complex prompt, 2 seeds per prompt (`{rf['eval_command']}`):
 
 {table(["set", "system", "setting", "kind", "colour", "count", "all four", "all four vs raw", "aesthetic", "win rate vs raw"], rf_rows)}
 Diversity of the 3 candidates per prompt (distinct-1 / distinct-2 over words; mean pairwise cosine distance of
