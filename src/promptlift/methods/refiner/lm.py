@@ -24,12 +24,11 @@ import torch
 
 from ...pipeline import join_prompt
 from ...utils import atomic_write_json
-from ..language_models import SMOLLM2, SMOLLM2_HUB_ID, load_causal_lm, resolve_lm
+from ..language_models import load_causal_lm
 from .budget import budget_left, fit_budget
 from .config import LM_INSTRUCTION, LM_TEMPLATE
 
-__all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE", "LM_CONFIG_FILE", "LMPrompts", "LMRefiner", "SMOLLM2",
-           "SMOLLM2_HUB_ID", "load_causal_lm", "resolve_lm"]
+__all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE", "LM_CONFIG_FILE", "LMPrompts", "LMRefiner"]
 
 LM_CONFIG_FILE = "lm_refiner.json"
 DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE = LM_INSTRUCTION, LM_TEMPLATE

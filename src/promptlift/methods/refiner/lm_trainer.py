@@ -18,8 +18,9 @@ from accelerate.utils import set_seed
 from ...training import epoch_indices, fit
 from ..common import HALF_DTYPES, BestKeeper, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
+from ..language_models import SMOLLM2, SMOLLM2_HUB_ID, load_causal_lm
 from .config import RefinerConfig
-from .lm import SMOLLM2, SMOLLM2_HUB_ID, LMPrompts, LMRefiner, load_causal_lm
+from .lm import LMPrompts, LMRefiner
 
 __all__ = ["train_lm"]
 
@@ -41,8 +42,9 @@ def _save(model, tokenizer, cfg: RefinerConfig, folder: Path, weights: str) -> N
         if weights == "lora":  # the LM the LoRA belongs to, by a name that means the same on another machine
             for config in model.peft_config.values():
                 config.base_model_name_or_path = SMOLLM2_HUB_ID if cfg.lm == SMOLLM2 else cfg.lm
-        if weights != "none":  # peft keeps the LoRA's entries of the state dict it is given
-            state = None if dtype is None else {k: v.to(dtype) for k, v in model.state_dict().items()}
+        if weights != "none":  # only what is saved is cast: a LoRA's entries (peft keeps those), or the whole LM
+            state = None if dtype is None else {k: v.to(dtype) for k, v in model.state_dict().items()
+                                                if weights == "full" or "lora_" in k}
             model.save_pretrained(tmp, state_dict=state)
         if weights == "full":
             tokenizer.save_pretrained(tmp)
