@@ -33,14 +33,15 @@ import numpy as np
 import torch
 
 from promptlift.config import load_config
-from promptlift.evaluation.run import WORLD_ATTRIBUTES, EvalConfig, evaluate, read_scores
+from promptlift.evaluation.run import EvalConfig, evaluate, read_scores
+from promptlift.world import ATTRIBUTES
 from promptlift.evaluation.systems import format_system_table, system_table
 from promptlift.methods import LIFTED_OPTIONS, LIFTED_STACK
 from promptlift.stats import bootstrap_mean
 from promptlift.utils import atomic_write_json, distributed_state, run_record
 
 JUDGE = "world-aesthetic"
-METRICS = ("win", *WORLD_ATTRIBUTES, "all")
+METRICS = ("win", *ATTRIBUTES, "all")
 
 
 def cell_name(lifts: tuple[str, ...]) -> str:
@@ -72,7 +73,7 @@ def per_image(run: Path, base: dict) -> dict[tuple, dict[str, float]]:
             continue
         a, b = r["scores"][JUDGE], base[key]["scores"][JUDGE]
         values = {"win": 0.5 if a == b else float(a > b)}
-        values.update({k: float(r["semantic"][k]) for k in WORLD_ATTRIBUTES})
+        values.update({k: float(r["semantic"][k]) for k in ATTRIBUTES})
         values["all"] = float(all(r["semantic"].values()))
         out[key] = values
     return out

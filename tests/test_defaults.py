@@ -12,9 +12,12 @@ from promptlift.evaluation.compare import CompareConfig
 from promptlift.evaluation.run import EvalConfig
 from promptlift.methods.quality_tuning.config import QualityTuningConfig
 from promptlift.methods.refiner.interactive import RefineConfig
-from promptlift.methods.textcraftor.config import PAPER_REWARDS, WORLD_REWARDS, TextCraftorConfig
+from promptlift.methods.textcraftor.config import TextCraftorConfig
 from promptlift.pipeline import default_model_path
-from promptlift.rewards.defaults import REAL, WORLD
+from promptlift.profiles import DEFAULT_PROFILE
+from promptlift.world.plugin import WORLD
+
+REAL = DEFAULT_PROFILE.defaults
 from helpers import run_cli
 
 
@@ -30,7 +33,7 @@ def test_eval_takes_the_worlds_sets_and_judges_only_on_the_embedded_model(tiny_p
         cfg = EvalConfig(model=model)
         assert cfg.prompts == "world-narrative-val" and cfg.rewards == list(WORLD.eval_rewards)
     other = str(tiny_pipeline_dirs["sd1"])
-    with pytest.raises(ValueError, match="no `prompts` given, and the world's prompt sets are for the embedded model"):
+    with pytest.raises(ValueError, match="no `prompts` given, and .* declares no prompts of its own"):
         EvalConfig(model=other)
     cfg = EvalConfig(model=other, prompts=str(prompts))
     assert cfg.rewards == ["clip-score", "laion-aesthetic", "pickscore", "hpsv2", "imagereward"]
@@ -64,15 +67,15 @@ def test_trainers_hold_out_what_the_user_names_on_another_model(tiny_pipeline_di
     other = str(tiny_pipeline_dirs["sd1"])
     embedded = TextCraftorConfig(prompts=str(prompts))
     assert (embedded.eval_prompts, embedded.eval_judge) == ("literal", "world-aesthetic")
-    assert embedded.rewards == list(WORLD_REWARDS)
+    assert embedded.rewards == list(WORLD.train_rewards)
     with pytest.raises(ValueError, match="no `eval_prompts` given"):
         TextCraftorConfig(prompts=str(prompts), pretrained_model_name_or_path=other)
     cfg = TextCraftorConfig(prompts=str(prompts), pretrained_model_name_or_path=other, eval_prompts=str(prompts))
-    assert cfg.rewards == list(PAPER_REWARDS) and cfg.eval_judge == "imagereward"
+    assert cfg.rewards == list(REAL.train_rewards) and cfg.eval_judge == "imagereward"
     # the CLI and YAML take --model for the base model
     assert load_config(TextCraftorConfig, None, {"model": other, "prompts": str(prompts),
                                                  "eval_prompts": str(prompts)}).pretrained_model_name_or_path == other
-    with pytest.raises(ValueError, match="`max_semantic_drop` reads the world.s attribute judge, .* drop --max_semantic_drop"):
+    with pytest.raises(ValueError, match="`max_semantic_drop` reads a content judge .* drop --max_semantic_drop"):
         QualityTuningConfig(train_data_dir=world_set, pretrained_model_name_or_path=other, eval_prompts="literal",
                             max_semantic_drop=0.05)
     asked = QualityTuningConfig(train_data_dir=world_set, pretrained_model_name_or_path=other, eval_prompts="literal",

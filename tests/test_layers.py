@@ -2,6 +2,8 @@
 functions count), as docs/architecture.md (Layers) and docs/contributing.md (Layout) describe."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import promptlift
@@ -9,9 +11,7 @@ import promptlift
 ROOT = Path(promptlift.__file__).parent
 # bottom to top; a unit is a top-level module or package of promptlift
 LAYERS = [
-    {"__init__", "_notices", "utils", "config", "config_source", "registry", "stats", "html"},
-    {"world"},
-    {"judges"},
+    {"__init__", "_notices", "utils", "config", "config_source", "registry", "stats", "html", "profiles"},
     {"rewards"},
     {"data"},
     {"pipeline", "tiny"},
@@ -19,6 +19,8 @@ LAYERS = [
     {"methods"},
     {"generation"},
     {"evaluation"},
+    # the test world, a plug-in on top of the core: it registers its prompt sets, judges, profile and embedded model
+    {"world", "judges"},
     {"recipes"},
     {"app", "cli", "__main__"},
 ]
@@ -78,3 +80,27 @@ def test_imports_point_down_the_layers():
             if LEVEL[there] > LEVEL[here]:
                 upward.append(f"{path.relative_to(ROOT)}:{line} ({here}) imports {target} ({there})")
     assert not upward, "imports up the layer order:\n" + "\n".join(upward)
+
+
+def test_the_core_loads_no_world_module():
+    """`import promptlift.pipeline` (and the rest of the core) loads nothing of the world, its judges or its recipes:
+    they are a plug-in the registries load when first read."""
+    code = ("import sys, promptlift.pipeline, promptlift.methods, promptlift.evaluation.run, promptlift.rewards, "
+            "promptlift.data; print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "(['promptlift', 'world'], ['promptlift', 'judges'], ['promptlift', 'recipes'])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"the core imported world modules: {out}"
+
+
+def test_the_world_registers_through_the_plugin_entry_point():
+    """The registries read, the world's prompt sets, rewards, profile and embedded model are there; the embedded
+    model is the one its own promptlift.json declares so."""
+    from promptlift.data import prompt_set_specs
+    from promptlift.pipeline import default_model_path, is_embedded_model
+    from promptlift.profiles import judge_defaults, model_profile
+    from promptlift.rewards import reward_specs
+
+    assert "world-narrative-val" in {s.name for s in prompt_set_specs()}
+    assert "world-aesthetic" in {s.name for s in reward_specs()}
+    assert default_model_path() is not None and is_embedded_model(None) and is_embedded_model(str(default_model_path()))
+    assert model_profile(None).name == "world" and judge_defaults(None).eval_prompts == "world-narrative-val"

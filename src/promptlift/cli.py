@@ -324,9 +324,9 @@ def _run_sur_triples(cfg) -> None:
 @cli.command("rewards")
 def list_rewards() -> None:
     """List the registered rewards (for `--rewards` and `--judge`)."""
-    from .rewards import REWARDS
+    from .rewards import reward_specs
 
-    for spec in REWARDS.values():
+    for spec in reward_specs():
         tag = " [evaluation only]" if spec.eval_only else ""
         click.echo(f"{spec.name:24s} {spec.help}{tag}")
 
@@ -334,9 +334,9 @@ def list_rewards() -> None:
 @cli.command("prompt-sets")
 def list_prompt_sets() -> None:
     """List the named prompt sets (for `--prompts`)."""
-    from .data import PROMPT_SETS
+    from .data import prompt_set_specs
 
-    for spec in PROMPT_SETS.values():
+    for spec in prompt_set_specs():
         click.echo(f"{spec.name:22s} {spec.help}")
 
 

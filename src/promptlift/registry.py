@@ -1,11 +1,13 @@
-"""The validation every registry (lifts, rewards, prompt sets) applies when something registers."""
+"""What every registry (lifts, rewards, prompt sets, model profiles) shares: the validation applied when something
+registers, and the plug-ins that register things when first asked for."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from typing import Any, Mapping
 
-__all__ = ["NAME_PATTERN", "check_registration", "parse_named_options"]
+__all__ = ["NAME_PATTERN", "PLUGIN_GROUPS", "check_registration", "load_plugins", "parse_named_options"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -35,3 +37,21 @@ def parse_named_options(options, flag: str, example: str) -> dict[str, dict]:
         name, key, value = m.groups()
         parsed.setdefault(name, {})[key] = {"true": True, "false": False}.get(value.lower(), value)
     return parsed
+
+
+# `promptlift.lifts`: packages that register lifts (promptlift's own methods); `promptlift.plugins`: packages that
+# register anything else (prompt sets, rewards, model profiles, an embedded model; promptlift's procedural world)
+PLUGIN_GROUPS = ("promptlift.lifts", "promptlift.plugins")
+_PLUGINS_LOADED = False
+
+
+def load_plugins() -> None:
+    """Import, once, every package of the PLUGIN_GROUPS entry-point groups (declared in pyproject.toml by promptlift
+    and by any installed package that extends it); each registers what it brings when imported. Every registry calls
+    this before it is read."""
+    global _PLUGINS_LOADED
+    if not _PLUGINS_LOADED:
+        _PLUGINS_LOADED = True
+        for group in PLUGIN_GROUPS:
+            for entry_point in importlib.metadata.entry_points(group=group):
+                entry_point.load()

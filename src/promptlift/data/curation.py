@@ -63,10 +63,10 @@ class CurateConfig:
 
     def __post_init__(self):
         from ..rewards import parse_reward_options
-        from ..rewards.defaults import REAL, WORLD, is_world_data
+        from ..profiles import data_profile
 
         parse_reward_options(self.reward_option)
-        defaults = WORLD if is_world_data(self.input) else REAL  # the world's judges read only the world's renders
+        defaults = data_profile(self.input).defaults  # a plug-in's judges read only its own renders (the world's)
         self.aesthetic_reward = defaults.aesthetic if self.aesthetic_reward == "auto" else self.aesthetic_reward
         self.clip_reward = defaults.clip if self.clip_reward == "auto" else self.clip_reward
         if not self.input:

@@ -1,4 +1,4 @@
-"""Prompt sets: the world's, any JSONL file, and loaders for the public benchmarks.
+"""Prompt sets: any JSONL or text file, loaders for the public benchmarks, and those plug-ins register (the world's).
 
 Every set loads as a list of records ``{"id", "prompt", "expected"?, "category"?, "meta"?}``. Public
 benchmark files are never shipped: loaders read a local copy (`path`) or, online, their original address.
@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..registry import check_registration
+from ..registry import check_registration, load_plugins
 from ..utils import read_utf8
-from ..world.config import WORLD_PROMPT_STYLES
-from ..world.dataset import iter_prompt_set
 
-__all__ = ["PROMPT_SETS", "PromptSetSpec", "load_prompt_set", "register_prompt_set"]
+__all__ = ["PROMPT_SETS", "PromptSetSpec", "load_prompt_set", "prompt_set_specs", "register_prompt_set"]
 
 CACHE = Path("~/.cache/promptlift/benchmarks").expanduser()
 
@@ -52,6 +50,12 @@ def register_prompt_set(name: str, *, help: str, url: str | None = None, default
     return decorator
 
 
+def prompt_set_specs() -> list[PromptSetSpec]:
+    """Every registered prompt set, plug-ins' included."""
+    load_plugins()
+    return list(PROMPT_SETS.values())
+
+
 def _read_source(spec: PromptSetSpec, path: str | None, subset: str | None) -> Path:
     """The benchmark file: `path` (a file, or a folder holding it), else downloaded once into the cache."""
     url = spec.url.format(subset=subset) if spec.url else None
@@ -81,6 +85,7 @@ def _read_source(spec: PromptSetSpec, path: str | None, subset: str | None) -> P
 def load_prompt_set(name_or_file: str, path: str | None = None, subset: str | None = None,
                     num_prompts: int | None = None) -> list[dict]:
     """Records of a named set or of a JSONL file of {"prompt", "expected"?}; the first `num_prompts` if given."""
+    load_plugins()
     if name_or_file in PROMPT_SETS:
         spec = PROMPT_SETS[name_or_file]
         subset = subset or spec.default_subset
@@ -128,23 +133,6 @@ def _jsonl_records(path: Path) -> list[dict]:
         lines.append(n)
     _check_unique_ids(records, str(path), lines)
     return records
-
-
-# ---------------------------------------------------------------------------------------------
-# The world's sets
-
-
-def _world(name: str):
-    def loader(_text, subset, num_prompts: int = 1000) -> list[dict]:
-        return [{"id": str(i), "prompt": x["prompt"], "expected": x["expected"], "category": x["style"]}
-                for i, x in enumerate(iter_prompt_set(name, num_prompts, seed=0))]
-
-    return loader
-
-
-for _name in WORLD_PROMPT_STYLES:
-    register_prompt_set(f"world-{_name}", help=f"The world's {_name} prompt set (held-out scenes, with expected attributes).",
-                        builtin=True)(_world(_name))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..rewards.defaults import REAL, WORLD, judge_defaults
+from ..profiles import DEFAULT_PROFILE, model_profile
 from ..stats import win_rate
 from ..utils import atomic_write_json, images_to_tensor
 from .report import write_compare_report
@@ -42,7 +42,8 @@ class CompareConfig:
         if self.judge is None:
             models = [json.loads(p.read_text()).get("model") if p.is_file() else None
                       for p in (Path(self.run_a) / "config.json", Path(self.run_b) / "config.json")]
-            self.judge = (WORLD if all(judge_defaults(m) is WORLD for m in models) else REAL).judge
+            profiles = {model_profile(m) for m in models}  # both runs' models of one profile: its judge
+            self.judge = (profiles.pop() if len(profiles) == 1 else DEFAULT_PROFILE).defaults.judge
 
 
 def _judge_scores(run: Path, rows: list[dict], judge: str) -> dict:

@@ -26,17 +26,13 @@ from ..config import to_dict
 from ..data.prompt_sets import load_prompt_set
 from ..generation import SamplingConfig, generate_images, load_sampling
 from ..pipeline import check_prompts, rewrite_prompts
-from ..judges.bundle import is_embedded_source
+from ..profiles import content_profile, judge_defaults, prompts_or_default
 from ..rewards import check_rewards, load_reward, parse_reward_options
-from ..rewards.defaults import judge_defaults, prompts_or_default
 from ..stats import bootstrap_mean
 from ..utils import (RunLock, atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
                      images_to_tensor, json_text)
-from ..world.scene import ATTRIBUTES
 
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
-
-WORLD_ATTRIBUTES = tuple(ATTRIBUTES)  # the attributes the world's judge reads
 # Settings that change the images or their scores: a run folder resumes only with the same values.
 _RUN_KEYS = ("model", "lift", "lift_option", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
              "on_long_prompt", "prompts", "prompts_subset", "rewards", "reward_option", "judge_bundle")
@@ -159,9 +155,12 @@ def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict, state) -> N
     if state.num_processes > 1 and cfg.device is None:
         cfg = dataclasses.replace(cfg, device=str(state.device))  # each rank on its own GPU
     rewards = {name: load_reward(name, **options.get(name, {})) for name in cfg.rewards}
-    # the world's attribute judge reads the embedded model's renders: another model's only when asked for by name
-    world = (is_embedded_source(cfg.model) or cfg.judge_bundle is not None) and any(_world_expected(rec) for rec, _ in jobs)
-    judge = _attribute_judge(cfg.judge_bundle) if world else None
+    # a content judge reads its own model's renders (the world's: the embedded model's); another model's only when
+    # asked for by name
+    profile = content_profile(cfg.model, cfg.judge_bundle)
+    attributes = profile.attributes if profile is not None else ()
+    judged = profile is not None and any(_judged(rec, attributes) for rec, _ in jobs)
+    judge = (profile.content_judge(cfg.judge_bundle), attributes) if judged else None
     pipe, lifts = load_sampling(cfg)
     pipe.set_progress_bar_config(disable=True)
     check_prompts(pipe, sorted({rec["prompt"] for rec, _ in jobs}), cfg.on_long_prompt)
@@ -201,22 +200,19 @@ def _run_batch(cfg: EvalConfig, out: Path, batch: list, pipe, lifts, rewards: di
     return rows
 
 
-def _world_expected(rec: dict) -> bool:
+def _judged(rec: dict, attributes) -> bool:
+    """Whether the content judge can check the record: it expects a value of each attribute the judge reads."""
     expected = rec.get("expected")
-    return isinstance(expected, dict) and set(WORLD_ATTRIBUTES) <= set(expected)
-
-
-def _attribute_judge(bundle_dir: Path | None):
-    from ..judges.bundle import BUNDLE_DIR, load_judge
-
-    return load_judge(bundle_dir or BUNDLE_DIR, "attributes")
+    return isinstance(expected, dict) and set(attributes) <= set(expected)
 
 
 @torch.no_grad()
 def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> list[dict]:
+    """Score rows of a batch; `judge`: (content judge, the attributes it reads) or None."""
     x = images_to_tensor(images).to(device)
     prompts = [r["prompt"] for r, _ in batch]
     scores = {name: reward(x, prompts).float().cpu().tolist() for name, reward in rewards.items()}
+    judge, attributes = judge if judge is not None else (None, ())
     predicted = judge.predict(x.cpu()) if judge is not None else None
     rows = []
     for i, (rec, seed) in enumerate(batch):
@@ -225,9 +221,9 @@ def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> lis
                "scores": {name: values[i] for name, values in scores.items()}}
         if rec.get("meta"):
             row["meta"] = rec["meta"]
-        if predicted is not None and _world_expected(rec):
+        if predicted is not None and _judged(rec, attributes):
             row["expected"] = rec["expected"]
-            row["semantic"] = {k: predicted[k][i] == rec["expected"][k] for k in WORLD_ATTRIBUTES}
+            row["semantic"] = {k: predicted[k][i] == rec["expected"][k] for k in attributes}
         rows.append(row)
     return rows
 
@@ -252,7 +248,7 @@ def summarise(run_dir: Path) -> dict:
     judged = [r for r in rows if "semantic" in r]
     if judged:
         ids = [r["id"] for r in judged]
-        semantic = {k: bootstrap_mean([float(r["semantic"][k]) for r in judged], ids) for k in WORLD_ATTRIBUTES}
+        semantic = {k: bootstrap_mean([float(r["semantic"][k]) for r in judged], ids) for k in judged[0]["semantic"]}
         semantic["all"] = bootstrap_mean([float(all(r["semantic"].values())) for r in judged], ids)
         summary["semantic_accuracy"] = {k: v["mean"] for k, v in semantic.items()}
         summary["semantic_accuracy_ci95"] = {k: v["ci95"] for k, v in semantic.items()}

@@ -10,20 +10,10 @@ from ..utils import load_hub_mixin
 from ..world.scene import ATTRIBUTES
 from .models import JUDGE_CLASSES, AttributeJudge
 
-__all__ = ["BUNDLE_DIR", "attribute_accuracy", "is_embedded_source", "build_tokenizer", "bundle_size_mb", "load_judge", "load_tokenizer_from",
+__all__ = ["BUNDLE_DIR", "attribute_accuracy", "build_tokenizer", "bundle_size_mb", "load_judge", "load_tokenizer_from",
            "semantic_hits"]
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
-
-
-def is_embedded_source(model: str | Path | None) -> bool:
-    """True for None (the default) or the embedded model's folder: the one model the world's judges are for."""
-    if model is None:
-        return True
-    try:
-        return Path(str(model)).expanduser().resolve() == (BUNDLE_DIR / "pipeline").resolve()
-    except OSError:
-        return False
 
 
 def bundle_size_mb(bundle_dir: str | Path) -> float:

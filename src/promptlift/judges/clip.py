@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
 
+from ..rewards.clip import projected
 from ..utils import atomic_dir
 
-__all__ = ["build_clip", "clip_pixel_values", "image_features", "load_world_clip", "projected", "save_world_clip",
+__all__ = ["build_clip", "clip_pixel_values", "image_features", "load_world_clip", "save_world_clip",
            "text_features"]
 
 
@@ -36,11 +37,6 @@ def clip_pixel_values(images: torch.Tensor) -> torch.Tensor:
     if images.shape[-1] != 64 or images.shape[-2] != 64:
         images = F.interpolate(images.float(), size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
     return (images - 0.5) / 0.5
-
-
-def projected(out) -> torch.Tensor:
-    """CLIP features as a tensor (transformers < 5 returns one; >= 5 returns an output with pooler_output)."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def text_features(model: CLIPModel, **tokens) -> torch.Tensor:

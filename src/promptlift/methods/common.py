@@ -15,7 +15,7 @@ from ..pipeline.cards import write_model_card
 from ..pipeline import base_model_record, load_pipeline, recommended_guidance_scale, write_base_model
 from ..pipeline.lift_config import recorded_options, write_lift_config
 from ..rewards import parse_reward_options
-from ..rewards.defaults import judge_defaults, prompts_or_default
+from ..profiles import judge_defaults, prompts_or_default
 from ..training import FitResult, TrainConfig
 from ..utils import atomic_write_json, atomic_write_text
 

@@ -11,24 +11,22 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..pipeline import Lift, is_embedded_model, seeded_images, text_encoder_fingerprint
-from ..utils import atomic_write_json, cache_dir, json_text
 from ..data.prompt_sets import load_prompt_set
-from ..judges.bundle import BUNDLE_DIR, load_judge, semantic_hits
+from ..pipeline import Lift, seeded_images, text_encoder_fingerprint
+from ..profiles import content_profile, heldout_prompts
 from ..rewards import load_reward, parse_reward_options
 from ..stats import win_rate
+from ..utils import atomic_write_json, cache_dir, json_text
 from .common import autocast
-from ..world.config import WORLD_PROMPT_STYLES
-from ..world.dataset import iter_prompt_set
 
 __all__ = ["HeldOutEvaluator", "heldout_lines"]
 
 def heldout_lines(source: str, n: int) -> list[dict]:
-    """The first `n` prompts of a world prompt set (a seed apart from the eval runs'), a registered prompt set
-    (e.g. partiprompts, from its cache or original address) or a .jsonl file of {"prompt", "expected"?}."""
-    if source in WORLD_PROMPT_STYLES:
-        return list(iter_prompt_set(source, n, seed=3))
-    return load_prompt_set(source, num_prompts=n)
+    """The first `n` prompts of a held-out set a model profile names (the world's "literal": a seed apart from the
+    eval runs'), a registered prompt set (e.g. partiprompts, from its cache or original address) or a .jsonl file of
+    {"prompt", "expected"?}."""
+    records = heldout_prompts(source, n)
+    return records if records is not None else load_prompt_set(source, num_prompts=n)
 
 
 class HeldOutEvaluator:
@@ -47,9 +45,12 @@ class HeldOutEvaluator:
         self.prompts = [x["prompt"] for x in self.lines]
         self.judge = load_reward(judge, **parse_reward_options(reward_option).get(judge, {}))
         self.attributes = None
-        # the world's attribute judge reads the embedded model's renders: another model's only when asked for by name
-        if (is_embedded_model(pipe) or judge_bundle is not None) and all(isinstance(x.get("expected"), dict) for x in self.lines):
-            self.attributes = load_judge(judge_bundle or BUNDLE_DIR, "attributes")
+        # a content judge reads its own model's renders (the world's: the embedded model's); another model's only when
+        # asked for by name
+        profile = content_profile(pipe, judge_bundle)
+        if profile is not None and all(isinstance(x.get("expected"), dict) for x in self.lines):
+            self.attributes = profile.content_judge(judge_bundle)
+            self.attribute_names = profile.attributes
         self.base = self._base_scores(judge, reward_option, judge_bundle)
 
     def _base_scores(self, judge: str, reward_option: Sequence[str], judge_bundle: Path | None) -> dict:
@@ -88,7 +89,7 @@ class HeldOutEvaluator:
         out = {"judge": self.judge(images, self.prompts).float().cpu().tolist()}
         if self.attributes is not None:
             pred = self.attributes.predict(images.cpu())
-            hits = semantic_hits(pred, [x["expected"] for x in self.lines])
+            hits = {k: [p == x["expected"][k] for p, x in zip(pred[k], self.lines)] for k in self.attribute_names}
             out["semantic"] = {k: float(np.mean(v)) for k, v in hits.items()}
             out["semantic"]["all"] = float(np.mean([all(h[i] for h in hits.values()) for i in range(len(self.lines))]))
         return out

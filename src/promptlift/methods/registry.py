@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..judges.bundle import BUNDLE_DIR
 from ..pipeline import Lift, register_lift
+from ..profiles import embedded_model
 from ..registry import check_registration
 from .common import MethodTrainConfig
 
@@ -20,7 +20,7 @@ __all__ = ["METHODS", "MethodSpec", "register_method"]
 @dataclass(frozen=True)
 class MethodSpec:
     """A method: `promptlift train NAME` (its config dataclass and trainer), and the lift NAME that applies what it
-    trained, whose default weights are the bundle's `bundle_subfolder`."""
+    trained, whose default weights are the embedded model's `bundle_subfolder`."""
 
     name: str
     config: type[MethodTrainConfig]
@@ -31,9 +31,10 @@ class MethodSpec:
 
     @property
     def bundle_weights(self) -> Path | None:
-        """The embedded bundle's trained weights of this method, if it ships them."""
-        path = BUNDLE_DIR / self.bundle_subfolder
-        return path if path.is_dir() else None
+        """The embedded model's trained weights of this method, if its plug-in ships them."""
+        embedded = embedded_model()
+        path = embedded.lifts / self.bundle_subfolder if embedded is not None else None
+        return path if path is not None and path.is_dir() else None
 
     def train(self, cfg: MethodTrainConfig) -> Path:
         """Run the trainer; returns the run folder (best/ and final/ inside)."""

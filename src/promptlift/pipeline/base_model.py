@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from ..profiles import is_embedded
 from ..utils import atomic_write_json
 
 __all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "base_model_record", "check_fits", "file_fingerprint",
@@ -24,14 +25,9 @@ logger = logging.getLogger(__name__)
 
 
 def is_embedded_model(model) -> bool:
-    """True for None (the default), the embedded model's folder, or a pipeline loaded from it (a pipeline that names
-    no source, as a single file loaded with plain diffusers, is not)."""
-    from ..judges.bundle import is_embedded_source
-
-    if hasattr(model, "components"):  # a pipeline
-        source = getattr(model, "name_or_path", None)
-        return source is not None and is_embedded_source(source)
-    return is_embedded_source(model)
+    """True for None (the default), or a folder or pipeline loaded from one whose files declare it the embedded model
+    (`profiles.is_embedded`; a pipeline that names no source, as a single file loaded with plain diffusers, is not)."""
+    return is_embedded(model)
 
 
 def model_source(pipe) -> str | None:

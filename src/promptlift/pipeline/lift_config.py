@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from ..utils import atomic_write_json
+from ..registry import load_plugins
 
 __all__ = ["FORMAT_VERSION", "LIFT_CONFIG_FILE", "convert_lift_folder", "legacy_lift_type", "lift_type_of",
            "read_lift_config", "recorded_options", "resolve_lift_source", "write_lift_config"]
@@ -58,7 +59,7 @@ LEGACY_DEFAULTS = ("lift.json", "textcraftor.json")
 def recorded_options(lift_type: str, folder: Path) -> dict:
     """The options of lift `lift_type` with the defaults `folder` ships with: the lift's own, over them those its older
     files (lift.json: the SUR-adapter's gate; textcraftor.json: the switch step it was trained for) give."""
-    from .lifts import LIFTS, load_plugins
+    from .lifts import LIFTS
 
     load_plugins()
     options = LIFTS[lift_type].option_defaults()
@@ -73,7 +74,7 @@ def convert_lift_folder(folder: Path, lift_type: str | None = None) -> Path:
     """Write `folder`/lift_config.json for a folder written before the format (its type as its layout says, or
     `lift_type`; its base model from base_model.json); a folder that has one is left as it is. Returns the file."""
     from .base_model import read_base_model
-    from .lifts import LIFTS, load_plugins
+    from .lifts import LIFTS
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -35,7 +35,9 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from .lifts import LIFTS, Lift, lift_for, load_lifts, load_plugins
+from ..profiles import model_declaration
+from ..registry import load_plugins
+from .lifts import LIFTS, Lift, lift_for, load_lifts
 from .prompts import encode_prompts, rewrite_prompts
 
 __all__ = ["LIFTABLE_PIPELINES", "call_with_lifts", "check_liftable", "disable_lifts", "get_lifts", "is_lifted", "lift",
@@ -609,12 +611,8 @@ def _call_default(pipe, name: str):
 
 def model_guidance_scale(pipe) -> float:
     """The guidance scale the model recommends (its folder's promptlift.json), else the pipeline call's default."""
-    from .loading import MODEL_DEFAULTS_FILE, recommended_guidance_scale
-
-    folder = getattr(pipe, "name_or_path", None)
-    if folder and (Path(folder) / MODEL_DEFAULTS_FILE).is_file():
-        return recommended_guidance_scale(folder)
-    return _call_default(pipe, "guidance_scale")
+    declared = model_declaration(pipe).get("guidance_scale")
+    return float(declared) if declared is not None else _call_default(pipe, "guidance_scale")
 
 
 @torch.no_grad()

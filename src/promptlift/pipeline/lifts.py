@@ -8,7 +8,6 @@ the methods (`promptlift.methods`) register theirs through the `promptlift.lifts
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from diffusers import DiffusionPipeline
 
-from ..registry import check_registration, parse_named_options
+from ..registry import check_registration, load_plugins, parse_named_options
 from .prompts import join_prompt
 
 if TYPE_CHECKING:
@@ -245,17 +244,6 @@ def parse_lift_options(options: Sequence[str]) -> dict[str, dict]:
     return parse_named_options(options, "lift option", "textcraftor.alpha=0.5")
 
 
-def load_plugins() -> None:
-    """Import, once, the packages that register lifts through the `promptlift.lifts` entry-point group: promptlift's
-    methods (`promptlift.methods`, declared in pyproject.toml) and any installed package that adds lifts."""
-    global _PLUGINS_LOADED
-    if not _PLUGINS_LOADED:
-        _PLUGINS_LOADED = True
-        for entry_point in importlib.metadata.entry_points(group="promptlift.lifts"):
-            entry_point.load()
-
-
-_PLUGINS_LOADED = False
 
 
 def parse_lift(spec: str) -> tuple[str, Path | None]:

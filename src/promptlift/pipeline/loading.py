@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from ..judges.bundle import BUNDLE_DIR
+from ..profiles import MODEL_DEFAULTS_FILE, embedded_model, model_declaration
 from ..utils import check_device, default_device, resolve_dtype
 from .lifts import Lift
 
@@ -25,23 +25,19 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def default_model_path() -> Path | None:
-    """The embedded default pipeline shipped with the package, or None when it is not installed."""
-    path = BUNDLE_DIR / "pipeline"
-    return path if (path / "model_index.json").is_file() else None
+    """The embedded default pipeline a plug-in ships (promptlift's own: the world's model), or None when none is
+    installed."""
+    embedded = embedded_model()
+    return embedded.pipeline if embedded is not None else None
 
 
-MODEL_DEFAULTS_FILE = "promptlift.json"  # beside model_index.json; diffusers ignores it
 FALLBACK_GUIDANCE_SCALE = 7.5  # diffusers' default for Stable Diffusion
 
 
 def recommended_guidance_scale(model: str | Path | None) -> float:
     """The guidance scale a pipeline folder recommends in its promptlift.json (the embedded model records the
     scale measured best for it), else diffusers' 7.5."""
-    folder = Path(model).expanduser() if model is not None else default_model_path()
-    defaults = folder / MODEL_DEFAULTS_FILE if folder is not None else None
-    if defaults is not None and defaults.is_file():
-        return float(json.loads(defaults.read_text()).get("guidance_scale", FALLBACK_GUIDANCE_SCALE))
-    return FALLBACK_GUIDANCE_SCALE
+    return float(model_declaration(model).get("guidance_scale", FALLBACK_GUIDANCE_SCALE))
 
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

@@ -2,8 +2,8 @@
 check that lists every missing weight before a run starts.
 """
 
-from .base import REWARDS, MissingWeightsError, Reward, RewardSpec, WeightSource, check_rewards, load_reward, parse_reward_options, register_reward
-from . import clip, iqa, preference, world  # noqa: F401  (register the built-in rewards)
+from .base import REWARDS, MissingWeightsError, Reward, RewardSpec, WeightSource, check_rewards, load_reward, parse_reward_options, register_reward, reward_spec, reward_specs
+from . import clip, iqa, preference  # noqa: F401  (register the built-in rewards; plug-ins register theirs)
 
 __all__ = ["REWARDS", "MissingWeightsError", "Reward", "RewardSpec", "WeightSource", "check_rewards", "load_reward",
-           "parse_reward_options", "register_reward"]
+           "parse_reward_options", "register_reward", "reward_spec", "reward_specs"]

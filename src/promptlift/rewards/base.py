@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..registry import check_registration, parse_named_options
+from ..registry import check_registration, load_plugins, parse_named_options
 
 __all__ = [
     "REWARDS",
@@ -29,6 +29,8 @@ __all__ = [
     "load_reward",
     "parse_reward_options",
     "register_reward",
+    "reward_spec",
+    "reward_specs",
 ]
 
 
@@ -109,7 +111,15 @@ class MissingWeightsError(FileNotFoundError):
     """Every missing weight file, hub id or package of the requested rewards, listed at once."""
 
 
-def _spec(name: str) -> RewardSpec:
+def reward_specs() -> list[RewardSpec]:
+    """Every registered reward, plug-ins' included."""
+    load_plugins()
+    return list(REWARDS.values())
+
+
+def reward_spec(name: str) -> RewardSpec:
+    """The registered reward `name` (a plug-in's included), refused by name when unknown."""
+    load_plugins()  # plug-ins register their rewards (the world's judges)
     if name not in REWARDS:
         raise ValueError(f"unknown reward {name!r}; registered rewards: {', '.join(sorted(REWARDS))}.")
     return REWARDS[name]
@@ -122,8 +132,8 @@ def check_rewards(names: Sequence[str], options: dict[str, dict] | None = None) 
     options = options or {}
     missing = []
     for name in names:
-        spec = _spec(name)
-        if spec.requires and importlib.util.find_spec(spec.requires) is None:
+        spec = reward_spec(name)
+        if spec.requires and importlib.util.findreward_spec(spec.requires) is None:
             missing.append(f"- {name}: the package `{spec.requires}` is not installed: {spec.install}")
             continue
         for src in spec.sources(**options.get(name, {})):
@@ -136,7 +146,7 @@ def check_rewards(names: Sequence[str], options: dict[str, dict] | None = None) 
 def load_reward(name: str, device: str | torch.device | None = None, **options) -> Reward:
     """Build a registered reward (frozen) after checking its weights."""
     check_rewards([name], {name: options})
-    reward = _spec(name).factory(**options).freeze()
+    reward = reward_spec(name).factory(**options).freeze()
     return reward.to(device) if device is not None else reward
 
 

@@ -14,10 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..judges.clip import projected
 from .base import Reward, WeightSource, clip_preprocess, register_reward
 
-__all__ = ["CLIPScore", "PickScore", "LaionAesthetic", "encode_text_windows", "load_clip"]
+__all__ = ["CLIPScore", "PickScore", "LaionAesthetic", "encode_text_windows", "load_clip", "projected"]
+
+
+def projected(out) -> torch.Tensor:
+    """CLIP features as a tensor (transformers < 5 returns one; >= 5 returns an output with pooler_output)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 CLIP_L14 = "openai/clip-vit-large-patch14"
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"

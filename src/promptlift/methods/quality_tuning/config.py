@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...rewards.defaults import refuse_world_options
+from ...profiles import refuse_content_options
 from ..common import MethodTrainConfig
 
 __all__ = ["QualityTuningConfig"]
@@ -37,7 +37,7 @@ class QualityTuningConfig(MethodTrainConfig):
     early_stopping_patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without a better win rate."})
 
     def __post_init__(self):
-        refuse_world_options(self.pretrained_model_name_or_path, self.judge_bundle, max_semantic_drop=self.max_semantic_drop)
+        refuse_content_options(self.pretrained_model_name_or_path, self.judge_bundle, max_semantic_drop=self.max_semantic_drop)
         super().__post_init__()
         self.max_semantic_drop = 0.03 if self.max_semantic_drop is None else self.max_semantic_drop
         if self.train_data_dir is None or not (Path(self.train_data_dir) / "metadata.jsonl").is_file():

@@ -38,12 +38,11 @@ class RefineConfig:
     seed: int = field(default=0, metadata={"help": "Seed of sampling and previews."})
 
     def __post_init__(self):
-        from ...judges.bundle import is_embedded_source
-        from ...rewards.defaults import judge_defaults
+        from ...profiles import is_embedded, judge_defaults
 
         if not self.prompt.strip():
             raise ValueError("no prompt given; pass the PROMPT to refine.")
-        if self.refiner is None and not is_embedded_source(self.model):
+        if self.refiner is None and not is_embedded(self.model):
             raise ValueError(f"no `refiner` given, and the bundle's is the embedded model's, not {self.model!r}'s; train "
                              f"it: promptlift train refiner --model {self.model}, then pass --refiner OUTPUT_DIR/best.")
         self.reward = self.reward or judge_defaults(self.model).aesthetic

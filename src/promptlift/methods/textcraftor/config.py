@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ...judges.bundle import is_embedded_source
+from ...profiles import judge_defaults
 from ..common import MethodTrainConfig
-
-PAPER_REWARDS = ("clip-score:0.5", "laion-aesthetic:1", "pickscore:1", "hpsv2:1")  # arXiv 2403.18978, Table 1
-WORLD_REWARDS = ("world-aesthetic-reward:1", "world-clip:0.5")  # the embedded model's (bundle/textcraftor/recipe.yaml)
 
 __all__ = ["TextCraftorConfig", "parse_weighted"]
 
@@ -73,19 +70,16 @@ class TextCraftorConfig(MethodTrainConfig):
     def __post_init__(self):
         super().__post_init__()
         if not self.rewards:
-            self.rewards = list(WORLD_REWARDS if is_embedded_source(self.pretrained_model_name_or_path) else PAPER_REWARDS)
+            self.rewards = list(judge_defaults(self.pretrained_model_name_or_path).train_rewards)
         if not self.prompts:
             raise ValueError("`prompts` is empty; pass a .txt/.jsonl file, an imagefolder or a hub dataset id.")
         rewards = parse_weighted(self.rewards, "rewards")
         if not rewards:
             raise ValueError("no `reward` given; pass at least one NAME:WEIGHT.")
-        from ...rewards import REWARDS
+        from ...rewards import reward_spec
 
         for name, _ in rewards:
-            spec = REWARDS.get(name)
-            if spec is None:
-                raise ValueError(f"unknown reward {name!r}; registered rewards: {', '.join(sorted(REWARDS))}.")
-            if spec.eval_only:
+            if reward_spec(name).eval_only:
                 raise ValueError(f"reward {name!r} is evaluation-only (kept out of training so that reward hacking "
                                  "shows in evaluation); train on another reward.")
         if self.eval_judge in {name for name, _ in rewards}:

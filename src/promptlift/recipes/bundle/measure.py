@@ -18,6 +18,7 @@ from diffusers import StableDiffusionPipeline
 from ...evaluation.run import EvalConfig, evaluate
 from ...judges.bundle import attribute_accuracy, bundle_size_mb, load_judge
 from ...pipeline import MODEL_DEFAULTS_FILE
+from ...world.plugin import EMBEDDED_DECLARATION
 from ...utils import atomic_write_json, atomic_write_text, json_text
 from ...world.batches import blur
 from ...world.dataset import iter_prompt_set
@@ -102,7 +103,8 @@ def measure_bundle(cfg: BundleConfig) -> dict:
                "prompts_per_set": cfg.measure_prompts, "inference_steps": cfg.measure_inference_steps}
     write_card(cfg, "measure", metrics)
     atomic_write_json(Path(cfg.output_dir) / "pipeline" / MODEL_DEFAULTS_FILE,
-                      {"guidance_scale": best, "measured_by": "promptlift world train-bundle --parts measure"})
+                      {"guidance_scale": best, "measured_by": "promptlift world train-bundle --parts measure",
+                       **EMBEDDED_DECLARATION})
     return metrics
 
 

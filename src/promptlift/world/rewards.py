@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from ..judges.bundle import BUNDLE_DIR, load_judge, load_tokenizer_from
-from ..world.prompts import parse_prompt
-from ..world.scene import ATTRIBUTES
 from ..judges.clip import image_features, load_world_clip, text_features
-from .base import Reward, WeightSource, register_reward
+from ..rewards.base import Reward, WeightSource, register_reward
+from .prompts import parse_prompt
+from .scene import ATTRIBUTES
 
 __all__ = ["WorldAesthetic", "WorldAttributes", "WorldCLIPScore"]
 
