@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import yaml
@@ -15,11 +15,11 @@ from ..pipeline.cards import write_model_card
 from ..pipeline import base_model_record, load_pipeline, recommended_guidance_scale, write_base_model
 from ..pipeline.lift_config import recorded_options, write_lift_config
 from ..rewards import parse_reward_options
-from ..profiles import judge_defaults, prompts_or_default
+from ..profiles import judge_defaults, prompts_or_default, refuse_content_options
 from ..training import FitResult, TrainConfig
 from ..utils import atomic_write_json, atomic_write_text
 
-__all__ = ["BestKeeper", "MethodTrainConfig", "autocast", "freeze_pipeline", "load_frozen_pipeline"]
+__all__ = ["BestKeeper", "MethodTrainConfig", "autocast", "best_score", "freeze_pipeline", "load_frozen_pipeline"]
 
 PIPELINE_MODELS = ("vae", "unet", "text_encoder", "text_encoder_2")
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -48,12 +48,23 @@ class MethodTrainConfig(TrainConfig):
     judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
     eval_guidance_scale: float | None = field(default=None, metadata={"help": "Guidance scale of the evaluation images; default: the model's recommended one."})
     eval_inference_steps: int = field(default=25, metadata={"help": "Denoising steps of the evaluation images."})
+    best_metric: Literal["win_rate_vs_base", "semantic_all"] = field(default="win_rate_vs_base", metadata={
+        "help": "What the best checkpoint (best/) maximises on the held-out check, ties broken by the other "
+                "(semantic_all: all attributes right, read by a content judge; without one, the win rate)."})
+    max_semantic_drop: float | None = field(default=None, metadata={
+        "help": "A check whose all-attributes accuracy falls more than this below the base model's lost content: it "
+                "never becomes best; default: 0.01 where a content judge reads the model's images (the world's attribute "
+                "judge on the embedded model; refused on another model unless --judge_bundle names one)."})
     eval_resolution: int | None = field(default=None, metadata={"help": "Side of the evaluation images in pixels (multiple of 8); default: the model's."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute the UNet's activations in the backward pass "
                                                                          "(less memory at full size, about a third more time)."})
 
     def __post_init__(self):
         super().__post_init__()
+        refuse_content_options(self.pretrained_model_name_or_path, self.judge_bundle, max_semantic_drop=self.max_semantic_drop)
+        self.max_semantic_drop = 0.01 if self.max_semantic_drop is None else self.max_semantic_drop
+        if not 0 <= self.max_semantic_drop <= 1:
+            raise ValueError(f"`max_semantic_drop` is a share of prompts, in [0, 1]; got {self.max_semantic_drop}.")
         parse_reward_options(self.reward_option)
         defaults = judge_defaults(self.pretrained_model_name_or_path)
         self.eval_prompts = prompts_or_default(self.eval_prompts, defaults.heldout_prompts,
@@ -102,10 +113,25 @@ def freeze_pipeline(pipe, train: str | None = None):
     return pipe
 
 
+def best_score(metrics: dict, cfg: MethodTrainConfig) -> list[float] | None:
+    """How a held-out check ranks, higher better, compared in order (the second breaks ties): the one rule of every
+    method's best/. None, never best: a check that lost content (all-attributes accuracy more than
+    `cfg.max_semantic_drop` below the base model's). A judged check ranks by `cfg.best_metric` (the win rate vs base,
+    ties broken by the judge's mean; or all attributes right, ties broken by the win rate); a check without images
+    (a text-only refiner's) by its held-out cross-entropy, lower better."""
+    if "semantic_all" in metrics and metrics["semantic_all"] < metrics["semantic_all_base"] - cfg.max_semantic_drop:
+        return None
+    if "win_rate_vs_base" not in metrics:
+        return [-metrics["heldout_ce"]]
+    if cfg.best_metric == "semantic_all" and "semantic_all" in metrics:
+        return [metrics["semantic_all"], metrics["win_rate_vs_base"]]
+    return [metrics["win_rate_vs_base"], metrics["judge_mean"]]
+
+
 class BestKeeper:
-    """The held-out check's history and the best weights so far: `keep(step, score, metrics, save)` calls
-    `save(output_dir / "best")` and writes best/eval.json when `score` beats every earlier one (higher is better;
-    None never counts). A resumed run keeps competing with the best its earlier part saved.
+    """The held-out check's history and the best weights so far: `keep(step, metrics, save)` calls
+    `save(output_dir / "best")` and writes best/eval.json when the check's `best_score` beats every earlier one (None
+    never counts). A resumed run keeps competing with the best its earlier part saved.
 
     Every folder of weights it writes (best/, and final/ through `mark`) also gets what the output needs to be used
     elsewhere: lift_config.json (the lift's type, options and the model it was trained on, checked when it is
@@ -120,6 +146,9 @@ class BestKeeper:
         self.output_dir = Path(output_dir)
         best = self.output_dir / "best" / "eval.json"
         self.best = json.loads(best.read_text()).get("score") if best.is_file() else None
+        if isinstance(self.best, (int, float)):  # a run of an older release wrote one number
+            self.best = [self.best]
+        self.cfg = cfg
         self.since_best, self.history = 0, []
         self.method, self.options = method, dict(options or {})
         self.base = base_model_record(pipe, cfg.pretrained_model_name_or_path) if pipe is not None else None
@@ -140,9 +169,10 @@ class BestKeeper:
             write_base_model(folder, self.base)
         write_model_card(folder, self.method or "lift", self.base, metrics, self.recipe)
 
-    def keep(self, step: int, score: float | None, metrics: dict, save: Callable[[Path], None]) -> bool:
+    def keep(self, step: int, metrics: dict, save: Callable[[Path], None]) -> bool:
         """Record the check at `step`; True when it was the best so far (and saved)."""
         self.history.append({"step": step, **metrics})
+        score = best_score(metrics, self.cfg)
         if score is None or (self.best is not None and score <= self.best):
             self.since_best += 1
             return False

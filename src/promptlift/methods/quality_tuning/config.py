@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...profiles import refuse_content_options
+from ...profiles import content_profile
 from ..common import MethodTrainConfig
 
 __all__ = ["QualityTuningConfig"]
@@ -31,15 +31,12 @@ class QualityTuningConfig(MethodTrainConfig):
     resolution: int | None = field(default=None, metadata={"help": "Aspect-ratio buckets of about this many pixels squared (sides multiples of 64): each image resized and centre-cropped to its bucket, each batch from one bucket; default: every image at its own size (all must match)."})
     noise_offset: float = field(default=0.1, metadata={"help": "Noise offset (Emu uses 0.1)."})
     caption_dropout: float = field(default=0.1, metadata={"help": "Share of empty captions, so classifier-free guidance keeps working."})
-    max_semantic_drop: float | None = field(default=None, metadata={
-        "help": "A checkpoint whose semantic accuracy (the world's attribute judge) falls more than this below base is "
-                "never kept as best; default: 0.03 on the embedded model (no judge reads another's images)."})
     early_stopping_patience: int = field(default=3, metadata={"help": "Stop after this many evaluations without a better win rate."})
 
     def __post_init__(self):
-        refuse_content_options(self.pretrained_model_name_or_path, self.judge_bundle, max_semantic_drop=self.max_semantic_drop)
+        if self.max_semantic_drop is None and content_profile(self.pretrained_model_name_or_path, self.judge_bundle):
+            self.max_semantic_drop = 0.03  # a LoRA that beautifies costs a little content (bundle/quality-tuning/recipe.yaml)
         super().__post_init__()
-        self.max_semantic_drop = 0.03 if self.max_semantic_drop is None else self.max_semantic_drop
         if self.train_data_dir is None or not (Path(self.train_data_dir) / "metadata.jsonl").is_file():
             raise ValueError(f"`train_data_dir` {str(self.train_data_dir)!r} is not an imagefolder with metadata.jsonl; "
                              "pass the output_dir of `promptlift curate`.")

@@ -143,9 +143,7 @@ def train(cfg: QualityTuningConfig) -> Path:
 
     def eval_fn(model, step):
         metrics = evaluator()  # the pipeline's UNet is the model in training
-        semantic_kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - cfg.max_semantic_drop
-        keeper.keep(step, metrics["win_rate_vs_base"] if semantic_kept else None, metrics,
-                    lambda folder: save_weights(model, cfg, folder))
+        keeper.keep(step, metrics, lambda folder: save_weights(model, cfg, folder))
         return metrics
 
     def stop_fn(metrics):

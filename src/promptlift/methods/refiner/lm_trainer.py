@@ -101,15 +101,14 @@ def train_lm(cfg: RefinerConfig) -> Path:
         if evaluator is not None:
             from .trainer import _judged_check
 
-            metrics, score = _judged_check(refiner, evaluator, cfg)
+            metrics = _judged_check(refiner, evaluator, cfg)
         else:
             with torch.no_grad():
                 ce = float(loss_fn(m, held)[0])
             metrics = {"heldout_ce": ce, "samples": [f"{r['coarse']} -> {refiner.one_shot([r['coarse']])[0]}"
                                                      for r in held_rows[:4]]}
-            score = -ce
         m.train()
-        keeper.keep(step, score, metrics, lambda folder: _save(m, tokenizer, cfg, folder, weights))
+        keeper.keep(step, metrics, lambda folder: _save(m, tokenizer, cfg, folder, weights))
         return metrics
 
     result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")

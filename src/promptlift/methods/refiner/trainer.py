@@ -129,23 +129,21 @@ def _build_model(cfg: RefinerConfig, features: TextFeatures, caches: list[dict])
     return model
 
 
-def _judged_check(refiner: Refiner, evaluator: HeldOutEvaluator, cfg: RefinerConfig) -> tuple[dict, float | None]:
-    """Held-out prompts rewritten one-shot and judged against the raw ones; a step that loses content scores None,
-    so it never becomes best/."""
+def _judged_check(refiner: Refiner, evaluator: HeldOutEvaluator, cfg: RefinerConfig) -> dict:
+    """Held-out prompts rewritten one-shot and judged against the raw ones."""
     lift = RefinerLift("refiner", None, max_new_tokens=cfg.eval_max_new_tokens, refiner=refiner)
     metrics = evaluator([lift])
     metrics["samples"] = [f"{a} -> {b}" for a, b in lift.last_rewrites[:4]]
-    kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
-    return metrics, metrics["win_rate_vs_base"] if kept else None
+    return metrics
 
 
-def _cross_entropy_check(refiner: Refiner, held_out: dict, held_rows: list[dict]) -> tuple[dict, float]:
+def _cross_entropy_check(refiner: Refiner, held_out: dict, held_rows: list[dict]) -> dict:
     """Text only: the held-out pairs' best-mode cross-entropy (lower is better) and a few refinements."""
     m = refiner.model
     adapted = m.adapt(held_out["x"].float(), held_out["mask"])
     ce = float(mode_cross_entropy(m, adapted, held_out["mask"], held_out["labels"]).min(1).values.mean())
     samples = [f"{r['coarse']} -> {refiner.one_shot([r['coarse']])[0]}" for r in held_rows[:4]]
-    return {"heldout_ce": ce, "samples": samples}, -ce
+    return {"heldout_ce": ce, "samples": samples}
 
 
 def _batch_fn(cfg: RefinerConfig, cache: dict, model: PromptRefiner, features: TextFeatures, pipe, use_images: bool):
@@ -234,10 +232,10 @@ def train(cfg: RefinerConfig) -> Path:
     def eval_fn(m, step):
         refiner = Refiner(m, features, pipe, extend=cfg.extend_coarse)
         if evaluator is not None:
-            metrics, score = _judged_check(refiner, evaluator, cfg)
+            metrics = _judged_check(refiner, evaluator, cfg)
         else:
-            metrics, score = _cross_entropy_check(refiner, held_out, held_rows)
-        keeper.keep(step, score, metrics, lambda folder: m.save_pretrained(folder, {**extra, "step": step}))
+            metrics = _cross_entropy_check(refiner, held_out, held_rows)
+        keeper.keep(step, metrics, lambda folder: m.save_pretrained(folder, {**extra, "step": step}))
         return metrics
 
     result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")

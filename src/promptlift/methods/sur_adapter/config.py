@@ -22,6 +22,10 @@ class SURAdapterConfig(MethodTrainConfig):
     """
 
     train_data_dir: Path | None = field(default=None, metadata={"help": "Imagefolder of triples (metadata.jsonl with the two prompt columns)."})
+    best_metric: Literal["win_rate_vs_base", "semantic_all"] = field(default="semantic_all", metadata={
+        "help": "What the best checkpoint (best/) maximises on the held-out check, ties broken by the other: the "
+                "adapter's aim is simple prompts drawn right (all attributes right, read by a content judge; without "
+                "one, the win rate)."})
     simple_column: str = field(default="simple", metadata={
         "help": "Column of the simple (narrative) prompt: `promptlift sur-triples` writes `simple`; the world's "
                 "datasets call it `narrative`."})

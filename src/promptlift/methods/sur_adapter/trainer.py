@@ -291,9 +291,7 @@ def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, keeper: BestKeep
         # setting (a learnt gate head or the folder's lift.json), measured apart (scripts/sur_eval.py, sur_gate.py)
         adapter = SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher, reads="rewrite", gate="none")
         metrics = evaluator([*refiner, adapter])
-        # the method's aim: simple prompts right; ties broken by the aesthetic win rate
-        score = metrics.get("semantic_all", 0.0) + 1e-3 * metrics["win_rate_vs_base"]
-        keeper.keep(step, score, metrics, lambda folder: save_adapter(model, cfg, folder))
+        keeper.keep(step, metrics, lambda folder: save_adapter(model, cfg, folder))
         return metrics
 
     return eval_fn

@@ -156,11 +156,7 @@ def train(cfg: TextCraftorConfig) -> Path:
         lifts = [] if cfg.train == "unet_lora" else [TextCraftorLift("textcraftor", None, switch_step=cfg.switch_step,
                                                                      originals=originals)]
         metrics = evaluator(lifts)
-        # the aim: more appealing images with the content kept; a semantic drop over 1 point never counts as best
-        kept = metrics.get("semantic_all", 1.0) >= metrics.get("semantic_all_base", 0.0) - 0.01
-        # the win rate saturates at 1 quickly; the judge's mean breaks ties
-        score = metrics["win_rate_vs_base"] + 1e-3 * metrics["judge_mean"] if kept else None
-        keeper.keep(step, score, metrics, lambda folder: save_tuned(pipe, cfg, folder, {"step": step}))
+        keeper.keep(step, metrics, lambda folder: save_tuned(pipe, cfg, folder, {"step": step}))
         return metrics
 
     trainable = [p for p in model.parameters() if p.requires_grad]
