@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
-from promptlift.methods import LIFTED_STACK  # noqa: E402
+from promptlift.pipeline.stack import LIFTED_STACK  # noqa: E402
 from promptlift.pipeline import encode_prompts, rewrite_prompts  # noqa: E402
 from promptlift.utils import atomic_write_json, run_record  # noqa: E402
 

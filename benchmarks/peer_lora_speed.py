@@ -106,7 +106,8 @@ def main() -> None:
     print(json.dumps({k: round(v, 3) for k, v in ratios.items()}), "(promptlift / peer; goals 1.0, 1.5, 1.1)")
     atomic_write_json(args.results, {
         "run": run_record(), "settings": {k: getattr(args, k) for k in ("steps", "short_steps", "num_threads",
-                                                                         "num_scenes", "resolution", "batch_size", "rank")},
+                                                                         "num_scenes", "resolution", "batch_size", "rank",
+                                                                         "eval_at_end")},
         "runs": [{"system": name, "steps": steps, "seconds": round(seconds, 2), "peak_gib": round(gib, 3)}
                  for (name, steps), (seconds, gib) in results.items()],
         "per_step_seconds": {k: round(v, 4) for k, v in per_step.items()},

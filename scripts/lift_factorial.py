@@ -36,7 +36,7 @@ from promptlift.config import load_config
 from promptlift.evaluation.run import EvalConfig, evaluate, read_scores
 from promptlift.world import ATTRIBUTES
 from promptlift.evaluation.systems import format_system_table, system_table
-from promptlift.methods import LIFTED_OPTIONS, LIFTED_STACK
+from promptlift.pipeline.stack import LIFTED_OPTIONS, LIFTED_STACK
 from promptlift.stats import bootstrap_mean
 from promptlift.utils import atomic_write_json, distributed_state, run_record
 

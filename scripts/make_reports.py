@@ -336,6 +336,17 @@ size; an LM refiner's rewrite is the same on any model):
 {table(["system", "GFLOP (embedded)", "vs base", "GFLOP (SD 1.5)", "vs base"], flops)}"""
 
 
+def final_check_note(settings: dict) -> str:
+    """What the runs did at the end: promptlift's final held-out check, which the peer does not run, or not."""
+    if settings.get("eval_at_end", True):
+        return ("The end-to-end difference is promptlift's final held-out check, which the peer does not run: the base "
+                "model's scores are cached across runs, but the tuned model's held-out images (64 prompts, 25 steps) "
+                "are made every run; `--no-eval_at_end` skips it.")
+    return ("Neither runs a final check here (the peer has no `--validation_prompt`; promptlift runs with "
+            "`--no-eval_at_end`, as a user who wants the weights only does); `benchmarks/peer_lora_speed.py "
+            "--eval_at_end` adds promptlift's (64 held-out images with the tuned model).")
+
+
 def speed_page(peer: Path | None, overhead: Path | None = None) -> str:
     parts = [HEAD + "# Speed\n"]
     if peer is not None:
@@ -359,8 +370,7 @@ estimate carries the jitter of all that both runs of a system share (start-up, c
 a few seconds each), spread over the steps between: one run of the script is not enough to decide a goal of 1.0x.
 
 {table(["promptlift / peer", "ratio", "goal", "met"], ratios)}
-The end-to-end difference is promptlift's final held-out check, which the peer does not run: the base model's scores
-are cached across runs, but the tuned model's held-out images (64 prompts, 25 steps) are made every run.
+{final_check_note(s)}
 """)
     if overhead is not None:
         parts.append(overhead_section(overhead))

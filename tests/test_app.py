@@ -18,7 +18,7 @@ pytest.importorskip("gradio")
 
 from promptlift.app.state import AppState, ServeConfig, UserError  # noqa: E402
 from promptlift.app.votes import VoteStore  # noqa: E402
-from promptlift.methods import LIFTED_STACK  # noqa: E402
+from promptlift.pipeline.stack import LIFTED_STACK  # noqa: E402
 from helpers import run_cli  # noqa: E402
 
 

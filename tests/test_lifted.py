@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from promptlift.cli import cli
 from promptlift.judges import BUNDLE_DIR
-from promptlift.methods import LIFTED_STACK, lifted_options, lifted_specs
+from promptlift.pipeline.stack import LIFTED_STACK, lifted_options, lifted_specs
 from promptlift.methods.sur_adapter.lift import SURAdapterLift
 from promptlift.methods.sur_adapter.model import SURAdapter
 from promptlift.methods.textcraftor.lift import TextCraftorLift

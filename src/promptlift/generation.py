@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import to_dict
-from .methods import lifted_options, lifted_specs
 from .pipeline import (Lift, call_with_lifts, check_prompts, lift, load_pipeline, model_name,
                        pipeline_lifts, recommended_guidance_scale, rewrite_prompts, seeded_images)
+from .pipeline.stack import expand_stack
 from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
 
 __all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_record", "image_seeds",
@@ -51,7 +51,7 @@ class SamplingConfig:
     lifted: bool = field(default=False, metadata={
         "help": "Apply the whole lifted stack: refiner, quality-tuning, SUR-adapter, TextCraftor (the bundle's weights, "
                 "or those `--lift NAME=PATH` gives; on another model every one needs its PATH), in the order they "
-                "compose, with the stack's options (`promptlift.methods.LIFTED_OPTIONS`) unless a `--lift_option` "
+                "compose, with the stack's options (`promptlift.pipeline.stack.STACK`) unless a `--lift_option` "
                 "says otherwise."})
     num_inference_steps: int = field(default=25, metadata={"help": "Denoising steps.", "min": 1, "max": 1000})
     guidance_scale: float | None = field(default=None, metadata={
@@ -76,7 +76,7 @@ class SamplingConfig:
 
     def __post_init__(self):
         if self.lifted:
-            self.lift, self.lift_option = lifted_specs(self.lift), lifted_options(self.lift_option)
+            self.lift, self.lift_option = expand_stack(self.lift, self.lift_option)
         for name in ("num_inference_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

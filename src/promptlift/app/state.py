@@ -18,7 +18,8 @@ from typing import Callable
 import torch
 
 from ..data.review import REVIEW_FILE, read_review
-from ..methods import LIFTED_OPTIONS, LIFTED_STACK, METHODS, lifted_specs
+from ..methods import METHODS
+from ..pipeline.stack import LIFTED_STACK, STACK, expand_stack
 from ..utils import atomic_write_json, json_text
 from .votes import QUESTIONS, VoteStore
 
@@ -168,7 +169,7 @@ class AppState:
             try:
                 specs, options = [self._lift_spec(n, mix) for n in key[1]], ()
                 if key[1] == LIFTED_STACK:  # the whole stack, as `--lifted`: its weights and options
-                    specs, options = lifted_specs(specs), LIFTED_OPTIONS
+                    specs, options = expand_stack(specs)
                 if specs:
                     lift(pipe, specs, options, reversible=False)
             except ValueError as e:
@@ -195,10 +196,8 @@ class AppState:
 
     @property
     def stack_alpha(self) -> float:
-        """TextCraftor's alpha in the lifted stack (`LIFTED_OPTIONS`): the Create page's default."""
-        from ..pipeline import parse_lift_options
-
-        return float(parse_lift_options(LIFTED_OPTIONS).get("textcraftor", {}).get("alpha", 1.0))
+        """TextCraftor's alpha in the lifted stack (`STACK`): the Create page's default."""
+        return float(next(each.options for each in STACK if each.name == "textcraftor").get("alpha", 1.0))
 
     def generate(self, prompt: str, lifts: tuple[str, ...], seed: int, steps: int, alpha: float | None = None,
                  on_step: Callable[[int], None] | None = None, model: int = 0, mix: float = 1.0) -> tuple:

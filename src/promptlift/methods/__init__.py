@@ -1,6 +1,6 @@
 """The four post-training methods, one folder each (config.py: the dataclass; trainer.py: the loop; the lift that
-applies what it trained), registered in METHODS; common.py and heldout.py hold what their trainers share, stack.py
-the lifted stack of all four.
+applies what it trained), registered in METHODS; common.py and heldout.py hold what their trainers share (the
+lifted stack of all four is data in pipeline/stack.py).
 
 A new method is a folder here whose __init__ registers it with `register_method` (config, trainer, lift), imported
 below; the CLI's `train` group, `promptlift lifts`, the app and the bundle paths then all know it.
@@ -8,7 +8,5 @@ below; the CLI's `train` group, `promptlift lifts`, the app and the bundle paths
 
 from . import quality_tuning, refiner, sur_adapter, textcraftor  # noqa: F401 (each registers its method and lift)
 from .registry import METHODS, MethodSpec, bundle_lift, register_method, train
-from .stack import LIFTED_OPTIONS, LIFTED_STACK, lifted_options, lifted_specs
 
-__all__ = ["LIFTED_OPTIONS", "LIFTED_STACK", "METHODS", "MethodSpec", "bundle_lift", "lifted_options", "lifted_specs",
-           "register_method", "train"]
+__all__ = ["METHODS", "MethodSpec", "bundle_lift", "register_method", "train"]

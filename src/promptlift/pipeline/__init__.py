@@ -31,7 +31,7 @@ from .lifts import (
 from .base_model import (BASE_MODEL_FILE, EMBEDDED_MODEL_NAME, base_model_record, check_fits, is_embedded_model, model_name,
                          read_base_model, text_encoder_fingerprint, write_base_model)
 from .lifted import (LIFTABLE_PIPELINES, call_with_lifts, check_liftable, is_lifted, lift, model_guidance_scale,
-                     pipeline_lifts, register_lifted_stack, seeded_images, unlift)
+                     pipeline_lifts, seeded_images, unlift)
 from .loading import MODEL_DEFAULTS_FILE, SUPPORTED_PIPELINES, default_model_path, load_pipeline, recommended_guidance_scale
 from .prompts import (
     PromptEmbeds,
@@ -50,5 +50,5 @@ __all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "LIFTABLE_PIPELINES", "LIFT
            "default_model_path", "encode_prompts", "is_embedded_model", "is_lifted", "join_prompt", "lift",
            "load_component_strict", "load_lifts", "load_pipeline", "load_plugins", "model_guidance_scale", "model_name",
            "parse_lift", "parse_lift_options", "pipeline_lifts", "plus_edits", "prompt_padding_mask",
-           "read_base_model", "recommended_guidance_scale", "register_lift", "register_lifted_stack", "rewrite_prompts", "seeded_images",
+           "read_base_model", "recommended_guidance_scale", "register_lift", "rewrite_prompts", "seeded_images",
            "swapped", "text_encoder_fingerprint", "unlift", "unload_empty_lora_layers", "write_base_model"]

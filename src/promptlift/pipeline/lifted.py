@@ -39,9 +39,10 @@ from ..profiles import model_declaration
 from ..registry import load_plugins
 from .lifts import LIFTS, Lift, lift_for, load_lifts
 from .prompts import encode_prompts, rewrite_prompts
+from .stack import expand_stack
 
 __all__ = ["LIFTABLE_PIPELINES", "call_with_lifts", "check_liftable", "disable_lifts", "get_lifts", "is_lifted", "lift",
-           "load_lift", "model_guidance_scale", "own_component", "pipeline_lifts", "register_lifted_stack",
+           "load_lift", "model_guidance_scale", "own_component", "pipeline_lifts", 
            "seeded_images", "set_lifts", "unlift", "unload_lifts"]
 
 # Exactly these classes: img2img, inpainting and the others share their encoders but not their call
@@ -125,16 +126,6 @@ class _Schedule:
         if "add_text_embeds" in self.replaced:
             kwargs["added_cond_kwargs"] = {**added, "text_embeds": self.replaced["add_text_embeds"]}
         return tuple(args), kwargs
-
-
-# (specs, options) -> the whole stack's (specs, options): set by promptlift.methods.stack
-_LIFTED_STACK: Callable[[list[str], Sequence[str]], tuple[list[str], list[str]]] | None = None
-
-
-def register_lifted_stack(expand: Callable[[list[str], Sequence[str]], tuple[list[str], list[str]]]) -> None:
-    """Set what `lift(pipe, lifted=True)` applies (the methods package registers its four-lift stack)."""
-    global _LIFTED_STACK
-    _LIFTED_STACK = expand
 
 
 def check_liftable(pipe) -> None:
@@ -483,11 +474,7 @@ def lift(pipe: DiffusionPipeline, lifts: Sequence[str | Lift] = (), options: Seq
                          "with `promptlift.load_lift`.")
     specs = [s for s in lifts if isinstance(s, str)]
     if lifted:
-        load_plugins()  # promptlift.methods sets the stack
-        if _LIFTED_STACK is None:
-            raise ValueError("`lifted=True` needs the lifted stack, which promptlift.methods registers; it is not "
-                             "installed with this package.")
-        specs, options = _LIFTED_STACK(specs, options)
+        specs, options = expand_stack(specs, options)
     built = iter(load_lifts(specs, options, pipe=pipe) if specs or options else [])
     # in the order given (the order lifts compose in), the stack's after any Lift objects
     loaded = [each for each in lifts if isinstance(each, Lift)] + list(built) if lifted else \
