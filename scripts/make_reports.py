@@ -230,15 +230,44 @@ def narrative_page(files: list[Path], notes: Path | None = None, probes: list[Pa
         parts.append("\n" + notes.read_text().strip() + "\n")
     for path in files:
         record = json.loads(path.read_text())
-        what = "the lifted stack with each adapter" if record["stack"] else "each adapter alone"
         parts.append(f"\n## {record.get('title', path.stem)}\n\n`benchmarks/results/{path.name}`: {run_line(record['run'])}; "
-                     f"{record['num_prompts']} prompts x {record['seeds']} seeds per set, prompt seed "
-                     f"{record['prompt_seed']}, {what}, gate {record['gate']}.\n")
-        systems = ", ".join(f"`{name}` = {' '.join(spec) or 'the base model'}" for name, spec in record["systems"].items())
+                     f"{record['num_prompts']} prompts x {record['seeds']} seeds per set, {scenes(record)}"
+                     f"{setup(record)}.\n")
+        systems = ", ".join(f"`{name}` = {describe_system(spec)}" for name, spec in record["systems"].items())
         parts.append(f"\nSystems: {systems}.\n")
         for name, rows in record["sets"].items():
-            parts.append(f"\n{name}:\n\n" + systems_markdown(rows))
+            parts.append(f"\n{world_set(name)}:\n\n" + systems_markdown(rows))
     return "".join(parts) + stack_section(list(stack_files)) + probe_section(list(probes))
+
+
+def scenes(record: dict) -> str:
+    """Which world scenes a record's prompts are: prompt seed 0 (report) or another (seed 3: selection)."""
+    seed = record.get("prompt_seed")
+    if seed is None:  # `promptlift eval --system`: the world sets' subset seed-N
+        subset = record.get("prompts_subset") or "seed-0"
+        seed = int(subset.removeprefix("seed-")) if subset.startswith("seed-") else subset
+    return f"prompt seed {seed}"
+
+
+def setup(record: dict) -> str:
+    """What older `scripts/sur_eval.py` records say of their systems (later records name every lift in `systems`)."""
+    if "stack" not in record:
+        return ""
+    what = "the lifted stack with each adapter" if record["stack"] else "each adapter alone"
+    return f", {what}, gate {record['gate']}"
+
+
+def describe_system(spec) -> str:
+    """A system of a results file: `promptlift eval --system`'s {"lift", "lift_option"}, or an older list of lifts."""
+    lifts, options = (spec["lift"], spec["lift_option"]) if isinstance(spec, dict) else (spec, [])
+    if not lifts:
+        return "the base model"
+    return " ".join(lifts) + (f" ({', '.join(options)})" if options else "")
+
+
+def world_set(name: str) -> str:
+    """A world prompt set's full name (older results files key them without the `world-` prefix)."""
+    return name if name.startswith("world-") or "/" in name or "." in name else f"world-{name}"
 
 
 def systems_markdown(rows: dict) -> str:
@@ -388,16 +417,16 @@ chain), `benchmarks/eval_overhead.py`, `benchmarks/world_render.py`, `benchmarks
 def headline_table(path: Path) -> str:
     """The README's results table: the lifted stack against the base model on each set of `path`."""
     if not path.is_file():
-        return f"Not measured yet: `{path.relative_to(ROOT)}` is written by `scripts/sur_eval.py --stack --results`.\n"
+        return f"Not measured yet: `{path.relative_to(ROOT)}` is written by `promptlift eval --system ... --results`.\n"
     record = json.loads(path.read_text())
-    rows = []
+    rows, baseline = [], record.get("baseline", "base")
     for name, systems in record["sets"].items():
-        base = systems["base"]
+        base = systems[baseline]
         for system, r in systems.items():
-            if system == "base":
+            if system == baseline:
                 continue
             vs = r["vs_baseline"]
-            rows.append([f"world-{name}", pct(base["semantic"]["all"]), pct(r["semantic"]["all"]),
+            rows.append([world_set(name), pct(base["semantic"]["all"]), pct(r["semantic"]["all"]),
                          f"{base['aesthetic']:.2f} -> {r['aesthetic']:.2f}", f"{pct(vs['win_rate'])}{interval(vs['ci95'])}"])
     return table(["prompt set", "base: all four", "stack: all four", "aesthetic, base -> stack", "win rate vs base"], rows)
 

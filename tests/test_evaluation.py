@@ -263,3 +263,57 @@ def test_a_prompts_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
     path.write_bytes(b'{"prompt": "a red ball"}\n{"prompt": "caf\xe9"}\n')
     with pytest.raises(ValueError, match=r"p.jsonl:2: not UTF-8 text"):
         load_prompt_set(str(path))
+
+
+def test_eval_compares_systems_on_every_prompt_set(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir):
+    """`eval --system`: each system an eval run of each set (same prompts and seeds), one table per set against the
+    first system, written with the run record; a second call reads the finished runs back."""
+    out = tmp_path / "systems"
+    args = ("eval", "--model", tiny_pipeline_dirs["sd1"], "--prompts", "world-literal,world-narrative-val", "--num_prompts", 2,
+            "--rewards", "world-attributes", "--reward_option", f"world-attributes.bundle_dir={tiny_bundle_dir}",
+            "--judge_bundle", tiny_bundle_dir, "--num_inference_steps", 2, "--output_dir", out,
+            "--system", "base=", "--system", "kw=keywords,keywords.keywords=sharp focus", "--title", "tiny")
+    run(*args)
+    record = json.loads((out / "systems.json").read_text())
+    assert record["title"] == "tiny" and record["baseline"] == "base" and record["judge"] == "world-attributes"
+    assert record["systems"] == {"base": {"lift": [], "lift_option": []},
+                                 "kw": {"lift": ["keywords"], "lift_option": ["keywords.keywords=sharp focus"]}}
+    assert set(record["sets"]) == {"world-literal", "world-narrative-val"} and record["run"]["command"]
+    for name in record["sets"]:
+        rows = [json.loads(line) for line in (out / name / "kw" / "scores.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and all(r["prompt_used"].endswith(", sharp focus") for r in rows)
+        assert set(record["sets"][name]["kw"]["semantic"]) == {"setting", "kind", "color", "count", "all"}
+        assert "vs_baseline" in record["sets"][name]["kw"] and "vs_baseline" not in record["sets"][name]["base"]
+    images = sorted((out / "world-literal" / "base" / "images").iterdir())
+    made = [p.stat().st_mtime_ns for p in images]
+    run(*args)  # finished runs are read back, no image made again
+    assert [p.stat().st_mtime_ns for p in images] == made
+    assert json.loads((out / "systems.json").read_text())["sets"] == record["sets"]
+    refused = run(*args, "--lift", "keywords")
+    assert refused.exit_code != 0 and "name each system's lifts in it" in refused.output, refused.output
+
+
+def test_a_system_spec_names_lifts_options_and_the_whole_stack():
+    from promptlift.evaluation.systems import parse_system
+    from promptlift.pipeline.stack import LIFTED_OPTIONS, LIFTED_STACK
+
+    assert parse_system("base=") == ("base", [], [])
+    name, lifts, options = parse_system("mix=textcraftor=runs/a:0.5,runs/b:0.5,textcraftor.alpha=0.5")
+    assert lifts == ["textcraftor=runs/a:0.5,runs/b:0.5"] and options == ["textcraftor.alpha=0.5"]
+    name, lifts, options = parse_system("stack=lifted,sur-adapter=runs/sur/best,textcraftor.alpha=0.5")
+    assert lifts == [*LIFTED_STACK[:2], "sur-adapter=runs/sur/best", LIFTED_STACK[3]]
+    assert options[-1] == "textcraftor.alpha=0.5" and set(LIFTED_OPTIONS) - {"textcraftor.alpha=1.0"} <= set(options)
+    with pytest.raises(ValueError, match="unknown lift 'nope'"):
+        parse_system("x=nope")
+    with pytest.raises(ValueError, match="must be NAME=LIFT"):
+        parse_system("stack")
+
+
+def test_world_sets_draw_other_scenes_by_subset():
+    from promptlift.world.dataset import iter_prompt_set
+
+    records = load_prompt_set("world-narrative-val", subset="seed-3", num_prompts=3)
+    assert [r["prompt"] for r in records] == [x["prompt"] for x in iter_prompt_set("narrative-val", 3, seed=3)]
+    assert records != load_prompt_set("world-narrative-val", num_prompts=3)
+    with pytest.raises(ValueError, match="must be seed-N"):
+        load_prompt_set("world-narrative-val", subset="three")

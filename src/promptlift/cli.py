@@ -209,6 +209,12 @@ def convert_lift(folders: tuple[Path, ...], lift_type: str | None) -> None:
 def _run_eval(cfg) -> None:
     from .evaluation.run import evaluate
 
+    if cfg.system:
+        from .evaluation.systems import SYSTEMS_FILE, evaluate_systems
+
+        evaluate_systems(cfg)
+        click.echo(f"systems compared: {Path(cfg.output_dir) / SYSTEMS_FILE} (a run folder per set and system beside it)")
+        return
     out = evaluate(cfg)
     click.echo((out / "summary.json").read_text().rstrip())
     click.echo(f"run folder: {out} (report.html, summary.json, scores.jsonl)")

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..config import to_dict
 from ..data.prompt_sets import load_prompt_set
 from ..generation import SamplingConfig, generate_images, load_sampling
-from ..pipeline import check_prompts, rewrite_prompts
+from ..pipeline import check_prompts, parse_lift_options, rewrite_prompts
 from ..profiles import content_profile, judge_defaults, prompts_or_default
 from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..stats import bootstrap_mean
@@ -58,6 +58,18 @@ class EvalConfig(SamplingConfig):
     judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
     overwrite: bool = field(default=False, metadata={"help": "Start afresh in an output_dir that holds another run (its "
                                                                "scores, images and report are deleted)."})
+    system: list[str] = field(default_factory=list, metadata={
+        "help": "NAME=LIFT[,LIFT...]: a system to compare, repeatable; each LIFT is NAME[=PATH], `lifted` (the whole "
+                "stack) or LIFT.KEY=VALUE (an option), `NAME=` the model without lifts. Every system runs on every set "
+                "of --prompts (comma-separated) into OUTPUT_DIR/SET/NAME; one table per set against the first system "
+                "(or --baseline), with 95 % intervals, in OUTPUT_DIR/systems.json."})
+    baseline: str | None = field(default=None, metadata={"help": "With --system: the system the others are compared "
+                                                                  "with; default: the first."})
+    judge: str | None = field(default=None, metadata={
+        "help": "With --system: the reward (one of --rewards) that judges the win rates; default: the model's judge "
+                "if scored, else the first reward."})
+    results: Path | None = field(default=None, metadata={"help": "With --system: also write systems.json here."})
+    title: str | None = field(default=None, metadata={"help": "With --system: the results' heading in reports."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -69,6 +81,16 @@ class EvalConfig(SamplingConfig):
                                           "with --prompts_path (its local copy)")
         self.rewards = list(self.rewards) or list(defaults.eval_rewards)
         parse_reward_options(self.reward_option)
+        if self.system:
+            if self.lift or self.lift_option:
+                raise ValueError("`--lift`/`--lift_option`/`--lifted` and `--system` are given; with --system, name "
+                                 "each system's lifts in it, e.g. --system stack=lifted --system tc=textcraftor=PATH.")
+            self.judge = self.judge or (defaults.judge if defaults.judge in self.rewards else self.rewards[0])
+            if self.judge not in self.rewards:
+                raise ValueError(f"`judge` {self.judge!r} is not scored; add it to --rewards ({', '.join(self.rewards)}).")
+        elif any(getattr(self, name) is not None for name in ("baseline", "judge", "results", "title")):
+            raise ValueError("`baseline`, `judge`, `results` and `title` describe a comparison of systems; add "
+                             "--system NAME=LIFT[,LIFT...] (one per system), or drop them.")
 
 
 def _check_resume(out: Path, settings: dict, overwrite: bool, clear: bool = True) -> None:
@@ -79,7 +101,7 @@ def _check_resume(out: Path, settings: dict, overwrite: bool, clear: bool = True
         return
     old = json.loads(saved.read_text())
     keys = (*_RUN_KEYS, "prompts_sha256") if "prompts_sha256" in old else _RUN_KEYS  # runs before the fingerprint
-    diff = [k for k in keys if old.get(k) != settings.get(k)]
+    diff = [k for k in keys if _setting(old, k) != _setting(settings, k)]
     if diff and overwrite and clear:
         for name in ("scores.jsonl", "summary.json", "report.html", "config.json"):
             (out / name).unlink(missing_ok=True)
@@ -88,6 +110,13 @@ def _check_resume(out: Path, settings: dict, overwrite: bool, clear: bool = True
         what = ", ".join("the prompts' text" if k == "prompts_sha256" else k for k in diff)
         raise ValueError(f"`output_dir` {str(out)!r} holds a run made from other settings ({what}); choose a new "
                          "output_dir, pass `--overwrite` to replace that run, or repeat its settings to resume it.")
+
+
+def _setting(settings: dict, key: str):
+    """A run setting as it acts: lift options as the options each lift gets (their order matters only where one key
+    is given twice, and then the last wins)."""
+    value = settings.get(key)
+    return parse_lift_options(value or []) if key == "lift_option" else value
 
 
 def _fingerprint(records: list[dict]) -> str:

@@ -1,15 +1,95 @@
-"""Systems compared on the same prompts and seeds: semantic accuracy, aesthetic, win rate and all-four change vs a
-baseline run, with bootstrap 95 % intervals over prompts (the tables of the method scripts in scripts/)."""
+"""Systems compared on the same prompts and seeds (`promptlift eval --system NAME=LIFT[,LIFT...]`): every system an
+eval run of every prompt set, then per set a table against a baseline system: semantic accuracy, the judge's mean,
+the win rate and the all-correct change, with bootstrap 95 % intervals over prompts."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 from typing import Mapping
 
+from ..pipeline import LIFTS, parse_lift
+from ..pipeline.stack import expand_stack
+from ..registry import load_plugins
 from ..stats import bootstrap_mean, win_rate
-from .run import read_scores
+from ..utils import atomic_write_json, distributed_state, run_record
+from .run import EvalConfig, evaluate, read_scores
 
-__all__ = ["format_system_table", "system_table"]
+__all__ = ["SYSTEMS_FILE", "evaluate_systems", "format_system_table", "parse_system", "system_table"]
+
+SYSTEMS_FILE = "systems.json"
+_SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_OPTION = re.compile(r"^([a-z0-9-]+)\.[a-z_][a-z0-9_]*=")
+
+
+def parse_system(spec: str) -> tuple[str, list[str], list[str]]:
+    """`NAME=LIFT[,LIFT...]` -> (NAME, `--lift` specs, `--lift_option`s). A LIFT is `lifted` (the whole stack, its
+    lifts and options, which the others given override), `NAME[=PATH]` (a path with commas, as a TextCraftor mix
+    `textcraftor=a:0.5,b:0.5`, stays whole) or `LIFT.KEY=VALUE`; `NAME=` is the model without lifts."""
+    name, sep, items = spec.partition("=")
+    name = name.strip()
+    if not sep or not _SYSTEM_NAME.match(name):
+        raise ValueError(f"`--system {spec}` must be NAME=LIFT[,LIFT...] with a NAME of letters, digits and -_.+ "
+                         "(e.g. --system stack=lifted, --system base=).")
+    load_plugins()
+    lifts, options, lifted = [], [], False
+    for item in (i.strip() for i in items.split(",") if i.strip()):
+        option = _OPTION.match(item)
+        if item == "lifted":
+            lifted = True
+        elif option and option.group(1) in LIFTS:
+            options.append(item)
+        elif item.partition("=")[0] in LIFTS or not lifts:
+            parse_lift(item)  # refuses an unknown lift by name
+            lifts.append(item)
+        else:  # a PATH of the lift before it, cut at its comma
+            lifts[-1] += "," + item
+    if lifted:
+        lifts, options = expand_stack(lifts, options)
+    return name, lifts, options
+
+
+def evaluate_systems(cfg: EvalConfig) -> dict:
+    """Every system of `cfg.system` evaluated on every prompt set of `cfg.prompts` (comma-separated) with the same
+    prompts and seeds (runs in OUTPUT_DIR/SET/SYSTEM; finished ones are read back, unfinished ones resumed); per set the
+    table against the baseline, printed and written with the run record (date, commit, command, machine) to
+    OUTPUT_DIR/systems.json (and `cfg.results`). Under `accelerate launch` / `torchrun` the processes share each run."""
+    systems = {}
+    for spec in cfg.system:
+        name, lifts, options = parse_system(spec)
+        if name in systems:
+            raise ValueError(f"two systems are named {name!r}; give each --system its own NAME.")
+        systems[name] = {"lift": lifts, "lift_option": options}
+    baseline = cfg.baseline or next(iter(systems))
+    if baseline not in systems:
+        raise ValueError(f"`baseline` {baseline!r} is none of the systems ({', '.join(systems)}).")
+    sets = [s.strip() for s in str(cfg.prompts).split(",") if s.strip()]
+    main = distributed_state().is_main_process
+    tables = {}
+    for prompt_set in sets:
+        runs = {}
+        for name, lifts in systems.items():
+            out = Path(cfg.output_dir) / _folder(prompt_set) / name
+            runs[name] = evaluate(dataclasses.replace(cfg, prompts=prompt_set, system=[], baseline=None, judge=None,
+                                                      results=None, title=None, lifted=False, output_dir=out, **lifts))
+        tables[prompt_set] = system_table(runs, baseline, cfg.judge)
+        if main:
+            print(f"\n{prompt_set}: {cfg.num_prompts or 'all'} prompts x {cfg.seeds} seeds, judged by {cfg.judge}\n"
+                  + format_system_table(tables[prompt_set], baseline), flush=True)
+    record = {"title": cfg.title or f"{', '.join(systems)} on {', '.join(sets)}", "run": run_record(),
+              "model": cfg.model, "judge": cfg.judge, "baseline": baseline, "num_prompts": cfg.num_prompts,
+              "seeds": cfg.seeds, "prompts_subset": cfg.prompts_subset, "systems": systems, "sets": tables}
+    if main:
+        for path in [Path(cfg.output_dir) / SYSTEMS_FILE, *([cfg.results] if cfg.results else [])]:
+            atomic_write_json(path, record)
+    return record
+
+
+def _folder(prompt_set: str) -> str:
+    """A run folder's name for a prompt set: its name, or a file's stem."""
+    path = Path(prompt_set)
+    return path.stem if path.suffix in (".txt", ".jsonl") else prompt_set
 
 
 def _rows(run: Path) -> dict[tuple, dict]:

@@ -7,6 +7,7 @@ Nothing below the world imports it; the registries load it the first time they a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ..data.prompt_sets import register_prompt_set
@@ -58,12 +59,18 @@ register_embedded_model(BUNDLE_DIR / "pipeline", lifts=BUNDLE_DIR)
 
 def _world_set(name: str):
     def loader(_text, subset, num_prompts: int = 1000) -> list[dict]:
+        """Seed 0 (the report scenes), or the seed a subset "seed-N" names (seed-3: the scenes the trainers' check
+        and every choice of options use)."""
+        match = re.fullmatch(r"seed-(\d+)", subset or "seed-0")
+        if match is None:
+            raise ValueError(f"prompt set world-{name}: subset {subset!r} must be seed-N (seed-0: the report scenes, "
+                             "seed-3: the selection scenes).")
         return [{"id": str(i), "prompt": x["prompt"], "expected": x["expected"], "category": x["style"]}
-                for i, x in enumerate(iter_prompt_set(name, num_prompts, seed=0))]
+                for i, x in enumerate(iter_prompt_set(name, num_prompts, seed=int(match.group(1))))]
 
     return loader
 
 
 for _name in WORLD_PROMPT_STYLES:
-    register_prompt_set(f"world-{_name}", help=f"The world's {_name} prompt set (held-out scenes, with expected attributes).",
-                        builtin=True)(_world_set(_name))
+    register_prompt_set(f"world-{_name}", help=f"The world's {_name} prompt set (held-out scenes, with expected "
+                        "attributes; --prompts_subset seed-N draws other scenes).", builtin=True)(_world_set(_name))
