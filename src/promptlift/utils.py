@@ -148,8 +148,11 @@ def run_record(argv: list[str] | None = None) -> dict:
                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                "torch": torch.__version__, "python": platform.python_version(),
                "processes": int(os.environ.get("WORLD_SIZE", 1))}
+    argv = list(sys.argv if argv is None else argv)
+    if argv and Path(argv[0]).name in ("__main__.py", "promptlift") and Path(argv[0]).parent.name in ("promptlift", "bin"):
+        argv[0] = "promptlift"  # `python -m promptlift` and the console script, as a user types either
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-            "command": shlex.join(sys.argv if argv is None else argv), "machine": machine}
+            "command": shlex.join(argv), "machine": machine}
 
 
 def cache_dir() -> Path:
