@@ -5,7 +5,7 @@
 
 Sources: the embedded bundle's card.json (the recipe's `measure` part and each method's bundle run), the memory
 model's measured steps (src/promptlift/memory/measured.jsonl, `benchmarks/real_size.py`), benchmarks/results/*.json
-(`scripts/sur_eval.py --results`, `scripts/teacher_probe.py --results`, `benchmarks/peer_lora_speed.py`) and the
+(`promptlift eval --system --results`, `research/teacher_probe.py --results`, `benchmarks/peer_lora_speed.py`) and the
 hand-written reading of them beside (benchmarks/results/*-notes.md). Every table names the file it comes from; every
 page names the date, commit, command and machine of its results, or where the file's commits are listed. A number
 that is no longer true is re-measured into its results file, never edited here or in the page.
@@ -173,7 +173,7 @@ held-out check kept step {qt['best_step']}. 200 prompts x 2 seeds per set agains
 ## TextCraftor
 
 `{tc['recipe']}` ({tc['what']}); best step {tc['best_step']}. The held-out check, 64 prompts with fixed seeds
-(`scripts/textcraftor_heldout.py`):
+(measured by `scripts/textcraftor_heldout.py`, since replaced by `promptlift eval --system`):
 
 {table(["prompt set", "judge B, base -> tuned", "win rate vs base", "all four, base -> tuned"], tc_rows)}
 ## Prompt refiner (UF-FGTG)
@@ -190,7 +190,7 @@ per set:
 {table(["set", "setting", "kind", "colour", "count", "all four", "base all four", "win rate vs base"], sur_rows)}
 The paper's ablations on {"an earlier bundle recipe (`" + previous['recipe'] + "`, without the mixed rows, the attribute head and the pools)" if previous is not sur else "this recipe"},
 500 steps each, the trainer's held-out check (64 narrative-val prompts of other scenes; +-6 points on all four),
-`scripts/sur_ablations.py --max_train_steps 500`:
+`research/sur_ablations.py --max_train_steps 500`:
 
 {table(["run", "setting", "kind", "colour", "count", "all four", "win rate vs base"], ab_rows)}
 The [narrative-prompts report](narrative.md) has the adapters trained since and the lifted stack.
@@ -204,7 +204,7 @@ def short_teacher(spec: str) -> str:
 
 
 def probe_section(files: list[Path]) -> str:
-    """The teacher probes (`scripts/teacher_probe.py --results`): what each teacher carries to unseen phrasings."""
+    """The teacher probes (`research/teacher_probe.py --results`): what each teacher carries to unseen phrasings."""
     parts = []
     for path in files:
         record = json.loads(path.read_text())
@@ -222,7 +222,8 @@ def narrative_page(files: list[Path], notes: Path | None = None, probes: list[Pa
     """The sur_eval results `files`, after the hand-written reading of them in `notes` (what the tables show), then
     the stack's ablations `stack_files` and the teacher probes `probes`."""
     parts = [HEAD + "# Narrative prompts: the SUR-adapter and the lifted stack\n\n"
-             "Each table is one `scripts/sur_eval.py` run against the base model on the same prompts and seeds: "
+             "Each table is one comparison of systems (`promptlift eval --system`; before it, `scripts/sur_eval.py`) "
+             "against the base model on the same prompts and seeds: "
              "semantic accuracy (%) by the attribute judge, the change of all-four accuracy vs base and the aesthetic "
              "win rate vs base (predictor B), with bootstrap 95 % intervals over prompts. Prompt seed 3 draws the "
              "trainers' held-out scenes (used to choose), seed 0 the report scenes (used to report).\n"]
@@ -284,7 +285,7 @@ def systems_markdown(rows: dict) -> str:
 
 
 def stack_section(files: list[Path]) -> str:
-    """The stack's factorial and leave-one-out runs (`scripts/lift_factorial.py --results`): every cell, and what
+    """The stack's factorial and leave-one-out runs (`research/lift_factorial.py --results`): every cell, and what
     each lift gives (the factorial: its marginal effect; leave-one-out: the stack minus the stack without it)."""
     parts = []
     for path in files:

@@ -59,5 +59,6 @@ def test_run_record_names_the_launchers_process_count(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert run_record(["x"])["machine"]["processes"] == 1
     monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun and accelerate launch set in every process
-    record = run_record(["scripts/sur_eval.py", "--num_threads", "1"])
-    assert record["machine"]["processes"] == 2 and record["command"] == "scripts/sur_eval.py --num_threads 1"
+    record = run_record(["research/lift_factorial.py", "--num_threads", "1"])
+    assert record["machine"]["processes"] == 2 and record["command"] == "research/lift_factorial.py --num_threads 1"
+    assert run_record(["/x/src/promptlift/__main__.py", "eval"])["command"] == "promptlift eval"  # as a user types it

@@ -66,9 +66,9 @@ def evaluate_systems(cfg: EvalConfig) -> dict:
         raise ValueError(f"`baseline` {baseline!r} is none of the systems ({', '.join(systems)}).")
     sets = [s.strip() for s in str(cfg.prompts).split(",") if s.strip()]
     main = distributed_state().is_main_process
-    tables = {}
+    tables, folders = {}, {}
     for prompt_set in sets:
-        runs = {}
+        runs = folders[prompt_set] = {}
         for name, lifts in systems.items():
             out = Path(cfg.output_dir) / _folder(prompt_set) / name
             runs[name] = evaluate(dataclasses.replace(cfg, prompts=prompt_set, system=[], baseline=None, judge=None,
@@ -79,7 +79,8 @@ def evaluate_systems(cfg: EvalConfig) -> dict:
                   + format_system_table(tables[prompt_set], baseline), flush=True)
     record = {"title": cfg.title or f"{', '.join(systems)} on {', '.join(sets)}", "run": run_record(),
               "model": cfg.model, "judge": cfg.judge, "baseline": baseline, "num_prompts": cfg.num_prompts,
-              "seeds": cfg.seeds, "prompts_subset": cfg.prompts_subset, "systems": systems, "sets": tables}
+              "seeds": cfg.seeds, "prompts_subset": cfg.prompts_subset, "systems": systems, "sets": tables,
+              "runs": {name: {system: str(run) for system, run in runs.items()} for name, runs in folders.items()}}
     if main:
         for path in [Path(cfg.output_dir) / SYSTEMS_FILE, *([cfg.results] if cfg.results else [])]:
             atomic_write_json(path, record)

@@ -70,7 +70,7 @@ class SURAdapterConfig(MethodTrainConfig):
                                                                "the teacher probe), the adapter renders their classes."})
     llm_norm: bool = field(default=True, metadata={"help": "With `llm_tokens`: a LayerNorm on the teacher's token states "
                                                            "before the adapter reads them; false reads them as they are, as "
-                                                           "scripts/teacher_probe.py's probe does."})
+                                                           "research/teacher_probe.py's probe does."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})

@@ -11,7 +11,7 @@ Beyond the paper (`llm_tokens`): the transformer layers also cross-attend over t
 learned positions added to the queries, so what the teacher knows about each word of an unseen phrasing reaches
 every output position rather than one pooled vector added to all of them. With `slots`, K learned attention pools
 over the teacher's tokens (the form of the one-query probe that reads attributes off the teacher best, generalising
-to unseen phrasings where a mean does not: scripts/teacher_probe.py) are added to every query and read as K more
+to unseen phrasings where a mean does not: research/teacher_probe.py) are added to every query and read as K more
 memory tokens (or, with `pools_only`, as the only ones: a bottleneck, so the output follows only what the pools
 carry); an attribute head then reads pool j for attribute j, as the probe does. With `class_memory` the adapter reads
 each labelled attribute as its head's class probabilities times learnt class embeddings (classify, then render), in

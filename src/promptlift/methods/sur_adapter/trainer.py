@@ -288,7 +288,7 @@ def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, keeper: BestKeep
 
     def eval_fn(model, step):
         # the adapter measured whole: narrative prompts are the ones it exists to change, and a gate is the lift's
-        # setting (a learnt gate head or the folder's lift.json), measured apart (scripts/sur_eval.py, sur_gate.py)
+        # setting (a learnt gate head or the folder's lift.json), measured apart (`promptlift eval --system`, research/sur_gate.py)
         adapter = SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher, reads="rewrite", gate="none")
         metrics = evaluator([*refiner, adapter])
         keeper.keep(step, metrics, lambda folder: save_adapter(model, cfg, folder))

@@ -1,9 +1,9 @@
 """Why does the SUR-adapter's attribute head classify unseen narrative colours worse than the teacher probe?
 
-    .venv/bin/python scripts/head_ablation.py --triples data/world-sur-triples [--features runs/head-ablation.pt]
+    .venv/bin/python research/head_ablation.py --triples data/world-sur-triples [--features runs/head-ablation.pt]
         [--results benchmarks/results/head-ablation.json]
 
-The probe (scripts/teacher_probe.py: an attention pool over the MiniLM teacher's token states and a linear classifier
+The probe (research/teacher_probe.py: an attention pool over the MiniLM teacher's token states and a linear classifier
 per attribute) and the adapter's head (the same pool and classifier, inside the adapter) differ in three ways: the
 rows they learn from (the probe: 4 000 narrative-train prompts and 2 000 literal ones; the head: every simple column
 of the triples), a LayerNorm on the teacher's states (the head's), and the optimiser (the probe: Adam at 1e-2, 300

@@ -1,14 +1,14 @@
 """Where does a narrative prompt's content get lost? Read it back from the prompt embedding the UNet receives.
 
-    .venv/bin/python scripts/sur_diagnose.py [NAME=ADAPTER_FOLDER ...] [--num_prompts 200] [--sets narrative-val]
+    .venv/bin/python research/sur_diagnose.py [NAME=ADAPTER_FOLDER ...] [--num_prompts 200] [--sets narrative-val]
 
 For each prompt of a world set, the embedding the UNet reads (the base text encoder's, or the one a SUR-adapter
 made of it) is decoded by its nearest neighbour (mean squared distance over every position) among the embeddings
 of all 960 contents (5 settings x 6 kinds x 8 colours x 4 counts) written both as literal prompts ("two red boats
 at sunset") and as complex prompts without quality keywords ("two red boats, sunset, warm evening sky") - the
 prompts the base model draws right 99.5 % of the time. The decoded attributes' accuracy is what reaches the
-UNet; beside the teacher's probe (scripts/teacher_probe.py: what the teacher carries) and the judged images
-(scripts/sur_eval.py: what is drawn) it places each loss at a stage. An adapter trained with an attribute head
+UNet; beside the teacher's probe (research/teacher_probe.py: what the teacher carries) and the judged images
+(`promptlift eval --system`: what is drawn) it places each loss at a stage. An adapter trained with an attribute head
 (`--attribute_columns`) gets a second row, "NAME head": the head's own classes, what the adapter's output carries
 in the form the head reads (its mean over positions) whether or not it reaches the UNet's reading. Prints accuracy
 per attribute and all four. `--prompt_seed 3` reads the selection scenes (the trainers' held-out check's).

@@ -2,11 +2,11 @@
 seeds, judged by the attribute judge and aesthetic predictor B (`world-aesthetic`, evaluation only). The whole stack
 runs as `--lifted` does (with LIFTED_OPTIONS); the other cells with each lift's own defaults.
 
-    .venv/bin/python scripts/lift_factorial.py [--sets narrative-val literal] [--num_prompts 64] [--seeds 2]
+    .venv/bin/python research/lift_factorial.py [--sets narrative-val literal] [--num_prompts 64] [--seeds 2]
         [--full_prompts 200] [--output_dir runs/lift-factorial] [--only_cells base stack]
         [--leave_one_out [--leave_out refiner textcraftor]]
 
-Every cell is a `promptlift eval` run in OUTPUT_DIR/<set>/<cell> (a finished run is read back, so the work splits
+Every cell is a `promptlift eval --system` run in OUTPUT_DIR/world-<set>/<cell> (a finished run is read back, so the work splits
 over processes with `--only_cells`); the base model and the whole stack run on `--full_prompts` prompts, the other
 14 cells on the first `--num_prompts` of them (the world's prompt sets give scene i the same in every run). The
 lifts are the bundle's (`LIFTED_STACK`, in the order they compose). Per set it prints:
@@ -16,7 +16,7 @@ lifts are the bundle's (`LIFTED_STACK`, in the order they compose). Per set it p
   with a bootstrap 95 % interval over prompts.
 Writes OUTPUT_DIR/lift_factorial.json (with the run's date, commit, command and machine; `--results FILE` too).
 Runs under torchrun as `promptlift eval` does: `OMP_NUM_THREADS=1 .venv/bin/torchrun --nproc_per_node 2
-scripts/lift_factorial.py ... --num_threads 1`.
+research/lift_factorial.py ... --num_threads 1`.
 
 `--leave_one_out` asks what each lift costs or gives inside the stack as it ships instead: the base model, the whole
 stack and the stack without each lift (the others with the stack's options), all on `--full_prompts`; per lift, the
@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from promptlift.config import load_config
-from promptlift.evaluation.run import EvalConfig, evaluate, read_scores
+from promptlift.evaluation.run import EvalConfig, read_scores
+from promptlift.evaluation.systems import evaluate_systems, format_system_table, system_table
 from promptlift.world import ATTRIBUTES
-from promptlift.evaluation.systems import format_system_table, system_table
 from promptlift.pipeline.stack import LIFTED_OPTIONS, LIFTED_STACK
 from promptlift.stats import bootstrap_mean
 from promptlift.utils import atomic_write_json, distributed_state, run_record
@@ -59,9 +59,12 @@ def leave_one_out_cells(leave_out: Sequence[str] = LIFTED_STACK) -> list[tuple[s
     return [(), tuple(LIFTED_STACK), *(tuple(n for n in LIFTED_STACK if n != out) for out in leave_out)]
 
 
-def cell_options(lifts: tuple[str, ...]) -> list[str]:
-    """The stack's options (LIFTED_OPTIONS) of the lifts a leave-one-out cell keeps."""
-    return [o for o in LIFTED_OPTIONS if o.partition(".")[0] in lifts]
+def cell_spec(lifts: tuple[str, ...], leave_one_out: bool) -> list[str]:
+    """A cell as `--system` items: the whole stack as `--lifted` runs it; a leave-one-out cell with the stack's options
+    (LIFTED_OPTIONS) of the lifts it keeps; a factorial cell with each lift's own defaults."""
+    if lifts == tuple(LIFTED_STACK):
+        return ["lifted"]
+    return [*lifts, *(o for o in LIFTED_OPTIONS if o.partition(".")[0] in lifts and leave_one_out)]
 
 
 def per_image(run: Path, base: dict) -> dict[tuple, dict[str, float]]:
@@ -142,20 +145,23 @@ def main() -> None:
     stack = tuple(LIFTED_STACK)
     main_process = distributed_state().is_main_process  # under torchrun: one process prints and writes
     result = {}
+    chosen = leave_one_out_cells(args.leave_out) if args.leave_one_out else cells()
+    if args.only_cells:
+        chosen = [c for c in chosen if {cell_name(c), "stack" if c == stack else None} & set(args.only_cells)]
     for name in args.sets:
+        # the cells as `promptlift eval --system` runs them: the base model and the whole stack (as `--lifted`) on
+        # `full_prompts`, the others on `num_prompts` (or, leaving one out, all on `full_prompts`)
+        full_cells = [c for c in chosen if args.leave_one_out or c in ((), stack)]
         runs = {}
-        for lifts in leave_one_out_cells(args.leave_out) if args.leave_one_out else cells():
-            cell = cell_name(lifts)
-            if args.only_cells and not ({cell, "stack" if lifts == stack else None} & set(args.only_cells)):
+        for group, n in ((full_cells, args.full_prompts), ([c for c in chosen if c not in full_cells], args.num_prompts)):
+            if not group:
                 continue
-            full = args.leave_one_out or lifts in ((), stack)
             cfg = load_config(EvalConfig, None, {
-                "prompts": f"world-{name}", "num_prompts": args.full_prompts if full else args.num_prompts,
-                "seeds": args.seeds, "rewards": [JUDGE], "lift": list(lifts), "lifted": lifts == stack,  # its options too
-                "lift_option": cell_options(lifts) if args.leave_one_out and lifts != stack else [],
-                "batch_size": args.batch_size,
-                "output_dir": str(Path(args.output_dir) / name / cell)})
-            runs[lifts] = evaluate(cfg)
+                "prompts": f"world-{name}", "num_prompts": n, "seeds": args.seeds, "rewards": [JUDGE],
+                "batch_size": args.batch_size, "output_dir": args.output_dir,
+                "system": [f"{cell_name(c)}={','.join(cell_spec(c, args.leave_one_out))}" for c in group]})
+            record = evaluate_systems(cfg)
+            runs.update({c: Path(record["runs"][f"world-{name}"][cell_name(c)]) for c in group})
         if args.only_cells or not main_process:  # the tables are the main process's
             continue
         base = {(r["id"], r["seed"]): r for r in read_scores(runs[()])}

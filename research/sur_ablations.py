@@ -1,6 +1,6 @@
 """SUR-adapter ablations in the world: the bundle's recipe and the same run without each part, equal steps.
 
-    .venv/bin/python scripts/sur_ablations.py [--max_train_steps 300] [--output_dir runs/sur-ablations]
+    .venv/bin/python research/sur_ablations.py [--max_train_steps 300] [--output_dir runs/sur-ablations]
 
 Runs `configs/world/sur-adapter.yaml` (the bundle's recipe: the adapter cross-attends over MiniLM's token states,
 per-token target of the complex prompt's embedding) as "full", then with the LLM distillation off (`llm_weight 0`),

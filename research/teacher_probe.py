@@ -1,6 +1,6 @@
 """How much of a narrative prompt's content can the SUR-adapter's teacher carry to phrasings it never saw?
 
-    .venv/bin/python scripts/teacher_probe.py [--teacher PATH[@LAYER] ...] [--standardise] [--steps 300]
+    .venv/bin/python research/teacher_probe.py [--teacher PATH[@LAYER] ...] [--standardise] [--steps 300]
         [--results benchmarks/results/teacher-probe.json]
 
 Probes of each teacher's hidden states (default: the packaged all-MiniLM-L6-v2, last layer; `PATH@LAYER` picks a

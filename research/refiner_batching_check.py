@@ -1,6 +1,6 @@
 """The bundle refiner's one-shot rewrites decoded one prompt at a time vs 16 at a time: how many agree, and the time.
 
-    .venv/bin/python scripts/refiner_batching_check.py [--num_prompts 200] [--num_threads 2]
+    .venv/bin/python research/refiner_batching_check.py [--num_prompts 200] [--num_threads 2]
 """
 
 import argparse

@@ -4,7 +4,7 @@ meets the bundle refiner's: their cosine and size ratio at the positions of the 
 An adapter that reads the refiner's rewrite (`reads`, default: its folder's lift.json) is measured on the rewrites,
 as the lifted stack runs it (the cosine and ratio then are not printed: the rewrite passes through the adapter).
 
-    .venv/bin/python scripts/sur_gate.py [--adapter PATH] [--reads user|rewrite] [--first 400 --last 600] [--num_threads 1]
+    .venv/bin/python research/sur_gate.py [--adapter PATH] [--reads user|rewrite] [--first 400 --last 600] [--num_threads 1]
 
 The bundle's gate was read off this: literal and complex prompts below LOW, narrative-train ones above HIGH. For an
 adapter with a learnt gate (`gate_columns`) the quantiles of its weights follow.

@@ -1,7 +1,7 @@
 """Text-level accuracy of prompt refiners on world prompt sets: does the refined prompt state every attribute of the
 scene, and in the words the base model was trained on?
 
-    .venv/bin/python scripts/refiner_text_eval.py NAME=REFINER_FOLDER [...] [--sets narrative-val mixed-val literal]
+    .venv/bin/python research/refiner_text_eval.py NAME=REFINER_FOLDER [...] [--sets narrative-val mixed-val literal]
         [--num_prompts 200] [--prompt_seed 3] [--max_new_tokens 24] [--batch_size 16] [--results FILE]
 
 Each refiner rewrites each set's prompts one-shot (greedy); the rewrite is parsed twice by the world's `parse_prompt`:
