@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from promptlift.data.curation import CurateConfig, curate  # noqa: E402
 from promptlift.data.records import iter_records  # noqa: E402
 from promptlift.rewards import load_reward  # noqa: E402
-from promptlift.utils import images_to_tensor  # noqa: E402
+from promptlift.images import images_to_tensor  # noqa: E402
 from promptlift.world.config import DatasetConfig  # noqa: E402
 from promptlift.world.dataset import build_dataset  # noqa: E402
 

@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.evaluation.run import EvalConfig, evaluate  # noqa: E402
-from promptlift.utils import images_to_tensor  # noqa: E402
+from promptlift.images import images_to_tensor  # noqa: E402
 from promptlift.generation import generate_images, load_sampling  # noqa: E402
 from promptlift.rewards import load_reward  # noqa: E402
 from promptlift.tiny import save_tiny_pipeline  # noqa: E402

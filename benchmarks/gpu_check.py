@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
     from promptlift.tiny import save_tiny_pipeline
-    from promptlift.utils import atomic_write_json, atomic_write_text
+    from promptlift.files import atomic_write_json, atomic_write_text
 
     root = args.output_dir
     rows = []

@@ -37,7 +37,8 @@ from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
 from promptlift.pipeline.stack import LIFTED_STACK  # noqa: E402
 from promptlift.pipeline import encode_prompts, rewrite_prompts  # noqa: E402
-from promptlift.utils import atomic_write_json, run_record  # noqa: E402
+from promptlift.files import atomic_write_json  # noqa: E402
+from promptlift.runs import run_record  # noqa: E402
 
 SD15 = Path(__file__).resolve().parents[1] / "src" / "promptlift" / "memory" / "architectures" / "sd15"
 

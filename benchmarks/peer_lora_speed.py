@@ -78,7 +78,8 @@ def main() -> None:
     if not (PEERS / "run_peer.py").is_file():
         raise SystemExit(f"the peers' scripts are not at {PEERS}")
     from promptlift.pipeline import default_model_path
-    from promptlift.utils import atomic_write_json, run_record
+    from promptlift.files import atomic_write_json
+    from promptlift.runs import run_record
     from promptlift.world.config import DatasetConfig
     from promptlift.world.dataset import build_dataset
 

@@ -50,7 +50,7 @@ def build_pipeline(arch: str, folder: Path) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from promptlift.tiny import byte_level_clip_tokenizer
-    from promptlift.utils import atomic_dir
+    from promptlift.files import atomic_dir
 
     def read(name):
         return json.loads((CONFIGS / arch / f"{name}.json").read_text())

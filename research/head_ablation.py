@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from promptlift.methods.sur_adapter.llm import default_teacher
-from promptlift.utils import atomic_path, atomic_write_json, run_record
+from promptlift.files import atomic_path, atomic_write_json
+from promptlift.runs import run_record
 from promptlift.world.dataset import iter_prompt_set
 from promptlift.world.scene import ATTRIBUTES
 from teacher_probe import AttentionProbe, fit_probe, labels, load_teacher, prompt_features

@@ -38,7 +38,9 @@ from promptlift.evaluation.systems import evaluate_systems, format_system_table,
 from promptlift.world import ATTRIBUTES
 from promptlift.pipeline.stack import LIFTED_OPTIONS, LIFTED_STACK
 from promptlift.stats import bootstrap_mean
-from promptlift.utils import atomic_write_json, distributed_state, run_record
+from promptlift.files import atomic_write_json
+from promptlift.devices import distributed_state
+from promptlift.runs import run_record
 
 JUDGE = "world-aesthetic"
 METRICS = ("win", *ATTRIBUTES, "all")

@@ -18,7 +18,8 @@ import torch
 
 from promptlift.methods.refiner.strategies import Refiner
 from promptlift.pipeline import load_pipeline
-from promptlift.utils import atomic_write_json, run_record
+from promptlift.files import atomic_write_json
+from promptlift.runs import run_record
 from promptlift.world.dataset import iter_prompt_set
 from promptlift.world.prompts import parse_prompt
 from promptlift.world.scene import ATTRIBUTES

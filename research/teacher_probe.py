@@ -19,7 +19,8 @@ import argparse
 import torch
 
 from promptlift.methods.sur_adapter.llm import default_teacher
-from promptlift.utils import atomic_write_json, run_record
+from promptlift.files import atomic_write_json
+from promptlift.runs import run_record
 from promptlift.world.dataset import iter_prompt_set
 from promptlift.world.scene import ATTRIBUTES
 

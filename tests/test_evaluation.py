@@ -156,7 +156,7 @@ def test_out_of_range_numbers_are_refused_before_any_work(tmp_path, tiny_pipelin
 
 
 def test_written_json_is_strict():
-    from promptlift.utils import json_text
+    from promptlift.files import json_text
 
     assert json.loads(json_text({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
 

@@ -272,9 +272,9 @@ def test_a_run_folder_in_use_by_another_process_is_refused_and_freed_when_it_die
     import subprocess
     import sys
 
-    from promptlift.utils import RunLock
+    from promptlift.runs import RunLock
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from promptlift.utils import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from promptlift.runs import RunLock; "
                                f"RunLock({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:

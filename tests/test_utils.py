@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from promptlift.utils import prefetch
+from promptlift.data.prefetch import prefetch
 
 
 def test_prefetch_keeps_order_and_applies_fn():
@@ -54,7 +54,7 @@ def test_read_prompts_from_text_jsonl_and_json_files(tmp_path):
 
 
 def test_run_record_names_the_launchers_process_count(monkeypatch):
-    from promptlift.utils import run_record
+    from promptlift.runs import run_record
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert run_record(["x"])["machine"]["processes"] == 1

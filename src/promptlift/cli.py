@@ -80,10 +80,6 @@ def config_command(name: str, cfg_cls: type | Callable[[], type], run: Callable[
         try:
             cfg = load_config(cfg_cls if isinstance(cfg_cls, type) else cfg_cls(), config, overrides)
             _quiet_loading()
-            if getattr(cfg, "num_threads", 0):  # from the first model loaded on: caching before training included
-                import torch
-
-                torch.set_num_threads(cfg.num_threads)
             run(cfg)
         except (ValueError, FileNotFoundError) as e:
             if _debug():
@@ -223,7 +219,7 @@ def _run_eval(cfg) -> None:
 def _run_compare(cfg) -> None:
     from .evaluation.compare import compare
 
-    from .utils import json_text
+    from .files import json_text
 
     click.echo(json_text(compare(cfg), indent=2))
 
@@ -382,7 +378,7 @@ def _run_world_contact_sheet(cfg) -> None:
 def _run_world_stats(cfg) -> None:
     from .world.dataset import world_stats
 
-    from .utils import json_text
+    from .files import json_text
 
     click.echo(json_text(world_stats(cfg), indent=2))
 
@@ -390,7 +386,7 @@ def _run_world_stats(cfg) -> None:
 def _run_train_bundle(cfg) -> None:
     from .recipes.bundle import train_bundle
 
-    from .utils import json_text
+    from .files import json_text
 
     click.echo(json_text(train_bundle(cfg), indent=2))
 

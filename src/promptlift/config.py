@@ -217,6 +217,6 @@ def load_config(
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write `cfg` as YAML, atomically."""
-    from .utils import atomic_write_text
+    from .files import atomic_write_text
 
     return atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

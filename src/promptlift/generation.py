@@ -19,7 +19,8 @@ from .config import to_dict
 from .pipeline import (Lift, call_with_lifts, check_prompts, lift, load_pipeline, model_name,
                        pipeline_lifts, recommended_guidance_scale, rewrite_prompts, seeded_images)
 from .pipeline.stack import expand_stack
-from .utils import atomic_path, atomic_write_json, default_font, ensure_output_dir
+from .files import atomic_path, atomic_write_json, ensure_output_dir
+from .images import default_font
 
 __all__ = ["GenerateConfig", "SamplingConfig", "compare_sheet", "generate", "generate_images", "image_record", "image_seeds",
            "load_sampling", "sampling_kwargs"]

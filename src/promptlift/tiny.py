@@ -19,7 +19,7 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from .utils import atomic_dir
+from .files import atomic_dir
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 __all__ = ["Arch", "ARCHS", "TinyPipelineConfig", "byte_level_clip_tokenizer", "build_tiny_pipeline", "save_tiny_causal_lm",

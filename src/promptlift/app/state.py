@@ -20,7 +20,7 @@ import torch
 from ..data.review import REVIEW_FILE, read_review
 from ..methods import METHODS
 from ..pipeline.stack import LIFTED_STACK, STACK, expand_stack
-from ..utils import atomic_write_json, json_text
+from ..files import atomic_write_json, json_text
 from .votes import QUESTIONS, VoteStore
 
 __all__ = ["AppState", "ServeConfig", "UserError"]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..stats import win_rate
-from ..utils import atomic_write_json
+from ..files import atomic_write_json
 
 __all__ = ["QUESTIONS", "VoteStore"]
 

@@ -25,7 +25,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..html import histogram_svg, img_tag, page
-from ..utils import atomic_dir, atomic_write_json, atomic_write_text, distributed_state, images_to_tensor, json_text, prefetch
+from ..files import atomic_dir, atomic_write_json, atomic_write_text, json_text
+from ..devices import distributed_state
+from ..images import images_to_tensor
+from .prefetch import prefetch
 from .records import Record, count_records, iter_records
 
 __all__ = ["CurateConfig", "curate"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..registry import check_registration, load_plugins
-from ..utils import read_utf8
+from ..files import read_utf8
 
 __all__ = ["PROMPT_SETS", "PromptSetSpec", "load_prompt_set", "prompt_set_specs", "register_prompt_set"]
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from ..profiles import DEFAULT_PROFILE, model_profile
 from ..stats import win_rate
-from ..utils import atomic_write_json, images_to_tensor
+from ..files import atomic_write_json
+from ..images import images_to_tensor
 from .report import write_compare_report
 from .run import read_scores
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..utils import atomic_dir, json_text
+from ..files import atomic_dir, json_text
 from .run import read_scores
 
 __all__ = ["ExportConfig", "export_run"]

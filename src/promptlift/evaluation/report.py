@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..html import fmt, histogram_svg, img_tag as _img, page as _page
-from ..utils import atomic_write_text
+from ..files import atomic_write_text
 
 __all__ = ["write_report", "write_compare_report"]
 

@@ -29,8 +29,10 @@ from ..pipeline import check_prompts, parse_lift_options, rewrite_prompts
 from ..profiles import content_profile, judge_defaults, prompts_or_default
 from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..stats import bootstrap_mean
-from ..utils import (RunLock, atomic_path, atomic_write_json, atomic_write_text, distributed_state, ensure_output_dir,
-                     images_to_tensor, json_text)
+from ..runs import RunLock
+from ..files import atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir, json_text
+from ..devices import distributed_state
+from ..images import images_to_tensor
 
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
 # Settings that change the images or their scores: a run folder resumes only with the same values.

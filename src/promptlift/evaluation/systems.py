@@ -13,7 +13,9 @@ from ..pipeline import LIFTS, parse_lift
 from ..pipeline.stack import expand_stack
 from ..registry import load_plugins
 from ..stats import bootstrap_mean, win_rate
-from ..utils import atomic_write_json, distributed_state, run_record
+from ..files import atomic_write_json
+from ..devices import distributed_state
+from ..runs import run_record
 from .run import EvalConfig, evaluate, read_scores
 
 __all__ = ["SYSTEMS_FILE", "evaluate_systems", "format_system_table", "parse_system", "system_table"]

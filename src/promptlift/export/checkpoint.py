@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..utils import atomic_path, atomic_write_text
+from ..files import atomic_path, atomic_write_text
 
 __all__ = ["ExportCheckpointConfig", "export_checkpoint"]
 

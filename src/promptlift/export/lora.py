@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..utils import atomic_path, atomic_write_text
+from ..files import atomic_path, atomic_write_text
 from ..pipeline.lift_config import LORA_FILE
 from .kohya import Extraction, diffusers_lora_to_kohya, extract_lora, read_diffusers_lora
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..utils import load_hub_mixin
+from ..hub import load_hub_mixin
 from ..world.scene import ATTRIBUTES
 from .models import JUDGE_CLASSES, AttributeJudge
 

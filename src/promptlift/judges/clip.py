@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
 
 from ..rewards.clip import projected
-from ..utils import atomic_dir
+from ..files import atomic_dir
 
 __all__ = ["build_clip", "clip_pixel_values", "image_features", "load_world_clip", "save_world_clip",
            "text_features"]

@@ -17,7 +17,7 @@ from ..pipeline.lift_config import recorded_options, write_lift_config
 from ..rewards import parse_reward_options
 from ..profiles import judge_defaults, prompts_or_default, refuse_content_options
 from ..training import FitResult, TrainConfig
-from ..utils import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text
 
 __all__ = ["BestKeeper", "MethodTrainConfig", "autocast", "best_score", "freeze_pipeline", "load_frozen_pipeline"]
 

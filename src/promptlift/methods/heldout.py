@@ -16,7 +16,8 @@ from ..pipeline import Lift, seeded_images, text_encoder_fingerprint
 from ..profiles import content_profile, heldout_prompts
 from ..rewards import load_reward, parse_reward_options
 from ..stats import win_rate
-from ..utils import atomic_write_json, cache_dir, json_text
+from ..files import atomic_write_json, json_text
+from ..runs import cache_dir
 from .common import autocast
 
 __all__ = ["HeldOutEvaluator", "heldout_lines"]

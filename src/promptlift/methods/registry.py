@@ -37,7 +37,12 @@ class MethodSpec:
         return path if path is not None and path.is_dir() else None
 
     def train(self, cfg: MethodTrainConfig) -> Path:
-        """Run the trainer; returns the run folder (best/ and final/ inside)."""
+        """Run the trainer; returns the run folder (best/ and final/ inside). `cfg.num_threads` holds from here on, so
+        from the first model loaded (the caches built before training included)."""
+        if cfg.num_threads:
+            import torch
+
+            torch.set_num_threads(cfg.num_threads)
         module, _, function = self.trainer.partition(":")
         return getattr(importlib.import_module(module), function)(cfg)
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from ..profiles import is_embedded
-from ..utils import atomic_write_json
+from ..files import atomic_write_json
 
 __all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "base_model_record", "check_fits", "file_fingerprint",
            "is_embedded_model", "model_name", "model_source", "read_base_model", "record_file",

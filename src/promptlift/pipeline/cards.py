@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..utils import atomic_write_text
+from ..files import atomic_write_text
 from .base_model import EMBEDDED_MODEL_NAME
 from .lift_config import LORA_FILE
 

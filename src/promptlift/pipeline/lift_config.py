@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..utils import atomic_write_json
+from ..files import atomic_write_json
 from ..registry import load_plugins
 
 __all__ = ["FORMAT_VERSION", "LIFT_CONFIG_FILE", "convert_lift_folder", "legacy_lift_type", "lift_type_of",

@@ -149,7 +149,7 @@ class Lift:
         model card). The folder appears whole or not at all; one that holds other files than a lift's is refused."""
         import shutil
 
-        from ..utils import atomic_dir
+        from ..files import atomic_dir
         from .base_model import read_base_model
         from .lift_config import LIFT_CONFIG_FILE, LORA_FILE, write_lift_config
 

@@ -12,7 +12,7 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from ..profiles import MODEL_DEFAULTS_FILE, embedded_model, model_declaration
-from ..utils import check_device, default_device, resolve_dtype
+from ..devices import check_device, default_device, resolve_dtype
 from .lifts import Lift
 
 __all__ = ["CHECKPOINT_SUFFIXES", "MODEL_DEFAULTS_FILE", "SUPPORTED_PIPELINES", "default_model_path", "load_pipeline",

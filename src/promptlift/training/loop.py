@@ -27,7 +27,9 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..utils import RunLock, atomic_write_json, json_text, launched_on_cpus, usual_permissions
+from ..runs import RunLock
+from ..files import atomic_write_json, json_text, usual_permissions
+from ..devices import launched_on_cpus
 
 __all__ = ["TrainConfig", "FitResult", "batch_seed", "fit", "find_checkpoint", "make_optimizer"]
 
@@ -222,8 +224,6 @@ def fit(
         eval_fn: called every `eval_steps` and at the end with the (EMA) model; returns metrics.
         stop_fn: given the eval metrics, True stops training early (e.g. a measured quality gate).
     """
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = accelerator or _make_accelerator(cfg, out, desc)

@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..utils import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, default_font, ensure_output_dir, json_text
+from ..files import atomic_dir, atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir, json_text
+from ..images import default_font
 from .config import WORLD_PROMPT_STYLES, ContactSheetConfig, DatasetConfig, PromptSetConfig, RenderConfig, StatsConfig
 from .prompts import (
     complex_prompt,

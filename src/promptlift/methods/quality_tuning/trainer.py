@@ -23,7 +23,8 @@ from ...data.review import read_review
 from ...pipeline import encode_prompts
 from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import UNET_LORA_TARGETS, diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
-from ...utils import atomic_dir, images_to_tensor
+from ...files import atomic_dir
+from ...images import images_to_tensor
 from ..common import BestKeeper, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import QualityTuningConfig

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ...pipeline import join_prompt
-from ...utils import atomic_write_json
+from ...files import atomic_write_json
 from ..language_models import load_causal_lm
 from .budget import budget_left, fit_budget
 from .config import LM_INSTRUCTION, LM_TEMPLATE

@@ -35,7 +35,7 @@ def _pad(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torc
 
 def _save(model, tokenizer, cfg: RefinerConfig, folder: Path, weights: str) -> None:
     """The refiner folder: the LoRA (peft's files) or the whole LM and its tokenizer, and lm_refiner.json."""
-    from ...utils import atomic_dir
+    from ...files import atomic_dir
 
     dtype = HALF_DTYPES.get(cfg.lm_save_precision)
     with atomic_dir(folder) as tmp:

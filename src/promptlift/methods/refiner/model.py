@@ -25,7 +25,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from ...utils import atomic_dir, json_text
+from ...files import atomic_dir, json_text
 
 __all__ = ["PromptRefiner"]
 

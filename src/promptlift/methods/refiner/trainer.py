@@ -28,7 +28,7 @@ from ...data.prompts import read_prompts
 from ...data.records import iter_records
 from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
-from ...utils import images_to_tensor
+from ...images import images_to_tensor
 from ..common import BestKeeper, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import RefinerConfig

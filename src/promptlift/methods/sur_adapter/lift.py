@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ...pipeline import Lift, PromptEmbeds, plus_edits, prompt_padding_mask as padding_mask
-from ...utils import load_hub_mixin
+from ...hub import load_hub_mixin
 from .model import SURAdapter
 
 __all__ = ["SURAdapterLift", "parse_gate", "relative_change"]

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...utils import atomic_path
+from ...files import atomic_path
 
 __all__ = ["LLMFeatures", "default_teacher", "masked_mean", "normalise_prompt"]
 

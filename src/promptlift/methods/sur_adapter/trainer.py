@@ -34,7 +34,8 @@ from ...data.records import iter_records
 from ...pipeline import apply_lifts, encode_prompts, load_lifts, prompt_padding_mask, rewrite_prompts
 from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
-from ...utils import atomic_dir, atomic_path, atomic_write_json, images_to_tensor
+from ...files import atomic_dir, atomic_path, atomic_write_json
+from ...images import images_to_tensor
 from ..common import BestKeeper, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import SURAdapterConfig

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from ...data.records import Record, iter_records
 from ...rewards import check_rewards, load_reward, parse_reward_options
-from ...utils import atomic_dir, atomic_write_text, images_to_tensor, json_text
+from ...files import atomic_dir, atomic_write_text, json_text
+from ...images import images_to_tensor
 
 __all__ = ["TriplesConfig", "build_triples"]
 

@@ -23,7 +23,7 @@ from ...pipeline import PromptEmbeds, encode_prompts, load_pipeline
 from ...rewards import load_reward, parse_reward_options
 from ...training import batch_seed, epoch_indices, fit
 from ...training.diffusion import UNET_LORA_TARGETS, sdxl_time_ids
-from ...utils import atomic_dir, atomic_write_json
+from ...files import atomic_dir, atomic_write_json
 from ..common import BestKeeper, freeze_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import TextCraftorConfig, parse_weighted

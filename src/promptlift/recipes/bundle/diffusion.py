@@ -18,7 +18,8 @@ from ...judges.bundle import attribute_accuracy, bundle_size_mb, load_judge
 from ...pipeline import seeded_images
 from ...training import batch_seed, find_checkpoint, fit
 from ...training.diffusion import noised
-from ...utils import atomic_dir, atomic_path, image_grid
+from ...files import atomic_dir, atomic_path
+from ...images import image_grid
 from ...world.batches import world_batch
 from ...world.dataset import iter_prompt_set
 from ...world.prompts import complex_prompt, literal_prompt

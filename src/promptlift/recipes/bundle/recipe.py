@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ...judges.bundle import attribute_accuracy, build_tokenizer, load_judge, load_tokenizer_from
 from ...judges.models import AestheticResNet, AestheticVGG, AttributeJudge
 from ...training import TrainConfig, fit
-from ...utils import atomic_dir, atomic_write_json
+from ...files import atomic_dir, atomic_write_json
 from ...world.batches import attribute_targets, augment_for_judges, blur, object_mask, world_batch
 from ...world.scene import ATTRIBUTES
 
@@ -359,4 +359,6 @@ def _part_fn(name: str) -> Callable[[BundleConfig], dict]:
 
 def train_bundle(cfg: BundleConfig) -> dict:
     """Run the requested parts in order; returns each part's measured numbers."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     return {part: _part_fn(part)(cfg) for part in cfg.parts}
