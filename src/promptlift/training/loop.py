@@ -76,8 +76,8 @@ class TrainConfig:
                 "the checks every `eval_steps`, if any; final/ the last weights either way)."})
     max_nonfinite_steps: int = field(default=10, metadata={"help": "Stop after this many non-finite losses in a row."})
     num_threads: int = field(default=0, metadata={
-        "help": "CPU threads for torch (0 = torch's default); the CLI sets them before loading anything, so caching "
-                "keeps to them too."})
+        "help": "CPU threads for torch (0 = torch's default); set before the trainer loads anything (`promptlift "
+                "train` and `promptlift.train` alike), so caching keeps to them too."})
     report_to: Literal["none", "tensorboard"] = field(
         default="none", metadata={"help": "Also log to TensorBoard (in output_dir/tensorboard; needs `pip install tensorboard`)."}
     )
