@@ -23,7 +23,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from memory import PeakSampler  # noqa: E402  (benchmarks/memory.py)
+from promptlift.memory.sampler import PeakSampler  # noqa: E402
 
 
 def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: int, queue) -> None:

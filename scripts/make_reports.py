@@ -4,7 +4,7 @@
     .venv/bin/python scripts/make_reports.py --check    # exit 1 when a committed page differs from what it would write
 
 Sources: the embedded bundle's card.json (the recipe's `measure` part and each method's bundle run), the memory
-model's measured steps (src/promptlift/memory/measured.jsonl, `benchmarks/real_size.py`), benchmarks/results/*.json
+model's measured steps (src/promptlift/memory/measured.jsonl, `promptlift memory calibrate`), benchmarks/results/*.json
 (`promptlift eval --system --results`, `research/teacher_probe.py --results`, `benchmarks/peer_lora_speed.py`) and the
 hand-written reading of them beside (benchmarks/results/*-notes.md). Every table names the file it comes from; every
 page names the date, commit, command and machine of its results, or where the file's commits are listed. A number
@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import io
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,25 +320,24 @@ def text_and_tables(printed: str) -> str:
 
 
 def real_size_page() -> str:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import real_size  # the benchmark's own table, fitted on the measured steps
+    from promptlift.hardware.calibrate import CalibrateConfig, calibrate  # the command's own table
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        real_size.table(argparse.Namespace(results=str(MEASURED), fit=[256, 384], check=[512]))
+        calibrate(CalibrateConfig(results=MEASURED, table=True, fit=[256, 384], check=[512]))
     return HEAD + f"""# Real size and memory
 
 Every trainer run for one step on random full-size SD 1.5, SD 2.1 and SDXL pipelines on a CPU, and the memory model
 `promptlift memory` fits on those steps. From `src/promptlift/memory/measured.jsonl` ({git_origin(MEASURED)}),
-written by `benchmarks/real_size.py` (fp32, 8-bit AdamW, gradient checkpointing, batch 1, on the project's 2-core CPU
-machine); the tables below are `.venv/bin/python benchmarks/real_size.py --table`'s output. The model is fitted on
+written by `promptlift memory calibrate` (fp32, 8-bit AdamW, gradient checkpointing, batch 1, on the project's 2-core CPU
+machine); the tables below are `promptlift memory calibrate --table`'s output. The model is fitted on
 256 and 384 px and checked on SD 1.5 at 512 px, measured and held out.
 
 {text_and_tables(out.getvalue())}
 Read the batch-1 projections as weights, gradients and optimizer state, which are counted, plus activations fitted
 on 256 and 384 px. For SD 2.1 at 768 px and SDXL at 1024 px the activation term is extrapolated, and on SD 1.5 it
 already ran low at 512 px: columns that multiply activations by the batch are lower bounds there. No step has run on
-a GPU yet (`benchmarks/gpu_check.py`).
+a GPU yet (`promptlift memory check`).
 """
 
 

@@ -1,16 +1,13 @@
-"""benchmarks/gpu_check.py at tiny size on the CPU: every trainer's step, the projections and the base and lifted
+"""`promptlift memory check` at tiny size on the CPU: every trainer's step, the projections and the base and lifted
 generations run through the same code the GPU run uses, so it cannot rot between the sessions that have a GPU."""
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from gpu_check import TRAINERS, main  # noqa: E402
+from promptlift.hardware.check import TRAINERS, CheckConfig, check
 
 
 def test_the_gpu_check_runs_at_tiny_size(tmp_path):
-    rows = main(["--tiny", "--output_dir", str(tmp_path)])
+    rows = check(CheckConfig(output_dir=tmp_path, tiny=True))
     saved = json.loads((tmp_path / "gpu_check.json").read_text())
     assert saved["rows"] == rows and saved["device"].startswith("cpu")
     for arch in ("sd1", "sdxl"):

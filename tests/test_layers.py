@@ -22,7 +22,7 @@ LAYERS = [
     {"evaluation"},
     # the test world, a plug-in on top of the core: it registers its prompt sets, judges, profile and embedded model
     {"world", "judges"},
-    {"recipes"},
+    {"recipes", "hardware"},
     {"app", "cli", "__main__"},
 ]
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

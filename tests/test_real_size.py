@@ -1,8 +1,7 @@
 """The paper configs and promptlift's real-model recipes (configs/{sd15,sd21,sdxl}) run end to end, 2 steps, on the real architectures (SD 1.5, SD 2.1, SDXL built from their
-published configs with random weights by benchmarks/real_size.py), at 64 px. Slow: minutes and ~20 GB of RAM each."""
+published configs with random weights by `promptlift memory calibrate`), at 64 px. Slow: minutes and ~20 GB of RAM each."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,7 @@ from promptlift.methods import METHODS
 from promptlift.world.dataset import iter_prompt_set
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from real_size import ARCHS, build_data, build_pipeline  # noqa: E402
+from promptlift.hardware.calibrate import ARCHS, build_data, build_pipeline
 
 # what the test swaps in a paper config: the random pipeline, world data at 64 px, 2 steps, an evaluation of one prompt
 # and one denoising step judged in the world, batch 1, fp32 with 8-bit AdamW (fp16 needs a GPU, bf16 is slow on most
@@ -69,7 +67,7 @@ def test_the_paper_configs_run_two_steps_on_the_real_architectures(arch, method,
 
 
 def _record(method: str, resolution: int, *, n: int, frozen: float, forward, tail, temporaries: float) -> dict:
-    """What `real_size.py` writes for one batch-1 step of a method whose memory follows the given phases exactly."""
+    """What `promptlift memory calibrate` writes for one batch-1 step of a method whose memory follows the given phases exactly."""
     px = (resolution // 8) ** 2
     grads, state = 4 * n, 2 * n
     phases = dict(forward_peak=forward(px), backward_peak=grads + tail(px), optimizer_peak=grads + state + temporaries)
@@ -79,7 +77,7 @@ def _record(method: str, resolution: int, *, n: int, frozen: float, forward, tai
 
 
 def test_the_memory_model_reproduces_its_measurements_and_projects_each_option():
-    """The memory model (promptlift.memory.model, fitted by benchmarks/real_size.py): a step whose phases grow linearly in latent pixels is reproduced at
+    """The memory model (promptlift.memory.model, fitted by `promptlift memory calibrate`): a step whose phases grow linearly in latent pixels is reproduced at
     unseen resolutions; at batch B the forward's activations scale by B; 8-bit vs fp32 AdamW and bf16 vs fp32 change
     the terms they should; full-UNet quality-tuning is derived from the LoRA run with the UNet's parameters trained,
     TextCraftor K = 5 from K = 1 where K = 5 was not measured."""
@@ -116,10 +114,10 @@ def test_the_memory_model_reproduces_its_measurements_and_projects_each_option()
 
 
 def test_the_benchmark_builds_every_methods_config_for_a_model_of_its_own(tiny_pipeline_dirs, tmp_path):
-    """benchmarks/real_size.py's one-step configs are valid on a model that is not the embedded one (the world's
+    """`promptlift memory calibrate`'s one-step configs are valid on a model that is not the embedded one (the world's
     judges asked for by name), so the measurement does not stop at its first config."""
-    from real_size import METHODS as MEASURED_METHODS
-    from real_size import method_config
+    from promptlift.hardware.calibrate import METHODS as MEASURED_METHODS
+    from promptlift.hardware.calibrate import method_config
 
     data = build_data(64, tmp_path)
     for method in (m for m in MEASURED_METHODS if m != "generate"):

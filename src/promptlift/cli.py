@@ -230,6 +230,34 @@ def _run_memory(cfg) -> None:
     click.echo(format_estimate(estimate(cfg)))
 
 
+def _run_calibrate(cfg) -> None:
+    from .hardware.calibrate import calibrate
+
+    calibrate(cfg)
+
+
+def _run_check(cfg) -> None:
+    from .hardware.check import check
+
+    check(cfg)
+    click.echo(f"written: {Path(cfg.output_dir) / 'gpu_check.json'} and gpu_check.md")
+
+
+def _memory_group() -> click.Command:
+    """`promptlift memory [OPTIONS]` projects a training step's memory (the options are MemoryConfig's);
+    `promptlift memory calibrate` measures the points the projection is fitted on, `promptlift memory check` checks it
+    on this device."""
+    estimate = COMMANDS["memory"].build("memory")
+
+    def callback(**values: Any) -> None:
+        if click.get_current_context().invoked_subcommand is None:
+            estimate.callback(**values)
+
+    return LazyGroup("memory", params=estimate.params, callback=callback, invoke_without_command=True,
+                     help=estimate.help, short_help=estimate.short_help,
+                     lazy=lambda: _lazy_commands(MEMORY_COMMANDS))
+
+
 def _run_export(cfg) -> None:
     from .evaluation.export import export_run
 
@@ -454,7 +482,12 @@ EXPORT_COMMANDS = {  # promptlift export NAME
     "checkpoint": Command("promptlift.export.checkpoint:ExportCheckpointConfig", _run_export_checkpoint, ("output",)),
     "run": Command("promptlift.evaluation.export:ExportConfig", _run_export, ("run",)),
 }
+MEMORY_COMMANDS = {  # promptlift memory NAME
+    "calibrate": Command("promptlift.hardware.calibrate:CalibrateConfig", _run_calibrate),
+    "check": Command("promptlift.hardware.check:CheckConfig", _run_check),
+}
 cli.lazy.update(_lazy_commands(COMMANDS))
+cli.lazy["memory"] = (cli.lazy["memory"][0], _memory_group)
 
 
 @cli.group("export", cls=LazyGroup, lazy=lambda: _lazy_commands(EXPORT_COMMANDS))

@@ -46,7 +46,7 @@ class MemoryConfig:
     def __post_init__(self):
         if not self.gradient_checkpointing:
             raise ValueError("`gradient_checkpointing` off is not measured (every point in the memory model's data ran "
-                             "with it), so it cannot be projected; keep it on, or measure with benchmarks/real_size.py "
+                             "with it), so it cannot be projected; keep it on, or measure with `promptlift memory calibrate` "
                              "--no-gradient_checkpointing.")
         if self.grad_steps < 1 or self.train_batch_size < 1 or self.num_processes < 1:
             raise ValueError("`grad_steps`, `train_batch_size` and `num_processes` must be >= 1.")
@@ -111,7 +111,7 @@ def estimate(cfg: MemoryConfig, models: dict | None = None) -> dict:
     models = load_models() if models is None else models
     key = (family, _method_key(cfg))
     if key not in models:
-        raise ValueError(f"{cfg.method} on {family} has no measured point; run benchmarks/real_size.py --arch {family}.")
+        raise ValueError(f"{cfg.method} on {family} has no measured point; run `promptlift memory calibrate --arch {family}`.")
     m = dict(models[key])
     resolution = cfg.resolution or PAPER_RESOLUTION[family]
     extrapolated = []
@@ -130,7 +130,7 @@ def estimate(cfg: MemoryConfig, models: dict | None = None) -> dict:
     if cfg.mixed_precision != "no":
         extrapolated.append(f"{cfg.mixed_precision}: frozen weights and activations halved from the fp32 measurements")
     if m.get("derived"):
-        extrapolated.append(f"{key[1]} on {family} derived, not measured (see benchmarks/real_size.py)")
+        extrapolated.append(f"{key[1]} on {family} derived, not measured (see `promptlift memory calibrate`)")
     if cfg.method == "textcraftor" and cfg.grad_steps > 5:
         extrapolated.append(f"K = {cfg.grad_steps} beyond the measured K = 1 and 5 (each checkpointed step adds a latent)")
     kw = dict(optimizer=cfg.optimizer, half=cfg.mixed_precision != "no")

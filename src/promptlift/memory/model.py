@@ -1,5 +1,5 @@
 """The memory model of training at real size: fitted on measured steps (`measured.jsonl`, written by
-benchmarks/real_size.py), it projects a step's peak for any resolution, batch, precision and optimizer, and how many
+`promptlift memory calibrate`), it projects a step's peak for any resolution, batch, precision and optimizer, and how many
 rows fit on a card. `promptlift memory` asks it about a model of the user's (estimate.py).
 
 Per (architecture, method): the bytes held before a step (frozen weights, trained weights, the rest), gradients,

@@ -1,14 +1,18 @@
-"""Peak memory of a block of code on CPU or CUDA, shared by the memory benchmarks.
+"""Peak memory of a block of code on CPU or CUDA: what `promptlift memory calibrate` and the memory benchmarks measure.
 
 On CUDA torch's peak allocation (`max_memory_allocated`); on CPU its counterpart, the bytes malloc has handed out and
 not had back (glibc's `mallinfo2`: in-use arena + mmapped chunks), sampled every 0.2 ms, with the resident set (RSS,
 sampled alike after handing freed heap back to the OS) beside it.
 """
 
+from __future__ import annotations
+
 import ctypes
 import os
 import threading
 import time
+
+__all__ = ["PeakSampler", "allocated"]
 
 
 def _rss() -> int:
@@ -33,7 +37,7 @@ def _libc():
 LIBC = _libc()
 
 
-def _allocated() -> int:
+def allocated() -> int:
     """Bytes malloc has handed out and not had back (0 where glibc's mallinfo2 is missing)."""
     if LIBC is None:
         return 0
@@ -55,7 +59,7 @@ class PeakSampler:
 
     def __enter__(self):
         _trim()
-        self.base = self.peak = (_allocated(), _rss())
+        self.base = self.peak = (allocated(), _rss())
         self.stop = threading.Event()
         self.lock = threading.Lock()  # a reset between a sample's read and its write would be lost
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -64,7 +68,7 @@ class PeakSampler:
 
     def _sample(self):
         with self.lock:
-            self.peak = tuple(map(max, self.peak, (_allocated(), _rss())))
+            self.peak = tuple(map(max, self.peak, (allocated(), _rss())))
 
     def _run(self):
         while not self.stop.is_set():
@@ -74,7 +78,7 @@ class PeakSampler:
     def reset(self):
         """Start a new peak from the present (the base stays): the next phase's own peak."""
         with self.lock:
-            self.peak = (_allocated(), _rss())
+            self.peak = (allocated(), _rss())
 
     def __exit__(self, *exc):
         self.stop.set()

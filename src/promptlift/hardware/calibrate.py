@@ -1,40 +1,44 @@
-"""Every trainer at real size: SD 1.5, SD 2.1 and SDXL built from their published configs with random weights
-(src/promptlift/memory/architectures/<arch>, no download), one optimisation step of each method's real trainer, and a 25-step
-generation with the lifted stack made of what those steps wrote.
+"""`promptlift memory calibrate`: every trainer at real size on this machine, the points the memory model is fitted on.
 
-    .venv/bin/python benchmarks/real_size.py --arch sd15 --resolution 128             # measure (appends results)
-    .venv/bin/python benchmarks/real_size.py --arch sd15 sd21 sdxl --resolution 64 128
-    .venv/bin/python benchmarks/real_size.py --table --fit 256 384 --check 512         # the memory model and table
+SD 1.5, SD 2.1 and SDXL are built from their published configs with random weights (memory/architectures/<arch>, no
+download); each (arch, method, resolution) runs one optimisation step of the method's real trainer in a fresh child
+process, and the lifted stack made of what those steps wrote generates 25 steps.
 
-Each (arch, method, resolution) runs in a fresh child process: the method's `train` with `max_train_steps 1` (the
-held-out check cut to one prompt and one denoising step, so it costs nothing), with the training loop's optimizer
-step instrumented: the bytes held when the step starts (every model the trainer loaded, its caches), the step's
-peak above that (CPU: malloc's in-use bytes, sampled; CUDA: `max_memory_allocated`), the trainable weights'
-gradients and the optimizer state (counted from the tensors), and the step's time. Activations are the step's peak
-less the gradients and the optimizer state it allocated. Results go to `--results` (JSON lines), one per run.
+    promptlift memory calibrate --arch sd15 --resolution 128                # measure (appends to --results)
+    promptlift memory calibrate --arch sd15 --arch sd21 --arch sdxl --resolution 64 --resolution 128
+    promptlift memory calibrate --table --fit 256 --fit 384 --check 512     # fit the memory model, print the table
+
+The trainer's `max_train_steps` is 1 (the held-out check cut to one prompt and one denoising step, so it costs
+nothing), with the training loop's optimizer step instrumented: the bytes held when the step starts (every model the
+trainer loaded, its caches), the step's peak above that (CPU: malloc's in-use bytes, sampled; CUDA:
+`max_memory_allocated`), the trainable weights' gradients and the optimizer state (counted from the tensors), and the
+step's time. Activations are the step's peak less the gradients and the optimizer state it allocated. Results go to
+`--results` (JSON lines), one per run; `promptlift memory` reads the package's measured.jsonl, which this command wrote.
 
 `--table` fits, per (arch, method), activation bytes = a + b x latent pixels from the `--fit` resolutions (at 64-192
 px a floor of fixed-size work sets them, so fit above it: 256 and 384 px), reports its error on the `--check`
-resolutions, and projects peak memory at the paper's resolution and batch: weights by
-the parameter counts of what the trainer holds (frozen ones in the training dtype, trainable ones in fp32 as mixed
-precision keeps them), gradients in fp32, AdamW's two fp32 moments (8 bytes a parameter) or 8-bit AdamW's (2 bytes),
-and activations scaled by batch (and halved in fp16/bf16).
+resolutions, and projects peak memory at the paper's resolution and batch: weights by the parameter counts of what the
+trainer holds (frozen ones in the training dtype, trainable ones in fp32 as mixed precision keeps them), gradients in
+fp32, AdamW's two fp32 moments (8 bytes a parameter) or 8-bit AdamW's (2 bytes), and activations scaled by batch (and
+halved in fp16/bf16).
 """
 
-import argparse
+from __future__ import annotations
+
 import json
 import multiprocessing as mp
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from ..memory.model import (ARCHITECTURES as CONFIGS, GPUS, MEASURED, PAPER_BATCH, PAPER_RESOLUTION, GiB, latent_pixels,
+                            load_models, max_batch, phases, project, read_measured, unet_parameters)
+from ..memory.sampler import PeakSampler, allocated
 
-from memory import PeakSampler  # noqa: E402  (benchmarks/memory.py)
-from promptlift.memory.model import (ARCHITECTURES as CONFIGS, GPUS, MEASURED, PAPER_BATCH,  # noqa: E402
-                                     PAPER_RESOLUTION, GiB, latent_pixels, load_models, max_batch, phases, project,
-                                     read_measured, unet_parameters)
+__all__ = ["ARCHS", "METHODS", "CalibrateConfig", "build_data", "build_pipeline", "calibrate", "method_config"]
 
 ARCHS = ("sd15", "sd21", "sdxl")
 METHODS = ("quality-tuning", "quality-tuning-lora", "sur-adapter", "textcraftor-k1", "textcraftor-k5", "refiner", "generate")
@@ -49,8 +53,8 @@ def build_pipeline(arch: str, folder: Path) -> Path:
                            StableDiffusionXLPipeline, UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from promptlift.tiny import byte_level_clip_tokenizer
-    from promptlift.files import atomic_dir
+    from ..files import atomic_dir
+    from ..tiny import byte_level_clip_tokenizer
 
     def read(name):
         return json.loads((CONFIGS / arch / f"{name}.json").read_text())
@@ -76,8 +80,8 @@ def build_data(resolution: int, root: Path) -> Path:
     """A few world scenes rendered at `resolution` px (every method's columns: narrative, literal, complex)."""
     folder = root / f"data-{resolution}"
     if not (folder / "metadata.jsonl").is_file():
-        from promptlift.world.config import DatasetConfig
-        from promptlift.world.dataset import build_dataset
+        from ..world.config import DatasetConfig
+        from ..world.dataset import build_dataset
 
         build_dataset(DatasetConfig(num_scenes=4, seed=0, size=resolution, output_dir=folder, num_workers=1))
     return folder
@@ -86,7 +90,7 @@ def build_data(resolution: int, root: Path) -> Path:
 def method_config(method: str, model: Path, data: Path, out: Path, resolution: int, batch: int, options: dict):
     """The config of `method`'s trainer for one step at `resolution` on `data`, as `promptlift train` builds it;
     `options`: mixed_precision, optimizer, gradient_checkpointing."""
-    from promptlift.methods import METHODS as REGISTRY
+    from ..methods import METHODS as REGISTRY
 
     common = dict(pretrained_model_name_or_path=str(model), output_dir=out, max_train_steps=1, train_batch_size=batch,
                   num_eval_prompts=1, eval_inference_steps=1, eval_resolution=resolution, lr_warmup_steps=0,
@@ -147,8 +151,7 @@ def _instrument(record: dict) -> None:
     step), its gradients and optimizer state, its time."""
     import torch
 
-    from promptlift.training import loop
-    from memory import _allocated
+    from ..training import loop
 
     step = loop._optimizer_step
     cuda = torch.cuda.is_available()
@@ -157,7 +160,7 @@ def _instrument(record: dict) -> None:
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        held = torch.cuda.memory_allocated() if cuda else _allocated()
+        held = torch.cuda.memoryallocated() if cuda else allocated()
         t0 = time.perf_counter()
         phases = {}
 
@@ -165,7 +168,7 @@ def _instrument(record: dict) -> None:
             """The peak above `held` since the last phase ended; the next phase's peak starts from here."""
             if cuda:
                 torch.cuda.synchronize()
-                phases[name] = torch.cuda.max_memory_allocated() - held
+                phases[name] = torch.cuda.max_memoryallocated() - held
                 torch.cuda.reset_peak_memory_stats()
             else:
                 phases[name] = sampler.extra[0]
@@ -206,7 +209,7 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
         model = root / arch / "model"
         runs = root / arch / f"runs-{resolution}"
         if method == "generate":  # the lifted stack, made of what the trainers' steps wrote
-            from promptlift.generation import GenerateConfig, generate
+            from ..generation import GenerateConfig, generate
 
             lifts = [f"quality-tuning={runs / 'quality-tuning-lora' / 'best'}", f"sur-adapter={runs / 'sur-adapter' / 'final'}",
                      f"textcraftor={runs / 'textcraftor-k5' / 'final'}", f"refiner={runs / 'refiner' / 'final'}"]
@@ -214,9 +217,7 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
                                  lift=lifts, num_inference_steps=25, height=resolution, width=resolution,
                                  output_dir=runs / "generate", batch_size=batch,
                                  dtype={"bf16": "bfloat16", "fp16": "float16"}.get(options["mixed_precision"], "float32"))
-            from memory import _allocated
-
-            held = _allocated()
+            held = allocated()
             t0 = time.perf_counter()
             with PeakSampler() as sampler:
                 generate(cfg)
@@ -226,7 +227,7 @@ def _child(arch: str, method: str, resolution: int, batch: int, threads: int, ro
         else:
             data = build_data(resolution, root)
             name, cfg = method_config(method, model, data, runs / method, resolution, batch, options)
-            from promptlift.methods import METHODS as REGISTRY
+            from ..methods import METHODS as REGISTRY
 
             _instrument(record)
             REGISTRY[name].train(cfg)
@@ -274,7 +275,7 @@ def _result(proc, queue, record: dict) -> dict:
                         "error": f"the measuring process was {why}"}
 
 
-def measure(args) -> None:
+def measure(args: CalibrateConfig) -> None:
     root = Path(args.root)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -340,7 +341,7 @@ def check_model(models: dict, check: int, fit: list[int]) -> None:
               f"{(act_projected - act_measured) / max(act_measured, 1):>+7.1%}")
 
 
-def table(args) -> None:
+def table(args: CalibrateConfig) -> None:
     records = read_measured(Path(args.results))
     for r in records:
         if not r["ok"]:
@@ -370,29 +371,37 @@ def table(args) -> None:
             print(f"  {r['arch']} {r['resolution']} px {r['mixed_precision']}: {cell}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", nargs="+", default=["sd15"], choices=ARCHS)
-    parser.add_argument("--resolution", nargs="+", type=int, default=[128])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--num_threads", type=int, default=2)
-    parser.add_argument("--mixed_precision", default="bf16", choices=["no", "fp16", "bf16"],
-                        help="Training precision (frozen models held in it); fp16 needs a GPU.")
-    parser.add_argument("--optimizer", default="adamw_8bit", choices=["adamw", "adamw_8bit"],
-                        help="Measured with 8-bit AdamW (a full SD 1.5 UNet's fp32 AdamW state alone is 6.4 GiB); the "
-                             "table projects fp32 AdamW from the parameter count.")
-    parser.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--root", default="runs/real-size", help="Random pipelines, data and runs.")
-    parser.add_argument("--results", default=str(MEASURED),
-                        help="JSON lines, appended to; `promptlift memory` and docs/reports/real-size.md read the committed one.")
-    parser.add_argument("--table", action="store_true", help="Fit the memory model on --results and print the table.")
-    parser.add_argument("--fit", nargs="+", type=int, default=[256, 384],
-                        help="Resolutions the model is fitted on (above the fixed-size floor of 64-192 px).")
-    parser.add_argument("--check", nargs="+", type=int, default=[512], help="Held-out measured resolutions.")
-    args = parser.parse_args()
-    table(args) if args.table else measure(args)
+@dataclass
+class CalibrateConfig:
+    """Measure every trainer's step at real size on this machine (the memory model's points), or fit and tabulate them."""
+
+    arch: list[str] = field(default_factory=lambda: ["sd15"], metadata={"help": "Architectures: sd15, sd21, sdxl."})
+    resolution: list[int] = field(default_factory=lambda: [128], metadata={"help": "Resolutions to measure, in px."})
+    methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={
+        "help": f"What to measure: {', '.join(METHODS)}."})
+    batch_size: int = field(default=1, metadata={"help": "Batch of each measured step.", "min": 1})
+    num_threads: int = field(default=2, metadata={"help": "CPU threads of each measuring process.", "min": 1})
+    mixed_precision: Literal["no", "fp16", "bf16"] = field(default="bf16", metadata={
+        "help": "Training precision (frozen models held in it); fp16 needs a GPU."})
+    optimizer: Literal["adamw", "adamw_8bit"] = field(default="adamw_8bit", metadata={
+        "help": "Measured with 8-bit AdamW (a full SD 1.5 UNet's fp32 AdamW state alone is 6.4 GiB); the table projects "
+                "fp32 AdamW from the parameter count."})
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute the UNet's activations in backward."})
+    root: Path = field(default=Path("runs/real-size"), metadata={"help": "Random pipelines, data and runs."})
+    results: Path = field(default=MEASURED, metadata={
+        "help": "JSON lines, appended to; `promptlift memory` and docs/reports/real-size.md read the package's."})
+    table: bool = field(default=False, metadata={"help": "Fit the memory model on --results and print the table."})
+    fit: list[int] = field(default_factory=lambda: [256, 384], metadata={
+        "help": "Resolutions the model is fitted on (above the fixed-size floor of 64-192 px)."})
+    check: list[int] = field(default_factory=lambda: [512], metadata={"help": "Held-out measured resolutions."})
+
+    def __post_init__(self):
+        for name, allowed in (("arch", ARCHS), ("methods", METHODS)):
+            unknown = sorted(set(getattr(self, name)) - set(allowed))
+            if unknown:
+                raise ValueError(f"`{name}` {unknown} unknown; choose from {', '.join(allowed)}.")
 
 
-if __name__ == "__main__":
-    main()
+def calibrate(cfg: CalibrateConfig) -> None:
+    """Measure (appending to `cfg.results`), or with `cfg.table` fit the memory model and print its table."""
+    table(cfg) if cfg.table else measure(cfg)

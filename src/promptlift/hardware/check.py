@@ -3,8 +3,8 @@ architectures' configs: no download, no bundle diffusion weights), one step of e
 base and lifted generations in fp16 (the lifts the trainers just wrote), each peak beside `promptlift memory`'s
 projection. Writes OUTPUT_DIR/gpu_check.json and gpu_check.md.
 
-    python benchmarks/gpu_check.py --output_dir runs/gpu-check          # on a GPU (under 8 minutes on one card)
-    python benchmarks/gpu_check.py --tiny --output_dir runs/gpu-check   # the same code at tiny size on a CPU
+    promptlift memory check --output_dir runs/gpu-check          # on a GPU
+    promptlift memory check --tiny --output_dir runs/gpu-check   # the same code at tiny size on a CPU
 
 It needs PyTorch and the project's wheels (diffusers, transformers, peft, accelerate and promptlift with its judges and
 packaged sentence encoder); tests/test_gpu_check.py runs the tiny version in the default suite so it cannot rot.
@@ -12,13 +12,13 @@ packaged sentence encoder); tests/test_gpu_check.py runs the tiny version in the
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_size import build_data, build_pipeline, method_config  # noqa: E402
+from .calibrate import build_data, build_pipeline, method_config
+
+__all__ = ["CheckConfig", "TRAINERS", "check"]
 
 GiB = 2**30
 FULL = {"sd15": 512, "sdxl": 1024}  # architecture -> resolution of the check
@@ -55,8 +55,8 @@ def _weights(run: Path) -> Path:
 
 def check_trainers(arch: str, model: Path, data: Path, resolution: int, root: Path, memory_model: str) -> list[dict]:
     """One step of every trainer; its time, peak and the memory model's projection."""
-    from promptlift.memory import MemoryConfig, estimate
-    from promptlift.methods import METHODS
+    from ..memory import MemoryConfig, estimate
+    from ..methods import METHODS
 
     precision = "bf16" if _cuda() else "no"
     rows = []
@@ -80,16 +80,16 @@ def check_generation(arch: str, model: Path, resolution: int, root: Path) -> lis
     """25-step base and lifted generations (the lifts the trainers wrote), each timed after a warm-up call."""
     import torch
 
-    import promptlift
+    from ..pipeline import lift, load_pipeline
 
     lifts = [f"refiner={_weights(root / arch / 'refiner')}", f"quality-tuning={_weights(root / arch / 'quality-tuning-lora')}",
              f"sur-adapter={_weights(root / arch / 'sur-adapter')}", f"textcraftor={_weights(root / arch / 'textcraftor-k1')}"]
-    pipe = promptlift.load_pipeline(model, dtype="float16" if _cuda() else "float32")
+    pipe = load_pipeline(model, dtype="float16" if _cuda() else "float32")
     pipe.set_progress_bar_config(disable=True)
     rows, seconds = [], {}
     for what in ("base", "lifted"):
         if what == "lifted":
-            promptlift.lift(pipe, lifts)
+            lift(pipe, lifts)
         kwargs = dict(num_inference_steps=25, height=resolution, width=resolution, output_type="np")
         pipe("a couple of boats as the sun goes down", generator=torch.Generator().manual_seed(0), **kwargs)  # warm-up
         _reset_peak()
@@ -115,33 +115,35 @@ def markdown(rows: list[dict], device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output_dir", type=Path, default=Path("runs/gpu-check"))
-    parser.add_argument("--tiny", action="store_true", help="Tiny random pipelines at 32 px (the CPU test).")
-    args = parser.parse_args(argv)
+@dataclass
+class CheckConfig:
+    """One step of every trainer and the base and lifted generations on this device, each peak beside `promptlift
+    memory`'s projection (SD 1.5 at 512 px, SDXL at 1024 px, random full-size weights: no download)."""
+
+    output_dir: Path = field(default=Path("runs/gpu-check"), metadata={"help": "Pipelines, runs, gpu_check.json and .md."})
+    tiny: bool = field(default=False, metadata={"help": "Tiny random pipelines at 32 px: the same code on a CPU."})
+
+
+def check(cfg: CheckConfig) -> list[dict]:
+    """Run the check; returns its rows (also written to OUTPUT_DIR/gpu_check.json and gpu_check.md)."""
     import torch
 
-    from promptlift.tiny import save_tiny_pipeline
-    from promptlift.files import atomic_write_json, atomic_write_text
+    from ..files import atomic_write_json, atomic_write_text
+    from ..tiny import save_tiny_pipeline
 
-    root = args.output_dir
+    root = cfg.output_dir
     rows = []
-    for arch, resolution in (TINY if args.tiny else FULL).items():
-        if args.tiny:
+    for arch, resolution in (TINY if cfg.tiny else FULL).items():
+        if cfg.tiny:
             model = save_tiny_pipeline(arch, root / arch / "model", text_encoder_2_width=48) \
                 if not (root / arch / "model" / "model_index.json").is_file() else root / arch / "model"
         else:
             model = build_pipeline(arch, root / arch / "model")
         data = build_data(resolution, root)
-        rows += check_trainers(arch, model, data, resolution, root, str(model) if args.tiny else arch)
+        rows += check_trainers(arch, model, data, resolution, root, str(model) if cfg.tiny else arch)
         rows += check_generation(arch, model, resolution, root)
     device = torch.cuda.get_device_name(0) if _cuda() else "cpu (tiny pipelines: the code path, not the numbers)"
     atomic_write_json(root / "gpu_check.json", {"device": device, "rows": rows})
     atomic_write_text(root / "gpu_check.md", markdown(rows, device))
     print(markdown(rows, device))
     return rows
-
-
-if __name__ == "__main__":
-    main()
