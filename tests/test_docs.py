@@ -87,6 +87,64 @@ def test_every_shown_command_parses(page, args):
         pytest.fail(f"{page.relative_to(ROOT)}: `promptlift {' '.join(args)}`: {e.format_message()}")
 
 
+def inline_commands(text: str) -> list[list[str]]:
+    """The `promptlift ...` commands the page's prose quotes in backticks (a span may wrap lines; `;` and `&&` join
+    two), as argument lists."""
+    prose = re.sub(r"```.*?```", "", text, flags=re.S).replace("\n", " ")
+    commands = []
+    for span in re.findall(r"`(?:\.venv/bin/)?promptlift ([^`]+)`", prose):
+        for part in re.split(r";|&&", span):
+            part = part.strip().removeprefix("promptlift ")
+            try:
+                commands.append(shlex.split(without_substitutions(part)))
+            except ValueError:  # an unbalanced quote in prose: not a command line
+                continue
+    return commands
+
+
+def check_inline(args: list[str]) -> None:
+    """The command path exists and every `--option` is one of that command's; values, arguments and placeholders
+    (NAME, a|b) are a sentence's, not checked."""
+    command, ctx = cli, click.Context(cli, info_name="promptlift")
+    args = list(args)
+    while isinstance(command, click.Group) and args and not args[0].startswith("-"):
+        name = args.pop(0)
+        if name.isupper() or "|" in name or name in ("...", "…"):
+            return
+        sub = command.get_command(ctx, name)
+        if sub is None:
+            raise AssertionError(f"no command `{name}` under `{ctx.command_path}`")
+        command, ctx = sub, click.Context(sub, info_name=name, parent=ctx)
+    options = {o for p in command.get_params(ctx) for o in (*p.opts, *p.secondary_opts)}
+    unknown = [a.partition("=")[0] for a in args if a.startswith("--") and a.partition("=")[0] not in options]
+    assert not unknown, f"`{ctx.command_path}` has no option {', '.join(unknown)}"
+
+
+# the changelog quotes commands as they were
+INLINE = [(page, args) for page in PAGES if page.name != "changelog.md" for args in inline_commands(page.read_text())]
+
+
+def test_the_pages_quote_commands_in_their_prose():
+    assert len(INLINE) >= 40
+
+
+@pytest.mark.parametrize("page,args", INLINE, ids=[f"{p.relative_to(ROOT)}:{' '.join(a[:2])}" for p, a in INLINE])
+def test_every_command_quoted_in_prose_names_real_options(page, args):
+    try:
+        check_inline(args)
+    except AssertionError as e:
+        pytest.fail(f"{page.relative_to(ROOT)}: `promptlift {' '.join(args)}`: {e}")
+
+
+def test_a_wrong_inline_option_is_caught():
+    with pytest.raises(AssertionError, match="has no option --prompt"):
+        check_inline(["eval", "--prompt", "x.txt"])
+    with pytest.raises(AssertionError, match="no command `evaluate`"):
+        check_inline(["evaluate"])
+    check_inline(["train", "NAME", "--anything"])
+    check_inline(["memory", "calibrate", "--table"])
+
+
 def test_a_wrong_option_is_caught():
     with pytest.raises(click.UsageError, match="unknown option"):
         parse(["eval", "--prompt", "x.txt"])
