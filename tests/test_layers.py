@@ -29,14 +29,14 @@ LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 
 
 def _imports(path: Path):
-    """(line, imported promptlift module) of every import in `path`, relative ones resolved. The package's own
-    `__init__` is the facade of the public API: what it imports for type checkers alone (`if TYPE_CHECKING:`, never
-    run; its names resolve lazily) does not count."""
+    """(line, imported promptlift module) of every import in `path`, relative ones resolved. What a module imports for
+    type checkers alone (`if TYPE_CHECKING:`) never runs and does not count: the package's `__init__`, the facade of
+    the public API, names every export that way (they resolve lazily), and a registry names the type it holds."""
     module = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     package = package.removesuffix(".__init__")
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only = {id(n) for block in ast.walk(tree) if path == ROOT / "__init__.py" and isinstance(block, ast.If)
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
                    and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING" for n in ast.walk(block)}
     for node in ast.walk(tree):
         if id(node) in typing_only:
@@ -81,6 +81,26 @@ def test_imports_point_down_the_layers():
             if LEVEL[there] > LEVEL[here]:
                 upward.append(f"{path.relative_to(ROOT)}:{line} ({here}) imports {target} ({there})")
     assert not upward, "imports up the layer order:\n" + "\n".join(upward)
+
+
+# inside pipeline/, bottom to top: the lift contract sits on the lift format it reads and writes, one orchestrator
+# (lifted) on top of the rest, loading (a pipeline, lifted if asked) above it
+PIPELINE = ["lift_registry", "lift_config", "base_model", "cards", "contract", "prompts", "lifts", "stack", "lifted",
+            "loading", "__init__"]
+
+
+def test_the_pipeline_package_has_no_import_circle():
+    upward = []
+    folder = ROOT / "pipeline"
+    assert {p.stem for p in folder.glob("*.py")} == set(PIPELINE), "give each pipeline module its place in PIPELINE"
+    for path in sorted(folder.glob("*.py")):
+        for line, target in _imports(path):
+            parts = target.split(".")
+            if parts[:2] != ["promptlift", "pipeline"] or len(parts) < 3:
+                continue
+            if PIPELINE.index(parts[2]) >= PIPELINE.index(path.stem):
+                upward.append(f"pipeline/{path.name}:{line} imports {target}")
+    assert not upward, "imports up (or around) the pipeline's order:\n" + "\n".join(upward)
 
 
 def test_the_core_loads_no_world_module():

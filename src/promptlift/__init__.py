@@ -34,7 +34,7 @@ _LAZY = {
     "unlift": "promptlift.pipeline.lifted",
     "bundle_lift": "promptlift.methods.registry",
     # the lifts
-    "Lift": "promptlift.pipeline.lifts",
+    "Lift": "promptlift.pipeline.contract",
     "LoraLift": "promptlift.pipeline.lifts",
     "ComponentLift": "promptlift.pipeline.lifts",
     "KeywordsLift": "promptlift.pipeline.lifts",
@@ -58,7 +58,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API reference
     from .methods.sur_adapter import SURAdapterConfig, SURAdapterLift
     from .methods.textcraftor import TextCraftorConfig, TextCraftorLift
     from .pipeline.lifted import disable_lifts, get_lifts, lift, load_lift, set_lifts, unlift, unload_lifts
-    from .pipeline.lifts import ComponentLift, KeywordsLift, Lift, LoraLift
+    from .pipeline.contract import Lift
+    from .pipeline.lifts import ComponentLift, KeywordsLift, LoraLift
     from .pipeline.loading import load_pipeline
 
 

@@ -196,7 +196,7 @@ def list_lifts() -> None:
 @click.option("--lift_type", default=None, help="The lift's type, where its layout does not say (see `promptlift lifts`).")
 def convert_lift(folders: tuple[Path, ...], lift_type: str | None) -> None:
     """Write lift_config.json into lift folders written before the lift format (their weights stay as they are)."""
-    from .pipeline.lift_config import convert_lift_folder
+    from .pipeline.lifts import convert_lift_folder
 
     for folder in folders:
         click.echo(f"{folder}: {convert_lift_folder(folder, lift_type)}")

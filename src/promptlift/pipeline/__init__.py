@@ -6,43 +6,26 @@ embeddings before they reach the UNet (an adapter). Every lift reaches the pipel
 one of those three seams, so a lifted pipeline is still a plain diffusers pipeline called with
 ``prompt_embeds``. Lifts are chosen by name from a registry (``--lift NAME[=PATH]``).
 
-loading.py loads pipelines; prompts.py encodes prompts and composes the lifts' embedding edits; lifts.py holds the
-Lift base class, the registry and the lifts that need only weights; lifted.py puts lifts inside a pipeline
-(`lift`, `unlift`) and is the one path a lifted generation takes; base_model.py records and checks which base model
-a trained output belongs to.
+The modules, bottom to top (each imports only those below it; tests/test_layers.py checks):
+lift_registry.py (each lift type's factory and options), lift_config.py (the lift folder's lift_config.json, Hub
+sources), base_model.py (which base model a trained output belongs to), cards.py (model cards), contract.py (the
+lift contract: `Lift` and `PromptEmbeds`), prompts.py (prompt encoding and how the lifts' embedding edits compose),
+lifts.py (lifts by name, and those that need only weights), stack.py (the lifted stack, as data), lifted.py (lifts
+inside a pipeline's call: `lift`, `unlift`; the one path a lifted generation takes), loading.py (loading any
+pipeline, lifted if asked).
 """
 
-from .lifts import (
-    LIFTS,
-    ComponentLift,
-    KeywordsLift,
-    Lift,
-    LiftSpec,
-    LoraLift,
-    apply_lifts,
-    load_component_strict,
-    load_lifts,
-    load_plugins,
-    parse_lift,
-    parse_lift_options,
-    register_lift,
-    unload_empty_lora_layers,
-)
 from .base_model import (BASE_MODEL_FILE, EMBEDDED_MODEL_NAME, base_model_record, check_fits, is_embedded_model, model_name,
                          read_base_model, text_encoder_fingerprint, write_base_model)
+from .contract import Lift, PromptEmbeds
+from .lift_registry import LIFTS, LiftSpec, parse_lift_options, register_lift
 from .lifted import (LIFTABLE_PIPELINES, call_with_lifts, check_liftable, is_lifted, lift, model_guidance_scale,
                      pipeline_lifts, seeded_images, unlift)
+from .lifts import (ComponentLift, KeywordsLift, LoraLift, apply_lifts, load_component_strict, load_lifts, parse_lift,
+                    unload_empty_lora_layers)
 from .loading import MODEL_DEFAULTS_FILE, SUPPORTED_PIPELINES, default_model_path, load_pipeline, recommended_guidance_scale
-from .prompts import (
-    PromptEmbeds,
-    check_prompts,
-    encode_prompts,
-    join_prompt,
-    plus_edits,
-    prompt_padding_mask,
-    rewrite_prompts,
-    swapped,
-)
+from .prompts import check_prompts, encode_prompts, join_prompt, plus_edits, prompt_padding_mask, rewrite_prompts, swapped
+from ..registry import load_plugins
 
 __all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "LIFTABLE_PIPELINES", "LIFTS", "MODEL_DEFAULTS_FILE",
            "SUPPORTED_PIPELINES", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec", "LoraLift", "PromptEmbeds",

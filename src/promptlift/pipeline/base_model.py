@@ -14,12 +14,14 @@ import torch
 
 from ..profiles import is_embedded
 from ..files import atomic_write_json
+from .lift_config import LIFT_CONFIG_FILE, read_lift_config
 
 __all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "base_model_record", "check_fits", "file_fingerprint",
-           "is_embedded_model", "model_name", "model_source", "read_base_model", "record_file",
+           "is_embedded_model", "model_name", "model_source", "own_component", "read_base_model", "record_file",
            "text_encoder_fingerprint", "write_base_model"]
 
 BASE_MODEL_FILE = "base_model.json"
+LIFTED_STATE = "_promptlift_state"  # the attribute a lifted pipeline carries (pipeline/lifted.py's state)
 EMBEDDED_MODEL_NAME = "embedded-default"  # how records and sidecars name the embedded model (its path differs per install)
 logger = logging.getLogger(__name__)
 
@@ -93,10 +95,18 @@ def _widths(pipe) -> dict:
     }
 
 
+def own_component(pipe, name: str):
+    """The pipeline's own component `name`, as it was before any lift replaced it."""
+    state = pipe.__dict__.get(LIFTED_STATE)
+    for entry in state.entries.values() if state is not None else ():
+        own = entry.swapped.get(name, (None, None))[0] or entry.lift.original_encoders().get(name)
+        if own is not None:
+            return own
+    return getattr(pipe, name, None)
+
+
 def _encoders_fingerprint(pipe) -> str:
     """The fingerprint of the pipeline's own text encoders (those before any lift swapped them)."""
-    from .lifted import own_component
-
     encoders = [own_component(pipe, n) for n in ("text_encoder", "text_encoder_2")]
     return "-".join(text_encoder_fingerprint(e) for e in encoders if e is not None)
 
@@ -123,8 +133,6 @@ def write_base_model(folder: Path, record: dict) -> None:
 def record_file(folder: Path | None) -> Path | None:
     """The file that holds a lift folder's base model record: its lift_config.json, else the base_model.json in it or
     in the run folder around it (best/, final/); None without one."""
-    from .lift_config import LIFT_CONFIG_FILE, read_lift_config
-
     if folder is None or not Path(folder).is_dir():
         return None
     config = read_lift_config(folder)
@@ -136,8 +144,6 @@ def record_file(folder: Path | None) -> Path | None:
 
 def read_base_model(folder: Path | None) -> dict | None:
     """The base model record of a lift folder (see `record_file`), if any."""
-    from .lift_config import LIFT_CONFIG_FILE
-
     path = record_file(folder)
     if path is None:
         return None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..files import atomic_write_json
 from ..registry import load_plugins
+from .lift_registry import LIFTS
 
 __all__ = ["FORMAT_VERSION", "LIFT_CONFIG_FILE", "convert_lift_folder", "legacy_lift_type", "lift_type_of",
            "read_lift_config", "recorded_options", "resolve_lift_source", "write_lift_config"]
@@ -59,7 +60,6 @@ LEGACY_DEFAULTS = ("lift.json", "textcraftor.json")
 def recorded_options(lift_type: str, folder: Path) -> dict:
     """The options of lift `lift_type` with the defaults `folder` ships with: the lift's own, over them those its older
     files (lift.json: the SUR-adapter's gate; textcraftor.json: the switch step it was trained for) give."""
-    from .lifts import LIFTS
 
     load_plugins()
     options = LIFTS[lift_type].option_defaults()
@@ -68,24 +68,6 @@ def recorded_options(lift_type: str, folder: Path) -> dict:
         if path.is_file():
             options.update({k: v for k, v in json.loads(path.read_text()).items() if k in options})
     return options
-
-
-def convert_lift_folder(folder: Path, lift_type: str | None = None) -> Path:
-    """Write `folder`/lift_config.json for a folder written before the format (its type as its layout says, or
-    `lift_type`; its base model from base_model.json); a folder that has one is left as it is. Returns the file."""
-    from .base_model import read_base_model
-    from .lifts import LIFTS
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{str(folder)!r} is no folder; pass a lift folder.")
-    if read_lift_config(folder) is not None:
-        return folder / LIFT_CONFIG_FILE
-    found = lift_type or lift_type_of(folder)
-    load_plugins()
-    if found not in LIFTS:
-        raise ValueError(f"no lift {found!r} is registered; pass one of: {', '.join(sorted(LIFTS))}.")
-    return write_lift_config(folder, found, read_base_model(folder), recorded_options(found, folder))
 
 
 def legacy_lift_type(folder: Path) -> str | None:
@@ -161,3 +143,17 @@ def resolve_lift_source(source: str | Path, *, revision: str | None = None, subf
     if not found.is_dir():
         raise ValueError(f"lift {text!r} has no subfolder {subfolder!r}; pass the folder in the repo that holds it.")
     return found
+
+
+def folder_options(name: str, path: Path | None, where: str) -> dict:
+    """The option defaults lift folder `path` records for lift `name`: its lift_config.json's (a folder of another
+    lift is refused, as `where` names it), else what the older files of a folder written before the format say."""
+    if path is None or not path.is_dir():
+        return {}
+    config = read_lift_config(path)
+    if config is None:
+        return recorded_options(name, path)
+    if config["lift_type"] != name:
+        raise ValueError(f"{where}: {str(path)!r} is a {config['lift_type']!r} lift, not {name!r}; pass "
+                         f"`--lift {config['lift_type']}={path}`.")
+    return dict(config.get("options") or {})

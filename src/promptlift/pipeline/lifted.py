@@ -37,17 +37,19 @@ from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusio
 
 from ..profiles import model_declaration
 from ..registry import load_plugins
-from .lifts import LIFTS, Lift, lift_for, load_lifts
+from .base_model import LIFTED_STATE, check_fits
+from .contract import Lift
+from .lift_registry import LIFTS
+from .lifts import lift_for, load_lifts
 from .prompts import encode_prompts, rewrite_prompts
 from .stack import expand_stack
 
 __all__ = ["LIFTABLE_PIPELINES", "call_with_lifts", "check_liftable", "disable_lifts", "get_lifts", "is_lifted", "lift",
-           "load_lift", "model_guidance_scale", "own_component", "pipeline_lifts", 
-           "seeded_images", "set_lifts", "unlift", "unload_lifts"]
+           "load_lift", "model_guidance_scale", "pipeline_lifts", "seeded_images", "set_lifts", "unlift", "unload_lifts"]
 
 # Exactly these classes: img2img, inpainting and the others share their encoders but not their call
 LIFTABLE_PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline)
-_STATE = "_promptlift_state"  # the attribute a lifted pipeline carries
+_STATE = LIFTED_STATE
 
 
 @dataclass
@@ -151,16 +153,6 @@ def pipeline_lifts(pipe) -> list[Lift]:
     return [entry.lift for entry in state.entries.values()] if state is not None else []
 
 
-def own_component(pipe, name: str):
-    """The pipeline's own component `name`, as it was before any lift replaced it."""
-    state = _state(pipe)
-    for entry in state.entries.values() if state is not None else ():
-        own = entry.swapped.get(name, (None, None))[0] or entry.lift.original_encoders().get(name)
-        if own is not None:
-            return own
-    return getattr(pipe, name, None)
-
-
 def get_lifts(pipe) -> dict[str, float]:
     """{adapter name: weight} of the lifts loaded into `pipe`, in the order they compose (weight 0: switched off by
     `set_lifts`), as diffusers' `get_active_adapters` names LoRAs.
@@ -220,8 +212,6 @@ def load_lift(pipe: DiffusionPipeline, source: str | Path | Lift, *, adapter_nam
 
 def _build(pipe, source, *, options: dict, **hub) -> Lift:
     """The Lift `source` names, checked against `pipe`."""
-    from .base_model import check_fits
-
     if isinstance(source, Lift):
         if options:
             raise ValueError(f"options {sorted(options)} given with a Lift object; set them when building it.")

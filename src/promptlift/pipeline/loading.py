@@ -13,7 +13,8 @@ from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusio
 
 from ..profiles import MODEL_DEFAULTS_FILE, embedded_model, model_declaration
 from ..devices import check_device, default_device, resolve_dtype
-from .lifts import Lift
+from .contract import Lift
+from .lifted import lift
 
 __all__ = ["CHECKPOINT_SUFFIXES", "MODEL_DEFAULTS_FILE", "SUPPORTED_PIPELINES", "default_model_path", "load_pipeline",
            "checkpoint_shapes", "make_scheduler", "recommended_guidance_scale", "single_file_class"]
@@ -134,8 +135,6 @@ def load_pipeline(
     else:
         pipe.to(device)
     if lifts:
-        from .lifted import lift
-
         lift(pipe, list(lifts), reversible=False)
     return pipe
 

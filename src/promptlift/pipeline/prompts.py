@@ -4,64 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Sequence
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 
-if TYPE_CHECKING:
-    from .lifts import Lift
+from .contract import Lift, PromptEmbeds
+
 
 __all__ = ["PromptEmbeds", "check_prompts", "encode_prompts", "join_prompt", "plus_edits", "prompt_padding_mask",
            "rewrite_prompts", "swapped"]
-
-
-@dataclass
-class PromptEmbeds:
-    """The embedding keyword arguments of a Stable Diffusion (XL) pipeline call."""
-
-    prompt_embeds: torch.Tensor  # (B, L, D)
-    negative_prompt_embeds: torch.Tensor | None = None  # (B, L, D), present with CFG
-    pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL only
-    negative_pooled_prompt_embeds: torch.Tensor | None = None  # (B, D2), SDXL with CFG
-    negative_prompt: str | list[str] | None = field(default=None, metadata={"kwarg": False})  # the text, for lifts that re-encode
-    # What the lifts' edits are measured against (see `encode_prompts`): the pipeline's encoders' output before any
-    # edit, and the base model's encoders' output (they differ when a lift swapped an encoder).
-    encoded: PromptEmbeds | None = field(default=None, repr=False, metadata={"kwarg": False})
-    base_fn: Callable[[], PromptEmbeds] | None = field(default=None, repr=False, metadata={"kwarg": False})
-    # the user's prompts when a lift rewrote them (a refiner), and how the base model encodes those
-    user_prompts: list[str] | None = field(default=None, repr=False, metadata={"kwarg": False})
-    user_base_fn: Callable[[], PromptEmbeds] | None = field(default=None, repr=False, metadata={"kwarg": False})
-
-    TENSORS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
-
-    def as_kwargs(self) -> dict[str, torch.Tensor]:
-        """Keyword arguments for `pipe(...)`, leaving out what is absent."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.metadata.get("kwarg", True) and getattr(self, f.name) is not None}
-
-    @property
-    def base(self) -> PromptEmbeds:
-        """The base model's embeddings of the same prompts (encoded on first use; `self.encoded` when no lift swapped
-        an encoder). An embedding lift trained on the base model reads these, so it reads what it was trained on."""
-        if self.base_fn is not None:
-            self._base, self.base_fn = self.base_fn(), None
-        return getattr(self, "_base", None) or self.encoded or self
-
-    @property
-    def user_base(self) -> PromptEmbeds:
-        """The base model's embeddings of the user's prompts before any rewrite (`self.base` when none was rewritten):
-        what an adapter that reads the user's words adapts, its change then added to the rewrite's."""
-        if self.user_base_fn is not None:
-            self._user_base, self.user_base_fn = self.user_base_fn(), None
-        return getattr(self, "_user_base", None) or self.base
-
-    def edits(self, reference: PromptEmbeds | None = None) -> dict[str, torch.Tensor | None]:
-        """{field: how it differs from `reference` (default `encoded`: what the lifts so far changed)}: None where it is
-        the reference's own tensor."""
-        reference = reference or self.encoded or self
-        return {name: None if getattr(self, name) is getattr(reference, name) else getattr(self, name) - getattr(reference, name)
-                for name in self.TENSORS if getattr(self, name) is not None}
 
 
 def plus_edits(tensor: torch.Tensor | None, edit: torch.Tensor | None) -> torch.Tensor | None:
