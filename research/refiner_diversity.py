@@ -21,7 +21,7 @@ from promptlift.pipeline import join_prompt
 
 def diversity(name: str, args) -> dict:
     from promptlift.data import load_prompt_set
-    from promptlift.methods.refiner.strategies import Refiner
+    from promptlift.methods.refiner.lift import Refiner
     from promptlift.methods.sur_adapter.llm import LLMFeatures
     from promptlift.pipeline import load_pipeline
 

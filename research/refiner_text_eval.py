@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from promptlift.methods.refiner.strategies import Refiner
+from promptlift.methods.refiner.lift import Refiner
 from promptlift.pipeline import load_pipeline
 from promptlift.files import atomic_write_json
 from promptlift.runs import run_record

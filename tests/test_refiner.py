@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from promptlift.cli import cli
 from promptlift.methods.refiner.config import RefinerConfig
 from promptlift.methods.refiner.data import BUCKETS, coarse_pairs, coarsen, continuation, shuffle_phrases
-from promptlift.methods.refiner.strategies import Refiner
+from promptlift.methods.refiner.lift import Refiner
 from promptlift.pipeline import encode_prompts, join_prompt, load_lifts, load_pipeline
 from helpers import run_cli
 

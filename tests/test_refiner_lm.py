@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import promptlift
 from promptlift.methods.language_models import load_causal_lm, resolve_lm
 from promptlift.methods.refiner.lm import LM_CONFIG_FILE, LMRefiner
-from promptlift.methods.refiner.strategies import Refiner
+from promptlift.methods.refiner.lift import Refiner
 from promptlift.pipeline import load_pipeline, pipeline_lifts
 from promptlift.tiny import save_tiny_causal_lm
 from helpers import run_cli

@@ -1,5 +1,6 @@
-"""The four post-training methods, one folder each (config.py: the dataclass; trainer.py: the loop; the lift that
-applies what it trained), registered in METHODS; common.py and heldout.py hold what their trainers share (the
+"""The four post-training methods, one folder each in one shape (config.py: the dataclass; trainer.py: the loop;
+lift.py: the lift that applies what it trained; model.py where the method has a model of its own), registered in
+METHODS by the folder's __init__; common.py and heldout.py hold what their trainers share (the
 lifted stack of all four is data in pipeline/stack.py).
 
 A new method is a folder here whose __init__ registers it with `register_method` (config, trainer, lift), imported

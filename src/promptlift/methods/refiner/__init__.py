@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..registry import register_method
 from .config import RefinerConfig
-from .strategies import Refiner, RefinerLift
+from .lift import Refiner, RefinerLift
 
 __all__ = ["Refiner", "RefinerConfig", "RefinerLift"]
 

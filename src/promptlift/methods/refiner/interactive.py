@@ -65,7 +65,7 @@ def refine(cfg: RefineConfig, show: Callable[[int, list[str]], None] = lambda i,
     """Run the loop; returns the final refined prompt. `show(round, candidates)` displays a round; `ask` picks."""
     from ...pipeline import load_pipeline
     from ..registry import METHODS
-    from .strategies import Refiner
+    from .lift import Refiner
 
     path = cfg.refiner or METHODS["refiner"].bundle_weights
     if path is None:

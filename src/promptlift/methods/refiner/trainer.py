@@ -36,7 +36,7 @@ from .data import Summariser, coarse_pairs, continuation, shuffle_phrases
 from .features import TextFeatures
 from .lm_trainer import train_lm
 from .model import PromptRefiner
-from .strategies import Refiner, RefinerLift
+from .lift import Refiner, RefinerLift
 
 __all__ = ["decoder_vocabulary", "load_rows", "train"]
 
