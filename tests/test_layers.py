@@ -11,7 +11,7 @@ import promptlift
 ROOT = Path(promptlift.__file__).parent
 # bottom to top; a unit is a top-level module or package of promptlift
 LAYERS = [
-    {"__init__", "_notices", "files", "runs", "devices", "images", "hub", "config", "config_source", "registry", "stats",
+    {"__init__", "_notices", "_lazy", "files", "runs", "devices", "images", "hub", "config", "config_source", "registry", "stats",
      "html", "profiles"},
     {"rewards"},
     {"data"},

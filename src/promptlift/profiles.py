@@ -25,10 +25,11 @@ from .registry import check_registration, load_plugins
 
 __all__ = ["DEFAULT_PROFILE", "MODEL_DEFAULTS_FILE", "PROFILES", "EmbeddedModel", "JudgeDefaults", "ModelProfile",
            "content_profile", "data_profile", "embedded_model", "heldout_prompts", "is_embedded", "judge_defaults",
-           "model_declaration", "model_profile", "prompts_or_default", "refuse_content_options", "register_embedded_model",
+           "model_declaration", "model_profile", "prompts_or_default", "recommended_guidance_scale", "refuse_content_options", "register_embedded_model",
            "register_profile"]
 
 MODEL_DEFAULTS_FILE = "promptlift.json"
+FALLBACK_GUIDANCE_SCALE = 7.5  # diffusers' default for Stable Diffusion
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,12 @@ def model_profile(model) -> ModelProfile:
                          f"installed plug-in registers (known: {', '.join(sorted(PROFILES)) or 'none'}); install the "
                          "plug-in, or remove \"profile\" from that file.")
     return PROFILES[name]
+
+
+def recommended_guidance_scale(model) -> float:
+    """The guidance scale a model's promptlift.json recommends (the embedded model records the scale measured best for
+    it), else diffusers' 7.5."""
+    return float(model_declaration(model).get("guidance_scale", FALLBACK_GUIDANCE_SCALE))
 
 
 def judge_defaults(model) -> JudgeDefaults:

@@ -7,12 +7,15 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..pipeline import Lift, register_lift
+from ..pipeline.lift_registry import register_lift
 from ..profiles import embedded_model
 from ..registry import check_registration
-from .common import MethodTrainConfig
+from .config import MethodTrainConfig
+
+if TYPE_CHECKING:
+    from ..pipeline import Lift
 
 __all__ = ["METHODS", "MethodSpec", "register_method"]
 
@@ -26,7 +29,7 @@ class MethodSpec:
     config: type[MethodTrainConfig]
     trainer: str  # "module:function", imported when a run starts (trainers pull in heavy dependencies)
     help: str
-    lift: Callable[..., Lift]
+    lift: Callable[..., Lift] | str  # or "module:function"
     bundle_subfolder: str
 
     @property
@@ -51,23 +54,25 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, *, config: type[MethodTrainConfig], trainer: str, help: str, lift_help: str,
-                    bundle_subfolder: str | None = None, path_is_spec: bool = False):
-    """Register the decorated lift factory `(name, path, **options) -> Lift` as method `name`'s lift, and the method;
-    both validated now (a config that is not a MethodTrainConfig dataclass, or a trainer that is not "module:function",
-    is refused)."""
+                    lift: Callable[..., Lift] | str | None = None, bundle_subfolder: str | None = None,
+                    path_is_spec: bool = False):
+    """Register method `name` and its lift `(name, path, **options) -> Lift`: `lift` is the factory or its
+    "module:function" name (imported when the lift is first built, so registering loads no torch); without `lift`,
+    `register_method` decorates the factory. Both validated now (a config that is not a MethodTrainConfig dataclass,
+    or a trainer that is not "module:function", is refused)."""
 
-    def decorator(lift: Callable[..., Lift]):
-        check_registration("method", METHODS, name, lift, help)
+    def register(factory: Callable[..., Lift] | str):
+        check_registration("method", METHODS, name, factory if callable(factory) else (lambda: None), help)
         if not (dataclasses.is_dataclass(config) and issubclass(config, MethodTrainConfig)):
             raise TypeError(f"method {name!r}: `config` must be a MethodTrainConfig dataclass, got {config!r}.")
         if not all(trainer.partition(":")[::2]):
             raise ValueError(f"method {name!r}: `trainer` must be 'module:function', got {trainer!r}.")
-        spec = MethodSpec(name, config, trainer, help, lift, bundle_subfolder or name)
-        register_lift(name, help=lift_help, default_path=lambda: spec.bundle_weights, path_is_spec=path_is_spec)(lift)
+        spec = MethodSpec(name, config, trainer, help, factory, bundle_subfolder or name)
+        register_lift(name, help=lift_help, default_path=lambda: spec.bundle_weights, path_is_spec=path_is_spec)(factory)
         METHODS[name] = spec
-        return lift
+        return factory
 
-    return decorator
+    return register(lift) if lift is not None else register
 
 
 def bundle_lift(name: str) -> Path:

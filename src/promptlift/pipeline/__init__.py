@@ -15,17 +15,40 @@ inside a pipeline's call: `lift`, `unlift`; the one path a lifted generation tak
 pipeline, lifted if asked).
 """
 
-from .base_model import (BASE_MODEL_FILE, EMBEDDED_MODEL_NAME, base_model_record, check_fits, is_embedded_model, model_name,
-                         read_base_model, text_encoder_fingerprint, write_base_model)
-from .contract import Lift, PromptEmbeds
-from .lift_registry import LIFTS, LiftSpec, parse_lift_options, register_lift
-from .lifted import (LIFTABLE_PIPELINES, call_with_lifts, check_liftable, is_lifted, lift, model_guidance_scale,
-                     pipeline_lifts, seeded_images, unlift)
-from .lifts import (ComponentLift, KeywordsLift, LoraLift, apply_lifts, load_component_strict, load_lifts, parse_lift,
-                    unload_empty_lora_layers)
-from .loading import MODEL_DEFAULTS_FILE, SUPPORTED_PIPELINES, default_model_path, load_pipeline, recommended_guidance_scale
-from .prompts import check_prompts, encode_prompts, join_prompt, plus_edits, prompt_padding_mask, rewrite_prompts, swapped
-from ..registry import load_plugins
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "BASE_MODEL_FILE": ".base_model", "EMBEDDED_MODEL_NAME": ".base_model", "base_model_record": ".base_model",
+    "check_fits": ".base_model", "is_embedded_model": ".base_model", "model_name": ".base_model",
+    "read_base_model": ".base_model", "text_encoder_fingerprint": ".base_model", "write_base_model": ".base_model",
+    "Lift": ".contract", "PromptEmbeds": ".contract", "LIFTS": ".lift_registry", "LiftSpec": ".lift_registry",
+    "parse_lift_options": ".lift_registry", "register_lift": ".lift_registry", "LIFTABLE_PIPELINES": ".lifted",
+    "call_with_lifts": ".lifted", "check_liftable": ".lifted", "is_lifted": ".lifted", "lift": ".lifted",
+    "model_guidance_scale": ".lifted", "pipeline_lifts": ".lifted", "seeded_images": ".lifted",
+    "unlift": ".lifted", "ComponentLift": ".lifts", "KeywordsLift": ".lifts", "LoraLift": ".lifts",
+    "apply_lifts": ".lifts", "load_component_strict": ".lifts", "load_lifts": ".lifts", "parse_lift": ".lifts",
+    "unload_empty_lora_layers": ".lifts", "MODEL_DEFAULTS_FILE": ".loading", "SUPPORTED_PIPELINES": ".loading",
+    "default_model_path": ".loading", "load_pipeline": ".loading", "recommended_guidance_scale": ".loading",
+    "check_prompts": ".prompts", "encode_prompts": ".prompts", "join_prompt": ".prompts", "plus_edits": ".prompts",
+    "prompt_padding_mask": ".prompts", "rewrite_prompts": ".prompts", "swapped": ".prompts",
+    "load_plugins": "..registry",
+})
+
+if TYPE_CHECKING:  # the same names, for type checkers
+    from .base_model import (BASE_MODEL_FILE, EMBEDDED_MODEL_NAME, base_model_record, check_fits, is_embedded_model, model_name,
+                             read_base_model, text_encoder_fingerprint, write_base_model)
+    from .contract import Lift, PromptEmbeds
+    from .lift_registry import LIFTS, LiftSpec, parse_lift_options, register_lift
+    from .lifted import (LIFTABLE_PIPELINES, call_with_lifts, check_liftable, is_lifted, lift, model_guidance_scale,
+                         pipeline_lifts, seeded_images, unlift)
+    from .lifts import (ComponentLift, KeywordsLift, LoraLift, apply_lifts, load_component_strict, load_lifts, parse_lift,
+                        unload_empty_lora_layers)
+    from .loading import MODEL_DEFAULTS_FILE, SUPPORTED_PIPELINES, default_model_path, load_pipeline, recommended_guidance_scale
+    from .prompts import check_prompts, encode_prompts, join_prompt, plus_edits, prompt_padding_mask, rewrite_prompts, swapped
+    from ..registry import load_plugins
+
 
 __all__ = ["BASE_MODEL_FILE", "EMBEDDED_MODEL_NAME", "LIFTABLE_PIPELINES", "LIFTS", "MODEL_DEFAULTS_FILE",
            "SUPPORTED_PIPELINES", "ComponentLift", "KeywordsLift", "Lift", "LiftSpec", "LoraLift", "PromptEmbeds",

@@ -20,11 +20,20 @@ class LiftSpec:
     """A registered lift: how to build it from a path, and where its default weights live."""
 
     name: str
-    factory: Callable[..., Lift]
+    factory: Callable[..., Lift] | str  # or "module:function", imported when the lift is first built or asked about
     help: str
     default_path: Callable[[], Path | None] | None = None
     path_is_spec: bool = False  # PATH is a spec the factory parses (e.g. "a:0.7,b:0.3"), not one path
     weights: bool = True  # False: the lift takes no weights (a keyword expander)
+
+    def build(self) -> Callable[..., Lift]:
+        """The factory (imported now if it was registered as "module:function")."""
+        if isinstance(self.factory, str):
+            import importlib
+
+            module, _, function = self.factory.partition(":")
+            return getattr(importlib.import_module(module), function)
+        return self.factory
 
     def options(self) -> list[str]:
         """The keyword options the factory takes (`--lift_option NAME.KEY=VALUE`)."""
@@ -34,7 +43,7 @@ class LiftSpec:
         """{option: its default} of the factory's keyword options."""
         import inspect
 
-        params = list(inspect.signature(self.factory).parameters.values())[2:]
+        params = list(inspect.signature(self.build()).parameters.values())[2:]
         return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                 and not p.name.startswith("_")}
 
@@ -44,10 +53,13 @@ LIFTS: dict[str, LiftSpec] = {}
 
 def register_lift(name: str, *, help: str, default_path: Callable[[], Path | None] | None = None,
                   path_is_spec: bool = False, weights: bool = True):
-    """Register a lift factory `(name, path, **options) -> Lift` under `name`; validated on registration."""
+    """Register a lift factory `(name, path, **options) -> Lift` under `name` (the decorated function, or its
+    "module:function" name, imported when the lift is first built); validated on registration."""
 
-    def decorator(factory: Callable[..., Lift]):
-        check_registration("lift", LIFTS, name, factory, help)
+    def decorator(factory: Callable[..., Lift] | str):
+        if isinstance(factory, str) and not all(factory.partition(":")[::2]):
+            raise ValueError(f"lift {name!r}: a factory named by a string must be 'module:function', got {factory!r}.")
+        check_registration("lift", LIFTS, name, factory if callable(factory) else (lambda: None), help)
         LIFTS[name] = LiftSpec(name, factory, help, default_path, path_is_spec, weights)
         return factory
 
@@ -73,7 +85,7 @@ def build_lift(name: str, path: Path | None, options: dict, *, where: str) -> Li
     spec = LIFTS[name]
     check_options(name, options, where)
     typed = _typed_options(spec, options)
-    lift = spec.factory(name, path, **typed)
+    lift = spec.build()(name, path, **typed)
     lift.options = {**spec.option_defaults(), **typed}
     return lift
 
@@ -85,7 +97,7 @@ def _typed_options(spec: LiftSpec, options: dict) -> dict:
     from ..config import coerce
 
     try:
-        hints = typing.get_type_hints(spec.factory)
+        hints = typing.get_type_hints(spec.build())
     except (NameError, TypeError):
         hints = {}
     return {key: coerce(value, hints[key], f"--lift_option {spec.name}.{key}") if key in hints else value

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from ..profiles import MODEL_DEFAULTS_FILE, embedded_model, model_declaration
+from ..profiles import MODEL_DEFAULTS_FILE, embedded_model, recommended_guidance_scale
 from ..devices import check_device, default_device, resolve_dtype
 from .contract import Lift
 from .lifted import lift
@@ -30,15 +30,6 @@ def default_model_path() -> Path | None:
     installed."""
     embedded = embedded_model()
     return embedded.pipeline if embedded is not None else None
-
-
-FALLBACK_GUIDANCE_SCALE = 7.5  # diffusers' default for Stable Diffusion
-
-
-def recommended_guidance_scale(model: str | Path | None) -> float:
-    """The guidance scale a pipeline folder recommends in its promptlift.json (the embedded model records the
-    scale measured best for it), else diffusers' 7.5."""
-    return float(model_declaration(model).get("guidance_scale", FALLBACK_GUIDANCE_SCALE))
 
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

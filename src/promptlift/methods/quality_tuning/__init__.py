@@ -2,10 +2,10 @@
 
 from ..registry import register_method
 from .config import QualityTuningConfig
-from .lift import quality_tuning_lift
 
 __all__ = ["QualityTuningConfig"]
 
 register_method("quality-tuning", config=QualityTuningConfig, trainer=f"{__name__}.trainer:train",
+                lift=f"{__name__}.lift:quality_tuning_lift",
                 help="Emu quality-tuning: UNet SFT on a curated set, early stopping on win rate.",
-                lift_help="Quality-tuned UNet weights (unet/ folder or LoRA); default: the bundle's.")(quality_tuning_lift)
+                lift_help="Quality-tuned UNet weights (unet/ folder or LoRA); default: the bundle's.")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...profiles import content_profile
-from ..common import MethodTrainConfig
+from ..config import MethodTrainConfig
 
 __all__ = ["QualityTuningConfig"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..common import MethodTrainConfig
+from ..config import MethodTrainConfig
 
 # what a causal-LM refiner reads before the prompt (its chat template's system line, or this template's)
 LM_INSTRUCTION = ("Rewrite the image prompt for a text-to-image model: name every object with its colour and count, "

@@ -184,3 +184,9 @@ class RefinerLift(Lift):
     def describe(self) -> dict:
         return {**super().describe(), "strategy": self.strategy, "max_new_tokens": self.max_new_tokens,
                 "mode": self.mode, "sample": self.sample, "seed": self.seed}
+
+
+def refiner_lift(name: str, path: Path | None, strategy: str = "one-shot", max_new_tokens: int = 20, mode: int = 0,
+                 sample: bool = False, seed: int = 0) -> RefinerLift:
+    """The `refiner` lift (`--lift refiner[=PATH]`)."""
+    return RefinerLift(name, path, strategy, max_new_tokens, mode, sample, seed)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..common import MethodTrainConfig
+from ..config import MethodTrainConfig
 
 __all__ = ["SURAdapterConfig"]
 

@@ -171,3 +171,9 @@ class SURAdapterLift(Lift):
         return {**super().describe(), "apply_to_unconditional": self.apply_to_unconditional, "reads": self.reads,
                 "rewrite_scale": self.rewrite_scale, "gate": self.gate if self.gate in (None, LEARNT) else "%g:%g" % self.gate,
                 "llm_at_inference": self.adapter.llm_at_inference, "llm_tokens": self.adapter.llm_tokens}
+
+
+def sur_adapter_lift(name: str, path: Path | None, apply_to_unconditional: bool = False,
+                     reads: str = "default", rewrite_scale: float = 1.0, gate: str = "default") -> SURAdapterLift:
+    """The `sur-adapter` lift (`--lift sur-adapter[=PATH]`)."""
+    return SURAdapterLift(name, path, apply_to_unconditional, reads=reads, rewrite_scale=rewrite_scale, gate=gate)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ...profiles import judge_defaults
-from ..common import MethodTrainConfig
+from ..config import MethodTrainConfig
 
 __all__ = ["TextCraftorConfig", "parse_weighted"]
 

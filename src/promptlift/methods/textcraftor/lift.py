@@ -215,3 +215,8 @@ def _lerp(a: torch.Tensor | None, b: torch.Tensor | None, alpha: float) -> torch
 
 def _stacked(negative: torch.Tensor | None, positive: torch.Tensor) -> torch.Tensor:
     return positive if negative is None else torch.cat([negative, positive])
+
+
+def textcraftor_lift(name: str, path: Path | None, alpha: float = 1.0, switch_step: int | None = None) -> TextCraftorLift:
+    """The `textcraftor` lift (`--lift textcraftor[=PATH or a:0.7,b:0.3]`)."""
+    return TextCraftorLift(name, path, alpha=alpha, switch_step=switch_step)
