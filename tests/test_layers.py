@@ -11,14 +11,14 @@ import promptlift
 ROOT = Path(promptlift.__file__).parent
 # bottom to top; a unit is a top-level module or package of promptlift
 LAYERS = [
-    {"__init__", "_notices", "_lazy", "files", "runs", "devices", "images", "hub", "config", "config_source", "registry", "stats",
+    {"__init__", "_notices", "_lazy", "files", "runs", "devices", "images", "hub", "config", "registry", "stats",
      "html", "profiles"},
     {"rewards"},
     {"data"},
     {"pipeline", "tiny"},
     {"training", "export", "memory"},
     {"methods"},
-    {"generation"},
+    {"generation", "sampling"},
     {"evaluation"},
     # the test world, a plug-in on top of the core: it registers its prompt sets, judges, profile and embedded model
     {"world", "judges"},

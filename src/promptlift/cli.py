@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -27,7 +28,6 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is depre
 
 from . import __version__  # noqa: E402
 from .config import ConfigField, config_fields, load_config  # noqa: E402
-from .config_source import source_docstring  # noqa: E402
 
 __all__ = ["main", "cli", "config_command"]
 
@@ -63,12 +63,10 @@ def _option(f: ConfigField) -> click.Option:
     return click.Option(names, default=None, help=help_text, metavar=metavar)
 
 
-def config_command(name: str, cfg_cls: type | Callable[[], type], run: Callable[[Any], Any], *,
-                   arguments: Sequence[str] = (), fields: dict[str, ConfigField] | None = None,
-                   doc: str | None = None) -> click.Command:
-    """Command `name`: an option per field of `cfg_cls` (`arguments` are positional), then `run(cfg)`. With `fields`
-    (read from source) and `doc`, `cfg_cls` may be a function importing the class, called only when the command runs."""
-    fields = fields if fields is not None else config_fields(cfg_cls)
+def config_command(name: str, cfg_cls: type, run: Callable[[Any], Any], *, arguments: Sequence[str] = ()) -> click.Command:
+    """Command `name`: an option per field of `cfg_cls` (`arguments` are positional), then `run(cfg)`; the config's
+    docstring is the help."""
+    fields = config_fields(cfg_cls)
     params: list[click.Parameter] = [
         click.Argument([a], nargs=-1 if _is_list(fields[a].type) else 1, required=False) for a in arguments
     ]
@@ -78,7 +76,7 @@ def config_command(name: str, cfg_cls: type | Callable[[], type], run: Callable[
     def callback(config: str | None = None, **values: Any) -> None:
         overrides = {k: v for k, v in values.items() if v is not None and v != ()}
         try:
-            cfg = load_config(cfg_cls if isinstance(cfg_cls, type) else cfg_cls(), config, overrides)
+            cfg = load_config(cfg_cls, config, overrides)
             _quiet_loading()
             run(cfg)
         except (ValueError, FileNotFoundError) as e:
@@ -92,7 +90,7 @@ def config_command(name: str, cfg_cls: type | Callable[[], type], run: Callable[
             raise click.ClickException(f"{type(e).__name__}: {e}\n(`promptlift --debug {command} ...` shows the "
                                        "traceback)") from e
 
-    doc = (doc if doc is not None else cfg_cls.__doc__ or "").strip()
+    doc = inspect.getdoc(cfg_cls) or ""
     return _ConfigCommand(name, params=params, callback=callback, help=doc, short_help=doc.split("\n")[0])
 
 
@@ -317,9 +315,7 @@ def _stdin_is_tty() -> bool:
 
 
 def _method_command(name: str) -> click.Command:
-    from .config_source import source_registered_methods
-
-    module, cls, _ = source_registered_methods()[name]
+    from .methods import METHODS
 
     def run(cfg) -> None:
         from .methods import METHODS
@@ -329,14 +325,14 @@ def _method_command(name: str) -> click.Command:
                 if (out / folder).is_dir()]
         click.echo(f"{name} run in {out}: trained weights in {' and '.join(kept) or 'no folder (no evaluation kept one)'}")
 
-    return source_command(name, module, cls, run)
+    return config_command(name, METHODS[name].config, run)
 
 
 def _method_commands() -> dict[str, tuple[str, Callable[[], click.Command]]]:
-    """`promptlift train NAME` for every method the methods' folders register (read from their source)."""
-    from .config_source import source_registered_methods
+    """`promptlift train NAME` for every registered method (registering one loads its config, not its trainer)."""
+    from .methods import METHODS
 
-    return {name: (help, functools.partial(_method_command, name)) for name, (_, _, help) in source_registered_methods().items()}
+    return {name: (spec.help, functools.partial(_method_command, name)) for name, spec in METHODS.items()}
 
 
 @cli.group("train", cls=LazyGroup, lazy=_method_commands)
@@ -421,37 +417,25 @@ def _run_train_bundle(cfg) -> None:
 
 @dataclass(frozen=True)
 class Command:
-    """A command built from its config dataclass ("module:Class", imported only when the command runs; its docstring
-    is the help): an option per field (`arguments` positional), then `run(cfg)` does the work and reports."""
+    """A command built from its config dataclass ("module:Class", imported when the command is first listed or used:
+    config modules import neither torch nor diffusers; its docstring is the help): an option per field (`arguments`
+    positional), then `run(cfg)` does the work and reports."""
 
     config: str
     run: Callable[[Any], None]
     arguments: tuple[str, ...] = ()
 
-    def build(self, name: str) -> click.Command:
+    def config_class(self) -> type:
         module, _, cls = self.config.partition(":")
-        return source_command(name, module, cls, self.run, self.arguments)
+        return getattr(importlib.import_module(module), cls)
+
+    def build(self, name: str) -> click.Command:
+        return config_command(name, self.config_class(), self.run, arguments=self.arguments)
 
     @property
     def short_help(self) -> str:
-        """The first line of the config's docstring, read from its source (importing it would load torch)."""
-        module, _, cls = self.config.partition(":")
-        return source_docstring(module, cls).split("\n")[0]
-
-
-def source_command(name: str, module: str, cls: str, run: Callable[[Any], None], arguments: Sequence[str] = ()) -> click.Command:
-    """`config_command` with the fields and help read from the config's source: the module (and torch) is imported
-    only when the command runs, so `--help` is quick; a config the source reader cannot follow is imported."""
-    from .config_source import SourceUnreadable, source_config_fields
-
-    def load() -> type:
-        return getattr(importlib.import_module(module), cls)
-
-    try:
-        fields, doc = source_config_fields(module, cls), source_docstring(module, cls)
-    except SourceUnreadable:
-        return config_command(name, load(), run, arguments=arguments)
-    return config_command(name, load, run, arguments=arguments, fields=fields, doc=doc)
+        """The first line of the config's docstring."""
+        return (inspect.getdoc(self.config_class()) or "").split("\n")[0]
 
 
 def _lazy_commands(commands: dict[str, Command]) -> LazyCommands:
@@ -459,18 +443,18 @@ def _lazy_commands(commands: dict[str, Command]) -> LazyCommands:
 
 
 COMMANDS = {  # promptlift NAME
-    "generate": Command("promptlift.generation:GenerateConfig", _run_generate, ("prompt",)),
-    "eval": Command("promptlift.evaluation.run:EvalConfig", _run_eval),
-    "compare": Command("promptlift.evaluation.compare:CompareConfig", _run_compare, ("run_a", "run_b")),
-    "curate": Command("promptlift.data.curation:CurateConfig", _run_curate),
-    "refine": Command("promptlift.methods.refiner.interactive:RefineConfig", _run_refine, ("prompt",)),
-    "serve": Command("promptlift.app.state:ServeConfig", _run_serve),
-    "sur-triples": Command("promptlift.methods.sur_adapter.triples:TriplesConfig", _run_sur_triples),
+    "generate": Command("promptlift.sampling:GenerateConfig", _run_generate, ("prompt",)),
+    "eval": Command("promptlift.evaluation.config:EvalConfig", _run_eval),
+    "compare": Command("promptlift.evaluation.config:CompareConfig", _run_compare, ("run_a", "run_b")),
+    "curate": Command("promptlift.data.config:CurateConfig", _run_curate),
+    "refine": Command("promptlift.methods.refiner.config:RefineConfig", _run_refine, ("prompt",)),
+    "serve": Command("promptlift.app.config:ServeConfig", _run_serve),
+    "sur-triples": Command("promptlift.methods.sur_adapter.config:TriplesConfig", _run_sur_triples),
     "tiny-pipeline": Command("promptlift.tiny:TinyPipelineConfig", _run_tiny_pipeline),
     "memory": Command("promptlift.memory.estimate:MemoryConfig", _run_memory),
 }
 WORLD_COMMANDS = {  # promptlift world NAME
-    "train-bundle": Command("promptlift.recipes.bundle.recipe:BundleConfig", _run_train_bundle),
+    "train-bundle": Command("promptlift.recipes.bundle.config:BundleConfig", _run_train_bundle),
     "render": Command("promptlift.world.config:RenderConfig", _run_world_render),
     "dataset": Command("promptlift.world.config:DatasetConfig", _run_world_dataset),
     "prompts": Command("promptlift.world.config:PromptSetConfig", _run_world_prompts),
@@ -478,9 +462,9 @@ WORLD_COMMANDS = {  # promptlift world NAME
     "stats": Command("promptlift.world.config:StatsConfig", _run_world_stats),
 }
 EXPORT_COMMANDS = {  # promptlift export NAME
-    "lora": Command("promptlift.export.lora:ExportLoraConfig", _run_export_lora, ("source",)),
+    "lora": Command("promptlift.export.config:ExportLoraConfig", _run_export_lora, ("source",)),
     "checkpoint": Command("promptlift.export.checkpoint:ExportCheckpointConfig", _run_export_checkpoint, ("output",)),
-    "run": Command("promptlift.evaluation.export:ExportConfig", _run_export, ("run",)),
+    "run": Command("promptlift.evaluation.config:ExportConfig", _run_export, ("run",)),
 }
 MEMORY_COMMANDS = {  # promptlift memory NAME
     "calibrate": Command("promptlift.hardware.calibrate:CalibrateConfig", _run_calibrate),

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    EulerDiscreteScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
-)
 from .files import atomic_dir
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+if TYPE_CHECKING:  # torch, diffusers and transformers load when a pipeline is built, not when the config is read
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTokenizer
 
 __all__ = ["Arch", "ARCHS", "TinyPipelineConfig", "byte_level_clip_tokenizer", "build_tiny_pipeline", "save_tiny_causal_lm",
            "save_tiny_pipeline"]
@@ -44,6 +38,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def byte_level_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     """A CLIP tokenizer with one token per byte (and per word-final byte), made without any download."""
+    from transformers import CLIPTokenizer
+
     chars = list(_bytes_to_unicode().values())
     tokens = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]
     vocab = {t: i for i, t in enumerate(tokens)}
@@ -51,6 +47,8 @@ def byte_level_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
 
 
 def _text_config(vocab_size: int, hidden_size: int = 32, projection_dim: int = 32, act: str = "quick_gelu") -> CLIPTextConfig:
+    from transformers import CLIPTextConfig
+
     return CLIPTextConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -67,6 +65,8 @@ def _text_config(vocab_size: int, hidden_size: int = 32, projection_dim: int = 3
 
 
 def _vae(latent_channels: int = 4, sample_size: int = 32) -> AutoencoderKL:
+    from diffusers import AutoencoderKL
+
     return AutoencoderKL(
         block_out_channels=(16, 32),
         in_channels=3,
@@ -89,6 +89,11 @@ def build_tiny_pipeline(arch: Arch = "sd1", seed: int = 0, text_encoder_2_width:
     sd2: v-prediction, GELU text encoder, linear projections in the transformer blocks.
     sdxl: two text encoders (the second with projection), pooled embeddings and time ids.
     """
+    import torch
+    from diffusers import (DDIMScheduler, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
     if arch not in ARCHS:
         raise ValueError(f"`arch` must be one of {list(ARCHS)}, got {arch!r}.")
     torch.manual_seed(seed)
@@ -173,6 +178,7 @@ _CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ m
 def save_tiny_causal_lm(arch: Literal["gpt2", "llama"], output_dir: str | Path, seed: int = 0) -> Path:
     """A tiny random causal LM and its tokenizer (byte-level BPE, made offline), saved as a transformers folder: GPT-2
     without a chat template, Llama with a ChatML one. For tests of the LM refiner; it writes noise."""
+    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 

@@ -5,12 +5,13 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "AppState": ".state", "ServeConfig": ".state", "UserError": ".state", "QUESTIONS": ".votes",
+    "AppState": ".state", "ServeConfig": ".config", "UserError": ".state", "QUESTIONS": ".votes",
     "VoteStore": ".votes",
 })
 
 if TYPE_CHECKING:  # the same names, for type checkers
-    from .state import AppState, ServeConfig, UserError
+    from .config import ServeConfig
+    from .state import AppState, UserError
     from .votes import QUESTIONS, VoteStore
 
 

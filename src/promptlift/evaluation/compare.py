@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from ..profiles import DEFAULT_PROFILE, model_profile
 from ..stats import win_rate
 from ..files import atomic_write_json
 from ..images import images_to_tensor
 from .report import write_compare_report
 from .run import read_scores
+from .config import CompareConfig
 
 __all__ = ["CompareConfig", "compare"]
-
-
-@dataclass
-class CompareConfig:
-    """Win rate of run A over run B = P(A > B) + 1/2 P(tie) over shared (prompt, seed) pairs, with a bootstrap 95 % CI."""
-
-    run_a: Path | None = field(default=None, metadata={"help": "Run folder of system A."})
-    run_b: Path | None = field(default=None, metadata={"help": "Run folder of system B."})
-    judge: str | None = field(default=None, metadata={
-        "help": "Reward that judges each pair (scored now if a run lacks it); default: world-aesthetic when both runs "
-                "are of the embedded model, else imagereward."})
-    tie_tolerance: float = field(default=0.0, metadata={"help": "Scores this close count as a tie."})
-    output_dir: Path | None = field(default=None, metadata={
-        "help": "Folder for compare.json and compare.html; default: RUN_A/compare-vs-<B>.", "aliases": ("output",)})
-
-    def __post_init__(self):
-        for name in ("run_a", "run_b"):
-            run = getattr(self, name)
-            if run is None or not (Path(run) / "scores.jsonl").is_file():
-                raise ValueError(f"`{name}` {str(run)!r} is not an eval run folder (no scores.jsonl); pass the "
-                                 "output_dir of a `promptlift eval` run.")
-        if self.tie_tolerance < 0:
-            raise ValueError(f"`tie_tolerance` must be >= 0, got {self.tie_tolerance}.")
-        if self.judge is None:
-            models = [json.loads(p.read_text()).get("model") if p.is_file() else None
-                      for p in (Path(self.run_a) / "config.json", Path(self.run_b) / "config.json")]
-            profiles = {model_profile(m) for m in models}  # both runs' models of one profile: its judge
-            self.judge = (profiles.pop() if len(profiles) == 1 else DEFAULT_PROFILE).defaults.judge
 
 
 def _judge_scores(run: Path, rows: list[dict], judge: str) -> dict:

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ..files import atomic_dir, json_text
 from .run import read_scores
+from .config import ExportConfig
 
 __all__ = ["ExportConfig", "export_run"]
-
-
-@dataclass
-class ExportConfig:
-    """Copy an eval run's images into the folder layout of GenEval or T2I-CompBench, for their own scorers."""
-
-    run: Path | None = field(default=None, metadata={"help": "Eval run folder."})
-    format: Literal["geneval", "t2i-compbench"] = field(default="geneval", metadata={"help": "Target layout."})
-    output_dir: Path = field(default=Path("runs/export"), metadata={"help": "Folder to write (atomically)."})
-
-    def __post_init__(self):
-        if self.run is None or not (Path(self.run) / "scores.jsonl").is_file():
-            raise ValueError(f"`run` {str(self.run)!r} is not an eval run folder (no scores.jsonl).")
 
 
 def _geneval(rows: list[dict], run: Path, out: Path) -> None:

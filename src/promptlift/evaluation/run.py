@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,75 +23,21 @@ from tqdm.auto import tqdm
 
 from ..config import to_dict
 from ..data.prompt_sets import load_prompt_set
-from ..generation import SamplingConfig, generate_images, load_sampling
+from ..generation import generate_images, load_sampling
 from ..pipeline import check_prompts, parse_lift_options, rewrite_prompts
-from ..profiles import content_profile, judge_defaults, prompts_or_default
+from ..profiles import content_profile
 from ..rewards import check_rewards, load_reward, parse_reward_options
 from ..stats import bootstrap_mean
 from ..runs import RunLock
 from ..files import atomic_path, atomic_write_json, atomic_write_text, ensure_output_dir, json_text
 from ..devices import distributed_state
 from ..images import images_to_tensor
+from .config import EvalConfig
 
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
 # Settings that change the images or their scores: a run folder resumes only with the same values.
 _RUN_KEYS = ("model", "lift", "lift_option", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
              "on_long_prompt", "prompts", "prompts_subset", "rewards", "reward_option", "judge_bundle")
-
-
-@dataclass
-class EvalConfig(SamplingConfig):
-    """Generate a prompt set with fixed seeds, score every image, and write scores, a summary and a report."""
-
-    prompts: str | None = field(default=None, metadata={
-        "help": "A named prompt set (`promptlift prompt-sets`), or a .txt (a prompt a line) or .jsonl file of "
-                "{\"prompt\", \"expected\"?}; default: world-narrative-val on the embedded model, none on another."})
-    prompts_path: str | None = field(default=None, metadata={"help": "Local copy of a public benchmark file (or its folder)."})
-    prompts_subset: str | None = field(default=None, metadata={"help": "Category/split of the set (e.g. T2I-CompBench 'numeracy')."})
-    num_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only (default: all).", "min": 1})
-    seeds: int = field(default=1, metadata={"help": "Images per prompt, with seeds 0..N-1.", "min": 1, "max": 10000})
-    rewards: list[str] = field(default_factory=list, metadata={
-        "help": "Rewards to score with (see `promptlift rewards`); default: the world's on the embedded model, else "
-                "clip-score, laion-aesthetic, pickscore, hpsv2 and imagereward (their weights checked before any work)."})
-    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
-    output_dir: Path = field(default=Path("runs/eval"), metadata={"help": "Run folder (resumed if it holds the same run)."})
-    report_images: int = field(default=96, metadata={"help": "Images shown in report.html.", "min": 0})
-    judge_bundle: Path | None = field(default=None, metadata={"help": "Bundle whose attribute judge measures semantic accuracy; default: the embedded one."})
-    overwrite: bool = field(default=False, metadata={"help": "Start afresh in an output_dir that holds another run (its "
-                                                               "scores, images and report are deleted)."})
-    system: list[str] = field(default_factory=list, metadata={
-        "help": "NAME=LIFT[,LIFT...]: a system to compare, repeatable; each LIFT is NAME[=PATH], `lifted` (the whole "
-                "stack) or LIFT.KEY=VALUE (an option), `NAME=` the model without lifts. Every system runs on every set "
-                "of --prompts (comma-separated) into OUTPUT_DIR/SET/NAME; one table per set against the first system "
-                "(or --baseline), with 95 % intervals, in OUTPUT_DIR/systems.json."})
-    baseline: str | None = field(default=None, metadata={"help": "With --system: the system the others are compared "
-                                                                  "with; default: the first."})
-    judge: str | None = field(default=None, metadata={
-        "help": "With --system: the reward (one of --rewards) that judges the win rates; default: the model's judge "
-                "if scored, else the first reward."})
-    results: Path | None = field(default=None, metadata={"help": "With --system: also write systems.json here."})
-    title: str | None = field(default=None, metadata={"help": "With --system: the results' heading in reports."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.seeds < 1:
-            raise ValueError(f"`seeds` must be >= 1, got {self.seeds}.")
-        defaults = judge_defaults(self.model)
-        self.prompts = prompts_or_default(self.prompts, defaults.eval_prompts, self.model, "prompts",
-                                          ", or a named set such as partiprompts, drawbench, geneval or t2i-compbench "
-                                          "with --prompts_path (its local copy)")
-        self.rewards = list(self.rewards) or list(defaults.eval_rewards)
-        parse_reward_options(self.reward_option)
-        if self.system:
-            if self.lift or self.lift_option:
-                raise ValueError("`--lift`/`--lift_option`/`--lifted` and `--system` are given; with --system, name "
-                                 "each system's lifts in it, e.g. --system stack=lifted --system tc=textcraftor=PATH.")
-            self.judge = self.judge or (defaults.judge if defaults.judge in self.rewards else self.rewards[0])
-            if self.judge not in self.rewards:
-                raise ValueError(f"`judge` {self.judge!r} is not scored; add it to --rewards ({', '.join(self.rewards)}).")
-        elif any(getattr(self, name) is not None for name in ("baseline", "judge", "results", "title")):
-            raise ValueError("`baseline`, `judge`, `results` and `title` describe a comparison of systems; add "
-                             "--system NAME=LIFT[,LIFT...] (one per system), or drop them.")
 
 
 def _check_resume(out: Path, settings: dict, overwrite: bool, clear: bool = True) -> None:

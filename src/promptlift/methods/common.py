@@ -4,9 +4,8 @@ pipeline, and keeping the best weights by the held-out check."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import yaml

@@ -18,7 +18,7 @@ from ..files import atomic_write_json
 from ..registry import load_plugins
 from .lift_registry import LIFTS
 
-__all__ = ["FORMAT_VERSION", "LIFT_CONFIG_FILE", "convert_lift_folder", "legacy_lift_type", "lift_type_of",
+__all__ = ["FORMAT_VERSION", "LIFT_CONFIG_FILE", "legacy_lift_type", "lift_type_of",
            "read_lift_config", "recorded_options", "resolve_lift_source", "write_lift_config"]
 
 LIFT_CONFIG_FILE = "lift_config.json"

@@ -13,7 +13,7 @@ from diffusers import DiffusionPipeline
 
 from ..registry import load_plugins
 from .base_model import check_fits, is_embedded_model, model_name, model_source, read_base_model
-from .contract import Lift, PromptEmbeds
+from .contract import Lift
 from .lift_config import (LIFT_CONFIG_FILE, folder_options, lift_type_of, read_lift_config, recorded_options,
                           resolve_lift_source, write_lift_config)
 from .lift_registry import LIFTS, build_lift, check_options, parse_lift_options, register_lift

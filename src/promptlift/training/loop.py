@@ -10,13 +10,12 @@ index, so the data position is the step and a resumed run sees exactly the batch
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import torch

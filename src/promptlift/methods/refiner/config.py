@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from ..config import MethodTrainConfig
@@ -12,7 +13,7 @@ LM_INSTRUCTION = ("Rewrite the image prompt for a text-to-image model: name ever
                   "and the place.")
 LM_TEMPLATE = "{instruction}\nPrompt: {prompt}\nRewrite:"  # for an LM without a chat template
 
-__all__ = ["RefinerConfig"]
+__all__ = ["RefinerConfig", "RefineConfig"]
 
 
 @dataclass
@@ -98,3 +99,38 @@ class RefinerConfig(MethodTrainConfig):
             raise ValueError(f"`num_modes` must be >= 1, got {self.num_modes}.")
         if self.text_encoder != "pipeline" and self.diffusion_weight > 0:
             self.diffusion_weight = 0.0  # another encoder's features cannot condition the UNet
+
+
+@dataclass
+class RefineConfig:
+    """Rewrite a plain prompt into model-preferred prompts with a trained refiner."""
+
+    prompt: str = field(default="", metadata={"help": "The plain prompt to refine."})
+    refiner: Path | None = field(default=None, metadata={
+        "help": "Refiner folder (`promptlift train refiner` output); default: the bundle's, on the embedded model only."})
+    model: str | None = field(default=None, metadata={"help": "Pipeline whose text encoder and token budget the refiner uses; default: the embedded model."})
+    strategy: Literal["iterative", "one-shot"] = field(default="iterative", metadata={"help": "Rounds of candidates, or one rewrite."})
+    rounds: int = field(default=3, metadata={"help": "Iterative rounds."})
+    num_candidates: int = field(default=3, metadata={"help": "Candidates per round."})
+    new_tokens: int = field(default=6, metadata={"help": "Tokens each candidate adds per round."})
+    max_new_tokens: int = field(default=20, metadata={"help": "One-shot length (20 or 50 in the paper)."})
+    pick: Literal["ask", "first", "reward"] = field(default="ask", metadata={"help": "Who picks a candidate each round (ask: you, on the terminal)."})
+    reward: str | None = field(default=None, metadata={
+        "help": "Reward scoring the quick previews (pick: reward); default: world-aesthetic-reward on the embedded "
+                "model, else laion-aesthetic."})
+    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of the reward; repeatable."})
+    preview_steps: int = field(default=10, metadata={"help": "Denoising steps of a quick preview."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling and previews."})
+
+    def __post_init__(self):
+        from ...profiles import is_embedded, judge_defaults
+
+        if not self.prompt.strip():
+            raise ValueError("no prompt given; pass the PROMPT to refine.")
+        if self.refiner is None and not is_embedded(self.model):
+            raise ValueError(f"no `refiner` given, and the bundle's is the embedded model's, not {self.model!r}'s; train "
+                             f"it: promptlift train refiner --model {self.model}, then pass --refiner OUTPUT_DIR/best.")
+        self.reward = self.reward or judge_defaults(self.model).aesthetic
+        for name in ("rounds", "num_candidates", "new_tokens", "max_new_tokens", "preview_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

@@ -9,7 +9,6 @@ paper's SURD: a triple is dropped when its simple prompt disagrees with the imag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,37 +18,9 @@ from ...data.records import Record, iter_records
 from ...rewards import check_rewards, load_reward, parse_reward_options
 from ...files import atomic_dir, atomic_write_text, json_text
 from ...images import images_to_tensor
+from .config import TriplesConfig
 
 __all__ = ["TriplesConfig", "build_triples"]
-
-
-@dataclass
-class TriplesConfig:
-    """Build SUR-adapter triples from (image, complex prompt) pairs, with semantic correction."""
-
-    input: str = field(default="", metadata={"help": "Imagefolder with metadata.jsonl, or a Hugging Face dataset id."})
-    output_dir: Path = field(default=Path("data/sur-triples"), metadata={"help": "Triples imagefolder (simple, complex columns) + decisions.jsonl."})
-    split: str = field(default="train", metadata={"help": "Split of a hub dataset."})
-    image_column: str = field(default="image", metadata={"help": "Image column of a hub dataset."})
-    complex_column: str = field(default="complex", metadata={"help": "Column of the complex (keyword) prompt."})
-    simple_column: str | None = field(default=None, metadata={"help": "Column of the simple prompt; unset: caption with `captioner`."})
-    captioner: str | None = field(default=None, metadata={"help": "Image-captioning model id or folder (e.g. Salesforce/blip-image-captioning-large)."})
-    max_caption_tokens: int = field(default=30, metadata={"help": "Longest generated caption, in tokens."})
-    clip_reward: str = field(default="clip-score", metadata={"help": "CLIP-type reward for the semantic checks (world-clip in the world)."})
-    reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of the reward; repeatable."})
-    min_image_clip: float | None = field(default=None, metadata={"help": "Drop a triple whose simple prompt scores below this on its image."})
-    min_text_agreement: float | None = field(default=None, metadata={"help": "Drop a triple whose simple and complex prompts' 100 x text cosine is below this."})
-    batch_size: int = field(default=32, metadata={"help": "Images per batch."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
-
-    def __post_init__(self):
-        parse_reward_options(self.reward_option)
-        if not self.input:
-            raise ValueError("`input` is empty; pass an imagefolder path or a dataset id.")
-        if self.simple_column is None and self.captioner is None:
-            raise ValueError("give `simple_column` (prompts you have) or `captioner` (a captioning model id) for the simple prompts.")
-        if self.batch_size < 1:
-            raise ValueError(f"`batch_size` must be >= 1, got {self.batch_size}.")
 
 
 class _Captioner:

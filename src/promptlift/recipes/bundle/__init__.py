@@ -5,11 +5,12 @@ from typing import TYPE_CHECKING
 from ..._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "PARTS": ".recipe", "BundleConfig": ".recipe", "train_bundle": ".recipe",
+    "PARTS": ".config", "BundleConfig": ".config", "train_bundle": ".recipe",
 })
 
 if TYPE_CHECKING:  # the same names, for type checkers
-    from .recipe import PARTS, BundleConfig, train_bundle
+    from .config import PARTS, BundleConfig
+    from .recipe import train_bundle
 
 
 __all__ = ["PARTS", "BundleConfig", "train_bundle"]
