@@ -82,6 +82,7 @@ def bundle_lift(name: str) -> Path:
     Args:
         name: a method's name: "quality-tuning", "refiner", "sur-adapter" or "textcraftor".
 
+    Examples:
         >>> import promptlift
         >>> promptlift.bundle_lift("textcraftor").name
         'textcraftor'
@@ -102,6 +103,7 @@ def train(config: MethodTrainConfig) -> Path:
     Args:
         config: the method's config; its fields are the `promptlift train NAME` options.
 
+    Examples:
         >>> import promptlift
         >>> _ = (tmp / "prompts.txt").write_text("two red boats at sunset\na lone white tree in the snow\n")
         >>> cfg = promptlift.TextCraftorConfig(output_dir=tmp / "tc", prompts=str(tmp / "prompts.txt"), max_train_steps=1,

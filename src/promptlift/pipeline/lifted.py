@@ -160,6 +160,7 @@ def get_lifts(pipe) -> dict[str, float]:
     Args:
         pipe: any pipeline (one without lifts gives {}).
 
+    Examples:
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
         >>> promptlift.load_lift(pipe, "keywords", adapter_name="kw")
@@ -193,6 +194,7 @@ def load_lift(pipe: DiffusionPipeline, source: str | Path | Lift, *, adapter_nam
     The lift's weights are checked against `pipe` (the base model they were trained on) before it is applied; a lift
     that fails to apply leaves the pipeline as it was.
 
+    Examples:
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()                          # the embedded model, offline
         >>> promptlift.load_lift(pipe, "textcraftor", adapter_name="tc", alpha=0.5)
@@ -289,6 +291,7 @@ def set_lifts(pipe: DiffusionPipeline, names: str | Sequence[str], weights: floa
         names: the adapter names of the lifts to apply (`get_lifts` lists them); every other lift is switched off.
         weights: one per name, or one for all (default 1); 0 switches a lift off as leaving it out does.
 
+    Examples:
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
         >>> promptlift.load_lift(pipe, "textcraftor", adapter_name="tc")
@@ -328,6 +331,7 @@ def disable_lifts(pipe: DiffusionPipeline) -> Iterator[DiffusionPipeline]:
     Args:
         pipe: a pipeline with lifts loaded (`load_lift`); the block yields it.
 
+    Examples:
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
         >>> promptlift.load_lift(pipe, "keywords")
@@ -363,6 +367,7 @@ def unload_lifts(pipe: DiffusionPipeline, names: str | Sequence[str] | None = No
         pipe: a pipeline with lifts loaded (`load_lift`), not with `reversible=False`.
         names: the adapter names of the lifts to remove, or one name; default: all of them.
 
+    Examples:
         >>> import promptlift
         >>> pipe = promptlift.load_pipeline()
         >>> promptlift.load_lift(pipe, "keywords")
@@ -452,6 +457,7 @@ def lift(pipe: DiffusionPipeline, lifts: Sequence[str | Lift] = (), options: Seq
 
     Every lift's weights are checked against `pipe` before any is applied.
 
+    Examples:
         >>> import promptlift
         >>> pipe = promptlift.lift(promptlift.load_pipeline(), lifted=True)
         >>> list(promptlift.get_lifts(pipe))
@@ -488,6 +494,7 @@ def unlift(pipe: DiffusionPipeline) -> DiffusionPipeline:
     Args:
         pipe: a pipeline `lift` (or `load_lift`) lifted, not with `reversible=False`.
 
+    Examples:
         >>> import promptlift
         >>> pipe = promptlift.lift(promptlift.load_pipeline(), ["keywords"])
         >>> promptlift.unlift(pipe) is pipe, promptlift.get_lifts(pipe)
