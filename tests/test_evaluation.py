@@ -295,6 +295,7 @@ def test_eval_compares_systems_on_every_prompt_set(tmp_path, tiny_pipeline_dirs,
 
 def test_a_system_spec_names_lifts_options_and_the_whole_stack():
     from promptlift.evaluation.systems import parse_system
+    from promptlift.methods import bundle_lift
     from promptlift.pipeline.stack import LIFTED_OPTIONS, LIFTED_STACK
 
     assert parse_system("base=") == ("base", [], [])
@@ -303,6 +304,8 @@ def test_a_system_spec_names_lifts_options_and_the_whole_stack():
     name, lifts, options = parse_system("stack=lifted,sur-adapter=runs/sur/best,textcraftor.alpha=0.5")
     assert lifts == [*LIFTED_STACK[:2], "sur-adapter=runs/sur/best", LIFTED_STACK[3]]
     assert options[-1] == "textcraftor.alpha=0.5" and set(LIFTED_OPTIONS) - {"textcraftor.alpha=1.0"} <= set(options)
+    folder = str(bundle_lift("textcraftor"))  # a lift folder after another lift is a lift of its own
+    assert parse_system(f"two=keywords,{folder}")[1] == ["keywords", folder]
     with pytest.raises(ValueError, match="unknown lift 'nope'"):
         parse_system("x=nope")
     with pytest.raises(ValueError, match="must be NAME=LIFT"):

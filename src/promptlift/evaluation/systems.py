@@ -42,8 +42,8 @@ def parse_system(spec: str) -> tuple[str, list[str], list[str]]:
             lifted = True
         elif option and option.group(1) in LIFTS:
             options.append(item)
-        elif item.partition("=")[0] in LIFTS or not lifts:
-            parse_lift(item)  # refuses an unknown lift by name
+        elif item.partition("=")[0] in LIFTS or not lifts or Path(item).expanduser().is_dir():
+            parse_lift(item)  # refuses an unknown lift by name (a lift folder names its own)
             lifts.append(item)
         else:  # a PATH of the lift before it, cut at its comma
             lifts[-1] += "," + item
