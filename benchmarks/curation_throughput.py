@@ -25,6 +25,7 @@ from promptlift.rewards import load_reward  # noqa: E402
 from promptlift.images import images_to_tensor  # noqa: E402
 from promptlift.world.config import DatasetConfig  # noqa: E402
 from promptlift.world.dataset import build_dataset  # noqa: E402
+from record import add_results_option, ratio, write_results  # noqa: E402  (benchmarks/record.py)
 
 
 def main() -> None:
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--num_scenes", type=int, default=2000)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    add_results_option(parser, "curation_throughput")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     pool = build_dataset(DatasetConfig(num_scenes=args.num_scenes, output_dir=tmp / "pool"))
@@ -63,9 +65,13 @@ def main() -> None:
         runs["curate --read_ahead"].append(full(True, rep))
     base = statistics.median(runs["bare"])
     print(f"{args.num_scenes} images, median of {args.repeats}: bare forward {base:.0f} img/s")
-    for name in ("curate", "curate --read_ahead"):
-        rate = statistics.median(runs[name])
+    rates = {name: statistics.median(runs[name]) for name in ("curate", "curate --read_ahead")}
+    for name, rate in rates.items():
         print(f"{name:20s} {rate:.0f} img/s = {rate / base:.2f}x the bare forward (target >= 0.9)")
+    write_results(args.results, "`promptlift curate` against the scoring models' bare forward",
+                  [ratio(f"{name} / bare forward, images per second", rate / base, ">= 0.9x") for name, rate in rates.items()],
+                  settings={"num_scenes": args.num_scenes, "repeats": args.repeats, "batch_size": args.batch_size},
+                  images_per_second={"bare": round(base, 1), **{k: round(v, 1) for k, v in rates.items()}})
 
 
 if __name__ == "__main__":

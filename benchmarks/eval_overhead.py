@@ -22,6 +22,7 @@ from promptlift.images import images_to_tensor  # noqa: E402
 from promptlift.generation import generate_images, load_sampling  # noqa: E402
 from promptlift.rewards import load_reward  # noqa: E402
 from promptlift.tiny import save_tiny_pipeline  # noqa: E402
+from record import add_results_option, ratio, write_results  # noqa: E402  (benchmarks/record.py)
 
 
 def main() -> None:
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--num_prompts", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
+    add_results_option(parser, "eval_overhead")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     model = args.model or str(save_tiny_pipeline("sd1", tmp / "model"))
@@ -57,6 +59,10 @@ def main() -> None:
     full = time.perf_counter() - t0
     print(f"{len(jobs)} images, {args.steps} steps: baseline {baseline:.2f} s, promptlift eval {full:.2f} s")
     print(f"eval / baseline: {full / baseline:.2f}x  (overhead: loading, PNG writes, scores.jsonl, summary, report)")
+    write_results(args.results, "`promptlift eval` against a bare generate-and-score loop",
+                  [ratio("eval / bare loop, wall time", full / baseline)],
+                  settings={"model": args.model or "tiny random SD1", "num_prompts": args.num_prompts, "seeds": args.seeds,
+                            "steps": args.steps}, seconds={"bare": round(baseline, 3), "eval": round(full, 3)})
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from promptlift.world import render_image, sample_scene, scene_seed
+from record import add_results_option, ratio, write_results  # benchmarks/record.py
 
 TARGET = 1000.0
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_scenes", type=int, default=3000)
     parser.add_argument("--size", type=int, default=64)
+    add_results_option(parser, "world_render")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
@@ -55,6 +57,10 @@ def main() -> None:
         print(f"  {name:20s} {r:9.0f} /s")
     print(f"render / target ({TARGET:.0f}/s):        {results['render'] / TARGET:.2f}x")
     print(f"render+png / blank+png baseline:   {results['render+png'] / results['baseline blank+png']:.2f}x")
+    write_results(args.results, "World rendering on one core", [
+        ratio(f"render rate / target ({TARGET:.0f} scenes/s)", results["render"] / TARGET, ">= 1.0x"),
+        ratio("render + PNG / blank image + PNG", results["render+png"] / results["baseline blank+png"])],
+        settings={"num_scenes": n, "size": size}, per_second={k: round(v, 1) for k, v in results.items()})
 
 
 if __name__ == "__main__":

@@ -375,6 +375,36 @@ def final_check_note(settings: dict) -> str:
             "--eval_at_end` adds promptlift's (64 held-out images with the tuned model).")
 
 
+# the benchmarks that write their results through benchmarks/record.py, in the order the page shows them
+BENCHMARKS = ("curation_throughput", "eval_overhead", "textcraftor_memory", "world_render", "cli_help")
+
+
+def benchmark_sections() -> str:
+    """Each benchmark's ratios from its results file (benchmarks/record.py), or that it has none yet."""
+    parts, missing = [], []
+    for name in BENCHMARKS:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            missing.append(f"`benchmarks/{name}.py`")
+            continue
+        r = json.loads(path.read_text())
+        rows = [[x["what"], f"{x['value']:.2f}x", x["goal"] or "", "" if not x["goal"] else
+                 ("yes" if _meets(x["value"], x["goal"]) else "no")] for x in r["ratios"]]
+        parts.append(f"\n## {r['title']}\n\n`benchmarks/{name}.py` -> `benchmarks/results/{path.name}`: "
+                     f"{run_line(r['run'])}.\n\n" + table(["ratio", "value", "goal", "met"], rows))
+    if missing:
+        parts.append("\n## Benchmarks without a results file yet\n\nThese print their ratios against a baseline run in "
+                     "the same process; their numbers are not reported here until they write their results file: "
+                     f"{', '.join(missing)}.\n")
+    return "".join(parts)
+
+
+def _meets(value: float, goal: str) -> bool:
+    """Whether `value` meets a goal written as ">= 0.9x" or "<= 1.0x"."""
+    sign, bound = goal.split()
+    return value >= float(bound.rstrip("x")) if sign == ">=" else value <= float(bound.rstrip("x"))
+
+
 def speed_page(peer: Path | None, overhead: Path | None = None) -> str:
     parts = [HEAD + "# Speed\n"]
     if peer is not None:
@@ -402,14 +432,7 @@ a few seconds each), spread over the steps between: one run of the script is not
 """)
     if overhead is not None:
         parts.append(overhead_section(overhead))
-    parts.append("""
-## Benchmarks without a results file yet
-
-These print their ratios against a baseline run in the same process; their numbers are not reported here until
-they write a results file: `benchmarks/curation_throughput.py` (`curate` against the scoring models' bare forward),
-`benchmarks/textcraftor_memory.py` (TextCraftor's truncated, checkpointed step against a plain one and the whole
-chain), `benchmarks/eval_overhead.py`, `benchmarks/world_render.py`, `benchmarks/cli_help.py`.
-""")
+    parts.append(benchmark_sections())
     return "".join(parts)
 
 
