@@ -388,7 +388,7 @@ def benchmark_sections() -> str:
             missing.append(f"`benchmarks/{name}.py`")
             continue
         r = json.loads(path.read_text())
-        rows = [[x["what"], f"{x['value']:.2f}x", x["goal"] or "", "" if not x["goal"] else
+        rows = [[x["what"], f"{x['value']:.3f}x", x["goal"] or "", "" if not x["goal"] else
                  ("yes" if _meets(x["value"], x["goal"]) else "no")] for x in r["ratios"]]
         parts.append(f"\n## {r['title']}\n\n`benchmarks/{name}.py` -> `benchmarks/results/{path.name}`: "
                      f"{run_line(r['run'])}.\n\n" + table(["ratio", "value", "goal", "met"], rows))
