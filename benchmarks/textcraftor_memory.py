@@ -24,6 +24,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from promptlift.memory.sampler import PeakSampler  # noqa: E402
+from record import add_results_option, ratio, write_results  # noqa: E402  (benchmarks/record.py)
 
 
 def _measure(mode: str, steps: int, grad_steps: int, batch_size: int, threads: int, queue) -> None:
@@ -101,17 +102,27 @@ def main() -> None:
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="Fresh processes per configuration (medians).")
     parser.add_argument("--modes", nargs="+", default=["truncated", "full"], choices=["truncated", "full"])
+    add_results_option(parser, "textcraftor_memory")
     args = parser.parse_args()
     plain = run("plain", 1, args)
     mib = [x / 2**20 for x in plain[:2]]
     print(f"plain training step: peak +{mib[0]:.1f} MiB allocated, +{mib[1]:.1f} MiB resident, {plain[2]:.2f} s "
           f"(batch {args.batch_size})")
     print(f"{'T':>4} {'mode':>10} {'alloc MiB':>10} {'x plain':>8} {'RSS MiB':>8} {'x plain':>8} {'time s':>7} {'x plain':>8}")
+    rows, ratios = [], []
     for steps in args.steps:
         for mode in args.modes:
             r = run(mode, steps, args)
             cells = [f"{r[i] / 2**20:>{w}.1f} {r[i] / max(plain[i], 1):>8.2f}" for i, w in ((0, 10), (1, 8))]
             print(f"{steps:>4} {mode:>10} {' '.join(cells)} {r[2]:>7.2f} {r[2] / plain[2]:>8.2f}")
+            rows.append({"steps": steps, "mode": mode, "alloc_mib": round(r[0] / 2**20, 1), "rss_mib": round(r[1] / 2**20, 1),
+                         "seconds": round(r[2], 3)})
+            goal = "<= 1.5x" if mode == "truncated" else None
+            ratios.append(ratio(f"{mode}, T = {steps}: peak allocated / a plain step's", r[0] / max(plain[0], 1), goal))
+    write_results(args.results, f"TextCraftor's step memory (K = {args.grad_steps}, batch {args.batch_size})", ratios,
+                  plain={"alloc_mib": round(plain[0] / 2**20, 1), "rss_mib": round(plain[1] / 2**20, 1),
+                         "seconds": round(plain[2], 3)}, rows=rows,
+                  settings={k: getattr(args, k) for k in ("steps", "grad_steps", "batch_size", "num_threads", "repeats")})
 
 
 if __name__ == "__main__":
