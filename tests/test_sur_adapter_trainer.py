@@ -149,9 +149,6 @@ def test_bad_config_is_named(tmp_path, triples):
         SURAdapterConfig(train_data_dir=tmp_path)
     with pytest.raises(ValueError, match="every loss weight is 0"):
         SURAdapterConfig(train_data_dir=triples, diffusion_weight=0, llm_weight=0, complex_weight=0)
-    with pytest.raises(ValueError, match="`probe_head` .* `llm_slots` 2 .* got 3"):
-        SURAdapterConfig(train_data_dir=triples, llm_at_inference=True, llm_tokens=True, llm_slots=3, llm_pools_only=True,
-                         attribute_columns=["color", "count"], attribute_weight=0.1, class_memory=True, probe_head=True)
     with pytest.raises(ValueError, match="simple_column"):
         from promptlift.methods.sur_adapter.trainer import build_cache
 
@@ -301,28 +298,29 @@ def test_a_cache_with_teacher_tokens_serves_a_pooled_run(tmp_path, tiny_pipeline
     assert not SURAdapterLift("sur-adapter", tmp_path / "b" / "final").adapter.llm_tokens
 
 
-def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
-    """The label-free contrastive term and the attribute head (the world's labels; a refiner's rewrite keeps its
-    triple's) each train and are logged; a label column the data lack is named before any training."""
+def test_the_attribute_term_trains_the_adapter(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples):
+    """The attribute head (the world's labels; a refiner's rewrite keeps its triple's) trains and is logged, read off
+    the adapted embedding or off the teacher's pools (the bundle's form); a label column the data lack is named
+    before any training."""
     from promptlift.methods.sur_adapter.trainer import attribute_labels
 
     result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
-                     "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--contrastive_weight", 1.0,
+                     "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0,
                      "--attribute_columns", "kind", "--attribute_columns", "color", "--attribute_weight", 1.0, "--diffusion_weight", 0,
                      "--logging_steps", 1, "--max_train_steps", 8, "--extra_simple_columns", "literal")
     assert result.exit_code == 0, result.output
     logs = [json.loads(x) for x in (tmp_path / "sur" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
-    assert logs[-1]["attributes"] < logs[0]["attributes"] and logs[-1]["contrastive"] < logs[0]["contrastive"]
+    assert logs[-1]["attributes"] < logs[0]["attributes"]
     pooled = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "slots", tiny_bundle_dir, "--llm_at_inference",
                      "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--llm_slots", 2,
-                     "--llm_pools_only", "--class_memory", "--probe_head",
+                     "--llm_pools_only", "--class_memory",
                      "--attribute_columns", "kind", "--attribute_columns", "color", "--attribute_weight", 1.0,
                      "--diffusion_weight", 0, "--logging_steps", 1, "--max_train_steps", 8)
     assert pooled.exit_code == 0, pooled.output
     logs = [json.loads(x) for x in (tmp_path / "slots" / "logs.jsonl").read_text().splitlines() if '"loss"' in x]
     assert logs[-1]["attributes"] < logs[0]["attributes"]
     adapter = SURAdapterLift("sur-adapter", tmp_path / "slots" / "final").adapter
-    assert adapter.slots == 2 and adapter.pools_only and adapter.class_memory and adapter.probe_head
+    assert adapter.slots == 2 and adapter.pools_only and adapter.class_memory
     rows = [json.loads(x) for x in (triples / "metadata.jsonl").read_text().splitlines()]
     cache = {"record": torch.tensor([0, 1, 0, 1])}  # two columns of two triples
     cfg = SURAdapterConfig(train_data_dir=triples, attribute_columns=["kind"], attribute_weight=1.0, max_train_samples=2)
@@ -335,51 +333,6 @@ def test_contrastive_and_attribute_terms_train_the_adapter(tmp_path, tiny_pipeli
     with pytest.raises(ValueError, match="llm_slots"):
         SURAdapterConfig(train_data_dir=triples, llm_at_inference=True, llm_tokens=True, llm_slots=1,
                          attribute_columns=["kind", "color"], attribute_weight=1.0)
-
-
-def test_the_attribute_term_reads_the_named_columns_rows_only(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir, triples,
-                                                              monkeypatch):
-    """`attribute_simple_columns`: the other columns' rows carry no label (-1), and the term is the cross-entropy's
-    mean over the labelled rows of each batch (0 in a batch without one)."""
-    import torch.nn.functional as F
-
-    from promptlift.methods.sur_adapter import trainer
-    from promptlift.methods.sur_adapter.model import SURAdapter
-
-    caches, logits, seen = [], [], []
-    batch_fn, loss_fn, classify = trainer._batch_fn, trainer._loss_fn, SURAdapter.classify_attributes
-    monkeypatch.setattr(trainer, "_batch_fn", lambda cfg, cache, scale: caches.append(cache) or batch_fn(cfg, cache, scale))
-    monkeypatch.setattr(SURAdapter, "classify_attributes", lambda self, *a: logits.append(classify(self, *a)) or logits[-1])
-
-    def logging_loss_fn(cfg, pipe):
-        inner = loss_fn(cfg, pipe)
-
-        def wrapped(model, batch):
-            total, logs = inner(model, batch)
-            seen.append((batch["attributes"], [x.detach() for x in logits[-1]], logs["attributes"]))
-            return total, logs
-        return wrapped
-
-    monkeypatch.setattr(trainer, "_loss_fn", logging_loss_fn)
-    result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir, "--llm_at_inference",
-                     "--llm_tokens", "--complex_target", "tokens", "--complex_weight", 1.0, "--diffusion_weight", 0,
-                     "--extra_simple_columns", "literal", "--attribute_columns", "kind", "--attribute_columns", "color",
-                     "--attribute_weight", 1.0, "--attribute_simple_columns", "narrative", "--eval_steps", 100)
-    assert result.exit_code == 0, result.output
-    cache = caches[0]
-    column = trainer.row_columns(SURAdapterConfig(train_data_dir=triples, extra_simple_columns=["literal"]), cache)
-    assert (cache["attributes"][column == 1] == -1).all() and (cache["attributes"][column == 0] >= 0).all()
-    assert seen
-    for labels, step_logits, logged in seen:
-        read = labels[:, 0] >= 0
-        expected = (sum(F.cross_entropy(x[read], labels[read, j], reduction="sum") for j, x in enumerate(step_logits))
-                    / read.sum().clamp_min(1))
-        torch.testing.assert_close(logged, expected)
-    with pytest.raises(ValueError, match="attribute_simple_columns"):
-        SURAdapterConfig(train_data_dir=triples, simple_column="narrative", attribute_columns=["kind"],
-                         attribute_weight=1.0, attribute_simple_columns=["mood"])
-    with pytest.raises(ValueError, match="llm_norm"):
-        SURAdapterConfig(train_data_dir=triples, llm_norm=False)
 
 
 def test_row_columns_reads_each_rows_column_off_the_cache_order():

@@ -55,8 +55,6 @@ class SURAdapterConfig(MethodTrainConfig):
                                                               "vector (not in the paper; needs `llm_at_inference`)."})
     read_prompt_embeds: bool = field(default=True, metadata={"help": "With `llm_tokens`: the adapter also reads the text encoder's embedding of the prompt; "
                                                                       "off, the teacher's tokens are its only input (the output is beta-mixed with it still)."})
-    llm_token_dropout: float = field(default=0.0, metadata={"help": "With `llm_tokens`: share of the teacher's real tokens hidden from the adapter in "
-                                                                     "each training row (one always stays), so it cannot lean on single words."})
     llm_slots: int = field(default=0, metadata={"help": "With `llm_tokens`: K learned attention pools over the teacher's tokens (the "
                                                           "teacher probe's form), added to every query and read as K more memory tokens; "
                                                           "with `attribute_columns` the head reads pool j for attribute j (K >= columns)."})
@@ -65,12 +63,6 @@ class SURAdapterConfig(MethodTrainConfig):
     class_memory: bool = field(default=False, metadata={"help": "With `llm_slots` and `attribute_columns`: the adapter reads attribute j "
                                                                  "as its head's class probabilities times learnt class embeddings "
                                                                  "(classify, then render) instead of pool j."})
-    probe_head: bool = field(default=False, metadata={"help": "With `class_memory`, `llm_pools_only` and one pool per attribute: "
-                                                               "the head and its pools learn from the attribute term alone (as "
-                                                               "the teacher probe), the adapter renders their classes."})
-    llm_norm: bool = field(default=True, metadata={"help": "With `llm_tokens`: a LayerNorm on the teacher's token states "
-                                                           "before the adapter reads them; false reads them as they are, as "
-                                                           "research/teacher_probe.py's probe does."})
     llm_max_tokens: int = field(default=77, metadata={"help": "Teacher tokens read per prompt with `llm_tokens` (longer prompts are cut)."})
     diffusion_batch_size: int | None = field(default=None, metadata={"help": "Rows of each batch the UNet terms read (the first N; default all): "
                                                                              "the UNet's backward pass is most of a step, the token target is cheap."})
@@ -80,21 +72,11 @@ class SURAdapterConfig(MethodTrainConfig):
     complex_target: Literal["embedding", "unet", "tokens"] = field(
         default="embedding", metadata={"help": "Complex-prompt term: the paper's KL to the complex embedding, MSE to the frozen UNet's prediction from it, "
                                                "or (tokens) MSE to the complex embedding at every position the UNet reads."})
-    contrastive_weight: float = field(default=0.0, metadata={
-        "help": "Weight of the contrastive term: each adapted embedding (all positions, batch-centred, unit length) "
-                "nearer its own complex prompt's embedding than every other complex prompt of the batch (InfoNCE; rows "
-                "of one complex prompt are not each other's negatives). Label-free: it asks the adapter to tell contents "
-                "apart, where the token MSE asks it to reproduce one."})
-    contrastive_temperature: float = field(default=0.1, metadata={"help": "Temperature of the contrastive term's cosine logits."})
     attribute_columns: list[str] = field(default_factory=list, metadata={
         "help": "Metadata columns of class labels (the world's setting, kind, color, count; for real triples tags "
                 "of the image): a linear head on the adapted embedding (mean over positions) classifies each, trained "
                 "beside the adapter and used by training only."})
     attribute_weight: float = field(default=0.0, metadata={"help": "Weight of the attribute head's cross-entropy (summed over the columns)."})
-    attribute_simple_columns: list[str] = field(default_factory=list, metadata={
-        "help": "Simple columns whose rows the attribute term reads (default: every one). A head that reads the teacher "
-                "learns the phrasings it must generalise from, not the literal words: in the world, trained on the "
-                "narrative rows alone it classifies unseen narrative colours better (benchmarks/results/narrative-notes.md)."})
     gate_columns: list[str] = field(default_factory=list, metadata={
         "help": "Simple columns whose prompts the base model already reads right (e.g. literal, complex): a learnt gate "
                 "on the base embedding is trained to tell their rows from the other simple columns' (narrative, mixed), "
@@ -110,7 +92,7 @@ class SURAdapterConfig(MethodTrainConfig):
                              "pass `promptlift world dataset` output or `promptlift sur-triples` output.")
         if not 0 < self.beta <= 1:
             raise ValueError(f"`beta` must be in (0, 1], got {self.beta}.")
-        for name in ("diffusion_weight", "llm_weight", "complex_weight", "contrastive_weight", "attribute_weight"):
+        for name in ("diffusion_weight", "llm_weight", "complex_weight", "attribute_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         if self.llm_tokens and not self.llm_at_inference:
@@ -120,20 +102,12 @@ class SURAdapterConfig(MethodTrainConfig):
                              f"{self.diffusion_batch_size}.")
         if not (self.read_prompt_embeds or self.llm_tokens):
             raise ValueError("`read_prompt_embeds` false leaves the adapter no input but the teacher's tokens: set `llm_tokens`.")
-        if not 0 <= self.llm_token_dropout < 1:
-            raise ValueError(f"`llm_token_dropout` must be in [0, 1), got {self.llm_token_dropout}.")
-        if not (self.llm_norm or self.llm_tokens):
-            raise ValueError("`llm_norm` false concerns the teacher's token states: set `llm_tokens` too, or leave `llm_norm` on.")
         if self.llm_slots < 0 or (self.llm_slots and not self.llm_tokens):
             raise ValueError(f"`llm_slots` {self.llm_slots} pools the teacher's token states: a count >= 0, with `llm_tokens`.")
         if self.llm_pools_only and not self.llm_slots:
             raise ValueError("`llm_pools_only` reads the teacher through its pools only: set `llm_slots`.")
         if self.class_memory and not (self.llm_slots and self.attribute_columns):
             raise ValueError("`class_memory` renders the attribute head's classes: set `llm_slots` and `attribute_columns`.")
-        if self.probe_head and not (self.class_memory and self.llm_pools_only
-                                    and self.llm_slots == len(self.attribute_columns)):
-            raise ValueError("`probe_head` keeps the head's input its own: set `class_memory` and `llm_pools_only`, with "
-                             f"`llm_slots` {len(self.attribute_columns)} (one pool per attribute column), got {self.llm_slots}.")
         if self.llm_slots and self.attribute_columns and self.llm_slots < len(self.attribute_columns):
             raise ValueError(f"`llm_slots` {self.llm_slots}: the attribute head reads pool j for attribute j, so the "
                              f"{len(self.attribute_columns)} `attribute_columns` need at least {len(self.attribute_columns)}.")
@@ -142,16 +116,10 @@ class SURAdapterConfig(MethodTrainConfig):
         if self.rewrite_target != "complex" and (self.refiner is None or self.complex_target != "tokens"):
             raise ValueError(f"`rewrite_target: {self.rewrite_target}` changes the target of a refiner's rewrites at every "
                              "position: set `refiner` and `complex_target: tokens`.")
-        if self.contrastive_temperature <= 0:
-            raise ValueError(f"`contrastive_temperature` must be > 0, got {self.contrastive_temperature}.")
         if bool(self.attribute_columns) != (self.attribute_weight > 0):
             raise ValueError("the attribute head needs both `attribute_columns` (the label columns) and "
                              f"`attribute_weight` > 0; got {self.attribute_columns} and {self.attribute_weight}.")
         simple = [self.simple_column, *self.extra_simple_columns]
-        unknown = [c for c in self.attribute_simple_columns if c not in simple]
-        if unknown or (self.attribute_simple_columns and not self.attribute_columns):
-            raise ValueError(f"`attribute_simple_columns` {self.attribute_simple_columns} must be simple columns ({simple}) "
-                             "and needs `attribute_columns`: it picks the rows the attribute term reads.")
         if self.gate_columns:
             unknown = [c for c in self.gate_columns if c not in simple]
             if unknown or set(simple) <= set(self.gate_columns):
@@ -159,7 +127,7 @@ class SURAdapterConfig(MethodTrainConfig):
                                  "one to adapt: the gate learns to tell the prompts the base model reads from the others.")
         if self.gate_weight <= 0:
             raise ValueError(f"`gate_weight` must be > 0, got {self.gate_weight}.")
-        if self.diffusion_weight == self.llm_weight == self.complex_weight == self.contrastive_weight == 0:
+        if self.diffusion_weight == self.llm_weight == self.complex_weight == 0:
             raise ValueError("every loss weight is 0; nothing would train the adapter.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["contrastive_loss", "feature_kl", "sur_objective"]
+__all__ = ["feature_kl", "sur_objective"]
 
 
 def feature_kl(student: torch.Tensor, teacher: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -21,22 +21,6 @@ def feature_kl(student: torch.Tensor, teacher: torch.Tensor, padding_mask: torch
         return kl.mean()
     real = (~padding_mask).float()
     return (kl * real).sum() / real.sum().clamp_min(1.0)
-
-
-def contrastive_loss(adapted: torch.Tensor, target: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """InfoNCE of each adapted embedding against the batch's targets: row i's own target is the positive, every other
-    distinct target a negative (rows sharing one target are not each other's negatives).
-
-    adapted, target (B, L, D): compared over all positions at once, centred on the targets' batch mean (the positions
-    every prompt shares, the start token's above all, would otherwise make all pairs alike) and unit length."""
-    a, t = adapted.float().flatten(1), target.float().flatten(1)
-    centre = t.mean(0, keepdim=True).detach()
-    a, t = F.normalize(a - centre, dim=-1), F.normalize(t - centre, dim=-1)
-    logits = a @ t.T / temperature  # (B, B)
-    same = torch.cdist(target.float().mean(1), target.float().mean(1)) == 0  # rows of one target
-    eye = torch.eye(len(a), dtype=torch.bool, device=a.device)
-    logits = logits.masked_fill(same & ~eye, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
 def sur_objective(diffusion: torch.Tensor, transformer_out: torch.Tensor, llm_projected: torch.Tensor,

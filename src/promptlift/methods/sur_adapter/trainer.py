@@ -10,9 +10,8 @@
    and from the complex prompt's embedding at the same noisy latents - a target that does not ask tokens at
    different positions of two different prompts to match - or (`complex_target: tokens`) the MSE between the
    adapted and the complex embedding at every position the UNet reads, a target per token rather than a weak KL.
-   Two terms that ask the adapter to classify rather than regress: `contrastive_weight` x InfoNCE of the adapted
-   embedding against the batch's complex embeddings (label-free), and `attribute_weight` x the cross-entropy of a
-   linear head reading class labels off the adapted embedding (`attribute_columns`, where the data carry labels).
+   A term that asks the adapter to classify rather than regress: `attribute_weight` x the cross-entropy of a linear
+   head reading class labels off the adapted embedding (`attribute_columns`, where the data carry labels).
 3. Every `eval_steps`, generate held-out simple prompts with fixed seeds through the lift seam and judge them
    against the base model's images (semantic accuracy, aesthetic win rate); keep the best adapter in best/.
 """
@@ -41,10 +40,10 @@ from ..heldout import HeldOutEvaluator
 from .config import SURAdapterConfig
 from .lift import SURAdapterLift
 from .llm import LLMFeatures, masked_mean
-from .losses import contrastive_loss, feature_kl, sur_objective
+from .losses import feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["attribute_labels", "build_cache", "cached_features", "drop_tokens", "row_columns", "save_adapter", "train"]
+__all__ = ["attribute_labels", "build_cache", "cached_features", "row_columns", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -139,14 +138,6 @@ def row_columns(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor]) -> torch.
     return rank // rewriters
 
 
-def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """mask (B, T) with a share `p` of each row's real tokens turned off at random; one real token always stays."""
-    keep = mask & (torch.rand(mask.shape, generator=generator) >= p)
-    first = mask.float().argmax(1)  # every row keeps its first real token if dropout took them all
-    keep[torch.arange(len(mask)), first] |= ~keep.any(1)
-    return keep
-
-
 def _rewriting_lifts(pipe, spec: str) -> list:
     """The lift `spec` (a refiner), loaded onto `pipe`, as a list for `rewrite_prompts` and the held-out check."""
     lifts = load_lifts([spec])
@@ -222,8 +213,6 @@ def _batch_fn(cfg: SURAdapterConfig, cache: dict[str, torch.Tensor], scale: floa
         # the UNet terms read the first `diffusion_batch_size` rows
         batch["latents"] = sample_latents(cache["params"][idx[: cfg.diffusion_batch_size]], scale, gen)
         batch["seed"] = batch_seed(cfg.seed, i, stride=7919)
-        if cfg.llm_token_dropout > 0:
-            batch["llm_mask"] = drop_tokens(batch["llm_mask"], cfg.llm_token_dropout, gen)
         return batch
 
     return batch_fn
@@ -264,12 +253,9 @@ def _loss_fn(cfg: SURAdapterConfig, pipe):
         total, logs = sur_objective(cfg.diffusion_weight * diffusion, hidden, projector.project_llm(b["llm"]),
                                     complex_term, b["mask"], cfg.llm_weight, cfg.complex_weight)
         logs["diffusion"] = diffusion.detach()
-        if cfg.contrastive_weight > 0:
-            contrast = contrastive_loss(adapted, b["complex"], cfg.contrastive_temperature)
-            total, logs["contrastive"] = total + cfg.contrastive_weight * contrast, contrast.detach()
         if cfg.attribute_weight > 0:
             logits = projector.classify_attributes(adapted, llm_in, b.get("llm_mask"))
-            labels = b["attributes"]  # -1 on rows the term does not read (`attribute_simple_columns`)
+            labels = b["attributes"]  # -1: no label
             rows = (labels[:, 0] >= 0).sum().clamp_min(1)
             attributes = sum(F.cross_entropy(x.float(), labels[:, j], ignore_index=-1, reduction="sum")
                              for j, x in enumerate(logits)) / rows
@@ -308,9 +294,6 @@ def train(cfg: SURAdapterConfig) -> Path:
     if cfg.attribute_columns:
         cache["attributes"], classes = attribute_labels(cfg, cache)
     columns = [cfg.simple_column, *cfg.extra_simple_columns]
-    if cfg.attribute_simple_columns:
-        read = torch.tensor([c in cfg.attribute_simple_columns for c in columns])
-        cache["attributes"] = cache["attributes"].masked_fill(~read[row_columns(cfg, cache)][:, None], -1)
     if cfg.gate_columns:
         keep = torch.tensor([c in cfg.gate_columns for c in columns])
         cache["adapt"] = ~keep[row_columns(cfg, cache)]
@@ -321,8 +304,7 @@ def train(cfg: SURAdapterConfig) -> Path:
                          llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
                          read_prompt_embeds=cfg.read_prompt_embeds,
                          attribute_classes=[len(v) for v in classes.values()] or None, slots=cfg.llm_slots,
-                         pools_only=cfg.llm_pools_only, class_memory=cfg.class_memory, probe_head=cfg.probe_head,
-                         gate=bool(cfg.gate_columns), llm_norm=cfg.llm_norm)
+                         pools_only=cfg.llm_pools_only, class_memory=cfg.class_memory, gate=bool(cfg.gate_columns))
     keeper = BestKeeper(out, cfg, pipe, "sur-adapter")
     result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
                  eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
