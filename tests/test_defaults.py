@@ -15,7 +15,7 @@ from promptlift.methods.refiner.interactive import RefineConfig
 from promptlift.methods.textcraftor.config import TextCraftorConfig
 from promptlift.pipeline import default_model_path
 from promptlift.profiles import DEFAULT_PROFILE
-from promptlift.world.plugin import WORLD
+from promptlift.judges.plugin import WORLD
 
 REAL = DEFAULT_PROFILE.defaults
 from helpers import run_cli

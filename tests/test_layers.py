@@ -21,7 +21,8 @@ LAYERS = [
     {"generation", "sampling"},
     {"evaluation"},
     # the test world, a plug-in on top of the core: it registers its prompt sets, judges, profile and embedded model
-    {"world", "judges"},
+    {"world"},
+    {"judges"},  # the world's judges and the plug-in that registers both
     {"recipes", "hardware"},
     {"app", "cli", "__main__"},
 ]

@@ -18,7 +18,7 @@ from diffusers import StableDiffusionPipeline
 from ...evaluation.run import EvalConfig, evaluate
 from ...judges.bundle import attribute_accuracy, bundle_size_mb, load_judge
 from ...pipeline import MODEL_DEFAULTS_FILE
-from ...world.plugin import EMBEDDED_DECLARATION
+from ...judges.plugin import EMBEDDED_DECLARATION
 from ...files import atomic_write_json, atomic_write_text, json_text
 from ...world.batches import blur
 from ...world.dataset import iter_prompt_set

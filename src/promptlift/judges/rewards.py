@@ -12,11 +12,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..judges.bundle import BUNDLE_DIR, load_judge, load_tokenizer_from
-from ..judges.clip import image_features, load_world_clip, text_features
 from ..rewards.base import Reward, WeightSource, register_reward
-from .prompts import parse_prompt
-from .scene import ATTRIBUTES
+from ..world.prompts import parse_prompt
+from ..world.scene import ATTRIBUTES
+from .bundle import BUNDLE_DIR, load_judge, load_tokenizer_from
+from .clip import image_features, load_world_clip, text_features
 
 __all__ = ["WorldAesthetic", "WorldAttributes", "WorldCLIPScore"]
 

@@ -1,4 +1,4 @@
-"""The world as a promptlift plug-in (entry-point group `promptlift.plugins`, pyproject.toml): importing this module
+"""The world and its judges as a promptlift plug-in (entry-point group `promptlift.plugins`, pyproject.toml): importing this module
 registers the world's prompt sets, its judges as rewards, the "world" model profile and the embedded model.
 
 Nothing below the world imports it; the registries load it the first time they are read (`registry.load_plugins`).
@@ -11,12 +11,12 @@ import re
 from pathlib import Path
 
 from ..data.prompt_sets import register_prompt_set
-from ..judges.bundle import BUNDLE_DIR, load_judge
 from ..profiles import JudgeDefaults, ModelProfile, register_embedded_model, register_profile
+from ..world.config import WORLD_PROMPT_STYLES
+from ..world.dataset import iter_prompt_set
+from ..world.scene import ATTRIBUTES
 from . import rewards  # noqa: F401  (registers the world's judges as rewards)
-from .config import WORLD_PROMPT_STYLES
-from .dataset import iter_prompt_set
-from .scene import ATTRIBUTES
+from .bundle import BUNDLE_DIR, load_judge
 
 __all__ = ["EMBEDDED_DECLARATION", "WORLD", "WORLD_PROFILE", "is_world_data"]
 
