@@ -16,6 +16,7 @@ is the embedded one is asked here alone: `is_embedded`.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,13 +129,19 @@ def _folder(model) -> Path | None:
 
 
 def model_declaration(model) -> dict:
-    """The model's promptlift.json ({} for a hub id, a single file, or a folder without one)."""
+    """The model's promptlift.json ({} for a hub id, a single file, or a folder without one); read once per version
+    of the file (every image's record asks it)."""
     folder = _folder(model)
     path = folder / MODEL_DEFAULTS_FILE if folder is not None else None
     if path is None or not path.is_file():
         return {}
+    return dict(_read_declaration(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_declaration(path: str, mtime_ns: int) -> dict:
     try:
-        declared = json.loads(path.read_text(encoding="utf-8"))
+        declared = json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); fix it or delete it (it only holds the model's defaults).") from None
     if not isinstance(declared, dict):
