@@ -17,8 +17,8 @@ its change is measured against); SUR-adapter = its teacher (all-MiniLM-L6-v2) an
 refiner = an LM refiner's rewrite as counted (SmolLM2 is the same LM on any diffusion model), or for the T5 refiner
 a CLIP-L encode of the prompt, its domain adapter at width 768 and its decoder (the class defaults, d_model 256,
 writing the tokenizer's 49 408 tokens) over the prompt and 20 new tokens. Default model: the embedded one.
-`--results FILE` writes the times, ratios and FLOPs with the run's date, commit, command and machine (the speed
-report reads benchmarks/results/lift_overhead.json).
+The times, ratios and FLOPs go to `--results` (default benchmarks/results/lift_overhead.json, which the speed report
+reads) with the run's date, commit, command and machine.
 """
 
 import argparse
@@ -37,8 +37,7 @@ from promptlift.data.prompt_sets import load_prompt_set  # noqa: E402
 from promptlift.generation import SamplingConfig, generate_images, load_sampling  # noqa: E402
 from promptlift.pipeline.stack import LIFTED_STACK  # noqa: E402
 from promptlift.pipeline import encode_prompts, rewrite_prompts  # noqa: E402
-from promptlift.files import atomic_write_json  # noqa: E402
-from promptlift.runs import run_record  # noqa: E402
+from record import add_results_option, ratio, write_results  # noqa: E402 (benchmarks/record.py)
 
 SD15 = Path(__file__).resolve().parents[1] / "src" / "promptlift" / "memory" / "architectures" / "sd15"
 
@@ -131,7 +130,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--parts", action="store_true", help="also time the stack's rewrite and encoding apart")
-    parser.add_argument("--results", type=Path, help="also write the numbers here (JSON, with the run record)")
+    add_results_option(parser, "lift_overhead")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     specs = {spec: [spec] for spec in args.lift or LIFTED_STACK}
@@ -144,8 +143,7 @@ def main() -> None:
         loaded[name] = (cfg, pipe, lifts)
     prompts = [r["prompt"] for r in load_prompt_set(args.prompts, num_prompts=max(args.batch_sizes))]
     print(f"{args.steps} steps, {torch.get_num_threads()} threads, median of {args.repeats} after a warm-up")
-    record = {"run": run_record(), "steps": args.steps, "repeats": args.repeats, "prompts": args.prompts,
-              "seconds": {}, "flops": {}}
+    record = {"steps": args.steps, "repeats": args.repeats, "prompts": args.prompts, "seconds": {}, "flops": {}}
     for size in args.batch_sizes:
         batch, seeds = prompts[:size], list(range(size))
         times = {name: [] for name in systems}
@@ -174,8 +172,9 @@ def main() -> None:
                 line += f"   SD 1.5: {projected[name] / 1e9:10.1f} GFLOP  {projected[name] / projected['base']:6.4f}x base"
                 record["flops"][name].update(sd15=projected[name], sd15_vs_base=projected[name] / projected["base"])
             print(line)
-    if args.results:
-        atomic_write_json(args.results, record)
+    ratios = [ratio(f"{name} / base, seconds, batch {size}", systems[name]["vs_base"])
+              for size, systems in record["seconds"].items() for name in systems if name != "base"]
+    write_results(args.results, "What each lift costs a generation", ratios, **record)
 
 
 def lm_rewrite_flops(loaded: dict, prompt: str) -> float | None:

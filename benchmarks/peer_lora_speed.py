@@ -17,12 +17,13 @@ wants the weights only runs it); `--eval_at_end` adds its final held-out check (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from record import add_results_option, ratio, write_results  # benchmarks/record.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "peers"
@@ -72,14 +73,11 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--eval_at_end", action="store_true", help="promptlift runs its final held-out check too")
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "peer-speed")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "peer_lora_speed.json",
-                        help="where the measurements go (scripts/make_reports.py reads them)")
+    add_results_option(parser, "peer_lora_speed")
     args = parser.parse_args()
     if not (PEERS / "run_peer.py").is_file():
         raise SystemExit(f"the peers' scripts are not at {PEERS}")
     from promptlift.pipeline import default_model_path
-    from promptlift.files import atomic_write_json
-    from promptlift.runs import run_record
     from promptlift.world.config import DatasetConfig
     from promptlift.world.dataset import build_dataset
 
@@ -100,20 +98,17 @@ def main() -> None:
             print(f"{name:>10} {steps:>4} steps: {seconds:7.1f} s, peak resident {gib:.2f} GiB", flush=True)
     per_step = {name: (results[name, args.steps][0] - results[name, args.short_steps][0]) / (args.steps - args.short_steps)
                 for name in ("peer", "promptlift")}
-    ratios = {"per_step": per_step["promptlift"] / per_step["peer"],
-              "end_to_end": results["promptlift", args.steps][0] / results["peer", args.steps][0],
-              "peak_memory": results["promptlift", args.steps][1] / results["peer", args.steps][1]}
+    ratios = [ratio("per step", per_step["promptlift"] / per_step["peer"], "<= 1.0x"),
+              ratio("end to end", results["promptlift", args.steps][0] / results["peer", args.steps][0], "<= 1.5x"),
+              ratio("peak memory", results["promptlift", args.steps][1] / results["peer", args.steps][1], "<= 1.1x")]
     print(f"per step: peer {per_step['peer']:.3f} s, promptlift {per_step['promptlift']:.3f} s")
-    print(json.dumps({k: round(v, 3) for k, v in ratios.items()}), "(promptlift / peer; goals 1.0, 1.5, 1.1)")
-    atomic_write_json(args.results, {
-        "run": run_record(), "settings": {k: getattr(args, k) for k in ("steps", "short_steps", "num_threads",
-                                                                         "num_scenes", "resolution", "batch_size", "rank",
-                                                                         "eval_at_end")},
-        "runs": [{"system": name, "steps": steps, "seconds": round(seconds, 2), "peak_gib": round(gib, 3)}
-                 for (name, steps), (seconds, gib) in results.items()],
-        "per_step_seconds": {k: round(v, 4) for k, v in per_step.items()},
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-        "goals": {"per_step": 1.0, "end_to_end": 1.5, "peak_memory": 1.1}})
+    print(", ".join(f"{r['what']} {r['value']:.3f}x (goal {r['goal']})" for r in ratios), "(promptlift / peer)")
+    write_results(args.results, "Training against diffusers' LoRA script", ratios,
+                  settings={k: getattr(args, k) for k in ("steps", "short_steps", "num_threads", "num_scenes",
+                                                          "resolution", "batch_size", "rank", "eval_at_end")},
+                  runs=[{"system": name, "steps": steps, "seconds": round(seconds, 2), "peak_gib": round(gib, 3)}
+                        for (name, steps), (seconds, gib) in results.items()],
+                  per_step_seconds={k: round(v, 4) for k, v in per_step.items()})
 
 
 if __name__ == "__main__":

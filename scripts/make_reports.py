@@ -388,15 +388,20 @@ def benchmark_sections() -> str:
             missing.append(f"`benchmarks/{name}.py`")
             continue
         r = json.loads(path.read_text())
-        rows = [[x["what"], f"{x['value']:.3f}x", x["goal"] or "", "" if not x["goal"] else
-                 ("yes" if _meets(x["value"], x["goal"]) else "no")] for x in r["ratios"]]
         parts.append(f"\n## {r['title']}\n\n`benchmarks/{name}.py` -> `benchmarks/results/{path.name}`: "
-                     f"{run_line(r['run'])}.\n\n" + table(["ratio", "value", "goal", "met"], rows))
+                     f"{run_line(r['run'])}.\n\n" + ratio_table(r["ratios"]))
     if missing:
         parts.append("\n## Benchmarks without a results file yet\n\nThese print their ratios against a baseline run in "
                      "the same process; their numbers are not reported here until they write their results file: "
                      f"{', '.join(missing)}.\n")
     return "".join(parts)
+
+
+def ratio_table(ratios: list[dict], what: str = "ratio") -> str:
+    """A results file's `ratios` (benchmarks/record.py) as a table: value, goal, and whether it is met."""
+    rows = [[x["what"], f"{x['value']:.3f}x", x["goal"] or "", "" if not x["goal"] else
+             ("yes" if _meets(x["value"], x["goal"]) else "no")] for x in ratios]
+    return table([what, "value", "goal", "met"], rows)
 
 
 def _meets(value: float, goal: str) -> bool:
@@ -410,8 +415,6 @@ def speed_page(peer: Path | None, overhead: Path | None = None) -> str:
     if peer is not None:
         r = json.loads(peer.read_text())
         runs = [[x["system"], x["steps"], f"{x['seconds']:.1f}", f"{x['peak_gib']:.2f}"] for x in r["runs"]]
-        ratios = [[k.replace("_", " "), f"{v:.2f}x", f"<= {r['goals'][k]}x", "yes" if v <= r["goals"][k] else "no"]
-                  for k, v in r["ratios"].items()]
         s = r["settings"]
         parts.append(f"""
 ## Training against diffusers' LoRA script
@@ -427,7 +430,7 @@ peer {r['per_step_seconds']['peer']:.3f} s (promptlift caches the VAE latents; t
 estimate carries the jitter of all that both runs of a system share (start-up, caching, promptlift's held-out check,
 a few seconds each), spread over the steps between: one run of the script is not enough to decide a goal of 1.0x.
 
-{table(["promptlift / peer", "ratio", "goal", "met"], ratios)}
+{ratio_table(r["ratios"], "promptlift / peer")}
 {final_check_note(s)}
 """)
     if overhead is not None:

@@ -75,10 +75,11 @@ def test_trains_saves_and_generates_on_every_architecture(tmp_path, arch, tiny_d
 def test_diffusion_gradient_reaches_the_adapter_and_nothing_else(tmp_path, tiny_pipeline_dirs, tiny_bundle_dir,
                                                                  triples, monkeypatch):
     """Only the diffusion term (distillation weights 0): the adapter still learns; UNet, encoder and VAE don't."""
+    from promptlift.methods import common
     from promptlift.methods.sur_adapter import trainer
 
     seen = {}
-    real_fit = trainer.fit
+    real_fit = common.fit  # the trainer base runs the loop
 
     def spy_fit(cfg, model, loss_fn, batch_fn, **kw):
         pipe_params = {n: p.clone() for n, p in spy_fit.pipe.unet.named_parameters()}
@@ -97,7 +98,7 @@ def test_diffusion_gradient_reaches_the_adapter_and_nothing_else(tmp_path, tiny_
         spy_fit.pipe = real_load(*a, **kw)
         return spy_fit.pipe
 
-    monkeypatch.setattr(trainer, "fit", spy_fit)
+    monkeypatch.setattr(common, "fit", spy_fit)
     monkeypatch.setattr(trainer, "load_frozen_pipeline", spy_load)
     result = run_sur(tiny_pipeline_dirs["sd1"], triples, tmp_path / "sur", tiny_bundle_dir,
                      "--llm_weight", 0, "--complex_weight", 0)

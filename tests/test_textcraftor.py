@@ -45,10 +45,11 @@ def sd1_run(tmp_path_factory, tiny_pipeline_dirs, tiny_bundle_dir, prompt_file):
 
 
 def _spy_first_step(monkeypatch, seen):
-    """Wrap the trainer's fit: one backward of the real loss, then record which parameters got gradients."""
+    """Wrap the trainer base's fit: one backward of the real loss, then record which parameters got gradients."""
+    from promptlift.methods import common
     from promptlift.methods.textcraftor import trainer
 
-    real_fit, real_load = trainer.fit, trainer.load_pipeline
+    real_fit, real_load = common.fit, trainer.load_pipeline
 
     def spy_load(*a, **kw):
         seen["pipe"] = real_load(*a, **kw)
@@ -70,7 +71,7 @@ def _spy_first_step(monkeypatch, seen):
                            for n in before}
         return result
 
-    monkeypatch.setattr(trainer, "fit", spy_fit)
+    monkeypatch.setattr(common, "fit", spy_fit)
     monkeypatch.setattr(trainer, "load_pipeline", spy_load)
 
 

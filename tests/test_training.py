@@ -304,29 +304,49 @@ def test_accelerates_configured_precision_is_the_default_unless_given(monkeypatc
 
 
 def test_a_held_out_check_that_loses_content_never_becomes_best(tmp_path):
-    """Every method's best/ follows one rule (`best_score`): the first check loses content (all attributes right on
-    half the prompts, the base model on all) and wins most, yet writes no best/; a later one that keeps content and
-    wins less becomes best; one that wins still less does not replace it; the rule's threshold is the config's."""
-    from promptlift.methods.common import BestKeeper, best_score
+    """Every method's best/ follows one rule (`best_score`), kept by the trainer base every method derives from
+    (`MethodTrainer.train`): the first check loses content (all attributes right on half the prompts, the base model on
+    all) and wins most, yet writes no best/; a later one that keeps content and wins less becomes best; one that wins
+    still less does not replace it; final/ holds the last weights either way; the rule's threshold is the config's."""
+    from promptlift.methods.common import BestKeeper, MethodTrainer, best_score
     from promptlift.methods.textcraftor.config import TextCraftorConfig
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("two red boats at sunset\n")
-    cfg = TextCraftorConfig(output_dir=tmp_path / "run", prompts=str(prompts))
+    cfg = TextCraftorConfig(output_dir=tmp_path / "run", prompts=str(prompts), max_train_steps=12, eval_steps=4,
+                            train_batch_size=8, learning_rate=1e-2, lr_warmup_steps=2, checkpointing_steps=4)
     assert cfg.max_semantic_drop == 0.01 and cfg.best_metric == "win_rate_vs_base"  # on the embedded model
-    keeper = BestKeeper(tmp_path / "run", cfg)
     checks = [{"win_rate_vs_base": 0.9, "judge_mean": 5.0, "semantic_all": 0.5, "semantic_all_base": 1.0},
               {"win_rate_vs_base": 0.6, "judge_mean": 4.0, "semantic_all": 0.995, "semantic_all_base": 1.0},
               {"win_rate_vs_base": 0.5, "judge_mean": 6.0, "semantic_all": 1.0, "semantic_all_base": 1.0}]
-    saved = []
-    for step, check in enumerate(checks, 1):
-        if step == 1:
-            assert best_score(check, cfg) is None
-        keeper.keep(step, check, lambda folder, step=step: saved.append(step) or folder.mkdir(parents=True, exist_ok=True))
-        if step == 1:
-            assert not (tmp_path / "run" / "best").exists()
-    assert saved == [2] and json.loads((tmp_path / "run" / "best" / "eval.json").read_text())["step"] == 2
+    saved = {}
+
+    class Scripted(MethodTrainer):
+        method = "toy"
+
+        def __init__(self, cfg):
+            super().__init__(cfg, pipe=None)
+            self.model, self.loss, self.batch = toy_problem()
+
+        def evaluate(self, model, step):
+            if step == 8:  # the content-losing first check wrote nothing
+                assert not (tmp_path / "run" / "best").exists()
+            return checks[step // 4 - 1]
+
+        def save(self, model, folder, step=None):
+            saved[step] = {k: v.clone() for k, v in model.state_dict().items()}
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), folder / "weights.pt")
+
+    assert best_score(checks[0], cfg) is None
+    assert Scripted(cfg).train() == tmp_path / "run"
+    assert sorted(saved, key=str) == [8, None]  # best/ from the second check, final/ after the last step
+    assert json.loads((tmp_path / "run" / "best" / "eval.json").read_text())["step"] == 8
+    best = torch.load(tmp_path / "run" / "best" / "weights.pt")
+    assert all(torch.equal(best[k], saved[8][k]) for k in best)
+    assert not all(torch.equal(best[k], saved[None][k]) for k in best)  # final/ holds the last weights
+    assert [c["step"] for c in json.loads((tmp_path / "run" / "eval_history.json").read_text())] == [4, 8, 12]
     cfg.max_semantic_drop = 0.6  # a looser threshold keeps the first check: it wins most
     assert best_score(checks[0], cfg) == [0.9, 5.0]
     resumed = BestKeeper(tmp_path / "run", cfg)  # a resumed run competes with the best its first part saved
-    assert resumed.best == [0.6, 4.0] and not resumed.keep(4, checks[2], lambda folder: saved.append(4))
+    assert resumed.best == [0.6, 4.0] and not resumed.keep(13, checks[2], lambda folder: saved.setdefault(13, None))

@@ -349,26 +349,34 @@ def table(args: CalibrateConfig) -> None:
     models = load_models(records, tuple(args.fit))
     for check in args.check:
         check_model(models, check, args.fit)
-    print("\n| arch | method | resolution | paper batch | peak at paper batch, bf16 + 8-bit AdamW | batch 1: bf16 + "
-          "8-bit AdamW | bf16 + AdamW | fp32 + AdamW | " + " | ".join(f"max batch {g} GB" for g in GPUS) +
-          " | CPU step s (measured) |")
-    print("|---" * (9 + len(GPUS)) + "|")
+    memory, batches = [], []  # two tables, each narrow enough to read on a laptop screen
     for (arch, method), m in models.items():
         if method == "generate":  # the whole call's peak is the loading's at these sizes: measured, not projected
             continue
         res, batch = PAPER_RESOLUTION[arch], PAPER_BATCH[method]
-        cells = [str(batch), f"{project(m, res, batch) / GiB:.1f} GiB", f"{project(m, res, 1) / GiB:.1f} GiB",
-                 f"{project(m, res, 1, optimizer='adamw') / GiB:.1f} GiB",
-                 f"{project(m, res, 1, optimizer='adamw', half=False) / GiB:.1f} GiB"]
-        cells += [str(max_batch(m, res, g)) for g in GPUS]
+        memory.append([arch, method, res, batch, f"{project(m, res, batch) / GiB:.1f} GiB", f"{project(m, res, 1) / GiB:.1f} GiB",
+                       f"{project(m, res, 1, optimizer='adamw') / GiB:.1f} GiB",
+                       f"{project(m, res, 1, optimizer='adamw', half=False) / GiB:.1f} GiB"])
         seconds = ", ".join(f"{k} px {v['seconds']:.0f}" for k, v in sorted(m["rows"].items())) or \
             ("not measured here: derived from the LoRA run" if method == "quality-tuning" else "derived from K = 1")
-        print(f"| {arch} | {method} | {res} | " + " | ".join(cells) + f" | {seconds} |")
+        batches.append([arch, method, res, *(max_batch(m, res, g) for g in GPUS), seconds])
+    print("\nProjected peak memory at the paper's resolution:")
+    _markdown_table(["arch", "method", "resolution", "paper batch", "at paper batch, bf16 + 8-bit AdamW",
+                     "batch 1: bf16 + 8-bit AdamW", "bf16 + AdamW", "fp32 + AdamW"], memory)
+    print("\nThe largest batch that fits (bf16 + 8-bit AdamW), and a step's seconds as measured on this CPU:")
+    _markdown_table(["arch", "method", "resolution", *(f"max batch {g} GB" for g in GPUS), "CPU step s (measured)"],
+                    batches)
     print("\n25-step lifted generation, the whole call's peak (loading the pipeline and the lifts included), measured:")
     for r in records:
         if r["method"] == "generate":
             cell = f"{r['peak'] / GiB:.2f} GiB, {r['seconds']:.0f} s" if r["ok"] else f"failed: {r['error']}"
             print(f"  {r['arch']} {r['resolution']} px {r['mixed_precision']}: {cell}")
+
+
+def _markdown_table(header: list[str], rows: list[list]) -> None:
+    print("\n| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
+    for row in rows:
+        print("| " + " | ".join(map(str, row)) + " |")
 
 
 @dataclass

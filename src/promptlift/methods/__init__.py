@@ -1,4 +1,4 @@
-"""The four post-training methods, one folder each in one shape (config.py: the dataclass; trainer.py: the loop;
+"""The four post-training methods, one folder each in one shape (config.py: the dataclass; trainer.py: its MethodTrainer;
 lift.py: the lift that applies what it trained; model.py where the method has a model of its own), registered in
 METHODS by the folder's __init__; common.py and heldout.py hold what their trainers share (the
 lifted stack of all four is data in pipeline/stack.py).

@@ -1,11 +1,11 @@
-"""What every method trainer shares: its config's base model and held-out evaluation settings, the frozen base
-pipeline, and keeping the best weights by the held-out check."""
+"""What every method trainer shares: the trainer base (`MethodTrainer`: the loop, the held-out check, best/ and
+final/), the frozen base pipeline, and keeping the best weights by the held-out check."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import yaml
@@ -13,11 +13,11 @@ import yaml
 from ..pipeline.cards import write_model_card
 from ..pipeline import base_model_record, load_pipeline, write_base_model
 from ..pipeline.lift_config import recorded_options, write_lift_config
-from ..training import FitResult
+from ..training import FitResult, fit
 from .config import MethodTrainConfig
 from ..files import atomic_write_json, atomic_write_text
 
-__all__ = ["BestKeeper", "MethodTrainConfig", "autocast", "best_score", "freeze_pipeline", "load_frozen_pipeline"]
+__all__ = ["BestKeeper", "MethodTrainConfig", "MethodTrainer", "autocast", "best_score", "freeze_pipeline", "load_frozen_pipeline"]
 
 PIPELINE_MODELS = ("vae", "unet", "text_encoder", "text_encoder_2")
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -129,3 +129,65 @@ class BestKeeper:
         """eval_history.json, by the main process only (one writer under a multi-process launch)."""
         if result.is_main_process:
             atomic_write_json(self.output_dir / "eval_history.json", self.history)
+
+
+class MethodTrainer:
+    """The base of every method's trainer, as trl's trainers are one per method over one loop: a subclass builds its
+    base pipeline, data and `model` in `__init__` and says how a batch is drawn (`batch`), what it costs (`loss`), how
+    the held-out check judges the model (`evaluate`) and how its weights are written (`save`, the one saver of best/
+    and final/); `train()` does the rest, the same for every method: the shared loop (`fit`: accumulation, mixed
+    precision, checkpoints, exact resume), the check every `eval_steps`, best/ by `best_score` (a check that loses
+    content never becomes best), final/ and eval_history.json, each folder of weights with its lift_config.json,
+    recipe and model card.
+
+    Subclasses set `method` (the METHODS name its folders are recorded under) and call `super().__init__(cfg, pipe)`
+    with the base pipeline before any weights are added to it (its record is what the lift checks when loaded)."""
+
+    method: ClassVar[str]
+    model: torch.nn.Module
+
+    def __init__(self, cfg: MethodTrainConfig, pipe, options: dict | None = None):
+        """`options`: lift options the weights are judged with, recorded in their folders as the lift's defaults."""
+        self.cfg, self.pipe = cfg, pipe
+        self.output_dir = Path(cfg.output_dir)
+        self.keeper = BestKeeper(self.output_dir, cfg, pipe, self.method, options)
+
+    def batch(self, index: int) -> Any:
+        """Micro-batch `index`, a pure function of it (a resumed run draws what the uninterrupted one did)."""
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
+        """(loss, terms to log) of `batch` under `model` (the prepared model: wrapped under a launch)."""
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, step: int) -> dict:
+        """The held-out check's metrics at `step`, ranked by `best_score`."""
+        raise NotImplementedError
+
+    def save(self, model: torch.nn.Module, folder: Path, step: int | None = None) -> None:
+        """Write `model`'s weights into `folder` (best/ with the check's `step`, final/ without), atomically."""
+        raise NotImplementedError
+
+    def parameters(self) -> list[torch.nn.Parameter] | None:
+        """What the optimizer trains (default: `model`'s parameters that require grad)."""
+        return None
+
+    def should_stop(self, metrics: dict) -> bool:
+        """True stops training after a held-out check (default: never early)."""
+        return False
+
+    def train(self) -> Path:
+        """Train `model`; returns the run folder (best/ and final/ inside)."""
+
+        def eval_fn(model, step):
+            metrics = self.evaluate(model, step)
+            self.keeper.keep(step, metrics, lambda folder: self.save(model, folder, step))
+            return metrics
+
+        result = fit(self.cfg, self.model, self.loss, self.batch, params=self.parameters(), eval_fn=eval_fn,
+                     stop_fn=self.should_stop, desc=self.method)
+        if result.is_main_process:  # the last weights (one writer under a multi-process launch)
+            self.save(result.model, self.output_dir / "final")
+            self.keeper.mark(self.output_dir / "final")
+        self.keeper.write_history(result)
+        return self.output_dir

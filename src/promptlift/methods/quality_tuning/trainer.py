@@ -21,15 +21,15 @@ from ...data.buckets import bucket_batch, bucket_size, fit_to_bucket
 from ...data.records import iter_records
 from ...data.review import read_review
 from ...pipeline import encode_prompts
-from ...training import batch_seed, epoch_indices, fit
+from ...training import batch_seed, epoch_indices
 from ...training.diffusion import UNET_LORA_TARGETS, diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
 from ...files import atomic_dir
 from ...images import images_to_tensor
-from ..common import BestKeeper, load_frozen_pipeline
+from ..common import MethodTrainer, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import QualityTuningConfig
 
-__all__ = ["train", "save_weights"]
+__all__ = ["QualityTuningTrainer", "save_weights", "train"]
 
 
 @torch.no_grad()
@@ -89,71 +89,71 @@ def save_weights(unet, cfg: QualityTuningConfig, folder: Path) -> Path:
     return folder
 
 
-def train(cfg: QualityTuningConfig) -> Path:
-    """Quality-tune the UNet of `pretrained_model_name_or_path` on `train_data_dir`; returns the output folder."""
-    pipe = load_frozen_pipeline(cfg, train="unet")
-    unet = pipe.unet
-    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
-    if cfg.use_lora:
-        from peft import LoraConfig
+class QualityTuningTrainer(MethodTrainer):
+    """Quality-tuning of the UNet (all weights or a LoRA) on curated images; stops when `early_stopping_patience`
+    checks in a row find no better weights."""
 
-        unet.requires_grad_(False)
-        unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
-                                    target_modules=UNET_LORA_TARGETS))
-    else:
-        unet.requires_grad_(True)
-    cache = build_cache(pipe, cfg)
-    with torch.no_grad():
-        empty = encode_prompts(pipe, [""], do_classifier_free_guidance=False)
-    empty = (empty.prompt_embeds[0].cpu(), None if empty.pooled_prompt_embeds is None else empty.pooled_prompt_embeds[0].cpu())
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    scale = pipe.vae.config.scaling_factor
-    xl = isinstance(pipe, StableDiffusionXLPipeline)
-    gen = torch.Generator()
+    method = "quality-tuning"
 
-    def batch_fn(i: int) -> dict:
-        if cfg.resolution is None:
-            idx = epoch_indices(i, len(cache), cfg.train_batch_size, cfg.seed)
+    def __init__(self, cfg: QualityTuningConfig):
+        pipe = load_frozen_pipeline(cfg, train="unet")
+        super().__init__(cfg, pipe)
+        unet = self.model = pipe.unet
+        set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
+        if cfg.use_lora:
+            from peft import LoraConfig
+
+            unet.requires_grad_(False)
+            unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                                        target_modules=UNET_LORA_TARGETS))
         else:
-            idx = bucket_batch(i, [entry["size"] for entry in cache], cfg.train_batch_size, cfg.seed)
-        gen.manual_seed(batch_seed(cfg.seed, i))
+            unet.requires_grad_(True)
+        self.cache = build_cache(pipe, cfg)
+        with torch.no_grad():
+            empty = encode_prompts(pipe, [""], do_classifier_free_guidance=False)
+        self.empty = (empty.prompt_embeds[0].cpu(),
+                      None if empty.pooled_prompt_embeds is None else empty.pooled_prompt_embeds[0].cpu())
+        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.evaluator = HeldOutEvaluator.from_config(pipe, cfg)
+        self.generator = torch.Generator()
+
+    def batch(self, index: int) -> dict:
+        cfg, cache, gen = self.cfg, self.cache, self.generator
+        if cfg.resolution is None:
+            idx = epoch_indices(index, len(cache), cfg.train_batch_size, cfg.seed)
+        else:
+            idx = bucket_batch(index, [entry["size"] for entry in cache], cfg.train_batch_size, cfg.seed)
+        gen.manual_seed(batch_seed(cfg.seed, index))
         cols = [cfg.caption_column[j] for j in torch.randint(len(cfg.caption_column), (len(idx),), generator=gen).tolist()]
         drop = (torch.rand(len(idx), generator=gen) < cfg.caption_dropout).tolist()
-        texts = [empty if d else cache[k][c] for k, c, d in zip(idx, cols, drop)]
+        texts = [self.empty if d else cache[k][c] for k, c, d in zip(idx, cols, drop)]
         params = torch.stack([cache[k]["params"] for k in idx])
-        embeds = torch.stack([t[0] for t in texts])
-        batch = {"latents": sample_latents(params, scale, gen), "embeds": embeds, "seed": batch_seed(cfg.seed, i, stride=7919)}
-        if xl:
-            h, w = (s * pipe.vae_scale_factor for s in params.shape[-2:])
+        batch = {"latents": sample_latents(params, self.pipe.vae.config.scaling_factor, gen),
+                 "embeds": torch.stack([t[0] for t in texts]), "seed": batch_seed(cfg.seed, index, stride=7919)}
+        if isinstance(self.pipe, StableDiffusionXLPipeline):
+            h, w = (s * self.pipe.vae_scale_factor for s in params.shape[-2:])
             time_ids = (torch.stack([cache[k]["time_ids"] for k in idx]) if cfg.resolution is not None
                         else sdxl_time_ids(h, w, len(idx)))
             batch["added"] = {"text_embeds": torch.stack([t[1] for t in texts]), "time_ids": time_ids}
         return batch
 
-    def loss_fn(model, batch):
+    def loss(self, model, batch):
         device = next(model.parameters()).device
         g = torch.Generator().manual_seed(batch["seed"])
         added = {k: v.to(device) for k, v in batch["added"].items()} if "added" in batch else None
-        loss = diffusion_loss(model, scheduler, batch["latents"].to(device), batch["embeds"].to(device), g,
-                              cfg.noise_offset, added)
-        return loss, {}
+        return diffusion_loss(model, self.scheduler, batch["latents"].to(device), batch["embeds"].to(device), g,
+                              self.cfg.noise_offset, added), {}
 
-    evaluator = HeldOutEvaluator.from_config(pipe, cfg)
-    out = Path(cfg.output_dir)
-    keeper = BestKeeper(out, cfg, pipe, "quality-tuning")
+    def evaluate(self, model, step):
+        return self.evaluator()  # the pipeline's UNet is the model in training
 
-    def eval_fn(model, step):
-        metrics = evaluator()  # the pipeline's UNet is the model in training
-        keeper.keep(step, metrics, lambda folder: save_weights(model, cfg, folder))
-        return metrics
+    def save(self, model, folder, step=None):
+        save_weights(model, self.cfg, folder)
 
-    def stop_fn(metrics):
-        return keeper.since_best >= cfg.early_stopping_patience
+    def should_stop(self, metrics):
+        return self.keeper.since_best >= self.cfg.early_stopping_patience
 
-    trainable = [p for p in unet.parameters() if p.requires_grad]
-    result = fit(cfg, unet, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, stop_fn=stop_fn, desc="quality-tuning")
-    if result.is_main_process:  # the last weights, as every method writes them (one writer under a launch)
-        save_weights(result.model, cfg, out / "final")
-        keeper.mark(out / "final")
-    keeper.write_history(result)
-    return out
+
+def train(cfg: QualityTuningConfig) -> Path:
+    """Quality-tune the UNet of `pretrained_model_name_or_path` on `train_data_dir`; returns the output folder."""
+    return QualityTuningTrainer(cfg).train()

@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 from accelerate.utils import set_seed
 
-from ...training import epoch_indices, fit
-from ..common import HALF_DTYPES, BestKeeper, load_frozen_pipeline
+from ...training import epoch_indices
+from ..common import HALF_DTYPES, MethodTrainer, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from ..language_models import SMOLLM2, SMOLLM2_HUB_ID, load_causal_lm
 from .config import RefinerConfig
 from .lm import LMPrompts, LMRefiner
 
-__all__ = ["train_lm"]
+__all__ = ["LMRefinerTrainer"]
 
 
 def _pad(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -52,68 +52,75 @@ def _save(model, tokenizer, cfg: RefinerConfig, folder: Path, weights: str) -> N
         LMRefiner.write_config(tmp, lm, weights, cfg.instruction, cfg.template, cfg.extend_coarse)
 
 
-def train_lm(cfg: RefinerConfig) -> Path:
-    """Fine-tune (or, `zero_shot`, only write) an LM refiner; returns the output folder (best/ and final/)."""
-    from .trainer import load_rows  # the T5 trainer's rows (the module imports this one)
+class LMRefinerTrainer(MethodTrainer):
+    """A pretrained causal LM (a LoRA on it, or all of it) fine-tuned to answer a coarse prompt with its refinement;
+    `zero_shot` only writes the LM's refiner folders."""
 
-    out = Path(cfg.output_dir)
-    pipe = load_frozen_pipeline(cfg)
-    # an LM ends its answer itself: its folder's lift runs with the length its held-out check had
-    keeper = BestKeeper(out, cfg, pipe, "refiner", options={"max_new_tokens": cfg.eval_max_new_tokens})
-    set_seed(cfg.seed)
-    model, tokenizer = load_causal_lm(cfg.lm)
-    if cfg.zero_shot:
+    method = "refiner"
+
+    def __init__(self, cfg: RefinerConfig):
+        from .trainer import load_rows  # the T5 trainer's rows (the module imports this one)
+
+        pipe = load_frozen_pipeline(cfg)
+        # an LM ends its answer itself: its folder's lift runs with the length its held-out check had
+        super().__init__(cfg, pipe, options={"max_new_tokens": cfg.eval_max_new_tokens})
+        set_seed(cfg.seed)
+        self.model, self.tokenizer = load_causal_lm(cfg.lm)
+        self.weights = "none" if cfg.zero_shot else "lora" if cfg.lm_lora_rank > 0 else "full"
+        if cfg.zero_shot:
+            return
+        rows = load_rows(cfg)
+        self.held_rows = []
+        self.evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
+        if self.evaluator is None:  # text only: the last 64 pairs are held out for the cross-entropy check
+            if len(rows) < 128:
+                raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
+            self.held_rows, rows = rows[-64:], rows[:-64]
+        prompts = LMPrompts(self.tokenizer, cfg.instruction, cfg.template)
+        self.encoded = [prompts.training_row(r["coarse"], r["target"]) for r in rows]
+        self.held = _pad([prompts.training_row(r["coarse"], r["target"]) for r in self.held_rows],
+                         self.tokenizer.pad_token_id) if self.held_rows else None
+        if self.weights == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            self.model = get_peft_model(self.model, LoraConfig(r=cfg.lm_lora_rank, lora_alpha=cfg.lm_lora_alpha,
+                                                               target_modules="all-linear", lora_dropout=0.0))
+        self.model.train()
+
+    def train(self) -> Path:
+        if not self.cfg.zero_shot:
+            return super().train()
         for name in ("best", "final"):
-            _save(model, tokenizer, cfg, out / name, "none")
-            keeper.mark(out / name)
-        return out
-    rows = load_rows(cfg)
-    held_rows = []
-    evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
-    if evaluator is None:  # text only: the last 64 pairs are held out for the cross-entropy check
-        if len(rows) < 128:
-            raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
-        held_rows, rows = rows[-64:], rows[:-64]
-    prompts = LMPrompts(tokenizer, cfg.instruction, cfg.template)
-    encoded = [prompts.training_row(r["coarse"], r["target"]) for r in rows]
-    held = _pad([prompts.training_row(r["coarse"], r["target"]) for r in held_rows], tokenizer.pad_token_id) \
-        if held_rows else None
-    weights = "lora" if cfg.lm_lora_rank > 0 else "full"
-    if weights == "lora":
-        from peft import LoraConfig, get_peft_model
+            self.save(self.model, self.output_dir / name)
+            self.keeper.mark(self.output_dir / name)
+        return self.output_dir
 
-        model = get_peft_model(model, LoraConfig(r=cfg.lm_lora_rank, lora_alpha=cfg.lm_lora_alpha,
-                                                 target_modules="all-linear", lora_dropout=0.0))
-    model.train()
+    def batch(self, index: int) -> dict:
+        cfg = self.cfg
+        return _pad([self.encoded[j] for j in epoch_indices(index, len(self.encoded), cfg.train_batch_size, cfg.seed)],
+                    self.tokenizer.pad_token_id)
 
-    def batch_fn(i: int) -> dict:
-        return _pad([encoded[j] for j in epoch_indices(i, len(encoded), cfg.train_batch_size, cfg.seed)],
-                    tokenizer.pad_token_id)
+    def loss(self, model, batch):
+        device = next(model.parameters()).device
+        return model(**{k: v.to(device) for k, v in batch.items()}).loss, {}
 
-    def loss_fn(m, batch):
-        device = next(m.parameters()).device
-        return m(**{k: v.to(device) for k, v in batch.items()}).loss, {}
+    def evaluate(self, model, step):
+        from .trainer import _judged_check
 
-    def eval_fn(m, step):
-        m.eval()
-        refiner = LMRefiner(m, tokenizer, pipe, instruction=cfg.instruction, template=cfg.template,
+        cfg = self.cfg
+        model.eval()
+        refiner = LMRefiner(model, self.tokenizer, self.pipe, instruction=cfg.instruction, template=cfg.template,
                             extend=cfg.extend_coarse)
-        if evaluator is not None:
-            from .trainer import _judged_check
-
-            metrics = _judged_check(refiner, evaluator, cfg)
+        if self.evaluator is not None:
+            metrics = _judged_check(refiner, self.evaluator, cfg)
         else:
             with torch.no_grad():
-                ce = float(loss_fn(m, held)[0])
+                ce = float(self.loss(model, self.held)[0])
             metrics = {"heldout_ce": ce, "samples": [f"{r['coarse']} -> {refiner.one_shot([r['coarse']])[0]}"
-                                                     for r in held_rows[:4]]}
-        m.train()
-        keeper.keep(step, metrics, lambda folder: _save(m, tokenizer, cfg, folder, weights))
+                                                     for r in self.held_rows[:4]]}
+        model.train()
         return metrics
 
-    result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")
-    if result.is_main_process:  # one writer under a multi-process launch
-        _save(result.model, tokenizer, cfg, out / "final", weights)
-        keeper.mark(out / "final")
-    keeper.write_history(result)
-    return out
+    def save(self, model, folder, step=None):
+        _save(model, self.tokenizer, self.cfg, folder, self.weights)
+

@@ -26,19 +26,19 @@ from tqdm.auto import tqdm
 
 from ...data.prompts import read_prompts
 from ...data.records import iter_records
-from ...training import batch_seed, epoch_indices, fit
+from ...training import batch_seed, epoch_indices
 from ...training.diffusion import diffusion_loss, latent_dist_params, sample_latents, sdxl_time_ids
 from ...images import images_to_tensor
-from ..common import BestKeeper, load_frozen_pipeline
+from ..common import MethodTrainer, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import RefinerConfig
 from .data import Summariser, coarse_pairs, continuation, shuffle_phrases
 from .features import TextFeatures
-from .lm_trainer import train_lm
+from .lm_trainer import LMRefinerTrainer
 from .model import PromptRefiner
 from .lift import Refiner, RefinerLift
 
-__all__ = ["decoder_vocabulary", "load_rows", "train"]
+__all__ = ["RefinerTrainer", "decoder_vocabulary", "load_rows", "train"]
 
 
 def load_rows(cfg: RefinerConfig) -> list[dict]:
@@ -202,45 +202,51 @@ def _loss_fn(cfg: RefinerConfig, pipe, use_images: bool):
     return loss_fn
 
 
+class RefinerTrainer(MethodTrainer):
+    """The encoder-adapter-decoder refiner on (coarse, fine[, image]) rows (module docstring)."""
+
+    method = "refiner"
+
+    def __init__(self, cfg: RefinerConfig):
+        rows = load_rows(cfg)
+        self.held_rows = []
+        if cfg.text_encoder != "pipeline":  # text only: the last 64 pairs are held out for the cross-entropy check
+            if len(rows) < 128:
+                raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
+            self.held_rows, rows = rows[-64:], rows[:-64]
+        pipe = load_frozen_pipeline(cfg)
+        super().__init__(cfg, pipe)
+        self.features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
+        cache = build_cache(rows, self.features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
+        self.held_out = build_cache(self.held_rows, self.features, cfg) if self.held_rows else None
+        set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
+        self.model = _build_model(cfg, self.features, [c for c in (cache, self.held_out) if c is not None])
+        self.extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
+                      "extend_coarse": cfg.extend_coarse, "base": cfg.pretrained_model_name_or_path}
+        use_images = "params" in cache and cfg.diffusion_weight > 0
+        self._batch = _batch_fn(cfg, cache, self.model, self.features, pipe, use_images)
+        self._loss = _loss_fn(cfg, pipe, use_images)
+        self.evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
+
+    def batch(self, index):
+        return self._batch(index)
+
+    def loss(self, model, batch):
+        return self._loss(model, batch)
+
+    def evaluate(self, model, step):
+        refiner = Refiner(model, self.features, self.pipe, extend=self.cfg.extend_coarse)
+        if self.evaluator is not None:
+            return _judged_check(refiner, self.evaluator, self.cfg)
+        return _cross_entropy_check(refiner, self.held_out, self.held_rows)
+
+    def save(self, model, folder, step=None):
+        model.save_pretrained(folder, self.extra if step is None else {**self.extra, "step": step})
+
+
 def train(cfg: RefinerConfig) -> Path:
     """Train a refiner on `train_data`; returns the output folder (refiner in best/ and final/). `decoder: lm`
     fine-tunes a pretrained causal LM instead (lm_trainer.py)."""
     if cfg.decoder == "lm":
-        return train_lm(cfg)
-    rows = load_rows(cfg)
-    held_rows = []
-    if cfg.text_encoder != "pipeline":  # text only: the last 64 pairs are held out for the cross-entropy check
-        if len(rows) < 128:
-            raise ValueError(f"the text-only refiner needs >= 128 pairs (64 are held out), got {len(rows)}.")
-        held_rows, rows = rows[-64:], rows[:-64]
-    pipe = load_frozen_pipeline(cfg)
-    features = TextFeatures(pipe, cfg.text_encoder, cfg.max_coarse_tokens)
-    cache = build_cache(rows, features, cfg, pipe.vae if cfg.diffusion_weight > 0 else None)
-    held_out = build_cache(held_rows, features, cfg) if held_rows else None
-    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
-    model = _build_model(cfg, features, [c for c in (cache, held_out) if c is not None])
-    extra = {"text_encoder": cfg.text_encoder, "max_coarse_tokens": cfg.max_coarse_tokens,
-             "extend_coarse": cfg.extend_coarse, "base": cfg.pretrained_model_name_or_path}
-    use_images = "params" in cache and cfg.diffusion_weight > 0
-    batch_fn = _batch_fn(cfg, cache, model, features, pipe, use_images)
-    loss_fn = _loss_fn(cfg, pipe, use_images)
-
-    out = Path(cfg.output_dir)
-    keeper = BestKeeper(out, cfg, pipe, "refiner")
-    evaluator = HeldOutEvaluator.from_config(pipe, cfg) if cfg.text_encoder == "pipeline" else None
-
-    def eval_fn(m, step):
-        refiner = Refiner(m, features, pipe, extend=cfg.extend_coarse)
-        if evaluator is not None:
-            metrics = _judged_check(refiner, evaluator, cfg)
-        else:
-            metrics = _cross_entropy_check(refiner, held_out, held_rows)
-        keeper.keep(step, metrics, lambda folder: m.save_pretrained(folder, {**extra, "step": step}))
-        return metrics
-
-    result = fit(cfg, model, loss_fn, batch_fn, eval_fn=eval_fn, desc="refiner")
-    if result.is_main_process:  # one writer under a multi-process launch
-        result.model.eval().save_pretrained(out / "final", extra)
-        keeper.mark(out / "final")
-    keeper.write_history(result)
-    return out
+        return LMRefinerTrainer(cfg).train()
+    return RefinerTrainer(cfg).train()

@@ -31,11 +31,11 @@ from tqdm.auto import tqdm
 
 from ...data.records import iter_records
 from ...pipeline import apply_lifts, encode_prompts, load_lifts, prompt_padding_mask, rewrite_prompts
-from ...training import batch_seed, epoch_indices, fit
+from ...training import batch_seed, epoch_indices
 from ...training.diffusion import latent_dist_params, noised, sample_latents, sdxl_time_ids
 from ...files import atomic_dir, atomic_path, atomic_write_json
 from ...images import images_to_tensor
-from ..common import BestKeeper, load_frozen_pipeline
+from ..common import MethodTrainer, load_frozen_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import SURAdapterConfig
 from .lift import SURAdapterLift
@@ -43,7 +43,7 @@ from .llm import LLMFeatures, masked_mean
 from .losses import feature_kl, sur_objective
 from .model import SURAdapter
 
-__all__ = ["attribute_labels", "build_cache", "cached_features", "row_columns", "save_adapter", "train"]
+__all__ = ["SURAdapterTrainer", "attribute_labels", "build_cache", "cached_features", "row_columns", "save_adapter", "train"]
 
 
 @torch.no_grad()
@@ -268,48 +268,51 @@ def _loss_fn(cfg: SURAdapterConfig, pipe):
     return loss_fn
 
 
-def _eval_fn(cfg: SURAdapterConfig, pipe, teacher: LLMFeatures, keeper: BestKeeper):
-    """eval_fn(model, step): the held-out check; the best adapter so far is kept in best/ (step 3)."""
-    evaluator = HeldOutEvaluator.from_config(pipe, cfg)
-    refiner = _rewriting_lifts(pipe, cfg.refiner) if cfg.refiner else []  # the stack's order: rewrite, then adapt
+class SURAdapterTrainer(MethodTrainer):
+    """The adapter on the frozen pipeline's prompt embeddings, on cached triples (module docstring)."""
 
-    def eval_fn(model, step):
-        # the adapter measured whole: narrative prompts are the ones it exists to change, and a gate is the lift's
-        # setting (a learnt gate head or the folder's lift.json), measured apart (`promptlift eval --system`, research/sur_gate.py)
-        adapter = SURAdapterLift("sur-adapter", None, adapter=model, teacher=teacher, reads="rewrite", gate="none")
-        metrics = evaluator([*refiner, adapter])
-        keeper.keep(step, metrics, lambda folder: save_adapter(model, cfg, folder))
-        return metrics
+    method = "sur-adapter"
 
-    return eval_fn
+    def __init__(self, cfg: SURAdapterConfig):
+        pipe = load_frozen_pipeline(cfg)
+        super().__init__(cfg, pipe)
+        self.teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or self.output_dir / "llm-cache",
+                                   device=pipe.device)
+        cache = cached_features(pipe, cfg, self.teacher)
+        classes = {}
+        if cfg.attribute_columns:
+            cache["attributes"], classes = attribute_labels(cfg, cache)
+        if cfg.gate_columns:
+            keep = torch.tensor([c in cfg.gate_columns for c in (cfg.simple_column, *cfg.extra_simple_columns)])
+            cache["adapt"] = ~keep[row_columns(cfg, cache)]
+        set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
+        self.model = SURAdapter(
+            cache["simple"].shape[-1], self.teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
+            dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
+            pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None, llm_tokens=cfg.llm_tokens,
+            max_length=cache["simple"].shape[1], read_prompt_embeds=cfg.read_prompt_embeds,
+            attribute_classes=[len(v) for v in classes.values()] or None, slots=cfg.llm_slots,
+            pools_only=cfg.llm_pools_only, class_memory=cfg.class_memory, gate=bool(cfg.gate_columns))
+        self._batch, self._loss = _batch_fn(cfg, cache, pipe.vae.config.scaling_factor), _loss_fn(cfg, pipe)
+        self.evaluator = HeldOutEvaluator.from_config(pipe, cfg)
+        self.refiner = _rewriting_lifts(pipe, cfg.refiner) if cfg.refiner else []  # the stack's order: rewrite, then adapt
+
+    def batch(self, index):
+        return self._batch(index)
+
+    def loss(self, model, batch):
+        return self._loss(model, batch)
+
+    def evaluate(self, model, step):
+        """Step 3. The adapter is measured whole: narrative prompts are the ones it exists to change, and a gate is the
+        lift's setting (a learnt gate head or the folder's lift.json), measured apart (`promptlift eval --system`)."""
+        adapter = SURAdapterLift("sur-adapter", None, adapter=model, teacher=self.teacher, reads="rewrite", gate="none")
+        return self.evaluator([*self.refiner, adapter])
+
+    def save(self, model, folder, step=None):
+        save_adapter(model, self.cfg, folder)
 
 
 def train(cfg: SURAdapterConfig) -> Path:
     """Train the adapter on `train_data_dir`; returns the output folder (adapter in final/ and best/)."""
-    pipe = load_frozen_pipeline(cfg)
-    out = Path(cfg.output_dir)
-    teacher = LLMFeatures(cfg.llm_model, cfg.llm_layer, cfg.llm_cache_dir or out / "llm-cache", device=pipe.device)
-    cache = cached_features(pipe, cfg, teacher)
-    classes = {}
-    if cfg.attribute_columns:
-        cache["attributes"], classes = attribute_labels(cfg, cache)
-    columns = [cfg.simple_column, *cfg.extra_simple_columns]
-    if cfg.gate_columns:
-        keep = torch.tensor([c in cfg.gate_columns for c in columns])
-        cache["adapt"] = ~keep[row_columns(cfg, cache)]
-    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
-    adapter = SURAdapter(cache["simple"].shape[-1], teacher.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
-                         dropout=cfg.adapter_dropout, beta=cfg.beta, llm_at_inference=cfg.llm_at_inference,
-                         pooled_dim=cache["pooled"].shape[-1] if "pooled" in cache else None,
-                         llm_tokens=cfg.llm_tokens, max_length=cache["simple"].shape[1],
-                         read_prompt_embeds=cfg.read_prompt_embeds,
-                         attribute_classes=[len(v) for v in classes.values()] or None, slots=cfg.llm_slots,
-                         pools_only=cfg.llm_pools_only, class_memory=cfg.class_memory, gate=bool(cfg.gate_columns))
-    keeper = BestKeeper(out, cfg, pipe, "sur-adapter")
-    result = fit(cfg, adapter, _loss_fn(cfg, pipe), _batch_fn(cfg, cache, pipe.vae.config.scaling_factor),
-                 eval_fn=_eval_fn(cfg, pipe, teacher, keeper), desc="sur-adapter")
-    if result.is_main_process:  # one writer under a multi-process launch
-        save_adapter(result.model.eval(), cfg, out / "final")
-        keeper.mark(out / "final")
-    keeper.write_history(result)
-    return out
+    return SURAdapterTrainer(cfg).train()

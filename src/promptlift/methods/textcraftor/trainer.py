@@ -21,16 +21,16 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from ...data.prompts import read_prompts
 from ...pipeline import PromptEmbeds, encode_prompts, load_pipeline
 from ...rewards import load_reward, parse_reward_options
-from ...training import batch_seed, epoch_indices, fit
+from ...training import batch_seed, epoch_indices
 from ...training.diffusion import UNET_LORA_TARGETS, sdxl_time_ids
 from ...files import atomic_dir, atomic_write_json
-from ..common import BestKeeper, freeze_pipeline
+from ..common import MethodTrainer, freeze_pipeline
 from ..heldout import HeldOutEvaluator
 from .config import TextCraftorConfig, parse_weighted
 from .lift import INFO_FILE, TextCraftorLift, swapped
 from .sampling import Conditioning, decode, sample_with_grad
 
-__all__ = ["save_tuned", "train", "trainable_module"]
+__all__ = ["TextCraftorTrainer", "save_tuned", "train", "trainable_module"]
 
 ENCODER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -103,66 +103,68 @@ def _conditioning(pipe, embeds: PromptEmbeds, size: int) -> Conditioning:
     return Conditioning(hidden, {"text_embeds": pooled, "time_ids": sdxl_time_ids(size, size, len(hidden), hidden.device, hidden.dtype)})
 
 
-def train(cfg: TextCraftorConfig) -> Path:
-    """Tune `pretrained_model_name_or_path`'s text encoder(s) (or a UNet LoRA) on `prompts`; returns the output folder."""
-    options = parse_reward_options(cfg.reward_option)
-    weighted = parse_weighted(cfg.rewards, "rewards")
-    rewards = [(name, weight, load_reward(name, **options.get(name, {}))) for name, weight in weighted]
-    for name, _, reward in rewards:
-        if not reward.differentiable:
-            raise ValueError(f"reward {name!r} is not differentiable, so it cannot train by back-propagation.")
-    prompts = read_prompts(cfg.prompts, cfg.prompt_column, limit=cfg.max_train_prompts)
-    pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32", config=cfg.model_config)
-    pipe.set_progress_bar_config(disable=True)
-    originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval()
-                 for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None}
-    keeper = BestKeeper(Path(cfg.output_dir), cfg, pipe, "textcraftor")  # records the base before any LoRA joins it
-    set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
-    model = trainable_module(pipe, cfg)
-    for _, _, reward in rewards:
-        reward.to(pipe.device)
-    try:
-        scheduler = getattr(diffusers, cfg.scheduler).from_config(pipe.scheduler.config)
-    except AttributeError:
-        raise ValueError(f"`scheduler` {cfg.scheduler!r} is not a diffusers scheduler class (e.g. DDIMScheduler).") from None
-    size = cfg.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    do_cfg = cfg.guidance_scale > 1
+class TextCraftorTrainer(MethodTrainer):
+    """The text encoder(s) (or a UNet LoRA) tuned by the gradients of the weighted rewards through the last
+    `grad_steps` sampling steps."""
 
-    def batch_fn(i: int) -> dict:
-        return {"prompts": [prompts[k] for k in epoch_indices(i, len(prompts), cfg.train_batch_size, cfg.seed)],
-                "seed": batch_seed(cfg.seed, i, stride=7919)}
+    method = "textcraftor"
 
-    def loss_fn(_model, batch):
-        texts = batch["prompts"]
-        with swapped(pipe, originals):
-            frozen = encode_conditioning(pipe, texts, do_cfg, size)
-        trainable = frozen if cfg.train == "unet_lora" else encode_conditioning(pipe, texts, do_cfg, size, grad=True)
+    def __init__(self, cfg: TextCraftorConfig):
+        options = parse_reward_options(cfg.reward_option)
+        self.rewards = [(name, weight, load_reward(name, **options.get(name, {})))
+                        for name, weight in parse_weighted(cfg.rewards, "rewards")]
+        for name, _, reward in self.rewards:
+            if not reward.differentiable:
+                raise ValueError(f"reward {name!r} is not differentiable, so it cannot train by back-propagation.")
+        self.prompts = read_prompts(cfg.prompts, cfg.prompt_column, limit=cfg.max_train_prompts)
+        pipe = load_pipeline(cfg.pretrained_model_name_or_path, dtype="float32", config=cfg.model_config)
+        pipe.set_progress_bar_config(disable=True)
+        self.originals = {n: copy.deepcopy(getattr(pipe, n)).requires_grad_(False).eval()
+                          for n in ("text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None}
+        super().__init__(cfg, pipe)  # records the base before any LoRA joins it
+        set_seed(cfg.seed)  # weights initialised below are a function of the seed (imports may reseed torch at random)
+        self.model = trainable_module(pipe, cfg)
+        for _, _, reward in self.rewards:
+            reward.to(pipe.device)
+        try:
+            self.scheduler = getattr(diffusers, cfg.scheduler).from_config(pipe.scheduler.config)
+        except AttributeError:
+            raise ValueError(f"`scheduler` {cfg.scheduler!r} is not a diffusers scheduler class (e.g. DDIMScheduler).") from None
+        self.size = cfg.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
+        self.evaluator = HeldOutEvaluator.from_config(pipe, cfg)
+
+    def batch(self, index: int) -> dict:
+        cfg = self.cfg
+        return {"prompts": [self.prompts[k] for k in epoch_indices(index, len(self.prompts), cfg.train_batch_size, cfg.seed)],
+                "seed": batch_seed(cfg.seed, index, stride=7919)}
+
+    def loss(self, model, batch):
+        cfg, pipe, size, texts = self.cfg, self.pipe, self.size, batch["prompts"]
+        guided = cfg.guidance_scale > 1
+        with swapped(pipe, self.originals):
+            frozen = encode_conditioning(pipe, texts, guided, size)
+        trainable = frozen if cfg.train == "unet_lora" else encode_conditioning(pipe, texts, guided, size, grad=True)
         shape = (len(texts), pipe.unet.config.in_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(batch["seed"])).to(pipe.device)
-        latents = sample_with_grad(pipe.unet, scheduler, noise * scheduler.init_noise_sigma, frozen, trainable,
+        latents = sample_with_grad(pipe.unet, self.scheduler, noise * self.scheduler.init_noise_sigma, frozen, trainable,
                                    cfg.num_inference_steps, cfg.grad_steps, cfg.guidance_scale, cfg.gradient_checkpointing)
         images = decode(pipe.vae, latents, cfg.gradient_checkpointing)
         loss, logs = torch.zeros((), device=images.device), {}
-        for name, weight, reward in rewards:
+        for name, weight, reward in self.rewards:
             score = reward(images, texts).mean()
             loss = loss - weight * score
             logs[f"reward/{name}"] = score.detach()
         return loss, logs
 
-    evaluator = HeldOutEvaluator.from_config(pipe, cfg)
-    out = Path(cfg.output_dir)
+    def evaluate(self, model, step):
+        lifts = [] if self.cfg.train == "unet_lora" else [
+            TextCraftorLift("textcraftor", None, switch_step=self.cfg.switch_step, originals=self.originals)]
+        return self.evaluator(lifts)
 
-    def eval_fn(_model, step):
-        lifts = [] if cfg.train == "unet_lora" else [TextCraftorLift("textcraftor", None, switch_step=cfg.switch_step,
-                                                                     originals=originals)]
-        metrics = evaluator(lifts)
-        keeper.keep(step, metrics, lambda folder: save_tuned(pipe, cfg, folder, {"step": step}))
-        return metrics
+    def save(self, model, folder, step=None):
+        save_tuned(self.pipe, self.cfg, folder, None if step is None else {"step": step})  # the pipeline's modules train
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    result = fit(cfg, model, loss_fn, batch_fn, params=trainable, eval_fn=eval_fn, desc="textcraftor")
-    if result.is_main_process:  # one writer under a multi-process launch
-        save_tuned(pipe, cfg, out / "final")
-        keeper.mark(out / "final")
-    keeper.write_history(result)
-    return out
+
+def train(cfg: TextCraftorConfig) -> Path:
+    """Tune `pretrained_model_name_or_path`'s text encoder(s) (or a UNet LoRA) on `prompts`; returns the output folder."""
+    return TextCraftorTrainer(cfg).train()
