@@ -311,7 +311,8 @@ def text_and_tables(printed: str) -> str:
     for line in printed.strip().splitlines() + [""]:
         kind = line.startswith("|")
         if (kind != is_table or not line) and current:
-            blocks.append("\n".join(current) + "\n" if is_table else "```text\n" + "\n".join(current) + "\n```\n")
+            prose = not is_table and len(current) == 1 and current[0].endswith(":")  # a table's caption
+            blocks.append("\n".join(current) + "\n" if is_table or prose else "```text\n" + "\n".join(current) + "\n```\n")
             current = []
         if line:
             current.append(line)
