@@ -276,6 +276,12 @@ def _run_export_checkpoint(cfg) -> None:
     click.echo(f"wrote {path} and its card {path.with_suffix('.md')}")
 
 
+def _run_comfyui_install(cfg) -> None:
+    from .comfyui.install import install, python_note
+
+    click.echo(f"installed the node pack: {install(cfg)}; restart ComfyUI. {python_note()}")
+
+
 def _run_curate(cfg) -> None:
     from .data.curation import curate
 
@@ -466,6 +472,9 @@ EXPORT_COMMANDS = {  # promptlift export NAME
     "checkpoint": Command("promptlift.export.checkpoint:ExportCheckpointConfig", _run_export_checkpoint, ("output",)),
     "run": Command("promptlift.evaluation.config:ExportConfig", _run_export, ("run",)),
 }
+COMFYUI_COMMANDS = {  # promptlift comfyui NAME
+    "install": Command("promptlift.comfyui.install:InstallConfig", _run_comfyui_install, ("comfyui_dir",)),
+}
 MEMORY_COMMANDS = {  # promptlift memory NAME
     "calibrate": Command("promptlift.hardware.calibrate:CalibrateConfig", _run_calibrate),
     "check": Command("promptlift.hardware.check:CheckConfig", _run_check),
@@ -477,6 +486,11 @@ cli.lazy["memory"] = (cli.lazy["memory"][0], _memory_group)
 @cli.group("export", cls=LazyGroup, lazy=lambda: _lazy_commands(EXPORT_COMMANDS))
 def export() -> None:
     """Write outputs in other tools' formats: a kohya/A1111 LoRA, a single-file checkpoint, an eval run's images."""
+
+
+@cli.group("comfyui", cls=LazyGroup, lazy=lambda: _lazy_commands(COMFYUI_COMMANDS))
+def comfyui() -> None:
+    """promptlift's nodes in ComfyUI: `promptlift comfyui install COMFYUI_DIR`."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:

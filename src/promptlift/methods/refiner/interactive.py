@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from .config import RefineConfig
 
-__all__ = ["RefineConfig", "pick_by_reward", "refine"]
+__all__ = ["RefineConfig", "pick_by_reward", "refine", "refine_rounds"]
 
 
 @torch.no_grad()
@@ -45,17 +45,27 @@ def refine(cfg: RefineConfig, show: Callable[[int, list[str]], None] = lambda i,
         from ...rewards import load_reward, parse_reward_options
 
         reward = load_reward(cfg.reward, **parse_reward_options(cfg.reward_option).get(cfg.reward, {}))
+
+    def choose(round_: int, candidates: list[str]) -> int:
+        show(round_, candidates)
+        if cfg.pick == "ask" and ask is not None:
+            return ask(candidates)
+        if cfg.pick == "reward":
+            return pick_by_reward(pipe, candidates, cfg.prompt, reward, cfg.preview_steps, cfg.seed)
+        return 0
+
+    return refine_rounds(refiner, cfg.prompt, cfg.rounds, cfg.num_candidates, cfg.new_tokens, cfg.seed, choose)
+
+
+def refine_rounds(refiner, prompt: str, rounds: int, num_candidates: int, new_tokens: int, seed: int,
+                  choose: Callable[[int, list[str]], int]) -> str:
+    """UF-FGTG's iterative strategy: each round, `num_candidates` continuations of the refined prompt so far (round r
+    sampled from seed `seed + 100 r`), of which `choose(round, candidates)` keeps one; stops early when the text
+    encoder's token budget is spent. Returns the refined prompt (`promptlift refine` and the ComfyUI node alike)."""
     prefix = ""
-    for r in range(1, cfg.rounds + 1):
+    for r in range(1, rounds + 1):
         if refiner.budget_left(prefix) <= 0:  # the text encoder's token budget is spent
             break
-        candidates = refiner.candidates(cfg.prompt, prefix, cfg.num_candidates, cfg.new_tokens, seed=cfg.seed + 100 * r)
-        show(r, candidates)
-        if cfg.pick == "ask" and ask is not None:
-            choice = ask(candidates)
-        elif cfg.pick == "reward":
-            choice = pick_by_reward(pipe, candidates, cfg.prompt, reward, cfg.preview_steps, cfg.seed)
-        else:
-            choice = 0
-        prefix = candidates[choice]
+        candidates = refiner.candidates(prompt, prefix, num_candidates, new_tokens, seed=seed + 100 * r)
+        prefix = candidates[choose(r, candidates)]
     return prefix
