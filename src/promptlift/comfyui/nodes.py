@@ -247,7 +247,7 @@ def textcraftor_patches(clip, lift) -> dict:
         for key, value in state.items():
             if key.endswith("position_ids"):
                 continue  # a buffer, not a weight
-            target = prefix + key
+            target = prefix + _comfy_key(key)
             if target not in current:
                 raise ValueError(f"{node}: the tuned {name} has weight {key!r}, which this CLIP lacks; load a lift "
                                  "trained on this checkpoint's model.")
@@ -257,6 +257,14 @@ def textcraftor_patches(clip, lift) -> dict:
                                  "lift trained on this checkpoint's model.")
             patches[target] = (value.float() - current[target].float(),)
     return patches
+
+
+def _comfy_key(key: str) -> str:
+    """A transformers CLIPTextModel key as ComfyUI's CLIP names it (inside `clip_l.transformer.` and the like):
+    "text_model.encoder...", whether transformers nests the weights under text_model (4.x) or not (5.x);
+    SDXL's text_projection.weight, a Linear in both, as it is."""
+    key = key.removeprefix("text_model.")
+    return key if key.startswith("text_projection") else f"text_model.{key}"
 
 
 class LiftedStack:

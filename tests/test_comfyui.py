@@ -1,0 +1,296 @@
+"""The ComfyUI node pack against ComfyUI's own engine (ComfyUI 0.3.64 from ../shared/peers/comfyui, unchanged, copied to
+a temporary folder): it starts with the pack and no import failure; its nodes' conditioning equals promptlift's own
+encoding of the same prompt; the refine node writes what `promptlift refine` writes; a workflow posted to ComfyUI's
+HTTP server runs end to end and saves an image; bad input fails in the node with the fix named, and writes nothing.
+
+ComfyUI detects real-size architectures only: the checkpoint is a random full-size SD 1.5 (`promptlift export
+checkpoint`), with ComfyUI's own CLIP tokenizer, run at 64 px for 2 steps. ComfyUI's engine needs torchvision, which
+needs the torch build it was made for: `make comfyui` sets up .venv-comfyui (torch 2.14.1, torchvision 0.29.1,
+ComfyUI's requirements and promptlift); PROMPTLIFT_COMFYUI_PYTHON names another Python. Marked slow (about 5 min);
+`make test-comfyui` runs them.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+COMFYUI = ROOT.parent / "shared" / "peers" / "comfyui"
+PYTHON = Path(os.environ.get("PROMPTLIFT_COMFYUI_PYTHON", ROOT / ".venv-comfyui" / "bin" / "python"))
+CACHE = ROOT / ".cache" / "comfyui-test"
+PROMPT = "a couple of boats as the sun goes down"
+CHECKPOINT = "sd15-random.safetensors"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (COMFYUI / "main.py").is_file(), reason=f"ComfyUI's source is not at {COMFYUI}"),
+              pytest.mark.skipif(not PYTHON.is_file(), reason=f"no Python for ComfyUI at {PYTHON}: run `make comfyui`")]
+
+
+def comfy_env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+
+
+@pytest.fixture(scope="module")
+def sd15():
+    """A random full-size SD 1.5 diffusers folder with ComfyUI's CLIP tokenizer (the two tokenize alike), kept in
+    .cache/comfyui-test between runs."""
+    from promptlift.hardware.calibrate import build_pipeline
+    from transformers import CLIPTokenizer
+
+    folder = CACHE / "sd15"
+    if not (folder / "tokenizer" / "merges.txt").is_file():
+        build_pipeline("sd15", folder)
+        tokenizer = CLIPTokenizer.from_pretrained(COMFYUI / "comfy" / "sd1_tokenizer", model_max_length=77)
+        shutil.rmtree(folder / "tokenizer", ignore_errors=True)
+        tokenizer.save_pretrained(folder / "tokenizer")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipe(sd15):
+    from promptlift import load_pipeline
+
+    return load_pipeline(str(sd15), dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def lifts(pipe, sd15, tmp_path_factory):
+    """{name: folder}: a SUR-adapter and a TextCraftor encoder with random weights for this model (each with its
+    lift_config.json), and the bundle's LM refiner (it writes text: any model's)."""
+    from promptlift.methods import bundle_lift
+    from promptlift.methods.sur_adapter.model import SURAdapter
+    from promptlift.pipeline import base_model_record
+    from promptlift.pipeline.lift_config import write_lift_config
+
+    root = tmp_path_factory.mktemp("lifts")
+    record = base_model_record(pipe, str(sd15))
+    torch.manual_seed(0)
+    adapter = SURAdapter(768, 384, num_layers=1, num_heads=8)
+    torch.nn.init.normal_(adapter.out.weight, std=0.02)  # zero-initialised: a trained adapter changes the embedding
+    adapter.save_pretrained(root / "sur")
+    write_lift_config(root / "sur", "sur-adapter", record, {"gate": "none"})
+    tuned = pipe.text_encoder.__class__(pipe.text_encoder.config)
+    tuned.load_state_dict({k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v
+                           for k, v in pipe.text_encoder.state_dict().items()})  # every weight: embeddings, norms too
+    # in fp16, as checkpoints are shared: ComfyUI holds the CLIP in the checkpoint's fp16 and rounds a patched weight to
+    # it, so fp32 weights would come out of its patch rounded (about 3e-3 apart at the output)
+    tuned.half().save_pretrained(root / "textcraftor" / "text_encoder")
+    write_lift_config(root / "textcraftor", "textcraftor", record, {"switch_step": 0})
+    return {"sur": root / "sur", "textcraftor": root / "textcraftor", "refiner": bundle_lift("refiner")}
+
+
+@pytest.fixture(scope="module")
+def comfyui(sd15, tmp_path_factory):
+    """A copy of ComfyUI with the pack installed (`promptlift comfyui install`) and the checkpoint in models/."""
+    root = tmp_path_factory.mktemp("comfyui") / "ComfyUI"
+    shutil.copytree(COMFYUI, root, ignore=shutil.ignore_patterns("tests", "tests-unit", ".git"))
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # ../shared is read-only; ComfyUI writes user/, output/, a database
+    (root / "custom_nodes").mkdir(exist_ok=True)
+    subprocess.run([str(PYTHON), "-m", "promptlift", "comfyui", "install", str(root)], check=True, env=comfy_env())
+    checkpoint = CACHE / CHECKPOINT
+    if not checkpoint.is_file():
+        subprocess.run([sys.executable, "-m", "promptlift", "export", "checkpoint", str(checkpoint), "--model", str(sd15)],
+                       check=True)
+    (root / "models" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    os.symlink(checkpoint, root / "models" / "checkpoints" / CHECKPOINT)
+    return root
+
+
+@pytest.fixture(scope="module")
+def worker(comfyui, lifts, tmp_path_factory):
+    """What tests/comfyui_worker.py got from ComfyUI's engine: the pack's nodes on ComfyUI's CLIP."""
+    out = tmp_path_factory.mktemp("worker")
+    spec = out / "spec.json"
+    spec.write_text(json.dumps({"checkpoint": CHECKPOINT, "prompt": PROMPT, "seed": 3,
+                                **{name: str(path) for name, path in lifts.items()}}))
+    result = subprocess.run([str(PYTHON), str(ROOT / "tests" / "comfyui_worker.py"), str(comfyui), str(spec),
+                             str(out / "out.pt")], env=comfy_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return torch.load(out / "out.pt")
+
+
+def embeds(pipe, lifts=(), prompt=PROMPT):
+    from promptlift.pipeline import encode_prompts
+
+    return encode_prompts(pipe, [prompt], do_classifier_free_guidance=False, lifts=list(lifts)).prompt_embeds[0]
+
+
+def test_comfyui_starts_with_the_pack_and_no_import_failure(comfyui):
+    result = subprocess.run([str(PYTHON), "main.py", "--cpu", "--quick-test-for-ci"], cwd=comfyui, env=comfy_env(),
+                            capture_output=True, text=True, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "custom_nodes/promptlift_nodes" in log
+    failed = [line for line in log.splitlines() if "IMPORT FAILED" in line or "Cannot import" in line]
+    assert not [line for line in failed if "promptlift" in line], failed
+
+
+def test_the_nodes_condition_as_promptlift_encodes(worker, pipe, lifts):
+    """CLIP Text Encode equals diffusers' encoding of the same checkpoint; the SUR-adapter node's conditioning equals
+    promptlift's adapted embedding (at strength 1 and 0.5); the TextCraftor CLIP encodes as the tuned encoder does,
+    every weight of it (the noise is on embeddings and LayerNorms too), and leaves the CLIP it patched as it was."""
+    from promptlift import Lift
+
+    assert worker["nodes"] == ["PromptliftApplySURAdapter", "PromptliftApplyTextCraftor", "PromptliftLiftedStack",
+                               "PromptliftLoadLift", "PromptliftRefinePrompt"]
+    base = embeds(pipe)
+    tol = dict(atol=2e-3, rtol=1e-3)  # fp16 weights computed in fp32 by both; summation orders differ
+    torch.testing.assert_close(worker["base"][0].float(), base, **tol)
+    sur = Lift.from_pretrained(lifts["sur"])
+    adapted = embeds(pipe, [sur])
+    assert (adapted - base).abs().max() > 0.05  # the adapter changes the embedding: the comparison below means something
+    torch.testing.assert_close(worker["sur"][0].float(), adapted, **tol)
+    sur.set_weight(0.5)
+    torch.testing.assert_close(worker["sur_half"][0].float(), embeds(pipe, [sur]), **tol)
+    from promptlift.pipeline.lifted import load_lift, pipeline_lifts, unload_lifts
+
+    load_lift(pipe, lifts["textcraftor"])
+    try:
+        expected = embeds(pipe, pipeline_lifts(pipe))
+    finally:
+        unload_lifts(pipe)
+    assert (expected - base).abs().max() > 0.05
+    torch.testing.assert_close(worker["textcraftor"][0].float(), expected, **tol)
+    torch.testing.assert_close(worker["base_again"], worker["base"])
+
+
+def test_the_refine_node_writes_what_promptlift_refine_writes(worker, sd15, lifts):
+    from helpers import run_cli
+
+    def refined(*extra):
+        output = run_cli("refine", PROMPT, "--refiner", lifts["refiner"], "--model", sd15, "--seed", 3, "--pick", "first",
+                         *extra).output
+        return output.rsplit("refined: ", 1)[1].strip()
+
+    assert worker["refined"] != PROMPT and worker["refined"] == refined("--rounds", 2, "--new_tokens", 6)
+    assert worker["one_shot"] == refined("--strategy", "one-shot", "--max_new_tokens", 32)
+    assert worker["stack_prompt"] == worker["one_shot"]  # the stack's rewrite: the refiner's one-shot, its folder's options
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(comfyui):
+    """ComfyUI's HTTP server on 127.0.0.1, started as a user starts it (main.py), the pack in custom_nodes/."""
+    port = free_port()
+    log = open(comfyui / "server.log", "w")
+    process = subprocess.Popen([str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
+                               cwd=comfyui, env=comfy_env(), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/system_stats", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None, (comfyui / "server.log").read_text()[-4000:]
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def run_workflow(url: str, workflow: dict, timeout: float = 600) -> dict:
+    """POST /prompt (ComfyUI's API format), then /history/ID until it ends; returns its history entry."""
+    request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    prompt_id = json.loads(urllib.request.urlopen(request).read())["prompt_id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = json.loads(urllib.request.urlopen(f"{url}/history/{prompt_id}").read())
+        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+            return history[prompt_id]
+        if prompt_id in history and history[prompt_id]["status"].get("status_str") == "error":
+            return history[prompt_id]
+        time.sleep(1)
+    raise TimeoutError(f"workflow {prompt_id} did not end in {timeout} s")
+
+
+def workflow(lifts: dict, prefix: str) -> dict:
+    """The docs' workflow in API format: refine the prompt, encode it with the TextCraftor CLIP, adapt it with the
+    SUR-adapter, sample 2 steps at 64 px, save."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+        "2": {"class_type": "PromptliftLoadLift", "inputs": {"source": str(lifts["refiner"])}},
+        "3": {"class_type": "PromptliftLoadLift", "inputs": {"source": str(lifts["sur"])}},
+        "4": {"class_type": "PromptliftLoadLift", "inputs": {"source": str(lifts["textcraftor"])}},
+        "5": {"class_type": "PromptliftRefinePrompt", "inputs": {
+            "text": PROMPT, "lift": ["2", 0], "strategy": "one-shot", "max_new_tokens": 32, "rounds": 3,
+            "candidates": 3, "new_tokens": 6, "pick": 0, "seed": 0, "clip": ["1", 1]}},
+        "6": {"class_type": "PromptliftApplyTextCraftor", "inputs": {"clip": ["1", 1], "lift": ["4", 0], "strength": 1.0}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": ["5", 0], "clip": ["6", 0]}},
+        "8": {"class_type": "PromptliftApplySURAdapter", "inputs": {
+            "conditioning": ["7", 0], "clip": ["6", 0], "text": ["5", 0], "lift": ["3", 0], "strength": 1.0}},
+        "9": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+        "10": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "11": {"class_type": "KSampler", "inputs": {
+            "model": ["1", 0], "positive": ["8", 0], "negative": ["9", 0], "latent_image": ["10", 0], "seed": 0,
+            "steps": 2, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "12": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["1", 2]}},
+        "13": {"class_type": "SaveImage", "inputs": {"images": ["12", 0], "filename_prefix": prefix}},
+    }
+
+
+def saved_images(comfyui: Path, prefix: str) -> list[Path]:
+    return sorted((comfyui / "output").glob(f"{prefix}*.png"))
+
+
+def test_a_workflow_with_the_pack_runs_in_comfyuis_server_and_saves_an_image(server, comfyui, lifts):
+    from PIL import Image
+
+    entry = run_workflow(server, workflow(lifts, "lifted"))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = saved_images(comfyui, "lifted")
+    assert len(images) == 1 and Image.open(images[0]).size == (64, 64)
+
+
+def test_bad_input_fails_in_the_node_with_the_fix_and_writes_nothing(server, comfyui, lifts, tmp_path):
+    """A lift trained on another model's widths (SDXL's on this SD 1.5), a folder that holds no lift, a refine node
+    given another lift than a refiner, a TextCraftor encoder whose widths do not fit the CLIP: each workflow stops at
+    the node with a message naming the input and the fix, and saves no image."""
+    from promptlift.pipeline.lift_config import read_lift_config, write_lift_config
+
+    sdxl = tmp_path / "sur-sdxl"  # the adapter's folder, recorded as trained on an SDXL model
+    shutil.copytree(lifts["sur"], sdxl)
+    record = {**read_lift_config(sdxl)["base_model"], "pipeline_class": "StableDiffusionXLPipeline",
+              "text_embedding_dims": [768, 1280], "cross_attention_dim": 2048}
+    write_lift_config(sdxl, "sur-adapter", record, {"gate": "none"})
+    empty = tmp_path / "not-a-lift"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no weights here")
+    narrow = tmp_path / "textcraftor-narrow"  # a tuned encoder 512 wide, as SD 1.x's is not
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    CLIPTextModel(CLIPTextConfig(hidden_size=512, intermediate_size=1024, num_hidden_layers=1,
+                                 num_attention_heads=8)).save_pretrained(narrow / "text_encoder")
+    write_lift_config(narrow, "textcraftor", None, {"switch_step": 0})
+    cases = {"sdxl": ({"3": str(sdxl)}, "8", ["trained on", "2048 wide", "768 wide", "load a lift trained on this"]),
+             "empty": ({"3": str(empty)}, "3", ["not-a-lift", "lift"]),
+             "refiner": ({"2": str(lifts["sur"])}, "5", ["not a 'refiner' lift", "promptlift train refiner"]),
+             "narrow": ({"4": str(narrow)}, "6", ["do not fit this CLIP", "load a lift trained on"])}
+    for name, (sources, node, words) in cases.items():
+        graph = workflow(lifts, f"bad-{name}")
+        for node_id, source in sources.items():
+            graph[node_id]["inputs"]["source"] = source
+        entry = run_workflow(server, graph)
+        assert entry["status"]["status_str"] == "error", (name, entry["status"])
+        error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
+        assert error["node_id"] == node, (name, error)
+        assert all(w in error["exception_message"] for w in words), (name, error["exception_message"])
+        assert not saved_images(comfyui, f"bad-{name}"), name
