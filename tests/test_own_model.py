@@ -36,15 +36,19 @@ def own(tmp_path_factory):
         folder = save_tiny_pipeline(arch, root / arch, text_encoder_2_width=48)
         pipe = load_pipeline(folder)
         base = base_model_record(pipe)
-        lifts = {name: root / f"{arch}-{name}" for name in ("textcraftor", "sur-adapter", "quality-tuning")}
+        lifts = {name: root / f"{arch}-{name}" for name in ("textcraftor", "textcraftor-all", "sur-adapter",
+                                                               "quality-tuning")}
         torch.manual_seed(1)
-        tuned = load_pipeline(folder).text_encoder
-        with torch.no_grad():
-            for name, p in tuned.named_parameters():
-                if name.endswith("weight") and ("_proj." in name or ".fc" in name):  # linear layers: a LoRA carries them
-                    p.add_(0.2 * torch.randn_like(p))
-        tuned.save_pretrained(lifts["textcraftor"] / "text_encoder")
-        (lifts["textcraftor"] / "textcraftor.json").write_text(json.dumps({"switch_step": 1}))
+        encoders = [e for e in ("text_encoder", "text_encoder_2") if getattr(pipe, e, None) is not None]
+        for lift, everything in (("textcraftor", False), ("textcraftor-all", True)):
+            for encoder in encoders:  # SDXL: both, text_projection included
+                tuned = getattr(load_pipeline(folder), encoder)
+                with torch.no_grad():
+                    for name, p in tuned.named_parameters():  # linear layers' weights (a LoRA carries them), or all
+                        if everything or name.endswith("weight") and ("_proj" in name or ".fc" in name):
+                            p.add_(0.2 * torch.randn_like(p))
+                tuned.save_pretrained(lifts[lift] / encoder)
+            (lifts[lift] / "textcraftor.json").write_text(json.dumps({"switch_step": 1}))
         width = pipe.unet.config.cross_attention_dim
         pooled = pipe.text_encoder_2.config.hidden_size if arch == "sdxl" else None
         adapter = SURAdapter(dim=width, llm_dim=12, num_heads=8, pooled_dim=pooled)
@@ -144,23 +148,70 @@ def test_a_single_file_loads_in_diffusers_and_in_promptlift_with_the_lifted_imag
     np.testing.assert_array_equal(ours(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images, want)
 
 
+def lora_layers(pipe) -> int:
+    """How many layers of the pipeline's models got LoRA weights."""
+    models = [getattr(pipe, n) for n in ("unet", "text_encoder", "text_encoder_2") if getattr(pipe, n, None) is not None]
+    return sum(hasattr(m, "lora_A") and len(m.lora_A) > 0 for model in models for m in model.modules())
+
+
 def test_kohya_lora_files_load_in_diffusers_with_the_lifts_image(own, arch, tmp_path):
-    """The quality-tuning LoRA and TextCraftor's full encoder (extracted by SVD) as kohya files, read back through
-    diffusers' own `load_lora_weights` (which converts kohya keys): the promptlift lift's image within 1/255."""
+    """The quality-tuning LoRA and TextCraftor's full encoders (extracted by SVD; on SDXL both, text_projection
+    included) as kohya files, read back through diffusers' own `load_lora_weights` (which converts kohya keys): every
+    layer of the file loads, and the image is the promptlift lift's within 1/255. SDXL's UNet keys are named by the
+    original blocks, as kohya's SDXL files are; the metadata carries kohya's fields."""
+    from safetensors import safe_open
+
     folder, lifts = own[arch]
     kwargs = dict(num_inference_steps=STEPS, guidance_scale=GUIDANCE, output_type="np")
     for name, options in (("quality-tuning", []), ("textcraftor", ["textcraftor.switch_step=0"])):
         output = tmp_path / f"{name}.safetensors"
         path, note = export_lora(ExportLoraConfig(source=lifts[name], output=output, rank=64))
-        assert "100.0 %" in note or name == "quality-tuning", note
+        assert "100.0 % of the whole change" in note or name == "quality-tuning", note
         assert "<lora:" in output.with_suffix(".md").read_text()
+        with safe_open(str(output), "pt") as f:
+            keys, metadata = list(f.keys()), f.metadata()
+        assert metadata["ss_network_alpha"] and metadata["ss_network_dim"] and metadata["ss_network_module"] == "networks.lora"
+        if arch == "sdxl" and name == "quality-tuning":
+            assert all(k.startswith(("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_"))
+                       for k in keys), keys[:3]
+        if arch == "sdxl" and name == "textcraftor":
+            assert "lora_te2_text_projection.lora_down.weight" in keys
         lifted = promptlift.lift(load_pipeline(folder), [f"{name}={lifts[name]}"], options)
         want = lifted(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images
         plain = load_pipeline(folder)
         plain.load_lora_weights(str(output))
+        assert lora_layers(plain) == sum(k.endswith("lora_down.weight") for k in keys), "a key of the file did not load"
         got = plain(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images
         assert np.abs(got - want).max() <= 1 / 255, name
         assert np.abs(got - load_pipeline(folder)(PROMPTS[:1], generator=generators(1, (5,)), **kwargs).images).max() > 0.02
+
+
+def test_a_lossy_lora_export_says_what_it_drops_and_names_the_lossless_route(own, tmp_path):
+    """TextCraftor's encoder tuned in every weight (embeddings, biases, LayerNorms): the LoRA carries the linear
+    layers only; the note gives the share of the whole change kept and the image difference measured, and a warning
+    above 1/255 names `export checkpoint`, whose file is the lift's."""
+    folder, lifts = own["sd1"]
+    with pytest.warns(UserWarning, match="more than 1/255.*promptlift export checkpoint OUT --model BASE --lift textcraftor="):
+        _, note = export_lora(ExportLoraConfig(source=lifts["textcraftor-all"], output=tmp_path / "tc.safetensors",
+                                               check_steps=STEPS))
+    kept = float(note.split("keeps ")[1].split(" %")[0])
+    assert 0 < kept < 100 and "100.0 % of the linear layers'" in note, note
+    worst = float(note.split("up to ")[1].split("/255")[0])
+    assert worst > 1, note
+
+
+def test_a_checkpoint_export_keeps_the_dtype_of_the_file_it_overwrites(own, tmp_path):
+    from promptlift.export.checkpoint import safetensors_dtype
+
+    folder, _ = own["sd1"]
+    output = tmp_path / "model.safetensors"
+    export_checkpoint(ExportCheckpointConfig(output=output, model=str(folder), dtype="float32"))
+    cfg = ExportCheckpointConfig(output=output, model=str(folder), overwrite=True)
+    assert cfg.dtype == "float32"
+    export_checkpoint(cfg)
+    assert safetensors_dtype(output) == "float32"
+    with pytest.warns(UserWarning, match="holds float32 weights; it is rewritten as float16, as --dtype asks"):
+        ExportCheckpointConfig(output=output, model=str(folder), overwrite=True, dtype="float16")
 
 
 def test_scheduler_variant_and_offload_options(own, tmp_path):

@@ -273,7 +273,7 @@ def _run_export_checkpoint(cfg) -> None:
     from .export.checkpoint import export_checkpoint
 
     path = export_checkpoint(cfg)
-    click.echo(f"wrote {path} and its card {path.with_suffix('.md')}")
+    click.echo(f"wrote {path} ({cfg.dtype}) and its card {path.with_suffix('.md')}")
 
 
 def _run_comfyui_install(cfg) -> None:

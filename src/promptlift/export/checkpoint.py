@@ -3,6 +3,8 @@ diffusers' `from_single_file`)."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,8 +28,9 @@ class ExportCheckpointConfig:
     lift: list[str] = field(default_factory=list, metadata={
         "help": "A lift to merge, as NAME[=PATH] (quality-tuning, textcraftor, lora, unet, text-encoder); repeatable."})
     lift_option: list[str] = field(default_factory=list, metadata={"help": "Option of a lift, as LIFT.KEY=VALUE; repeatable."})
-    dtype: Literal["float16", "bfloat16", "float32"] = field(default="float16", metadata={
-        "help": "Dtype of the weights written (float16: the size checkpoints are shared at)."})
+    dtype: Literal["float16", "bfloat16", "float32"] | None = field(default=None, metadata={
+        "help": "Dtype of the weights written; default: that of the file --overwrite replaces, else float16 (the size "
+                "checkpoints are shared at)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
 
     def __post_init__(self):
@@ -35,12 +38,37 @@ class ExportCheckpointConfig:
             raise ValueError(f"`output` {str(self.output)!r} must be a .safetensors file to write.")
         if Path(self.output).exists() and not self.overwrite:
             raise ValueError(f"`output` {str(self.output)!r} exists; pass another path, or --overwrite to replace it.")
+        existing = safetensors_dtype(Path(self.output)) if Path(self.output).is_file() else None
+        if self.dtype is None:
+            self.dtype = existing or "float16"
+        elif existing is not None and existing != self.dtype:
+            warnings.warn(f"`output` {str(self.output)!r} holds {existing} weights; it is rewritten as {self.dtype}, as "
+                          f"--dtype asks (leave --dtype out to keep {existing}).", stacklevel=2)
         for spec in self.lift:
             name = spec.partition("=")[0].strip()
             if name not in WEIGHT_LIFTS:
                 raise ValueError(f"`--lift {spec}` acts when images are generated (it is not in the weights), so a "
                                  f"checkpoint cannot carry it; merge only {', '.join(WEIGHT_LIFTS)}, and apply "
                                  f"{name} with promptlift (`--lift {name}=...`).")
+
+
+_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
+
+
+def safetensors_dtype(path: Path) -> str | None:
+    """The dtype most of a .safetensors file's floating-point values are in, read from its header (no weights are
+    loaded); None for a file that is no readable safetensors file."""
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    except (OSError, ValueError):
+        return None
+    sizes: dict[str, int] = {}
+    for key, entry in header.items():
+        if key != "__metadata__" and entry.get("dtype") in _SAFETENSORS_DTYPES:
+            start, end = entry["data_offsets"]
+            sizes[entry["dtype"]] = sizes.get(entry["dtype"], 0) + end - start
+    return _SAFETENSORS_DTYPES[max(sizes, key=sizes.get)] if sizes else None
 
 
 def export_checkpoint(cfg: ExportCheckpointConfig) -> Path:

@@ -18,6 +18,10 @@ class ExportLoraConfig:
         "help": "For full weights: the base model they changed; default: the one their base_model.json names."})
     model_config: str | None = field(default=None, metadata={"help": "For a single-file --model: its config folder."})
     rank: int = field(default=64, metadata={"help": "For full weights: the rank of the extracted LoRA.", "min": 1, "max": 4096})
+    num_check_prompts: int = field(default=2, metadata={
+        "help": "For full weights: prompts on which the LoRA's images are compared with the lift's (0: no check).",
+        "min": 0, "max": 4})
+    check_steps: int = field(default=10, metadata={"help": "Denoising steps of that check's images."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file."})
 
     def __post_init__(self):
@@ -30,3 +34,6 @@ class ExportLoraConfig:
             raise ValueError(f"`output` {str(self.output)!r} exists; pass another path, or --overwrite to replace it.")
         if self.rank < 1:
             raise ValueError(f"`rank` must be >= 1, got {self.rank}.")
+        if not 0 <= self.num_check_prompts <= 4 or self.check_steps < 1:
+            raise ValueError(f"`num_check_prompts` must be 0-4 and `check_steps` >= 1, got {self.num_check_prompts} "
+                             f"and {self.check_steps}.")

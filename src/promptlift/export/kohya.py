@@ -38,10 +38,17 @@ def read_diffusers_lora(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     return state, alphas
 
 
-def diffusers_lora_to_kohya(state: dict[str, torch.Tensor], alphas: dict[str, float], sdxl: bool) -> dict[str, torch.Tensor]:
+def diffusers_lora_to_kohya(state: dict[str, torch.Tensor], alphas: dict[str, float], sdxl: bool,
+                            unet_config: dict | None = None) -> dict[str, torch.Tensor]:
     """Keys `COMPONENT.MODULE.lora_A.weight` / `lora_B.weight` -> kohya `PREFIX_MODULE.lora_down.weight` /
-    `lora_up.weight` / `alpha`."""
+    `lora_up.weight` / `alpha`. SDXL's UNet modules are named as kohya's SDXL files name them, by the original UNet's
+    blocks (`lora_unet_input_blocks_4_1_...`, from `unet_config`), which A1111, ComfyUI and diffusers all read; SD 1.x
+    and 2.x's keep the diffusers block names kohya's own SD files use (`lora_unet_down_blocks_1_...`)."""
+    from .single_file import unet_to_original
+
     prefixes = KOHYA_PREFIXES[sdxl]
+    if sdxl and unet_config is None and any(k.startswith("unet.") for k in state):
+        raise ValueError("an SDXL UNet LoRA needs the UNet's config to name its blocks as kohya's SDXL files do.")
     out = {}
     for key, value in state.items():
         component, _, rest = key.partition(".")
@@ -49,7 +56,9 @@ def diffusers_lora_to_kohya(state: dict[str, torch.Tensor], alphas: dict[str, fl
             raise ValueError(f"LoRA key {key!r} is of component {component!r}; a kohya file holds "
                              f"{', '.join(prefixes)} only.")
         module, _, part = rest.rpartition(".lora_")
-        if component != "unet" and not module.startswith("text_model."):
+        if component == "unet" and sdxl:
+            module = next(iter(unet_to_original({f"{module}.weight": value}, unet_config))).removesuffix(".weight")
+        elif component != "unet" and not module.startswith(("text_model.", "text_projection")):
             module = f"text_model.{module}"  # transformers >= 5.6 flattened CLIPTextModel; kohya names keep text_model
         name = f"{prefixes[component]}_{module.replace('.', '_')}"
         if part == "A.weight":
@@ -71,16 +80,24 @@ class Extraction:
     lost: list[str] = field(default_factory=list)  # changed weights a LoRA of linear layers cannot carry
     change_sq: float = 0.0  # squared Frobenius norm of the linear layers' change, and of the part the LoRA keeps
     kept_sq: float = 0.0
+    lost_sq: float = 0.0  # squared norm of the change of every other weight (embeddings, biases, norms, convolutions)
 
     @property
     def kept(self) -> float:
-        """||LoRA change|| / ||change|| over the linear layers (1 when nothing changed)."""
-        return (self.kept_sq / self.change_sq) ** 0.5 if self.change_sq > 0 else 1.0
+        """||LoRA change||^2 / ||change||^2 over every changed weight, linear or not (1 when nothing changed)."""
+        total = self.change_sq + self.lost_sq
+        return self.kept_sq / total if total > 0 else 1.0
+
+    @property
+    def kept_linear(self) -> float:
+        """The same over the linear layers' weights alone, which a LoRA can carry."""
+        return self.kept_sq / self.change_sq if self.change_sq > 0 else 1.0
 
     def summary(self) -> str:
         lost = f"; not carried (changed, but not linear weights): {', '.join(self.lost[:5])}" \
             f"{' …' if len(self.lost) > 5 else ''} ({len(self.lost)})" if self.lost else ""
-        return f"the LoRA keeps {100 * self.kept:.1f} % of the linear layers' change (Frobenius norm){lost}"
+        return (f"the LoRA keeps {100 * self.kept:.1f} % of the whole change (squared Frobenius norm over every "
+                f"parameter; {100 * self.kept_linear:.1f} % of the linear layers'){lost}")
 
 
 @torch.no_grad()
@@ -106,7 +123,10 @@ def extract_lora(component: str, base: torch.nn.Module, tuned: torch.nn.Module, 
         extraction.kept_sq += float((s[:r] ** 2).sum())
     linear = {f"{n}.{p}" for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) for p in ("weight",)}
     tuned_state = tuned.state_dict()
-    extraction.lost += [f"{component}.{k}" for k, v in base.state_dict().items()
-                        if k not in linear and k in tuned_state and not torch.equal(v.cpu(), tuned_state[k].cpu())]
+    for key, value in base.state_dict().items():
+        if key in linear or key not in tuned_state or torch.equal(value.cpu(), tuned_state[key].cpu()):
+            continue
+        extraction.lost.append(f"{component}.{key}")
+        extraction.lost_sq += float((tuned_state[key].float().cpu() - value.float().cpu()).pow(2).sum())
     extraction.alphas[component] = float(rank)
     return extraction
