@@ -85,7 +85,19 @@ def lifts(pipe, sd15, tmp_path_factory):
     # it, so fp32 weights would come out of its patch rounded (about 3e-3 apart at the output)
     tuned.half().save_pretrained(root / "textcraftor" / "text_encoder")
     write_lift_config(root / "textcraftor", "textcraftor", record, {"switch_step": 0})
-    return {"sur": root / "sur", "textcraftor": root / "textcraftor", "refiner": bundle_lift("refiner")}
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    targets = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=targets),
+                          adapter_name="qt")
+    StableDiffusionPipeline.save_lora_weights(root / "quality-tuning", unet_lora_layers=get_peft_model_state_dict(
+        pipe.unet, adapter_name="qt"))
+    pipe.unet.delete_adapters("qt")
+    write_lift_config(root / "quality-tuning", "quality-tuning", record, {})
+    return {"sur": root / "sur", "textcraftor": root / "textcraftor", "refiner": bundle_lift("refiner"),
+            "quality-tuning": root / "quality-tuning"}
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +119,26 @@ def comfyui(sd15, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def worker(comfyui, lifts, tmp_path_factory):
-    """What tests/comfyui_worker.py got from ComfyUI's engine: the pack's nodes on ComfyUI's CLIP."""
+def loras(comfyui, lifts, sd15):
+    """The kohya files `promptlift export lora` writes from the quality-tuning LoRA (converted) and TextCraftor's
+    encoder (extracted), in ComfyUI's models/loras."""
+    from promptlift.export.lora import ExportLoraConfig, export_lora
+
+    folder = comfyui / "models" / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("quality-tuning", "textcraftor"):  # no image check: 512 px on a CPU is minutes
+        export_lora(ExportLoraConfig(source=lifts[name], output=folder / f"{name}.safetensors", model=str(sd15),
+                                     num_check_prompts=0))
+    return [f"{name}.safetensors" for name in ("quality-tuning", "textcraftor")]
+
+
+@pytest.fixture(scope="module")
+def worker(comfyui, lifts, loras, tmp_path_factory):
+    """What tests/comfyui_worker.py got from ComfyUI's engine: the pack's nodes on ComfyUI's CLIP, and the LoRA keys
+    ComfyUI's loader left out."""
     out = tmp_path_factory.mktemp("worker")
     spec = out / "spec.json"
-    spec.write_text(json.dumps({"checkpoint": CHECKPOINT, "prompt": PROMPT, "seed": 3,
+    spec.write_text(json.dumps({"checkpoint": CHECKPOINT, "prompt": PROMPT, "seed": 3, "loras": loras,
                                 **{name: str(path) for name, path in lifts.items()}}))
     result = subprocess.run([str(PYTHON), str(ROOT / "tests" / "comfyui_worker.py"), str(comfyui), str(spec),
                              str(out / "out.pt")], env=comfy_env(), capture_output=True, text=True)
@@ -294,3 +321,17 @@ def test_bad_input_fails_in_the_node_with_the_fix_and_writes_nothing(server, com
         assert error["node_id"] == node, (name, error)
         assert all(w in error["exception_message"] for w in words), (name, error["exception_message"])
         assert not saved_images(comfyui, f"bad-{name}"), name
+
+
+def test_every_kohya_file_promptlift_writes_loads_in_comfyui_with_no_key_left_out(worker):
+    """SD 1.5: the quality-tuning and TextCraftor files through ComfyUI's LoraLoader on the checkpoint; SDXL: a UNet
+    LoRA (kohya's block names) and one of both text encoders (text_projection included), named by promptlift's export,
+    through ComfyUI's key maps of a full-size SDXL model and CLIP (meta device): no key left unloaded."""
+    assert worker["sdxl_model"] == "SDXL"
+    bogus = worker["loras"].pop("bogus")
+    assert len(bogus["unloaded"]) == 2  # a key no model has is counted, its alpha too
+    assert set(worker["loras"]) == {"quality-tuning.safetensors", "textcraftor.safetensors", "sdxl-unet",
+                                    "sdxl-text-encoders"}
+    for name, result in worker["loras"].items():
+        assert result["keys"] > 0 and not result["unloaded"], (name, result["unloaded"][:5])
+    assert worker["loras"]["sdxl-text-encoders"]["patched"] * 3 == worker["loras"]["sdxl-text-encoders"]["keys"]
