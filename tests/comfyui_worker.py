@@ -60,6 +60,12 @@ refiner, = pack["PromptliftLoadLift"].load(spec["refiner"])
 refine = pack["PromptliftRefinePrompt"].refine
 out["refined"], out["candidates"] = refine(prompt, refiner, "iterative", 20, 2, 3, 6, 0, spec["seed"], clip=clip)
 out["one_shot"] = refine(prompt, refiner, "one-shot", 32, 1, 3, 6, 0, spec["seed"], clip=clip)[0]
+out["by_reward"] = refine(prompt, refiner, "iterative", 20, 2, 3, 6, 0, spec["seed"], clip=clip, pick_by="reward",
+                          reward="world-aesthetic-reward", model=model, vae=vae, preview_steps=2, preview_size=64)
+try:
+    refine(prompt, refiner, "iterative", 20, 2, 3, 6, 0, spec["seed"], clip=clip, pick_by="reward")
+except ValueError as e:
+    out["by_reward_without_model"] = str(e)
 stack, rewritten = pack["PromptliftLiftedStack"].apply(clip, prompt, 1.0, 1.0, refiner=refiner, sur_adapter=sur,
                                                        textcraftor=textcraftor)
 out["stack"], out["stack_prompt"] = stack[0][0], rewritten

@@ -201,6 +201,9 @@ def test_the_refine_node_writes_what_promptlift_refine_writes(worker, sd15, lift
 
     assert worker["refined"] != PROMPT and worker["refined"] == refined("--rounds", 2, "--new_tokens", 6)
     assert worker["one_shot"] == refined("--strategy", "one-shot", "--max_new_tokens", 32)
+    picked, candidates = worker["by_reward"]  # picked each round by a reward on ComfyUI's previews of the candidates
+    assert picked != PROMPT and picked in candidates.split("\n")  # the last round's (the refiner may find fewer than 3)
+    assert "connect the checkpoint's MODEL, CLIP and VAE" in worker["by_reward_without_model"]
     assert worker["stack_prompt"] == worker["one_shot"]  # the stack's rewrite: the refiner's one-shot, its folder's options
 
 
@@ -250,35 +253,18 @@ def run_workflow(url: str, workflow: dict, timeout: float = 600) -> dict:
 
 
 def workflow(lifts: dict, prefix: str) -> dict:
-    """The docs' workflow in API format: refine the prompt, encode it with the TextCraftor CLIP, adapt it with the
-    SUR-adapter, sample 2 steps at 64 px, save."""
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "2": {"class_type": "PromptliftLoadLift", "inputs": {"source": str(lifts["refiner"])}},
-        "3": {"class_type": "PromptliftLoadLift", "inputs": {"source": str(lifts["sur"])}},
-        "4": {"class_type": "PromptliftLoadLift", "inputs": {"source": str(lifts["textcraftor"])}},
-        "5": {"class_type": "PromptliftRefinePrompt", "inputs": {
-            "text": PROMPT, "lift": ["2", 0], "strategy": "one-shot", "max_new_tokens": 32, "rounds": 3,
-            "candidates": 3, "new_tokens": 6, "pick": 0, "seed": 0, "clip": ["1", 1]}},
-        "6": {"class_type": "PromptliftApplyTextCraftor", "inputs": {"clip": ["1", 1], "lift": ["4", 0], "strength": 1.0}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": ["5", 0], "clip": ["6", 0]}},
-        "8": {"class_type": "PromptliftApplySURAdapter", "inputs": {
-            "conditioning": ["7", 0], "clip": ["6", 0], "text": ["5", 0], "lift": ["3", 0], "strength": 1.0}},
-        "9": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
-        "10": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "11": {"class_type": "KSampler", "inputs": {
-            "model": ["1", 0], "positive": ["8", 0], "negative": ["9", 0], "latent_image": ["10", 0], "seed": 0,
-            "steps": 2, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
-        "12": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["1", 2]}},
-        "13": {"class_type": "SaveImage", "inputs": {"images": ["12", 0], "filename_prefix": prefix}},
-    }
+    """The docs' workflow (`promptlift.comfyui.workflow`) at 64 px, 2 steps, with the quality-tuning LoRA."""
+    from promptlift.comfyui.workflow import example_workflow
+
+    return example_workflow(CHECKPOINT, str(lifts["refiner"]), str(lifts["sur"]), str(lifts["textcraftor"]), PROMPT,
+                            "quality-tuning.safetensors", size=64, steps=2, filename_prefix=prefix)
 
 
 def saved_images(comfyui: Path, prefix: str) -> list[Path]:
     return sorted((comfyui / "output").glob(f"{prefix}*.png"))
 
 
-def test_a_workflow_with_the_pack_runs_in_comfyuis_server_and_saves_an_image(server, comfyui, lifts):
+def test_a_workflow_with_the_pack_runs_in_comfyuis_server_and_saves_an_image(server, comfyui, lifts, loras):
     from PIL import Image
 
     entry = run_workflow(server, workflow(lifts, "lifted"))
@@ -287,7 +273,7 @@ def test_a_workflow_with_the_pack_runs_in_comfyuis_server_and_saves_an_image(ser
     assert len(images) == 1 and Image.open(images[0]).size == (64, 64)
 
 
-def test_bad_input_fails_in_the_node_with_the_fix_and_writes_nothing(server, comfyui, lifts, tmp_path):
+def test_bad_input_fails_in_the_node_with_the_fix_and_writes_nothing(server, comfyui, lifts, loras, tmp_path):
     """A lift trained on another model's widths (SDXL's on this SD 1.5), a folder that holds no lift, a refine node
     given another lift than a refiner, a TextCraftor encoder whose widths do not fit the CLIP: each workflow stops at
     the node with a message naming the input and the fix, and saves no image."""

@@ -99,8 +99,10 @@ class LoadLift:
 
 
 class RefinePrompt:
-    """The refiner's rewrite of a plain prompt: one-shot, or `rounds` rounds of `candidates` continuations with the one
-    at `pick` kept each round (as `promptlift refine --pick first` keeps the first)."""
+    """The refiner's rewrite of a plain prompt: one-shot, or `rounds` rounds of `candidates` continuations, one kept each
+    round: the one at `pick` (as `promptlift refine --pick first` keeps the first), or, with `pick_by` reward, the one
+    whose quick preview (the MODEL, `preview_steps` steps at `preview_size` px, the same seed for every candidate)
+    `reward` scores highest against the plain prompt, as `promptlift refine --pick reward` picks."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -114,29 +116,64 @@ class RefinePrompt:
                              "pick": ("INT", {"default": 0, "min": 0, "max": 7,
                                               "tooltip": "Which candidate each round keeps (0: the first)."}),
                              "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1})},
-                "optional": {"clip": ("CLIP", {"tooltip": "Keeps the rewrite within this CLIP's 77 tokens."})}}
+                "optional": {"clip": ("CLIP", {"tooltip": "Keeps the rewrite within this CLIP's 77 tokens."}),
+                             "pick_by": (["index", "reward"],),
+                             "reward": ("STRING", {"default": "laion-aesthetic",
+                                                   "tooltip": "A promptlift reward (`promptlift rewards` lists them)."}),
+                             "model": ("MODEL",), "vae": ("VAE",),
+                             "preview_steps": ("INT", {"default": 10, "min": 1, "max": 50}),
+                             "preview_size": ("INT", {"default": 256, "min": 64, "max": 1024, "step": 64})}}
 
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("prompt", "candidates")
     FUNCTION = "refine"
     CATEGORY = CATEGORY
 
-    def refine(self, text, lift, strategy, max_new_tokens, rounds, candidates, new_tokens, pick, seed, clip=None):
+    def refine(self, text, lift, strategy, max_new_tokens, rounds, candidates, new_tokens, pick, seed, clip=None,
+               pick_by="index", reward="laion-aesthetic", model=None, vae=None, preview_steps=10, preview_size=256):
         from ..methods.refiner.interactive import refine_rounds
 
-        refiner = refiner_of(lift, clip, "Refine prompt")
+        node = "Refine prompt"
+        refiner = refiner_of(lift, clip, node)
         if not text.strip():
-            raise ValueError("Refine prompt: `text` is empty; give the plain prompt to refine.")
+            raise ValueError(f"{node}: `text` is empty; give the plain prompt to refine.")
         if strategy == "one-shot":
             result = refiner.one_shot([text], max_new_tokens, seed=seed)[0] or text
             return result, result
-        if pick >= candidates:
-            raise ValueError(f"Refine prompt: `pick` {pick} is not one of the {candidates} candidates (0 to "
-                             f"{candidates - 1}).")
+        if pick_by == "index" and pick >= candidates:
+            raise ValueError(f"{node}: `pick` {pick} is not one of the {candidates} candidates (0 to {candidates - 1}).")
+        if pick_by == "reward":
+            if clip is None or model is None or vae is None:
+                raise ValueError(f"{node}: `pick_by` reward scores previews of the candidates: connect the checkpoint's "
+                                 "MODEL, CLIP and VAE.")
+            from ..rewards import load_reward
+
+            score = load_reward(reward)
+
+            def choose(round_, found):
+                images = _previews(model, clip, vae, found, seed, preview_steps, preview_size)
+                return int(score(images, [text] * len(found)).argmax())
+        else:
+            def choose(round_, found):
+                return min(pick, len(found) - 1)
         shown = []
         result = refine_rounds(refiner, text, rounds, candidates, new_tokens, seed,
-                               lambda round_, found: shown.append(found) or min(pick, len(found) - 1))
+                               lambda round_, found: shown.append(found) or choose(round_, found))
         return result, "\n".join(shown[-1] if shown else [result])
+
+
+def _previews(model, clip, vae, prompts: list[str], seed: int, steps: int, size: int) -> torch.Tensor:
+    """(N, 3, size, size) images in [0, 1]: each prompt sampled by ComfyUI's KSampler from the same seed."""
+    import nodes  # ComfyUI's, present where the node runs
+
+    negative = _encode(clip, "")
+    images = []
+    for prompt in prompts:
+        latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
+        samples = nodes.common_ksampler(model, seed, steps, 7.5, "euler", "normal", _encode(clip, prompt), negative,
+                                        latent)[0]["samples"]
+        images.append(vae.decode(samples)[..., :3].movedim(-1, 1).float().clamp(0, 1))
+    return torch.cat(images)
 
 
 def refiner_of(lift, clip, node: str):
