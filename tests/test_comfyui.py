@@ -13,11 +13,8 @@ names another Python. Without either they are skipped. One xdist group (about 5 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -103,11 +100,9 @@ def lifts(pipe, sd15, tmp_path_factory):
 @pytest.fixture(scope="module")
 def comfyui(sd15, tmp_path_factory):
     """A copy of ComfyUI with the pack installed (`promptlift comfyui install`) and the checkpoint in models/."""
-    root = tmp_path_factory.mktemp("comfyui") / "ComfyUI"
-    shutil.copytree(COMFYUI, root, ignore=shutil.ignore_patterns("tests", "tests-unit", ".git"))
-    for path in [root, *root.rglob("*")]:
-        path.chmod(path.stat().st_mode | 0o200)  # ../shared is read-only; ComfyUI writes user/, output/, a database
-    (root / "custom_nodes").mkdir(exist_ok=True)
+    from promptlift.comfyui.server import copy_comfyui
+
+    root = copy_comfyui(COMFYUI, tmp_path_factory.mktemp("comfyui") / "ComfyUI")  # ../shared is read-only
     subprocess.run([str(PYTHON), "-m", "promptlift", "comfyui", "install", str(root)], check=True, env=comfy_env())
     checkpoint = CACHE / CHECKPOINT
     if not checkpoint.is_file():
@@ -207,49 +202,13 @@ def test_the_refine_node_writes_what_promptlift_refine_writes(worker, sd15, lift
     assert worker["stack_prompt"] == worker["one_shot"]  # the stack's rewrite: the refiner's one-shot, its folder's options
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(comfyui):
     """ComfyUI's HTTP server on 127.0.0.1, started as a user starts it (main.py), the pack in custom_nodes/."""
-    port = free_port()
-    log = open(comfyui / "server.log", "w")
-    process = subprocess.Popen([str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
-                               cwd=comfyui, env=comfy_env(), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{url}/system_stats", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None, (comfyui / "server.log").read_text()[-4000:]
-                time.sleep(0.5)
+    from promptlift.comfyui.server import ComfyUIServer
+
+    with ComfyUIServer(comfyui, PYTHON, env=comfy_env()) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
-
-
-def run_workflow(url: str, workflow: dict, timeout: float = 600) -> dict:
-    """POST /prompt (ComfyUI's API format), then /history/ID until it ends; returns its history entry."""
-    request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    prompt_id = json.loads(urllib.request.urlopen(request).read())["prompt_id"]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        history = json.loads(urllib.request.urlopen(f"{url}/history/{prompt_id}").read())
-        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
-            return history[prompt_id]
-        if prompt_id in history and history[prompt_id]["status"].get("status_str") == "error":
-            return history[prompt_id]
-        time.sleep(1)
-    raise TimeoutError(f"workflow {prompt_id} did not end in {timeout} s")
 
 
 def workflow(lifts: dict, prefix: str) -> dict:
@@ -267,6 +226,8 @@ def saved_images(comfyui: Path, prefix: str) -> list[Path]:
 def test_a_workflow_with_the_pack_runs_in_comfyuis_server_and_saves_an_image(server, comfyui, lifts, loras):
     from PIL import Image
 
+    from promptlift.comfyui.server import run_workflow
+
     entry = run_workflow(server, workflow(lifts, "lifted"))
     assert entry["status"]["status_str"] == "success", entry["status"]
     images = saved_images(comfyui, "lifted")
@@ -277,6 +238,7 @@ def test_bad_input_fails_in_the_node_with_the_fix_and_writes_nothing(server, com
     """A lift trained on another model's widths (SDXL's on this SD 1.5), a folder that holds no lift, a refine node
     given another lift than a refiner, a TextCraftor encoder whose widths do not fit the CLIP: each workflow stops at
     the node with a message naming the input and the fix, and saves no image."""
+    from promptlift.comfyui.server import run_workflow
     from promptlift.pipeline.lift_config import read_lift_config, write_lift_config
 
     sdxl = tmp_path / "sur-sdxl"  # the adapter's folder, recorded as trained on an SDXL model

@@ -18,7 +18,7 @@ LAYERS = [
     {"pipeline", "tiny"},
     {"training", "export", "memory"},
     {"methods"},
-    {"generation", "sampling"},
+    {"generation", "sampling", "comfyui"},
     {"evaluation"},
     # the test world, a plug-in on top of the core: it registers its prompt sets, judges, profile and embedded model
     {"world"},
