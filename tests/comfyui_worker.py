@@ -70,6 +70,17 @@ stack, rewritten = pack["PromptliftLiftedStack"].apply(clip, prompt, 1.0, 1.0, r
                                                        textcraftor=textcraftor)
 out["stack"], out["stack_prompt"] = stack[0][0], rewritten
 
+xl = spec["sdxl"]  # SDXL's CLIPs at full size, with lifts trained for them
+xl_clip, = nodes.DualCLIPLoader().load_clip(xl["clip_l"], xl["clip_g"], "sdxl")
+xl_base, = encode.encode(xl_clip, prompt)
+out["sdxl"] = {"base": (xl_base[0][0], xl_base[0][1]["pooled_output"])}
+xl_sur, = pack["PromptliftLoadLift"].load(xl["sur"])
+adapted = pack["PromptliftApplySURAdapter"].apply(xl_base, xl_clip, prompt, xl_sur, 1.0)[0][0]
+out["sdxl"]["sur"] = (adapted[0], adapted[1]["pooled_output"])
+xl_tc, = pack["PromptliftLoadLift"].load(xl["textcraftor"])
+tuned = encode.encode(pack["PromptliftApplyTextCraftor"].apply(xl_clip, xl_tc, 1.0)[0], prompt)[0][0]
+out["sdxl"]["textcraftor"] = (tuned[0], tuned[1]["pooled_output"])
+
 
 class Unloaded(logging.Handler):
     """Counts ComfyUI's warnings about LoRA keys it did not load."""

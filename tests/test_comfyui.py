@@ -114,6 +114,59 @@ def comfyui(sd15, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def sdxl(comfyui, tmp_path_factory):
+    """SDXL's two text encoders at full size with random weights (fp16, in ComfyUI's models/text_encoders, keys as
+    transformers 4.x and the Hub's files name them), a diffusers SDXL pipeline around them (a small UNet and VAE: the
+    text path is full size) and, for it, a SUR-adapter (pooled head included) and a TextCraftor run tuning both
+    encoders in every weight, text_projection included."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from promptlift.memory.model import ARCHITECTURES
+    from promptlift.methods.sur_adapter.model import SURAdapter
+    from promptlift.pipeline import base_model_record
+    from promptlift.pipeline.lift_config import write_lift_config
+
+    def config(name):
+        return CLIPTextConfig(**json.loads((ARCHITECTURES / "sdxl" / f"{name}.json").read_text()))
+
+    torch.manual_seed(0)
+    encoders = {"text_encoder": CLIPTextModel(config("text_encoder")).half().float(),
+                "text_encoder_2": CLIPTextModelWithProjection(config("text_encoder_2")).half().float()}
+    folder = comfyui / "models" / "text_encoders"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, encoder in encoders.items():
+        save_file({("" if k.startswith("text_projection") else "text_model.") + k.removeprefix("text_model."): v.half()
+                   for k, v in encoder.state_dict().items()}, folder / f"sdxl-{name}.safetensors")
+    tokenizer = CLIPTokenizer.from_pretrained(COMFYUI / "comfy" / "sd1_tokenizer", model_max_length=77)
+    tokenizer_2 = CLIPTokenizer.from_pretrained(COMFYUI / "comfy" / "sd1_tokenizer", model_max_length=77, pad_token="!")
+    unet = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=2048,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=8,
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                projection_class_embeddings_input_dim=6 * 8 + 1280, transformer_layers_per_block=1)
+    vae = AutoencoderKL(block_out_channels=(32,), down_block_types=("DownEncoderBlock2D",),
+                        up_block_types=("UpDecoderBlock2D",), latent_channels=4, norm_num_groups=32)
+    pipe = StableDiffusionXLPipeline(vae=vae, unet=unet, scheduler=EulerDiscreteScheduler(), tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer_2, **encoders)
+    root = tmp_path_factory.mktemp("sdxl-lifts")
+    record = base_model_record(pipe, "sdxl-random")
+    adapter = SURAdapter(2048, 384, num_layers=1, num_heads=8, pooled_dim=1280)
+    torch.nn.init.normal_(adapter.out.weight, std=0.02)
+    torch.nn.init.normal_(adapter.pooled[-1].weight, std=0.02)
+    adapter.save_pretrained(root / "sur")
+    write_lift_config(root / "sur", "sur-adapter", record, {"gate": "none"})
+    for name, encoder in encoders.items():  # tuned in fp16, as ComfyUI holds the CLIP (see `lifts`)
+        tuned = type(encoder)(encoder.config)
+        tuned.load_state_dict({k: v + 0.01 * torch.randn_like(v) for k, v in encoder.state_dict().items()})
+        tuned.half().save_pretrained(root / "textcraftor" / name)
+    write_lift_config(root / "textcraftor", "textcraftor", record, {"switch_step": 0})
+    return {"pipe": pipe, "clip_l": "sdxl-text_encoder.safetensors", "clip_g": "sdxl-text_encoder_2.safetensors",
+            "sur": root / "sur", "textcraftor": root / "textcraftor"}
+
+
+@pytest.fixture(scope="module")
 def loras(comfyui, lifts, sd15):
     """The kohya files `promptlift export lora` writes from the quality-tuning LoRA (converted) and TextCraftor's
     encoder (extracted), in ComfyUI's models/loras."""
@@ -128,13 +181,14 @@ def loras(comfyui, lifts, sd15):
 
 
 @pytest.fixture(scope="module")
-def worker(comfyui, lifts, loras, tmp_path_factory):
+def worker(comfyui, lifts, loras, sdxl, tmp_path_factory):
     """What tests/comfyui_worker.py got from ComfyUI's engine: the pack's nodes on ComfyUI's CLIP, and the LoRA keys
     ComfyUI's loader left out."""
     out = tmp_path_factory.mktemp("worker")
     spec = out / "spec.json"
     spec.write_text(json.dumps({"checkpoint": CHECKPOINT, "prompt": PROMPT, "seed": 3, "loras": loras,
-                                **{name: str(path) for name, path in lifts.items()}}))
+                                **{name: str(path) for name, path in lifts.items()},
+                                "sdxl": {k: str(v) for k, v in sdxl.items() if k != "pipe"}}))
     result = subprocess.run([str(PYTHON), str(ROOT / "tests" / "comfyui_worker.py"), str(comfyui), str(spec),
                              str(out / "out.pt")], env=comfy_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -283,3 +337,31 @@ def test_every_kohya_file_promptlift_writes_loads_in_comfyui_with_no_key_left_ou
     for name, result in worker["loras"].items():
         assert result["keys"] > 0 and not result["unloaded"], (name, result["unloaded"][:5])
     assert worker["loras"]["sdxl-text-encoders"]["patched"] * 3 == worker["loras"]["sdxl-text-encoders"]["keys"]
+
+
+def test_on_sdxl_the_nodes_condition_as_promptlift_encodes(worker, sdxl):
+    """SDXL's CLIPs at full size in ComfyUI (DualCLIPLoader): CLIP Text Encode's conditioning (both encoders'
+    penultimate layers, 2048 wide) and pooled output equal diffusers'; the SUR-adapter node adapts both as promptlift
+    does; the TextCraftor CLIP, both encoders patched (text_projection included), encodes as the tuned encoders do."""
+    from promptlift.pipeline import encode_prompts
+    from promptlift.pipeline.lifted import load_lift, pipeline_lifts, unload_lifts
+
+    pipe, out = sdxl["pipe"], worker["sdxl"]
+    tol = dict(atol=2e-3, rtol=1e-3)
+
+    def encode(lifts=()):
+        embeds = encode_prompts(pipe, [PROMPT], do_classifier_free_guidance=False, lifts=list(lifts))
+        return embeds.prompt_embeds[0], embeds.pooled_prompt_embeds[0]
+
+    for name, lift in (("base", None), ("sur", sdxl["sur"]), ("textcraftor", sdxl["textcraftor"])):
+        if lift is not None:
+            load_lift(pipe, lift)
+        try:
+            cond, pooled = encode(pipeline_lifts(pipe) if lift is not None else ())
+        finally:
+            if lift is not None:
+                unload_lifts(pipe)
+        if name != "base":  # the lift changes both: the comparison means something
+            assert (cond - encode()[0]).abs().max() > 0.05 and (pooled - encode()[1]).abs().max() > 0.01, name
+        torch.testing.assert_close(out[name][0][0].float(), cond, **tol, msg=name)
+        torch.testing.assert_close(out[name][1][0].float(), pooled, **tol, msg=name)
