@@ -14,6 +14,7 @@ left unloaded ("lora key not loaded" in ComfyUI's log).
 """
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ import comfy.options  # noqa: E402  (ComfyUI's, as all below)
 comfy.options.enable_args_parsing()  # as main.py does: its modules read --cpu when imported
 
 import comfy.lora  # noqa: E402
+import comfy.model_management  # noqa: E402
 import comfy.lora_convert  # noqa: E402
 import comfy.model_detection  # noqa: E402
 import comfy.sdxl_clip  # noqa: E402
@@ -70,18 +72,6 @@ stack, rewritten = pack["PromptliftLiftedStack"].apply(clip, prompt, 1.0, 1.0, r
                                                        textcraftor=textcraftor)
 out["stack"], out["stack_prompt"] = stack[0][0], rewritten
 
-xl = spec["sdxl"]  # SDXL's CLIPs at full size, with lifts trained for them
-xl_clip, = nodes.DualCLIPLoader().load_clip(xl["clip_l"], xl["clip_g"], "sdxl")
-xl_base, = encode.encode(xl_clip, prompt)
-out["sdxl"] = {"base": (xl_base[0][0], xl_base[0][1]["pooled_output"])}
-xl_sur, = pack["PromptliftLoadLift"].load(xl["sur"])
-adapted = pack["PromptliftApplySURAdapter"].apply(xl_base, xl_clip, prompt, xl_sur, 1.0)[0][0]
-out["sdxl"]["sur"] = (adapted[0], adapted[1]["pooled_output"])
-xl_tc, = pack["PromptliftLoadLift"].load(xl["textcraftor"])
-tuned = encode.encode(pack["PromptliftApplyTextCraftor"].apply(xl_clip, xl_tc, 1.0)[0], prompt)[0][0]
-out["sdxl"]["textcraftor"] = (tuned[0], tuned[1]["pooled_output"])
-
-
 class Unloaded(logging.Handler):
     """Counts ComfyUI's warnings about LoRA keys it did not load."""
 
@@ -109,6 +99,22 @@ out["loras"] = {}
 for name in spec["loras"]:
     (patched_model, patched_clip), keys = unloaded(lambda: nodes.LoraLoader().load_lora(model, clip, name, 1.0, 1.0))
     out["loras"][name] = {"unloaded": keys, "keys": len(comfy.utils.load_torch_file(f"models/loras/{name}"))}
+
+
+model = clip = vae = patched_model = patched_clip = tuned_clip = None
+comfy.model_management.unload_all_models()  # the SD 1.5 models go before SDXL's CLIPs come
+comfy.model_management.soft_empty_cache()
+gc.collect()
+xl = spec["sdxl"]  # SDXL's CLIPs at full size, with lifts trained for them
+xl_clip, = nodes.DualCLIPLoader().load_clip(xl["clip_l"], xl["clip_g"], "sdxl")
+xl_base, = encode.encode(xl_clip, prompt)
+out["sdxl"] = {"base": (xl_base[0][0], xl_base[0][1]["pooled_output"])}
+xl_sur, = pack["PromptliftLoadLift"].load(xl["sur"])
+adapted = pack["PromptliftApplySURAdapter"].apply(xl_base, xl_clip, prompt, xl_sur, 1.0)[0][0]
+out["sdxl"]["sur"] = (adapted[0], adapted[1]["pooled_output"])
+xl_tc, = pack["PromptliftLoadLift"].load(xl["textcraftor"])
+tuned = encode.encode(pack["PromptliftApplyTextCraftor"].apply(xl_clip, xl_tc, 1.0)[0], prompt)[0][0]
+out["sdxl"]["textcraftor"] = (tuned[0], tuned[1]["pooled_output"])
 
 
 def sdxl_config(name: str) -> dict:

@@ -10,6 +10,7 @@ ComfyUI's requirements and promptlift), and `make test` does when ComfyUI's sour
 names another Python. Without either they are skipped. One xdist group (about 5 min): one ComfyUI copy and checkpoint.
 """
 
+import gc
 import json
 import os
 import shutil
@@ -54,9 +55,15 @@ def sd15():
 
 @pytest.fixture(scope="module")
 def pipe(sd15):
+    """The checkpoint's diffusers pipeline for its text path: the UNet and VAE (3.7 GB in fp32) are moved to the meta
+    device, keeping their configs (what the lifts' checks read), while ComfyUI's processes run beside this one."""
     from promptlift import load_pipeline
 
-    return load_pipeline(str(sd15), dtype="float32")
+    pipe = load_pipeline(str(sd15), dtype="float32")
+    pipe.unet.to("meta")
+    pipe.vae.to("meta")
+    gc.collect()
+    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +94,9 @@ def lifts(pipe, sd15, tmp_path_factory):
     from peft.utils import get_peft_model_state_dict
 
     targets = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
-    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=targets),
-                          adapter_name="qt")
-    StableDiffusionPipeline.save_lora_weights(root / "quality-tuning", unet_lora_layers=get_peft_model_state_dict(
-        pipe.unet, adapter_name="qt"))
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets), adapter_name="qt")  # on meta: the
+    layers = {k: 0.02 * torch.randn(v.shape) for k, v in get_peft_model_state_dict(pipe.unet, adapter_name="qt").items()}
+    StableDiffusionPipeline.save_lora_weights(root / "quality-tuning", unet_lora_layers=layers)  # keys, random values
     pipe.unet.delete_adapters("qt")
     write_lift_config(root / "quality-tuning", "quality-tuning", record, {})
     return {"sur": root / "sur", "textcraftor": root / "textcraftor", "refiner": bundle_lift("refiner"),
@@ -127,6 +133,7 @@ def sdxl(comfyui, tmp_path_factory):
     from promptlift.methods.sur_adapter.model import SURAdapter
     from promptlift.pipeline import base_model_record
     from promptlift.pipeline.lift_config import write_lift_config
+    from promptlift.pipeline.lifted import load_lift, pipeline_lifts, unload_lifts
 
     def config(name):
         return CLIPTextConfig(**json.loads((ARCHITECTURES / "sdxl" / f"{name}.json").read_text()))
@@ -162,21 +169,30 @@ def sdxl(comfyui, tmp_path_factory):
         tuned.load_state_dict({k: v + 0.01 * torch.randn_like(v) for k, v in encoder.state_dict().items()})
         tuned.half().save_pretrained(root / "textcraftor" / name)
     write_lift_config(root / "textcraftor", "textcraftor", record, {"switch_step": 0})
-    return {"pipe": pipe, "clip_l": "sdxl-text_encoder.safetensors", "clip_g": "sdxl-text_encoder_2.safetensors",
-            "sur": root / "sur", "textcraftor": root / "textcraftor"}
+    lifts = {"sur": root / "sur", "textcraftor": root / "textcraftor"}
+    expected = {"base": embeds(pipe, pooled=True)}  # promptlift's own encodings, then the 3 GB of encoders go
+    for name, path in lifts.items():
+        load_lift(pipe, path)
+        try:
+            expected[name] = embeds(pipe, pipeline_lifts(pipe), pooled=True)
+        finally:
+            unload_lifts(pipe)
+    del pipe, encoders, tuned
+    gc.collect()
+    return {"expected": expected, "clip_l": "sdxl-text_encoder.safetensors", "clip_g": "sdxl-text_encoder_2.safetensors",
+            **lifts}
 
 
 @pytest.fixture(scope="module")
 def loras(comfyui, lifts, sd15):
     """The kohya files `promptlift export lora` writes from the quality-tuning LoRA (converted) and TextCraftor's
     encoder (extracted), in ComfyUI's models/loras."""
-    from promptlift.export.lora import ExportLoraConfig, export_lora
-
     folder = comfyui / "models" / "loras"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("quality-tuning", "textcraftor"):  # no image check: 512 px on a CPU is minutes
-        export_lora(ExportLoraConfig(source=lifts[name], output=folder / f"{name}.safetensors", model=str(sd15),
-                                     num_check_prompts=0))
+    for name in ("quality-tuning", "textcraftor"):  # no image check: 512 px on a CPU is minutes; its own process:
+        subprocess.run([sys.executable, "-m", "promptlift", "export", "lora", str(lifts[name]), "--output",  # the
+                        str(folder / f"{name}.safetensors"), "--model", str(sd15), "--num_check_prompts", "0"],  # base
+                       check=True)  # model loaded again is 4 GB more
     return [f"{name}.safetensors" for name in ("quality-tuning", "textcraftor")]
 
 
@@ -188,17 +204,19 @@ def worker(comfyui, lifts, loras, sdxl, tmp_path_factory):
     spec = out / "spec.json"
     spec.write_text(json.dumps({"checkpoint": CHECKPOINT, "prompt": PROMPT, "seed": 3, "loras": loras,
                                 **{name: str(path) for name, path in lifts.items()},
-                                "sdxl": {k: str(v) for k, v in sdxl.items() if k != "pipe"}}))
+                                "sdxl": {k: str(v) for k, v in sdxl.items() if k != "expected"}}))
     result = subprocess.run([str(PYTHON), str(ROOT / "tests" / "comfyui_worker.py"), str(comfyui), str(spec),
                              str(out / "out.pt")], env=comfy_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-4000:]
     return torch.load(out / "out.pt")
 
 
-def embeds(pipe, lifts=(), prompt=PROMPT):
+def embeds(pipe, lifts=(), prompt=PROMPT, pooled=False):
+    """promptlift's embedding of `prompt` through `lifts` (and the pooled one, for SDXL)."""
     from promptlift.pipeline import encode_prompts
 
-    return encode_prompts(pipe, [prompt], do_classifier_free_guidance=False, lifts=list(lifts)).prompt_embeds[0]
+    out = encode_prompts(pipe, [prompt], do_classifier_free_guidance=False, lifts=list(lifts))
+    return (out.prompt_embeds[0], out.pooled_prompt_embeds[0]) if pooled else out.prompt_embeds[0]
 
 
 def test_comfyui_starts_with_the_pack_and_no_import_failure(comfyui):
@@ -343,25 +361,11 @@ def test_on_sdxl_the_nodes_condition_as_promptlift_encodes(worker, sdxl):
     """SDXL's CLIPs at full size in ComfyUI (DualCLIPLoader): CLIP Text Encode's conditioning (both encoders'
     penultimate layers, 2048 wide) and pooled output equal diffusers'; the SUR-adapter node adapts both as promptlift
     does; the TextCraftor CLIP, both encoders patched (text_projection included), encodes as the tuned encoders do."""
-    from promptlift.pipeline import encode_prompts
-    from promptlift.pipeline.lifted import load_lift, pipeline_lifts, unload_lifts
-
-    pipe, out = sdxl["pipe"], worker["sdxl"]
+    expected, out = sdxl["expected"], worker["sdxl"]
     tol = dict(atol=2e-3, rtol=1e-3)
-
-    def encode(lifts=()):
-        embeds = encode_prompts(pipe, [PROMPT], do_classifier_free_guidance=False, lifts=list(lifts))
-        return embeds.prompt_embeds[0], embeds.pooled_prompt_embeds[0]
-
-    for name, lift in (("base", None), ("sur", sdxl["sur"]), ("textcraftor", sdxl["textcraftor"])):
-        if lift is not None:
-            load_lift(pipe, lift)
-        try:
-            cond, pooled = encode(pipeline_lifts(pipe) if lift is not None else ())
-        finally:
-            if lift is not None:
-                unload_lifts(pipe)
+    for name, (cond, pooled) in expected.items():
         if name != "base":  # the lift changes both: the comparison means something
-            assert (cond - encode()[0]).abs().max() > 0.05 and (pooled - encode()[1]).abs().max() > 0.01, name
+            assert (cond - expected["base"][0]).abs().max() > 0.05, name
+            assert (pooled - expected["base"][1]).abs().max() > 0.01, name
         torch.testing.assert_close(out[name][0][0].float(), cond, **tol, msg=name)
         torch.testing.assert_close(out[name][1][0].float(), pooled, **tol, msg=name)
