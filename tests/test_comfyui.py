@@ -33,6 +33,14 @@ pytestmark = [pytest.mark.xdist_group("comfyui"),
               pytest.mark.skipif(not PYTHON.is_file(), reason=f"no Python for ComfyUI at {PYTHON}: run `make comfyui`")]
 
 
+def release() -> None:
+    """Give freed memory back to the system (glibc keeps freed heap otherwise): ComfyUI's processes run beside this one."""
+    import ctypes
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def comfy_env() -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
 
@@ -62,7 +70,7 @@ def pipe(sd15):
     pipe = load_pipeline(str(sd15), dtype="float32")
     pipe.unet.to("meta")
     pipe.vae.to("meta")
-    gc.collect()
+    release()
     return pipe
 
 
@@ -178,7 +186,7 @@ def sdxl(comfyui, tmp_path_factory):
         finally:
             unload_lifts(pipe)
     del pipe, encoders, tuned
-    gc.collect()
+    release()
     return {"expected": expected, "clip_l": "sdxl-text_encoder.safetensors", "clip_g": "sdxl-text_encoder_2.safetensors",
             **lifts}
 
@@ -274,9 +282,10 @@ def test_the_refine_node_writes_what_promptlift_refine_writes(worker, sd15, lift
     assert worker["stack_prompt"] == worker["one_shot"]  # the stack's rewrite: the refiner's one-shot, its folder's options
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(comfyui):
-    """ComfyUI's HTTP server on 127.0.0.1, started as a user starts it (main.py), the pack in custom_nodes/."""
+    """ComfyUI's HTTP server on 127.0.0.1, started as a user starts it (main.py), the pack in custom_nodes/; one per
+    test (it holds the checkpoint's 4 GB, which the other tests' ComfyUI processes need)."""
     from promptlift.comfyui.server import ComfyUIServer
 
     with ComfyUIServer(comfyui, PYTHON, env=comfy_env()) as url:

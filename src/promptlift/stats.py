@@ -19,25 +19,26 @@ def _clusters(values: Sequence[float], groups: Sequence[str] | None) -> list[np.
     return [np.array(v) for v in by_group.values()]
 
 
-def _bootstrap(clusters: list[np.ndarray], num_samples: int, seed: int) -> tuple[float, float]:
-    """95 % percentile interval of the mean when whole clusters are resampled."""
+def _bootstrap_means(clusters: list[np.ndarray], num_samples: int, seed: int) -> np.ndarray:
+    """(num_samples,) means of resamples of whole clusters."""
     rng = np.random.default_rng(seed)
     sums = np.array([c.sum() for c in clusters])
     counts = np.array([len(c) for c in clusters])
     idx = rng.integers(0, len(clusters), size=(num_samples, len(clusters)))
-    means = sums[idx].sum(1) / counts[idx].sum(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+    return sums[idx].sum(1) / counts[idx].sum(1)
 
 
 def bootstrap_mean(values: Sequence[float], groups: Sequence[str] | None = None, num_samples: int = 2000,
-                   seed: int = 0) -> dict:
-    """{"mean", "ci95": [lo, hi], "n"} of `values`; with `groups` (e.g. prompt ids) the bootstrap resamples groups."""
+                   seed: int = 0, return_draws: bool = False) -> dict:
+    """{"mean", "ci95": [lo, hi], "n"} of `values`; with `groups` (e.g. prompt ids) the bootstrap resamples groups.
+    `return_draws`: also "draws", the bootstrap means (to combine independent samples, e.g. a benchmark's
+    categories, into one interval)."""
     if len(values) == 0:
         raise ValueError("no values to summarise.")
-    mean = float(np.mean(values))
-    lo, hi = _bootstrap(_clusters([float(v) for v in values], groups), num_samples, seed)
-    return {"mean": mean, "ci95": [lo, hi], "n": len(values)}
+    means = _bootstrap_means(_clusters([float(v) for v in values], groups), num_samples, seed)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    out = {"mean": float(np.mean(values)), "ci95": [float(lo), float(hi)], "n": len(values)}
+    return {**out, "draws": means} if return_draws else out
 
 
 def win_rate(a: Sequence[float], b: Sequence[float], groups: Sequence[str] | None = None, tie_tolerance: float = 0.0,

@@ -232,6 +232,10 @@ def summarise(run_dir: Path) -> dict:
     if len(categories) > 1:
         summary["by_category"] = {c: {name: float(np.mean([r["scores"][name] for r in rows if r["category"] == c]))
                                       for name in metrics} for c in categories}
+        summary["by_category_ci95"] = {
+            c: {name: bootstrap_mean([r["scores"][name] for r in rows if r["category"] == c],
+                                     [r["id"] for r in rows if r["category"] == c])["ci95"] for name in metrics}
+            for c in categories}
     summary["timings"] = {k: float(np.sum([r["timings"][k] for r in rows if "timings" in r]))
                           for k in ("generate_s", "score_s")}
     atomic_write_json(Path(run_dir) / "summary.json", summary)

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
+
 from ..pipeline import LIFTS, parse_lift
 from ..pipeline.stack import expand_stack
 from ..registry import load_plugins
@@ -18,7 +20,8 @@ from ..devices import distributed_state
 from ..runs import run_record
 from .run import EvalConfig, evaluate, read_scores
 
-__all__ = ["SYSTEMS_FILE", "evaluate_systems", "format_system_table", "parse_system", "system_table"]
+__all__ = ["SYSTEMS_FILE", "category_table", "evaluate_systems", "format_category_table", "format_system_table",
+           "parse_system", "system_table"]
 
 SYSTEMS_FILE = "systems.json"
 _SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -68,7 +71,7 @@ def evaluate_systems(cfg: EvalConfig) -> dict:
         raise ValueError(f"`baseline` {baseline!r} is none of the systems ({', '.join(systems)}).")
     sets = [s.strip() for s in str(cfg.prompts).split(",") if s.strip()]
     main = distributed_state().is_main_process
-    tables, folders = {}, {}
+    tables, folders, by_category = {}, {}, {}
     for prompt_set in sets:
         runs = folders[prompt_set] = {}
         for name, lifts in systems.items():
@@ -76,12 +79,17 @@ def evaluate_systems(cfg: EvalConfig) -> dict:
             runs[name] = evaluate(dataclasses.replace(cfg, prompts=prompt_set, system=[], baseline=None, judge=None,
                                                       results=None, title=None, lifted=False, output_dir=out, **lifts))
         tables[prompt_set] = system_table(runs, baseline, cfg.judge)
+        categories = by_category[prompt_set] = category_table(runs, baseline, cfg.judge)
         if main:
             print(f"\n{prompt_set}: {cfg.num_prompts or 'all'} prompts x {cfg.seeds} seeds, judged by {cfg.judge}\n"
                   + format_system_table(tables[prompt_set], baseline), flush=True)
+            if categories:
+                print(f"\n{prompt_set} by category ({cfg.judge}, mean [95 % interval]):\n"
+                      + format_category_table(categories), flush=True)
     record = {"title": cfg.title or f"{', '.join(systems)} on {', '.join(sets)}", "run": run_record(),
               "model": cfg.model, "judge": cfg.judge, "baseline": baseline, "num_prompts": cfg.num_prompts,
               "seeds": cfg.seeds, "prompts_subset": cfg.prompts_subset, "systems": systems, "sets": tables,
+              "by_category": {name: table for name, table in by_category.items() if table},
               "runs": {name: {system: str(run) for system, run in runs.items()} for name, runs in folders.items()}}
     if main:
         for path in [Path(cfg.output_dir) / SYSTEMS_FILE, *([cfg.results] if cfg.results else [])]:
@@ -126,6 +134,43 @@ def system_table(runs: Mapping[str, Path], baseline: str, judge: str, shared: bo
                     [all(these[k]["semantic"].values()) - all(base[k]["semantic"].values()) for k in keys], groups)
         table[system] = row
     return table
+
+
+def category_table(runs: Mapping[str, Path], baseline: str, judge: str) -> dict[str, dict]:
+    """{category: {system: {"mean", "ci95", "n"}}} of `judge` on the pairs each system shares with the baseline run,
+    and "overall", the mean over categories (as GenEval scores: each tag counts alike), its interval from the
+    categories' bootstrap; {} for a set of fewer than two categories (a benchmark's own table, e.g. GenEval's tags)."""
+    rows = {name: _rows(Path(run)) for name, run in runs.items()}
+    keys = set(rows[baseline])
+    categories = sorted({r.get("category") for r in rows[baseline].values() if r.get("category")})
+    if len(categories) < 2:
+        return {}
+    table: dict[str, dict] = {c: {} for c in [*categories, "overall"]}
+    for system, these in rows.items():
+        shared = [these[k] for k in sorted(keys & set(these))]
+        draws = []
+        for i, c in enumerate(categories):  # categories hold different prompts: independent resamples
+            scored = [r for r in shared if r.get("category") == c]
+            result = bootstrap_mean([r["scores"][judge] for r in scored], [r["id"] for r in scored], seed=i,
+                                    return_draws=True)
+            draws.append(result.pop("draws"))
+            table[c][system] = {**result, "n": len(scored)}
+        overall = np.mean(draws, axis=0)
+        table["overall"][system] = {"mean": float(np.mean([table[c][system]["mean"] for c in categories])),
+                                    "ci95": [float(np.percentile(overall, 2.5)), float(np.percentile(overall, 97.5))],
+                                    "n": len(shared)}
+    return table
+
+
+def format_category_table(table: Mapping[str, dict]) -> str:
+    """The category table as aligned text: a row per category (then overall), a column per system."""
+    systems = list(next(iter(table.values())))
+    width = max(12, *(len(c) for c in table))
+    lines = [f"{'category':<{width}} " + " ".join(f"{s:>22}" for s in systems)]
+    for category, cells in table.items():
+        lines.append(f"{category:<{width}} " + " ".join(
+            f"{cells[s]['mean']:>7.3f} [{cells[s]['ci95'][0]:.3f}-{cells[s]['ci95'][1]:.3f}]" for s in systems))
+    return "\n".join(lines)
 
 
 def format_system_table(table: Mapping[str, dict], baseline: str = "baseline") -> str:

@@ -15,7 +15,7 @@ from ..profiles import JudgeDefaults, ModelProfile, register_embedded_model, reg
 from ..world.config import WORLD_PROMPT_STYLES
 from ..world.dataset import iter_prompt_set
 from ..world.scene import ATTRIBUTES
-from . import rewards  # noqa: F401  (registers the world's judges as rewards)
+from . import following, rewards  # noqa: F401  (register the world's judges as rewards)
 from .bundle import BUNDLE_DIR, load_judge
 
 __all__ = ["EMBEDDED_DECLARATION", "WORLD", "WORLD_PROFILE", "is_world_data"]

@@ -1,0 +1,91 @@
+"""GenEval's rules where the truth is known: the world's attribute judge behind the detector interface of
+rewards/following.py, and GenEval metadata written from world prompts' expected attributes.
+
+A world render holds `count` objects of one `kind` and `color` in a `setting`. As GenEval's counting and colour
+prompts do, a world prompt's metadata includes `count` objects of its kind in its colour and excludes `count + 1`
+(exactly that many); the setting has no GenEval rule and is left out. `WorldDetector` reports what the attribute
+judge reads: its count of its kind, each in its colour (the world has no boxes: position prompts do not apply). The
+verdict then agrees with the judge's kind, colour and count all right; `rule_agreement` measures how often.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..rewards import register_reward
+from ..rewards.following import Detection, GenEvalReward
+from .bundle import BUNDLE_DIR, load_judge
+
+__all__ = ["WorldDetector", "WorldGenEvalReward", "rule_agreement", "world_geneval_metadata"]
+
+CONTENT = ("kind", "color", "count")  # what GenEval's rules check of a world render
+
+
+def world_geneval_metadata(record: dict) -> dict:
+    """GenEval metadata of a world prompt record (its `expected` attributes), tagged as GenEval tags a prompt that
+    names a count (counting) and a colour (color_attr is for two objects; one coloured object is colors)."""
+    want = record["expected"]
+    return {"prompt": record["prompt"], "tag": "colors" if want["count"] == 1 else "counting",
+            "include": [{"class": want["kind"], "count": want["count"], "color": want["color"]}],
+            "exclude": [{"class": want["kind"], "count": want["count"] + 1}]}
+
+
+class WorldDetector:
+    """The attribute judge as a detector: per image, its predicted count of objects of its predicted kind, in its
+    predicted colour, no boxes."""
+
+    name = "the world's attribute judge"
+
+    def __init__(self, judge_bundle: Path | None = None, judge=None):
+        self.judge = judge if judge is not None else load_judge(judge_bundle or BUNDLE_DIR, "attributes")
+
+    @torch.no_grad()
+    def detect(self, images: torch.Tensor, classes: Sequence[Sequence[str]]) -> list[list[Detection]]:
+        predicted = self.judge.predict(images)
+        return [[Detection(kind, 1.0, None, color)] * count if kind in names else []
+                for kind, color, count, names in zip(predicted["kind"], predicted["color"], predicted["count"], classes)]
+
+
+class WorldGenEvalReward(GenEvalReward):
+    """The geneval judge on world prompts: each prompt's metadata written from the attributes the world's parser reads
+    in it (`world_geneval_metadata`), the world detector's colours its own."""
+
+    def __init__(self, judge_bundle: Path | None = None, judge=None):
+        super().__init__({}, WorldDetector(judge_bundle, judge))
+
+    def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        from ..world.prompts import parse_prompt
+
+        for prompt in prompts:
+            if prompt not in self.metadata:
+                expected = parse_prompt(prompt)
+                named = sorted(k for k in CONTENT if expected.get(k) is not None)
+                if len(named) < len(CONTENT):
+                    raise ValueError(f"world-geneval reads a world prompt's kind, colour and count; {prompt!r} names "
+                                     f"{', '.join(named) or 'none of them'}: score world prompt sets.")
+                self.metadata[prompt] = world_geneval_metadata({"prompt": prompt, "expected": expected})
+        return super().forward(images, prompts)
+
+
+register_reward("world-geneval", help="GenEval's rules on world renders, the attribute judge as the detector; 0/1.",
+                eval_only=True)(lambda judge_bundle=None: WorldGenEvalReward(judge_bundle))
+
+
+@torch.no_grad()
+def rule_agreement(images: torch.Tensor, records: Sequence[dict], judge) -> dict:
+    """How often GenEval's verdict on the world detector equals the attribute judge's kind, colour and count all
+    right, over `images` (one per record): {"n", "agreement", "geneval", "judge"} (the last two: the share correct
+    by each)."""
+    reward = WorldGenEvalReward(judge=judge)
+    reward.metadata.update({r["prompt"]: world_geneval_metadata(r) for r in records})
+    verdicts = reward(images, [r["prompt"] for r in records]).bool().tolist()
+    predicted = judge.predict(images)
+    right = [all(predicted[k][i] == r["expected"][k] for k in CONTENT) for i, r in enumerate(records)]
+    n = len(records)
+    return {"n": n, "agreement": sum(a == b for a, b in zip(verdicts, right)) / n, "geneval": sum(verdicts) / n,
+            "judge": sum(right) / n}
+
+

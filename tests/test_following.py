@@ -1,0 +1,158 @@
+"""Prompt following: GenEval's rules, the OWLv2 detector and CLIP colour check through their real loading code on tiny
+random models built here, and the rules on world renders against the attribute judge, which knows the truth."""
+
+import pytest
+import torch
+
+from promptlift.rewards.following import (ClipColors, Detection, GenEvalReward, OwlDetector, geneval_verdict,
+                                          relative_position)
+
+
+def box(x0, y0, x1, y1, label="dog", color=None):
+    return Detection(label, 1.0, (x0, y0, x1, y1), color)
+
+
+def test_geneval_rules_count_colour_position_and_exclusion():
+    counting = {"include": [{"class": "dog", "count": 2}], "exclude": [{"class": "dog", "count": 3}]}
+    no_colours = lambda objects, cls: [o.color for o in objects]  # noqa: E731
+    two = [box(0, 0, 10, 10), box(20, 0, 30, 10)]
+    assert geneval_verdict(counting, {"dog": two}, no_colours) == (True, [])
+    assert geneval_verdict(counting, {"dog": two[:1]}, no_colours) == (False, ["expected dog >= 2, found 1"])
+    assert not geneval_verdict(counting, {"dog": two + [box(40, 0, 50, 10)]}, no_colours)[0]  # exactly two
+    colour = {"include": [{"class": "dog", "count": 1, "color": "red"}]}
+    assert geneval_verdict(colour, {"dog": [box(0, 0, 9, 9, color="red")]}, no_colours)[0]
+    assert not geneval_verdict(colour, {"dog": [box(0, 0, 9, 9, color="blue")]}, no_colours)[0]
+    position = {"include": [{"class": "cat", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}]}
+    cat, dog_right, dog_below = box(0, 0, 10, 10, "cat"), box(30, 0, 40, 10), box(0, 30, 10, 40)
+    assert relative_position(dog_right, cat) == {"right of"} and relative_position(dog_below, cat) == {"below"}
+    assert relative_position(box(0, 0, 10, 10), box(1, 0, 11, 10)) == set()  # within the margin: no direction
+    assert geneval_verdict(position, {"cat": [cat], "dog": [dog_right]}, no_colours)[0]
+    correct, reasons = geneval_verdict(position, {"cat": [cat], "dog": [dog_below]}, no_colours)
+    assert not correct and reasons == ["expected dog right of the cat"]
+    correct, reasons = geneval_verdict(position, {"dog": [dog_right]}, no_colours)  # its anchor is missing
+    assert not correct and "expected cat >= 1, found 0" in reasons
+
+
+def tiny_tokenizer():
+    """A byte-level CLIP tokenizer whose start token is not id 0 (OWL masks a query that starts with 0)."""
+    from transformers import CLIPTokenizer
+
+    from promptlift.tiny import _bytes_to_unicode
+
+    chars = list(_bytes_to_unicode().values())
+    tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Random OWLv2 and CLIP, tiny, saved as from_pretrained reads them (model + processor)."""
+    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, Owlv2Config,
+                              Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor)
+
+    root = tmp_path_factory.mktemp("following")
+    tokenizer = tiny_tokenizer()
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                num_attention_heads=4, max_position_embeddings=77, bos_token_id=len(tokenizer) - 2,
+                eos_token_id=len(tokenizer) - 1, pad_token_id=len(tokenizer) - 1)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32,
+                  patch_size=8)
+    torch.manual_seed(0)
+    Owlv2ForObjectDetection(Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(root / "owl")
+    Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}),
+                   tokenizer=tokenizer).save_pretrained(root / "owl")
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(root / "clip")
+    CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                  tokenizer=tokenizer).save_pretrained(root / "clip")
+    return root
+
+
+def test_the_geneval_judge_runs_owlv2_and_clip_through_their_loading_code(tiny_models):
+    """From saved folders as from Hub ids: boxes in the image's pixels, most confident first, of the asked classes
+    only; colours from GenEval's ten; a 0/1 score per image with the reasons; a prompt without metadata refused."""
+    detector = OwlDetector(str(tiny_models / "owl"), threshold=0.0, max_objects=3)
+    images = torch.rand(2, 3, 48, 64)
+    found = detector.detect(images, [["dog"], ["cat", "bench"]])
+    assert 0 < len(found[0]) <= 3 and len(found[1]) <= 6 and {d.label for d in found[1]} <= {"cat", "bench"}
+    assert all(d.box is not None and 0 <= d.box[0] <= d.box[2] <= 64 + 1e-3 for d in found[0])
+    assert [d.score for d in found[0]] == sorted((d.score for d in found[0]), reverse=True)
+    colors = ClipColors(str(tiny_models / "clip"))
+    assert set(colors(images[0], found[0], "dog")) <= {"red", "orange", "yellow", "green", "blue", "purple", "pink",
+                                                        "brown", "black", "white"}
+    metadata = {"a photo of a dog": {"tag": "single_object", "include": [{"class": "dog", "count": 1}]},
+                "a photo of four dogs": {"tag": "counting", "include": [{"class": "dog", "count": 4}],
+                                         "exclude": [{"class": "dog", "count": 5}]}}
+    judge = GenEvalReward(metadata, detector, colors)
+    scores = judge(images, list(metadata))
+    assert scores.tolist() == [1.0, 0.0]  # a detection at threshold 0 finds one dog, never exactly four of 3 at most
+    assert judge.last_reasons == [[], ["expected dog >= 4, found 3"]]
+    with pytest.raises(ValueError, match="no GenEval metadata for the prompt 'a cat'.*--prompts geneval"):
+        judge(images[:1], ["a cat"])
+
+
+def test_the_geneval_judge_is_registered_with_its_weights_named():
+    from promptlift.rewards import MissingWeightsError, check_rewards, reward_spec
+
+    spec = reward_spec("geneval")
+    assert spec.eval_only and "OWLv2" in spec.help
+    with pytest.raises(MissingWeightsError, match="OWLv2 detector not found at 'no/such-owl'.*geneval.detector=PATH"):
+        check_rewards(["geneval"], {"geneval": {"detector": "no/such-owl"}})
+
+
+def test_on_world_renders_the_rules_agree_with_the_attribute_judge(tiny_bundle_dir):
+    """World prompts' metadata (count, colour, exactly that many) and the attribute judge as the detector: the rules'
+    verdict is the judge's kind, colour and count all right, image by image (here a random judge on real renders:
+    the rules, not the judge, are what is checked)."""
+    from promptlift.judges.bundle import load_judge
+    from promptlift.judges.following import WorldGenEvalReward, rule_agreement, world_geneval_metadata
+    from promptlift.world.dataset import iter_prompt_set
+    from promptlift.world.render import render
+    from promptlift.world.scene import sample_scene
+
+    records = list(iter_prompt_set("literal", num_prompts=8))
+    images = torch.stack([torch.from_numpy(render(sample_scene(r["scene_seed"])).copy()).permute(2, 0, 1).float() / 255
+                          for r in records])
+    judge = load_judge(tiny_bundle_dir, "attributes")
+    result = rule_agreement(images, records, judge)
+    assert result["n"] == 8 and result["agreement"] == 1.0
+    assert world_geneval_metadata(records[0])["exclude"] == [{"class": records[0]["expected"]["kind"],
+                                                              "count": records[0]["expected"]["count"] + 1}]
+    reward = WorldGenEvalReward(judge=judge)  # as `--rewards world-geneval` builds it: metadata parsed from the text
+    assert reward(images, [r["prompt"] for r in records]).mean().item() == result["geneval"]
+    with pytest.raises(ValueError, match="world-geneval reads a world prompt's kind, colour and count"):
+        reward(images[:1], ["a photo of a dog"])
+
+
+def test_eval_prints_the_benchmarks_category_table_for_each_system(tmp_path, tiny_models, tiny_pipeline_dirs):
+    """`promptlift eval --prompts geneval --rewards geneval --judge geneval --system ...` on a tiny model: each system
+    scored 0/1 per image, GenEval's table (a row per tag, then overall, the mean of the tags) with intervals, printed
+    and in systems.json; each run's summary has the tags' means with intervals."""
+    import json
+
+    from helpers import run_cli
+
+    rows = [{"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"},
+            {"tag": "single_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat"},
+            {"tag": "counting", "include": [{"class": "dog", "count": 4}], "exclude": [{"class": "dog", "count": 5}],
+             "prompt": "a photo of four dogs"},
+            {"tag": "counting", "include": [{"class": "cat", "count": 2}], "exclude": [{"class": "cat", "count": 3}],
+             "prompt": "a photo of two cats"}]
+    metadata = tmp_path / "evaluation_metadata.jsonl"
+    metadata.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    options = [f"geneval.metadata={metadata}", f"geneval.detector={tiny_models / 'owl'}", "geneval.threshold=0.0",
+               f"geneval.colors={tiny_models / 'clip'}"]
+    out = tmp_path / "systems"
+    result = run_cli("eval", "--model", tiny_pipeline_dirs["sd1"], "--prompts", "geneval", "--prompts_path", metadata,
+                     "--rewards", "geneval", "--judge", "geneval", *[a for o in options for a in ("--reward_option", o)],
+                     "--num_inference_steps", 2, "--output_dir", out, "--system", "base=",
+                     "--system", "kw=keywords,keywords.keywords=sharp focus")
+    assert result.exit_code == 0, result.output
+    assert "geneval by category (geneval, mean [95 % interval])" in result.output
+    table = json.loads((out / "systems.json").read_text())["by_category"]["geneval"]
+    assert list(table) == ["counting", "single_object", "overall"]
+    for system in ("base", "kw"):
+        tags = [table[t][system]["mean"] for t in ("counting", "single_object")]
+        assert table["overall"][system]["mean"] == pytest.approx(sum(tags) / 2)
+        assert table["single_object"][system]["n"] == 2 and all(0 <= v <= 1 for v in tags)
+    summary = json.loads((out / "geneval" / "base" / "summary.json").read_text())
+    assert set(summary["by_category_ci95"]) == {"counting", "single_object"}
