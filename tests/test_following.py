@@ -114,7 +114,7 @@ def test_on_world_renders_the_rules_agree_with_the_attribute_judge(tiny_bundle_d
                           for r in records])
     judge = load_judge(tiny_bundle_dir, "attributes")
     result = rule_agreement(images, records, judge)
-    assert result["n"] == 8 and result["agreement"] == 1.0
+    assert result["n"] == 8 and result["agreement"] == 1.0 and result["vqa_agreement"] == 1.0
     assert world_geneval_metadata(records[0])["exclude"] == [{"class": records[0]["expected"]["kind"],
                                                               "count": records[0]["expected"]["count"] + 1}]
     reward = WorldGenEvalReward(judge=judge)  # as `--rewards world-geneval` builds it: metadata parsed from the text
@@ -156,3 +156,81 @@ def test_eval_prints_the_benchmarks_category_table_for_each_system(tmp_path, tin
         assert table["single_object"][system]["n"] == 2 and all(0 <= v <= 1 for v in tags)
     summary = json.loads((out / "geneval" / "base" / "summary.json").read_text())
     assert set(summary["by_category_ci95"]) == {"counting", "single_object"}
+
+
+class FakeVQA:
+    """Answers from a table {question text: answer}."""
+
+    name = "fake"
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def answer(self, images, questions):
+        return [[self.answers.get(q.text, "no") for q in asked] for asked in questions]
+
+
+def test_questions_from_geneval_metadata_and_dsg_dependencies():
+    from promptlift.rewards.questions import QuestionReward, geneval_questions
+
+    meta = {"include": [{"class": "cat", "count": 1}, {"class": "dog", "count": 2, "color": "red",
+                                                       "position": ["right of", 0]}]}
+    questions = geneval_questions(meta)
+    assert [(q.text, q.category, q.parents) for q in questions] == [
+        ("Is there a cat?", "entity", ()), ("Is there a dog?", "entity", ()),
+        ("Are there two dogs?", "count", (1,)), ("Is the dog red?", "attribute", (1,)),
+        ("Is the dog right of the cat?", "relation", (1, 0))]
+    exact = geneval_questions({"include": [{"class": "cat", "count": 1}], "exclude": [{"class": "cat", "count": 2}]})
+    assert [q.text for q in exact] == ["Is there a cat?", "Is there exactly one cat?"]
+    images = torch.rand(2, 3, 8, 8)
+    reward = QuestionReward({"p": questions}, FakeVQA({"Is there a cat?": "yes", "Is there a dog?": "no",
+                                                       "Are there two dogs?": "yes", "Is the dog red?": "yes",
+                                                       "Is the dog right of the cat?": "yes"}))
+    assert reward(images[:1], ["p"]).tolist() == pytest.approx([0.2])  # a "yes" below a missing dog is wrong (DSG)
+    assert reward.last_categories == [{"entity": 0.5, "count": 0.0, "attribute": 0.0, "relation": 0.0}]
+    with pytest.raises(ValueError, match="no questions for the prompt 'q'"):
+        reward(images[:1], ["q"])
+
+
+def test_dpg_benchs_question_file_is_read_with_its_dependencies(tmp_path):
+    from promptlift.rewards.questions import read_dpg_questions
+
+    path = tmp_path / "dpg_bench.csv"
+    path.write_text("item_id,text,keywords,proposition_id,dependency,category_broad,category_detailed,tuple,"
+                    "question_natural_language\n"
+                    "0,eight cabbages in a field,,1,0,entity,whole,entity - whole (cabbage),Are there cabbages?\n"
+                    "0,eight cabbages in a field,,2,1,other,count,other - count (cabbage ==8),Are there eight cabbages?\n"
+                    "0,eight cabbages in a field,,3,0,entity,whole,entity - whole (field),Is there a field?\n")
+    questions = read_dpg_questions(path)["eight cabbages in a field"]
+    assert [(q.category, q.parents) for q in questions] == [("entity", ()), ("other", (0,)), ("entity", ())]
+    path.write_text("item_id,text\n0,x\n")
+    with pytest.raises(ValueError, match="lacks DPG-Bench's columns"):
+        read_dpg_questions(path)
+    with pytest.raises(ValueError, match="get dpg_bench.csv from the ELLA repository"):
+        read_dpg_questions(tmp_path / "missing.csv")
+
+
+def test_blip_vqa_answers_through_its_loading_code(tmp_path):
+    """A tiny random BLIP-VQA saved and loaded as from a Hub id: one lower-cased answer per question."""
+    from transformers import (BertTokenizer, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor,
+                              BlipProcessor)
+
+    from promptlift.rewards.questions import BlipVQA, Question
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "yes", "no", "is", "there", "a",
+                                "dog", "cat", "?", "red"]) + "\n")
+    tokenizer = BertTokenizer(str(vocab), bos_token="[DEC]")
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                num_attention_heads=4, encoder_hidden_size=32, bos_token_id=tokenizer.convert_tokens_to_ids("[DEC]"),
+                sep_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32,
+                  patch_size=8)
+    torch.manual_seed(0)
+    BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config=vision)).save_pretrained(tmp_path / "blip")
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+                  tokenizer=tokenizer).save_pretrained(tmp_path / "blip")
+    vqa = BlipVQA(str(tmp_path / "blip"), max_new_tokens=2)
+    answers = vqa.answer(torch.rand(2, 3, 40, 40), [[Question("is there a dog?", "entity"),
+                                                     Question("is there a cat?", "entity")], []])
+    assert len(answers[0]) == 2 and answers[1] == [] and all(a == a.lower() for a in answers[0])

@@ -17,9 +17,10 @@ import torch
 
 from ..rewards import register_reward
 from ..rewards.following import Detection, GenEvalReward
+from ..rewards.questions import Question, QuestionReward, geneval_questions
 from .bundle import BUNDLE_DIR, load_judge
 
-__all__ = ["WorldDetector", "WorldGenEvalReward", "rule_agreement", "world_geneval_metadata"]
+__all__ = ["WorldDetector", "WorldGenEvalReward", "WorldVQA", "rule_agreement", "world_geneval_metadata"]
 
 CONTENT = ("kind", "color", "count")  # what GenEval's rules check of a world render
 
@@ -74,18 +75,46 @@ register_reward("world-geneval", help="GenEval's rules on world renders, the att
                 eval_only=True)(lambda judge_bundle=None: WorldGenEvalReward(judge_bundle))
 
 
+class WorldVQA:
+    """The attribute judge as a question answerer: a question's `about` (what it asks, as data) checked against the
+    judge's kind, colour and count of the image; the world has no relations between objects ("no")."""
+
+    name = "the world's attribute judge"
+
+    def __init__(self, judge_bundle: Path | None = None, judge=None):
+        self.judge = judge if judge is not None else load_judge(judge_bundle or BUNDLE_DIR, "attributes")
+
+    @torch.no_grad()
+    def answer(self, images: torch.Tensor, questions: Sequence[Sequence[Question]]) -> list[list[str]]:
+        predicted = self.judge.predict(images)
+        out = []
+        for i, asked in enumerate(questions):
+            seen = {"class": predicted["kind"][i], "color": predicted["color"][i], "count": predicted["count"][i]}
+            out.append(["yes" if "relation" not in q.about and all(seen[k] == v for k, v in q.about.items()) else "no"
+                        for q in asked])
+        return out
+
+
+def world_questions(record: dict) -> list[Question]:
+    """The questions of a world prompt: GenEval's, written from its metadata (`world_geneval_metadata`)."""
+    return geneval_questions(world_geneval_metadata(record))
+
+
 @torch.no_grad()
 def rule_agreement(images: torch.Tensor, records: Sequence[dict], judge) -> dict:
-    """How often GenEval's verdict on the world detector equals the attribute judge's kind, colour and count all
-    right, over `images` (one per record): {"n", "agreement", "geneval", "judge"} (the last two: the share correct
-    by each)."""
+    """How often GenEval's verdict on the world detector, and the question judge's all-right on the world's answers,
+    equal the attribute judge's kind, colour and count all right, over `images` (one per record): {"n", "agreement",
+    "vqa_agreement", "geneval", "vqa", "judge"} (the last three: the share correct by each)."""
     reward = WorldGenEvalReward(judge=judge)
     reward.metadata.update({r["prompt"]: world_geneval_metadata(r) for r in records})
     verdicts = reward(images, [r["prompt"] for r in records]).bool().tolist()
     predicted = judge.predict(images)
     right = [all(predicted[k][i] == r["expected"][k] for k in CONTENT) for i, r in enumerate(records)]
+    vqa = QuestionReward({r["prompt"]: world_questions(r) for r in records}, WorldVQA(judge=judge), "world prompts")
+    answered = (vqa(images, [r["prompt"] for r in records]) == 1).tolist()
     n = len(records)
     return {"n": n, "agreement": sum(a == b for a, b in zip(verdicts, right)) / n, "geneval": sum(verdicts) / n,
-            "judge": sum(right) / n}
+            "judge": sum(right) / n, "vqa_agreement": sum(a == b for a, b in zip(answered, right)) / n,
+            "vqa": sum(answered) / n}
 
 
