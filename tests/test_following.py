@@ -33,38 +33,12 @@ def test_geneval_rules_count_colour_position_and_exclusion():
     assert not correct and "expected cat >= 1, found 0" in reasons
 
 
-def tiny_tokenizer():
-    """A byte-level CLIP tokenizer whose start token is not id 0 (OWL masks a query that starts with 0)."""
-    from transformers import CLIPTokenizer
-
-    from promptlift.tiny import _bytes_to_unicode
-
-    chars = list(_bytes_to_unicode().values())
-    tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
-
-
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     """Random OWLv2 and CLIP, tiny, saved as from_pretrained reads them (model + processor)."""
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, Owlv2Config,
-                              Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor)
+    from helpers import save_tiny_owl_and_clip
 
-    root = tmp_path_factory.mktemp("following")
-    tokenizer = tiny_tokenizer()
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                num_attention_heads=4, max_position_embeddings=77, bos_token_id=len(tokenizer) - 2,
-                eos_token_id=len(tokenizer) - 1, pad_token_id=len(tokenizer) - 1)
-    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32,
-                  patch_size=8)
-    torch.manual_seed(0)
-    Owlv2ForObjectDetection(Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(root / "owl")
-    Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}),
-                   tokenizer=tokenizer).save_pretrained(root / "owl")
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(root / "clip")
-    CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                  tokenizer=tokenizer).save_pretrained(root / "clip")
-    return root
+    return save_tiny_owl_and_clip(tmp_path_factory.mktemp("following"))
 
 
 def test_the_geneval_judge_runs_owlv2_and_clip_through_their_loading_code(tiny_models):
@@ -119,7 +93,7 @@ def test_on_world_renders_the_rules_agree_with_the_attribute_judge(tiny_bundle_d
                                                               "count": records[0]["expected"]["count"] + 1}]
     reward = WorldGenEvalReward(judge=judge)  # as `--rewards world-geneval` builds it: metadata parsed from the text
     assert reward(images, [r["prompt"] for r in records]).mean().item() == result["geneval"]
-    with pytest.raises(ValueError, match="world-geneval reads a world prompt's kind, colour and count"):
+    with pytest.raises(ValueError, match="world-geneval reads the kind of object a world prompt names; 'a photo of a dog' names none"):
         reward(images[:1], ["a photo of a dog"])
 
 
@@ -139,7 +113,7 @@ def test_eval_prints_the_benchmarks_category_table_for_each_system(tmp_path, tin
              "prompt": "a photo of two cats"}]
     metadata = tmp_path / "evaluation_metadata.jsonl"
     metadata.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    options = [f"geneval.metadata={metadata}", f"geneval.detector={tiny_models / 'owl'}", "geneval.threshold=0.0",
+    options = [f"geneval.detector={tiny_models / 'owl'}", "geneval.threshold=0.0",  # the metadata: --prompts_path
                f"geneval.colors={tiny_models / 'clip'}"]
     out = tmp_path / "systems"
     result = run_cli("eval", "--model", tiny_pipeline_dirs["sd1"], "--prompts", "geneval", "--prompts_path", metadata,
@@ -212,25 +186,10 @@ def test_dpg_benchs_question_file_is_read_with_its_dependencies(tmp_path):
 
 def test_blip_vqa_answers_through_its_loading_code(tmp_path):
     """A tiny random BLIP-VQA saved and loaded as from a Hub id: one lower-cased answer per question."""
-    from transformers import (BertTokenizer, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor,
-                              BlipProcessor)
-
+    from helpers import save_tiny_blip_vqa
     from promptlift.rewards.questions import BlipVQA, Question
 
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "yes", "no", "is", "there", "a",
-                                "dog", "cat", "?", "red"]) + "\n")
-    tokenizer = BertTokenizer(str(vocab), bos_token="[DEC]")
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                num_attention_heads=4, encoder_hidden_size=32, bos_token_id=tokenizer.convert_tokens_to_ids("[DEC]"),
-                sep_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32,
-                  patch_size=8)
-    torch.manual_seed(0)
-    BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config=vision)).save_pretrained(tmp_path / "blip")
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
-                  tokenizer=tokenizer).save_pretrained(tmp_path / "blip")
-    vqa = BlipVQA(str(tmp_path / "blip"), max_new_tokens=2)
+    vqa = BlipVQA(str(save_tiny_blip_vqa(tmp_path / "blip")), max_new_tokens=2)
     answers = vqa.answer(torch.rand(2, 3, 40, 40), [[Question("is there a dog?", "entity"),
                                                      Question("is there a cat?", "entity")], []])
     assert len(answers[0]) == 2 and answers[1] == [] and all(a == a.lower() for a in answers[0])

@@ -8,9 +8,12 @@ import torch
 from transformers import (BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel, CLIPConfig,
                           CLIPImageProcessor, CLIPModel, CLIPProcessor)
 
-from promptlift.rewards import REWARDS, MissingWeightsError, Reward, check_rewards, load_reward, register_reward
+from promptlift.rewards import (REWARDS, MissingWeightsError, Reward, check_rewards, load_reward, register_reward,
+                                reward_specs)
 from promptlift.rewards.clip import AestheticMLP
 from promptlift.tiny import byte_level_clip_tokenizer
+
+from helpers import save_tiny_blip_vqa, save_tiny_owl_and_clip
 
 PROMPTS = ["two red boats at sunset", "a lone tree in the snow", "three blue balls on the beach"]
 
@@ -105,7 +108,15 @@ def reward_options(tmp_path_factory, tiny_bundle_dir):
     torch.save({"state_dict": _to_open_clip(CLIPModel.from_pretrained(hps_clip))}, root / "hps.pt")
     imagereward_dir, _ = _tiny_imagereward_folder(root / "imagereward")
     bundle = str(tiny_bundle_dir)
+    following = save_tiny_owl_and_clip(root / "following")
+    metadata = root / "geneval_metadata.jsonl"  # PROMPTS in GenEval's format
+    metadata.write_text("".join(json.dumps({"tag": "counting", "prompt": p, "include": [{"class": c, "count": n}]}) + "\n"
+                                for p, c, n in zip(PROMPTS, ("boat", "tree", "ball"), (2, 1, 3))))
     return {
+        "geneval": {"metadata": str(metadata), "detector": str(following / "owl"), "colors": str(following / "clip"),
+                    "threshold": 0.0},
+        "vqa": {"geneval": str(metadata), "model": str(save_tiny_blip_vqa(root / "blip-vqa"))},
+        "world-geneval": {"bundle_dir": bundle},
         "hpsv2": {"checkpoint": str(root / "hps.pt"), "processor": hps_clip},
         "imagereward": {"checkpoint": imagereward_dir, "tokenizer": _bert_tokenizer_folder(root / "bert")},
         **{name: {} for name, spec in REWARDS.items() if spec.requires == "pyiqa"},
@@ -120,10 +131,10 @@ def reward_options(tmp_path_factory, tiny_bundle_dir):
 
 
 def test_every_registered_reward_has_a_contract_case(reward_options):
-    assert set(reward_options) == set(REWARDS)
+    assert set(reward_options) == {spec.name for spec in reward_specs()}  # the plug-ins' included
 
 
-@pytest.mark.parametrize("name", sorted(REWARDS))
+@pytest.mark.parametrize("name", sorted(spec.name for spec in reward_specs()))  # plug-ins loaded
 def test_reward_contract(name, reward_options):
     if REWARDS[name].requires and importlib.util.find_spec(REWARDS[name].requires) is None:
         pytest.skip(f"optional plug-in {REWARDS[name].requires} not installed")

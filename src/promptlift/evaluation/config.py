@@ -56,6 +56,7 @@ class EvalConfig(SamplingConfig):
                                           ", or a named set such as partiprompts, drawbench, geneval or t2i-compbench "
                                           "with --prompts_path (its local copy)")
         self.rewards = list(self.rewards) or list(defaults.eval_rewards)
+        self.reward_option = list(self.reward_option) + self._benchmark_files()
         from ..rewards import parse_reward_options
 
         parse_reward_options(self.reward_option)
@@ -69,6 +70,17 @@ class EvalConfig(SamplingConfig):
         elif any(getattr(self, name) is not None for name in ("baseline", "judge", "results", "title")):
             raise ValueError("`baseline`, `judge`, `results` and `title` describe a comparison of systems; add "
                              "--system NAME=LIFT[,LIFT...] (one per system), or drop them.")
+
+
+    def _benchmark_files(self) -> list[str]:
+        """GenEval's metadata file for the judges that read it (geneval, vqa), from `--prompts_path` when the prompts
+        are GenEval's and the user named no other."""
+        if "geneval" not in str(self.prompts).split(",") or not self.prompts_path or not Path(self.prompts_path).is_file():
+            return []
+        given = {o.partition("=")[0] for o in self.reward_option}
+        wanted = [("geneval", "geneval.metadata"), ("vqa", "vqa.geneval")]
+        return [f"{key}={self.prompts_path}" for reward, key in wanted
+                if reward in self.rewards and key not in given and "vqa.questions" not in given]
 
 
 @dataclass

@@ -26,22 +26,30 @@ CONTENT = ("kind", "color", "count")  # what GenEval's rules check of a world re
 
 
 def world_geneval_metadata(record: dict) -> dict:
-    """GenEval metadata of a world prompt record (its `expected` attributes), tagged as GenEval tags a prompt that
-    names a count (counting) and a colour (color_attr is for two objects; one coloured object is colors)."""
+    """GenEval metadata of a world prompt record (its `expected` attributes: a kind, and the colour and count where the
+    prompt names them), tagged as GenEval tags such prompts (a count: counting; a colour alone: colors)."""
     want = record["expected"]
-    return {"prompt": record["prompt"], "tag": "colors" if want["count"] == 1 else "counting",
-            "include": [{"class": want["kind"], "count": want["count"], "color": want["color"]}],
-            "exclude": [{"class": want["kind"], "count": want["count"] + 1}]}
+    include = {"class": want["kind"], "count": want.get("count") or 1}
+    if want.get("color") is not None:
+        include["color"] = want["color"]
+    named = want.get("count") is not None
+    return {"prompt": record["prompt"], "tag": "counting" if named and want["count"] > 1 else
+            "colors" if "color" in include else "single_object", "include": [include],
+            **({"exclude": [{"class": want["kind"], "count": want["count"] + 1}]} if named else {})}
 
 
-class WorldDetector:
-    """The attribute judge as a detector: per image, its predicted count of objects of its predicted kind, in its
-    predicted colour, no boxes."""
+class _JudgeReader:
+    """What reads a world render through the attribute judge (the bundle's, or `judge`)."""
 
     name = "the world's attribute judge"
 
     def __init__(self, judge_bundle: Path | None = None, judge=None):
         self.judge = judge if judge is not None else load_judge(judge_bundle or BUNDLE_DIR, "attributes")
+
+
+class WorldDetector(_JudgeReader):
+    """The attribute judge as a detector: per image, its predicted count of objects of its predicted kind, in its
+    predicted colour, no boxes."""
 
     @torch.no_grad()
     def detect(self, images: torch.Tensor, classes: Sequence[Sequence[str]]) -> list[list[Detection]]:
@@ -63,26 +71,20 @@ class WorldGenEvalReward(GenEvalReward):
         for prompt in prompts:
             if prompt not in self.metadata:
                 expected = parse_prompt(prompt)
-                named = sorted(k for k in CONTENT if expected.get(k) is not None)
-                if len(named) < len(CONTENT):
-                    raise ValueError(f"world-geneval reads a world prompt's kind, colour and count; {prompt!r} names "
-                                     f"{', '.join(named) or 'none of them'}: score world prompt sets.")
+                if expected.get("kind") is None:
+                    raise ValueError(f"world-geneval reads the kind of object a world prompt names; {prompt!r} names "
+                                     "none: score world prompt sets.")
                 self.metadata[prompt] = world_geneval_metadata({"prompt": prompt, "expected": expected})
         return super().forward(images, prompts)
 
 
 register_reward("world-geneval", help="GenEval's rules on world renders, the attribute judge as the detector; 0/1.",
-                eval_only=True)(lambda judge_bundle=None: WorldGenEvalReward(judge_bundle))
+                eval_only=True)(lambda bundle_dir=None: WorldGenEvalReward(bundle_dir))
 
 
-class WorldVQA:
+class WorldVQA(_JudgeReader):
     """The attribute judge as a question answerer: a question's `about` (what it asks, as data) checked against the
     judge's kind, colour and count of the image; the world has no relations between objects ("no")."""
-
-    name = "the world's attribute judge"
-
-    def __init__(self, judge_bundle: Path | None = None, judge=None):
-        self.judge = judge if judge is not None else load_judge(judge_bundle or BUNDLE_DIR, "attributes")
 
     @torch.no_grad()
     def answer(self, images: torch.Tensor, questions: Sequence[Sequence[Question]]) -> list[list[str]]:

@@ -203,14 +203,13 @@ class GenEvalReward(Reward):
         return torch.tensor(scores)
 
 
-def read_geneval_metadata(path: str | None = None) -> dict[str, dict]:
-    """{prompt: metadata} of GenEval's evaluation_metadata.jsonl (`path`, else the `geneval` prompt set's file)."""
-    if path is not None:
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:
-        from ..data.prompt_sets import load_prompt_set
-
-        rows = [r["meta"]["geneval"] for r in load_prompt_set("geneval")]
+def read_geneval_metadata(path: str | Path | None) -> dict[str, dict]:
+    """{prompt: metadata} of GenEval's evaluation_metadata.jsonl at `path`."""
+    if path is None or not Path(path).is_file():
+        raise ValueError(f"GenEval's metadata file {str(path) if path else '(none given)'!r} is missing; pass "
+                         "`--reward_option geneval.metadata=FILE` (evaluation_metadata.jsonl; `promptlift eval "
+                         "--prompts geneval --prompts_path FILE` passes it).")
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     return {r["prompt"]: r for r in rows}
 
 

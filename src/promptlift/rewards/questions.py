@@ -175,8 +175,7 @@ def _vqa_sources(model: str = "Salesforce/blip-vqa-base", **_) -> list[WeightSou
                              "that BLIP-VQA answers right.", sources=_vqa_sources, eval_only=True)
 def vqa_reward(questions: str | None = None, geneval: str | None = None,
                model: str = "Salesforce/blip-vqa-base") -> QuestionReward:
-    """`questions`: DPG-Bench's dpg_bench.csv; else questions written from GenEval's metadata (`geneval`: its file,
-    default the `geneval` prompt set's)."""
+    """`questions`: DPG-Bench's dpg_bench.csv; else questions written from GenEval's metadata (`geneval`: its file)."""
     if questions is not None:
         return QuestionReward(read_dpg_questions(questions), BlipVQA(model), str(questions))
     from .following import read_geneval_metadata
