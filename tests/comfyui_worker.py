@@ -2,7 +2,7 @@
 with ComfyUI's own loader, run its CLIP Text Encode and the promptlift pack as ComfyUI loaded it from custom_nodes/,
 and save what came out (tensors and text) for the test to compare with promptlift's own pipeline.
 
-    python comfyui_worker.py COMFYUI_DIR SPEC.json OUT.pt
+    python comfyui_worker.py COMFYUI_DIR SPEC.json OUT.pt [COMFYUI OPTIONS...]
 
 SPEC.json: {"checkpoint": file name in models/checkpoints, "prompt": str, "sur": folder, "textcraftor": folder,
 "refiner": folder, "seed": int, "loras": [file names in models/loras]}.
@@ -20,10 +20,10 @@ import logging
 import os
 import sys
 
-comfy_dir, spec_path, out_path = sys.argv[1:4]
+comfy_dir, spec_path, out_path, *comfy_args = sys.argv[1:]
 os.chdir(comfy_dir)
 sys.path.insert(0, comfy_dir)
-sys.argv = [sys.argv[0], "--cpu"]
+sys.argv = [sys.argv[0], "--cpu", *comfy_args]
 
 import comfy.options  # noqa: E402  (ComfyUI's, as all below)
 

@@ -27,6 +27,7 @@ PYTHON = Path(os.environ.get("PROMPTLIFT_COMFYUI_PYTHON", ROOT / ".venv-comfyui"
 CACHE = ROOT / ".cache" / "comfyui-test"
 PROMPT = "a couple of boats as the sun goes down"
 CHECKPOINT = "sd15-random.safetensors"
+COMFY_ARGS = ("--bf16-unet",)  # the UNet in half the memory: ComfyUI's processes run beside the tests' own
 
 pytestmark = [pytest.mark.xdist_group("comfyui"),
               pytest.mark.skipif(not (COMFYUI / "main.py").is_file(), reason=f"ComfyUI's source is not at {COMFYUI}"),
@@ -214,7 +215,7 @@ def worker(comfyui, lifts, loras, sdxl, tmp_path_factory):
                                 **{name: str(path) for name, path in lifts.items()},
                                 "sdxl": {k: str(v) for k, v in sdxl.items() if k != "expected"}}))
     result = subprocess.run([str(PYTHON), str(ROOT / "tests" / "comfyui_worker.py"), str(comfyui), str(spec),
-                             str(out / "out.pt")], env=comfy_env(), capture_output=True, text=True)
+                             str(out / "out.pt"), *COMFY_ARGS], env=comfy_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-4000:]
     return torch.load(out / "out.pt")
 
@@ -288,7 +289,7 @@ def server(comfyui):
     test (it holds the checkpoint's 4 GB, which the other tests' ComfyUI processes need)."""
     from promptlift.comfyui.server import ComfyUIServer
 
-    with ComfyUIServer(comfyui, PYTHON, env=comfy_env()) as url:
+    with ComfyUIServer(comfyui, PYTHON, args=COMFY_ARGS, env=comfy_env()) as url:
         yield url
 
 

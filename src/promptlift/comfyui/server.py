@@ -31,12 +31,13 @@ def _free_port() -> int:
 
 
 class ComfyUIServer:
-    """`with ComfyUIServer(comfyui_dir, python) as url:` ComfyUI's server (`python main.py --cpu` unless `cpu=False`)
-    on a free port of 127.0.0.1, its log in `comfyui_dir`/server.log; stopped when the block ends."""
+    """`with ComfyUIServer(comfyui_dir, python) as url:` ComfyUI's server (`python main.py --cpu` unless `cpu=False`,
+    then `args`) on a free port of 127.0.0.1, its log in `comfyui_dir`/server.log; stopped when the block ends."""
 
-    def __init__(self, comfyui_dir: Path, python: str | Path, *, cpu: bool = True, env: dict | None = None,
-                 timeout: float = 300):
+    def __init__(self, comfyui_dir: Path, python: str | Path, *, cpu: bool = True, args: tuple[str, ...] = (),
+                 env: dict | None = None, timeout: float = 300):
         self.dir, self.python, self.cpu, self.env, self.timeout = Path(comfyui_dir), str(python), cpu, env, timeout
+        self.args = tuple(args)
         self.process = None
 
     @property
@@ -46,8 +47,8 @@ class ComfyUIServer:
     def __enter__(self) -> str:
         port = _free_port()
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen([self.python, "main.py", *(["--cpu"] if self.cpu else []), "--listen",
-                                             "127.0.0.1", "--port", str(port)], cwd=self.dir, env=self.env,
+            self.process = subprocess.Popen([self.python, "main.py", *(["--cpu"] if self.cpu else []), *self.args,
+                                             "--listen", "127.0.0.1", "--port", str(port)], cwd=self.dir, env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + self.timeout
