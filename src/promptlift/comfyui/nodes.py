@@ -1,11 +1,12 @@
 """promptlift's ComfyUI nodes: the lifts inside a ComfyUI graph, on ComfyUI's own CLIP and CONDITIONING.
 
 - Load lift: a lift folder or Hub id (`promptlift.Lift.from_pretrained`), as PROMPTLIFT_LIFT.
-- Refine prompt: the refiner's one-shot rewrite, or its rounds of candidates with one picked by index; STRING out.
+- Refine prompt: the refiner's one-shot rewrite, or its rounds of candidates with one kept each round, by index or
+  by a reward on quick previews; STRING out.
 - Apply SUR-adapter: the adapter on the CONDITIONING of ComfyUI's CLIP Text Encode (SDXL: and the pooled output).
 - Apply TextCraftor: the tuned text encoder's weights, all of them, patched into a CLIP (strength in weight space).
-- Lifted stack: refine, encode with the base and the TextCraftor encoder (the change times `textcraftor_alpha`), and
-  adapt, as `promptlift generate --lifted` composes them; CONDITIONING and the prompt it encoded out.
+- Lifted stack: refine, adapt the base encoding of the rewrite, add the TextCraftor encoder's change (times
+  `textcraftor_alpha`), as `promptlift generate --lifted` composes them; CONDITIONING and the prompt it encoded out.
 Quality-tuning needs no node: its kohya LoRA (`promptlift export lora`) loads in ComfyUI's own LoraLoader.
 
 ComfyUI is imported by nothing here: a node receives ComfyUI's objects (CLIP, CONDITIONING) and calls their methods,
