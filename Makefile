@@ -65,10 +65,11 @@ $(COMFYUI_VENV)/.installed: pyproject.toml
 comfyui: $(COMFYUI_VENV)/.installed
 
 # pytest exits 5 when it collects no test: that is a broken suite, not a pass. With ComfyUI's source present, the node
-# pack's tests run against its engine (`make comfyui` first); one xdist group keeps them in one worker.
+# pack's tests then run against its engine (`make comfyui` first), alone: ComfyUI's processes need the memory.
 test: docs $(if $(wildcard $(COMFYUI)/requirements.txt),comfyui)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; [ $$rc -eq 0 ] || exit $$rc; \
+	$(BIN)/python -m pytest -m comfyui tests/test_comfyui.py
 
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site

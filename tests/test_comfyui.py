@@ -7,7 +7,9 @@ ComfyUI detects real-size architectures only: the checkpoint is a random full-si
 checkpoint`), with ComfyUI's own CLIP tokenizer, run at 64 px for 2 steps. ComfyUI's engine needs torchvision, which
 needs the torch build it was made for: `make comfyui` sets up .venv-comfyui (torch 2.14.1, torchvision 0.29.1,
 ComfyUI's requirements and promptlift), and `make test` does when ComfyUI's source is there; PROMPTLIFT_COMFYUI_PYTHON
-names another Python. Without either they are skipped. One xdist group (about 5 min): one ComfyUI copy and checkpoint.
+names another Python. Without either they are skipped. Marked `comfyui` and left out of a plain `pytest` run: `make test`
+runs them after the rest, alone (`pytest -m comfyui tests/test_comfyui.py`, about 5 min; ComfyUI's processes need the
+memory the other tests' workers would hold).
 """
 
 import gc
@@ -29,7 +31,7 @@ PROMPT = "a couple of boats as the sun goes down"
 CHECKPOINT = "sd15-random.safetensors"
 COMFY_ARGS = ("--bf16-unet",)  # the UNet in half the memory: ComfyUI's processes run beside the tests' own
 
-pytestmark = [pytest.mark.xdist_group("comfyui"),
+pytestmark = [pytest.mark.comfyui,
               pytest.mark.skipif(not (COMFYUI / "main.py").is_file(), reason=f"ComfyUI's source is not at {COMFYUI}"),
               pytest.mark.skipif(not PYTHON.is_file(), reason=f"no Python for ComfyUI at {PYTHON}: run `make comfyui`")]
 
