@@ -179,17 +179,20 @@ def _previews(model, clip, vae, prompts: list[str], seed: int, steps: int, size:
 
 def refiner_of(lift, clip, node: str):
     """The refiner a `refiner` lift holds, its token budget `clip`'s (none without a CLIP); loaded once per CLIP."""
+    import json
+
     from ..methods.refiner.lift import Refiner
     from ..methods.refiner.lm import LM_CONFIG_FILE
-    from ..methods.refiner.model import PromptRefiner
+    from ..methods.refiner.model import CONFIG_FILE
 
     lift = _require(lift, "refiner", node)
     budget = _ComfyTokenizer(clip) if clip is not None else None
     key = None if budget is None else id(budget.tokenizer)
     cache = lift.__dict__.setdefault("_comfyui_refiners", {})
     if key not in cache:
-        if not (lift.path / LM_CONFIG_FILE).is_file() and \
-                PromptRefiner.from_pretrained(lift.path).extra.get("text_encoder", "pipeline") == "pipeline":
+        t5 = lift.path / CONFIG_FILE  # read its config alone: the model is loaded once, below
+        if not (lift.path / LM_CONFIG_FILE).is_file() and t5.is_file() and \
+                json.loads(t5.read_text()).get("text_encoder", "pipeline") == "pipeline":
             raise ValueError(f"{node}: refiner {str(lift.path)!r} reads a diffusers pipeline's text encoder, which "
                              "ComfyUI does not give it; use an LM refiner (`promptlift train refiner --decoder lm`) or "
                              "one trained with its own `--text_encoder`.")
@@ -275,9 +278,12 @@ def textcraftor_patches(clip, lift) -> dict:
                          "(`--use_lora false`) for this node.")
     current = clip.get_sd()
     patches = {}
+    loaded = lift.__dict__.setdefault("_comfyui_states", {})  # read from disk once per lift, not per queued prompt
     for name, path in tuned.items():
         cls = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
-        state = cls.from_pretrained(path).state_dict()
+        if name not in loaded:
+            loaded[name] = cls.from_pretrained(path).state_dict()
+        state = loaded[name]
         prefix = next((p for p in ENCODER_PREFIXES[name] if any(k.startswith(p) for k in current)), None)
         if prefix is None:
             raise ValueError(f"{node}: {str(folder)!r} tunes {name}, which this CLIP does not have (its encoders: "
