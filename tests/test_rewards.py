@@ -1,5 +1,6 @@
 """One contract for every reward, on tiny random weights of its real architecture, loaded the real way."""
 
+import dataclasses
 import importlib.util
 import json
 
@@ -217,6 +218,13 @@ def test_missing_weights_are_listed_all_at_once(tmp_path, monkeypatch):
         assert expected in message
     with pytest.raises(ValueError, match="unknown reward 'nope'; registered rewards: clip-score"):
         check_rewards(["nope"])
+
+
+def test_a_missing_optional_package_is_named_with_its_install_line(monkeypatch):
+    monkeypatch.setitem(REWARDS, "needs-pkg", dataclasses.replace(
+        REWARDS["clip-score"], name="needs-pkg", requires="promptlift_no_such_package", install="pip install it"))
+    with pytest.raises(MissingWeightsError, match="`promptlift_no_such_package` is not installed: pip install it"):
+        check_rewards(["needs-pkg"])
 
 
 @pytest.mark.parametrize("name, kwargs, error", [

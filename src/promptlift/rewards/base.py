@@ -133,7 +133,7 @@ def check_rewards(names: Sequence[str], options: dict[str, dict] | None = None) 
     missing = []
     for name in names:
         spec = reward_spec(name)
-        if spec.requires and importlib.util.findreward_spec(spec.requires) is None:
+        if spec.requires and importlib.util.find_spec(spec.requires) is None:
             missing.append(f"- {name}: the package `{spec.requires}` is not installed: {spec.install}")
             continue
         for src in spec.sources(**options.get(name, {})):
