@@ -103,7 +103,7 @@ def test_eval_prints_the_benchmarks_category_table_for_each_system(tmp_path, tin
     and in systems.json; each run's summary has the tags' means with intervals."""
     import json
 
-    from helpers import run_cli
+    from helpers import run_cli, save_tiny_blip_vqa
 
     rows = [{"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"},
             {"tag": "single_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat"},
@@ -130,6 +130,26 @@ def test_eval_prints_the_benchmarks_category_table_for_each_system(tmp_path, tin
         assert table["single_object"][system]["n"] == 2 and all(0 <= v <= 1 for v in tags)
     summary = json.loads((out / "geneval" / "base" / "summary.json").read_text())
     assert set(summary["by_category_ci95"]) == {"counting", "single_object"}
+    assert summary["judged_with"]["geneval"].startswith("GenEval's rules on OWLv2 (") and "judged by geneval (GenEval's rules on OWLv2" in result.output
+    rows = [json.loads(line) for line in (out / "geneval" / "base" / "scores.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["details"]["geneval"]["reasons"], list) for r in rows)
+    assert [r["scores"]["geneval"] for r in rows] == [float(not r["details"]["geneval"]["reasons"]) for r in rows]
+
+    # the question judge: DPG-Bench's table, the share of each question category right, and the mean image score
+    blip = save_tiny_blip_vqa(tmp_path / "blip")
+    result = run_cli("eval", "--model", tiny_pipeline_dirs["sd1"], "--prompts", "geneval", "--prompts_path", metadata,
+                     "--rewards", "vqa", "--reward_option", f"vqa.model={blip}", "--num_inference_steps", 2,
+                     "--output_dir", tmp_path / "questions", "--system", "base=", "--system", "kw=keywords")
+    assert result.exit_code == 0, result.output
+    assert "by question category (vqa, share of questions right" in result.output and "BLIP-VQA (" in result.output
+    table = json.loads((tmp_path / "questions" / "systems.json").read_text())["by_question_category"]["geneval"]
+    assert list(table) == ["count", "entity", "overall"]
+    rows = [json.loads(line) for line in (tmp_path / "questions" / "geneval" / "base" / "scores.jsonl").read_text().splitlines()]
+    asked = {c: sum(r["details"]["vqa"]["questions"].get(c, [0, 0])[1] for r in rows) for c in ("count", "entity")}
+    assert asked == {"entity": 4, "count": 2} and table["entity"]["base"]["n"] == 4  # two counting prompts ask counts
+    right = sum(r["details"]["vqa"]["questions"]["entity"][0] for r in rows)
+    assert table["entity"]["base"]["mean"] == right / 4
+    assert table["overall"]["base"]["mean"] == pytest.approx(sum(r["scores"]["vqa"] for r in rows) / 4)
 
 
 class FakeVQA:

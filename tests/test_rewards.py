@@ -113,10 +113,17 @@ def reward_options(tmp_path_factory, tiny_bundle_dir):
     metadata = root / "geneval_metadata.jsonl"  # PROMPTS in GenEval's format
     metadata.write_text("".join(json.dumps({"tag": "counting", "prompt": p, "include": [{"class": c, "count": n}]}) + "\n"
                                 for p, c, n in zip(PROMPTS, ("boat", "tree", "ball"), (2, 1, 3))))
+    compbench = root / "t2i-compbench"  # PROMPTS as T2I-CompBench's colour, spatial and non-spatial prompts
+    compbench.mkdir()
+    for category, prompt in zip(("color", "spatial", "non_spatial"), PROMPTS):
+        (compbench / f"{category}_val.txt").write_text(prompt + "\n")
     return {
         "geneval": {"metadata": str(metadata), "detector": str(following / "owl"), "colors": str(following / "clip"),
                     "threshold": 0.0},
         "vqa": {"geneval": str(metadata), "model": str(save_tiny_blip_vqa(root / "blip-vqa"))},
+        "t2i-compbench": {"prompts": str(compbench), "subset": "color,spatial,non_spatial", "vqa": str(root / "blip-vqa"),
+                          "detector": str(following / "owl"), "clip": str(following / "clip"), "threshold": 0.0,
+                          "split_sentences": True},
         "world-geneval": {"bundle_dir": bundle},
         "hpsv2": {"checkpoint": str(root / "hps.pt"), "processor": hps_clip},
         "imagereward": {"checkpoint": imagereward_dir, "tokenizer": _bert_tokenizer_folder(root / "bert")},

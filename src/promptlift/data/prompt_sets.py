@@ -89,7 +89,13 @@ def load_prompt_set(name_or_file: str, path: str | None = None, subset: str | No
     if name_or_file in PROMPT_SETS:
         spec = PROMPT_SETS[name_or_file]
         subset = subset or spec.default_subset
-        records = spec.loader(None if spec.builtin else _read_source(spec, path, subset), subset)
+        subsets = [s.strip() for s in str(subset).split(",") if s.strip()] if subset else [subset]
+        if len(subsets) > 1 and not (spec.url and "{subset}" in spec.url):
+            raise ValueError(f"prompt set {name_or_file!r} takes one subset, not {subset!r}.")
+        if len(subsets) > 1:  # a file per subset (T2I-CompBench's categories): each prompt's id names its subset
+            records = [{**r, "id": f"{s}-{r['id']}"} for s in subsets for r in spec.loader(_read_source(spec, path, s), s)]
+        else:
+            records = spec.loader(None if spec.builtin else _read_source(spec, path, subset), subset)
     elif Path(name_or_file).suffix == ".txt":
         records = [{"id": str(n - 1), "prompt": line.strip()}
                    for n, line in enumerate(read_utf8(Path(name_or_file)).splitlines(), 1) if line.strip()]
@@ -155,7 +161,7 @@ def _drawbench(path: Path, subset) -> list[dict]:
             for i, r in enumerate(rows) if subset in (None, r["Category"].strip())]
 
 
-@register_prompt_set("t2i-compbench", help="T2I-CompBench val split of one category (subset, default color).",
+@register_prompt_set("t2i-compbench", help="T2I-CompBench val split of its categories (subset: comma-separated, default color).",
                      url="https://raw.githubusercontent.com/Karine-Huang/T2I-CompBench/main/examples/dataset/{subset}_val.txt",
                      default_subset="color")
 def _t2i(path: Path, subset) -> list[dict]:

@@ -73,14 +73,18 @@ class EvalConfig(SamplingConfig):
 
 
     def _benchmark_files(self) -> list[str]:
-        """GenEval's metadata file for the judges that read it (geneval, vqa), from `--prompts_path` when the prompts
-        are GenEval's and the user named no other."""
-        if "geneval" not in str(self.prompts).split(",") or not self.prompts_path or not Path(self.prompts_path).is_file():
-            return []
-        given = {o.partition("=")[0] for o in self.reward_option}
-        wanted = [("geneval", "geneval.metadata"), ("vqa", "vqa.geneval")]
-        return [f"{key}={self.prompts_path}" for reward, key in wanted
-                if reward in self.rewards and key not in given and "vqa.questions" not in given]
+        """The benchmark's files for the judges that read them, from `--prompts_path` / `--prompts_subset` where the
+        user named no other: GenEval's metadata (geneval, vqa), T2I-CompBench's prompt files and categories."""
+        sets, given = str(self.prompts).split(","), {o.partition("=")[0] for o in self.reward_option}
+        options = []
+        if "t2i-compbench" in sets and "t2i-compbench" in self.rewards:
+            wanted = [("t2i-compbench.prompts", self.prompts_path), ("t2i-compbench.subset", self.prompts_subset)]
+            options += [f"{key}={value}" for key, value in wanted if value and key not in given]
+        if "geneval" in sets and self.prompts_path and Path(self.prompts_path).is_file():
+            wanted = [("geneval", "geneval.metadata"), ("vqa", "vqa.geneval")]
+            options += [f"{key}={self.prompts_path}" for reward, key in wanted
+                        if reward in self.rewards and key not in given and "vqa.questions" not in given]
+        return options
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """`promptlift eval`: generate with fixed seeds, score with rewards and judges, summarise, report.
 
-A run folder holds config.yaml, images/, scores.jsonl (one line per image, appended as it goes),
-summary.json and report.html. An interrupted run resumes without redoing finished images; nothing
+A run folder holds config.json, images/, scores.jsonl (one line per image, appended as it goes; a judge's
+per-image details under "details"), judges.json (the models a judge scored with), summary.json and report.html. An interrupted run resumes without redoing finished images; nothing
 is held in memory beyond one batch.
 """
 
@@ -35,6 +35,7 @@ from ..images import images_to_tensor
 from .config import EvalConfig
 
 __all__ = ["EvalConfig", "evaluate", "read_scores", "summarise"]
+JUDGES_FILE = "judges.json"  # {reward: the models and rules it judged with}, for judges that name theirs
 # Settings that change the images or their scores: a run folder resumes only with the same values.
 _RUN_KEYS = ("model", "lift", "lift_option", "num_inference_steps", "guidance_scale", "height", "width", "negative_prompt",
              "on_long_prompt", "prompts", "prompts_subset", "rewards", "reward_option", "judge_bundle")
@@ -50,7 +51,7 @@ def _check_resume(out: Path, settings: dict, overwrite: bool, clear: bool = True
     keys = (*_RUN_KEYS, "prompts_sha256") if "prompts_sha256" in old else _RUN_KEYS  # runs before the fingerprint
     diff = [k for k in keys if _setting(old, k) != _setting(settings, k)]
     if diff and overwrite and clear:
-        for name in ("scores.jsonl", "summary.json", "report.html", "config.json"):
+        for name in ("scores.jsonl", "summary.json", "report.html", "config.json", JUDGES_FILE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "images", ignore_errors=True)
     elif diff and not overwrite:
@@ -131,6 +132,8 @@ def _run_jobs(cfg: EvalConfig, out: Path, jobs: list, options: dict, state) -> N
     if state.num_processes > 1 and cfg.device is None:
         cfg = dataclasses.replace(cfg, device=str(state.device))  # each rank on its own GPU
     rewards = {name: load_reward(name, **options.get(name, {})) for name in cfg.rewards}
+    if state.is_main_process:  # the judges' models and rules, named in the summary
+        atomic_write_json(out / JUDGES_FILE, {name: r.judged_with for name, r in rewards.items() if r.judged_with})
     # a content judge reads its own model's renders (the world's: the embedded model's); another model's only when
     # asked for by name
     profile = content_profile(cfg.model, cfg.judge_bundle)
@@ -188,6 +191,7 @@ def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> lis
     x = images_to_tensor(images).to(device)
     prompts = [r["prompt"] for r, _ in batch]
     scores = {name: reward(x, prompts).float().cpu().tolist() for name, reward in rewards.items()}
+    details = {name: reward.last_details for name, reward in rewards.items() if reward.last_details is not None}
     judge, attributes = judge if judge is not None else (None, ())
     predicted = judge.predict(x.cpu()) if judge is not None else None
     rows = []
@@ -197,6 +201,8 @@ def _score_batch(batch: list, images: list, rewards: dict, judge, device) -> lis
                "scores": {name: values[i] for name, values in scores.items()}}
         if rec.get("meta"):
             row["meta"] = rec["meta"]
+        if details:
+            row["details"] = {name: values[i] for name, values in details.items()}
         if predicted is not None and _judged(rec, attributes):
             row["expected"] = rec["expected"]
             row["semantic"] = {k: predicted[k][i] == rec["expected"][k] for k in attributes}
@@ -238,5 +244,7 @@ def summarise(run_dir: Path) -> dict:
             for c in categories}
     summary["timings"] = {k: float(np.sum([r["timings"][k] for r in rows if "timings" in r]))
                           for k in ("generate_s", "score_s")}
+    if (Path(run_dir) / JUDGES_FILE).is_file():
+        summary["judged_with"] = json.loads((Path(run_dir) / JUDGES_FILE).read_text())
     atomic_write_json(Path(run_dir) / "summary.json", summary)
     return summary

@@ -5,6 +5,7 @@ the win rate and the all-correct change, with bootstrap 95 % intervals over prom
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Mapping
@@ -18,10 +19,10 @@ from ..stats import bootstrap_mean, win_rate
 from ..files import atomic_write_json
 from ..devices import distributed_state
 from ..runs import run_record
-from .run import EvalConfig, evaluate, read_scores
+from .run import JUDGES_FILE, EvalConfig, evaluate, read_scores
 
 __all__ = ["SYSTEMS_FILE", "category_table", "evaluate_systems", "format_category_table", "format_system_table",
-           "parse_system", "system_table"]
+           "parse_system", "question_table", "system_table"]
 
 SYSTEMS_FILE = "systems.json"
 _SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -71,7 +72,7 @@ def evaluate_systems(cfg: EvalConfig) -> dict:
         raise ValueError(f"`baseline` {baseline!r} is none of the systems ({', '.join(systems)}).")
     sets = [s.strip() for s in str(cfg.prompts).split(",") if s.strip()]
     main = distributed_state().is_main_process
-    tables, folders, by_category = {}, {}, {}
+    tables, folders, by_category, by_question, judged_with = {}, {}, {}, {}, {}
     for prompt_set in sets:
         runs = folders[prompt_set] = {}
         for name, lifts in systems.items():
@@ -80,16 +81,24 @@ def evaluate_systems(cfg: EvalConfig) -> dict:
                                                       results=None, title=None, lifted=False, output_dir=out, **lifts))
         tables[prompt_set] = system_table(runs, baseline, cfg.judge)
         categories = by_category[prompt_set] = category_table(runs, baseline, cfg.judge)
+        questions = by_question[prompt_set] = question_table(runs, baseline, cfg.judge)
+        judged_with[prompt_set] = _judged_with(runs[baseline], cfg.judge)
         if main:
-            print(f"\n{prompt_set}: {cfg.num_prompts or 'all'} prompts x {cfg.seeds} seeds, judged by {cfg.judge}\n"
+            with_ = f" ({judged_with[prompt_set]})" if judged_with[prompt_set] else ""
+            print(f"\n{prompt_set}: {cfg.num_prompts or 'all'} prompts x {cfg.seeds} seeds, judged by {cfg.judge}{with_}\n"
                   + format_system_table(tables[prompt_set], baseline), flush=True)
             if categories:
                 print(f"\n{prompt_set} by category ({cfg.judge}, mean [95 % interval]):\n"
                       + format_category_table(categories), flush=True)
+            if questions:
+                print(f"\n{prompt_set} by question category ({cfg.judge}, share of questions right [95 % interval]):\n"
+                      + format_category_table(questions), flush=True)
     record = {"title": cfg.title or f"{', '.join(systems)} on {', '.join(sets)}", "run": run_record(),
               "model": cfg.model, "judge": cfg.judge, "baseline": baseline, "num_prompts": cfg.num_prompts,
               "seeds": cfg.seeds, "prompts_subset": cfg.prompts_subset, "systems": systems, "sets": tables,
               "by_category": {name: table for name, table in by_category.items() if table},
+              "by_question_category": {name: table for name, table in by_question.items() if table},
+              "judged_with": {name: text for name, text in judged_with.items() if text},
               "runs": {name: {system: str(run) for system, run in runs.items()} for name, runs in folders.items()}}
     if main:
         for path in [Path(cfg.output_dir) / SYSTEMS_FILE, *([cfg.results] if cfg.results else [])]:
@@ -101,6 +110,12 @@ def _folder(prompt_set: str) -> str:
     """A run folder's name for a prompt set: its name, or a file's stem."""
     path = Path(prompt_set)
     return path.stem if path.suffix in (".txt", ".jsonl") else prompt_set
+
+
+def _judged_with(run: Path, judge: str) -> str | None:
+    """The models and rules the judge of a run scored with (its judges.json), None when it names none."""
+    path = Path(run) / JUDGES_FILE
+    return json.loads(path.read_text()).get(judge) if path.is_file() else None
 
 
 def _rows(run: Path) -> dict[tuple, dict]:
@@ -159,6 +174,29 @@ def category_table(runs: Mapping[str, Path], baseline: str, judge: str) -> dict[
         table["overall"][system] = {"mean": float(np.mean([table[c][system]["mean"] for c in categories])),
                                     "ci95": [float(np.percentile(overall, 2.5)), float(np.percentile(overall, 97.5))],
                                     "n": len(shared)}
+    return table
+
+
+def question_table(runs: Mapping[str, Path], baseline: str, judge: str) -> dict[str, dict]:
+    """{question category: {system: {"mean", "ci95", "n"}}}: the share of all questions of the category answered
+    right (as DPG-Bench scores its categories), from the question judge's per-image details, and "overall", the mean
+    image score; intervals by resampling prompts. {} when `judge` keeps no questions per image."""
+    rows = {name: _rows(Path(run)) for name, run in runs.items()}
+    keys = set(rows[baseline])
+    if not keys or not all("questions" in rows[baseline][k].get("details", {}).get(judge, {}) for k in keys):
+        return {}
+    categories = sorted({c for r in rows[baseline].values() for c in r["details"][judge]["questions"]})
+    table: dict[str, dict] = {c: {} for c in [*categories, "overall"]}
+    for system, these in rows.items():
+        shared = [these[k] for k in sorted(keys & set(these))]
+        for c in categories:  # each question a 0/1 value, grouped by its prompt
+            values, groups = [], []
+            for r in shared:
+                right, asked = r["details"][judge]["questions"].get(c, (0, 0))
+                values += [1.0] * right + [0.0] * (asked - right)
+                groups += [r["id"]] * asked
+            table[c][system] = bootstrap_mean(values, groups)  # the systems share the prompts, so the questions
+        table["overall"][system] = bootstrap_mean([r["scores"][judge] for r in shared], [r["id"] for r in shared])
     return table
 
 

@@ -43,6 +43,8 @@ class Reward(torch.nn.Module):
 
     differentiable: bool = True
     score_range: tuple[float, float] = (float("-inf"), float("inf"))  # bounds every score lies within
+    judged_with: str | None = None  # a judge's models and rules, as its reports name them (None: its name says it)
+    last_details: list[dict] | None = None  # per image of the last batch, what its score is made of (JSON)
 
     def freeze(self) -> Reward:
         self.requires_grad_(False)

@@ -143,6 +143,7 @@ class ClipColors:
     def __init__(self, model: str = "openai/clip-vit-large-patch14"):
         from transformers import CLIPModel, CLIPProcessor
 
+        self.name = f"CLIP ({model})"
         self.processor = CLIPProcessor.from_pretrained(model)
         self.model = CLIPModel.from_pretrained(model).eval().requires_grad_(False)
 
@@ -175,6 +176,7 @@ class GenEvalReward(Reward):
         super().__init__()
         self.metadata, self.detector, self.colors = metadata, detector, colors
         self.last_reasons: list[list[str]] = []
+        self.judged_with = f"GenEval's rules on {detector.name}" + (f"; colours by {colors.name}" if colors else "")
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         self.check_inputs(images, prompts)
@@ -200,6 +202,7 @@ class GenEvalReward(Reward):
             correct, reasons = geneval_verdict(self.metadata[prompt], by_class, colors)
             scores.append(float(correct))
             self.last_reasons.append(reasons)
+        self.last_details = [{"reasons": r} for r in self.last_reasons]
         return torch.tensor(scores)
 
 

@@ -131,11 +131,24 @@ class BlipVQA:
             out.append([a.strip().lower() for a in self.processor.batch_decode(ids, skip_special_tokens=True)])
         return out
 
+    @torch.no_grad()
+    def yes_probability(self, image: torch.Tensor, questions: Sequence[str]) -> list[float]:
+        """Per question about `image` (3, H, W), the probability of "yes" as the answer's first token (the softmax
+        over the vocabulary, as T2I-CompBench's BLIP-VQA score reads it)."""
+        from .following import _pil
+
+        yes = self.processor.tokenizer.convert_tokens_to_ids("yes")
+        inputs = self.processor(images=[_pil(image)] * len(questions), text=list(questions), return_tensors="pt",
+                                padding=True)
+        out = self.model.generate(**{k: v.to(self.model.device) for k, v in inputs.items()}, max_new_tokens=1,
+                                  output_scores=True, return_dict_in_generate=True)
+        return out.scores[0].float().softmax(-1)[:, yes].tolist()
+
 
 class QuestionReward(Reward):
     """The share of an image's questions answered as its prompt implies (DSG's rule: a question whose parent was
     answered wrong is wrong); not differentiable. `last_answers` keeps the last batch's answers, `last_categories`
-    each image's share right per question category."""
+    each image's share right per question category, `last_details` its questions right and asked per category."""
 
     differentiable = False
     score_range = (0.0, 1.0)
@@ -145,6 +158,7 @@ class QuestionReward(Reward):
         self.questions, self.vqa, self.source = questions, vqa, source
         self.last_answers: list[list[str]] = []
         self.last_categories: list[dict[str, float]] = []
+        self.judged_with = f"{vqa.name} on questions from {source}"
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         self.check_inputs(images, prompts)
@@ -154,7 +168,7 @@ class QuestionReward(Reward):
                              "score the benchmark's own prompts, or give its questions file.")
         asked = [self.questions[p] for p in prompts]
         self.last_answers = self.vqa.answer(images, asked)
-        scores, self.last_categories = [], []
+        scores, self.last_categories, self.last_details = [], [], []
         for questions, answers in zip(asked, self.last_answers):
             right: list[bool] = []
             for q, a in zip(questions, answers):
@@ -163,6 +177,7 @@ class QuestionReward(Reward):
             for q, r in zip(questions, right):
                 by_category.setdefault(q.category, []).append(r)
             self.last_categories.append({c: sum(v) / len(v) for c, v in by_category.items()})
+            self.last_details.append({"questions": {c: [sum(v), len(v)] for c, v in by_category.items()}})
             scores.append(sum(right) / len(right))
         return torch.tensor(scores)
 
