@@ -78,7 +78,8 @@ def test_on_world_renders_the_rules_agree_with_the_attribute_judge(tiny_bundle_d
     verdict is the judge's kind, colour and count all right, image by image (here a random judge on real renders:
     the rules, not the judge, are what is checked)."""
     from promptlift.judges.bundle import load_judge
-    from promptlift.judges.following import WorldGenEvalReward, rule_agreement, world_geneval_metadata
+    from promptlift.judges.following import (WorldGenEvalReward, WorldQuestionReward, rule_agreement,
+                                             world_geneval_metadata)
     from promptlift.world.dataset import iter_prompt_set
     from promptlift.world.render import render
     from promptlift.world.scene import sample_scene
@@ -95,6 +96,9 @@ def test_on_world_renders_the_rules_agree_with_the_attribute_judge(tiny_bundle_d
     assert reward(images, [r["prompt"] for r in records]).mean().item() == result["geneval"]
     with pytest.raises(ValueError, match="world-geneval reads the kind of object a world prompt names; 'a photo of a dog' names none"):
         reward(images[:1], ["a photo of a dog"])
+    questions = WorldQuestionReward(judge=judge)  # `--rewards world-vqa`: the questions written from the text
+    assert (questions(images, [r["prompt"] for r in records]) == 1).float().mean().item() == result["vqa"]
+    assert {c for d in questions.last_details for c in d["questions"]} <= {"entity", "count", "attribute"}
 
 
 def test_eval_prints_the_benchmarks_category_table_for_each_system(tmp_path, tiny_models, tiny_pipeline_dirs):

@@ -125,6 +125,7 @@ def reward_options(tmp_path_factory, tiny_bundle_dir):
                           "detector": str(following / "owl"), "clip": str(following / "clip"), "threshold": 0.0,
                           "split_sentences": True},
         "world-geneval": {"bundle_dir": bundle},
+        "world-vqa": {"bundle_dir": bundle},
         "hpsv2": {"checkpoint": str(root / "hps.pt"), "processor": hps_clip},
         "imagereward": {"checkpoint": imagereward_dir, "tokenizer": _bert_tokenizer_folder(root / "bert")},
         **{name: {} for name, spec in REWARDS.items() if spec.requires == "pyiqa"},

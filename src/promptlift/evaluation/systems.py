@@ -86,7 +86,7 @@ def evaluate_systems(cfg: EvalConfig) -> dict:
         if main:
             with_ = f" ({judged_with[prompt_set]})" if judged_with[prompt_set] else ""
             print(f"\n{prompt_set}: {cfg.num_prompts or 'all'} prompts x {cfg.seeds} seeds, judged by {cfg.judge}{with_}\n"
-                  + format_system_table(tables[prompt_set], baseline), flush=True)
+                  + format_system_table(tables[prompt_set], baseline, cfg.judge), flush=True)
             if categories:
                 print(f"\n{prompt_set} by category ({cfg.judge}, mean [95 % interval]):\n"
                       + format_category_table(categories), flush=True)
@@ -211,12 +211,13 @@ def format_category_table(table: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def format_system_table(table: Mapping[str, dict], baseline: str = "baseline") -> str:
-    """The table as aligned text: per-attribute and all-correct accuracy (%), the all-correct change and the win rate."""
+def format_system_table(table: Mapping[str, dict], baseline: str = "baseline", judge: str = "aesthetic") -> str:
+    """The table as aligned text: per-attribute and all-correct accuracy (%), the all-correct change, the judge's mean
+    (the rows' "aesthetic", named by `judge`) and the win rate."""
     judged = next((row["semantic"] for row in table.values() if "semantic" in row), {})
     columns = [(a, max(5, len(a))) for a in judged]  # the content judge's attributes, then "all"
     lines = [f"{'system':<34} " + " ".join(f"{a:>{w}}" for a, w in columns) + f" {'all vs ' + baseline:>20} "
-             f"{'aesthetic':>9}  win rate vs {baseline}"]
+             f"{judge:>9}  win rate vs {baseline}"]
     for system, row in table.items():
         s = row.get("semantic", {})
         vs, change = row.get("vs_baseline"), row.get("semantic_all_change")
@@ -224,5 +225,5 @@ def format_system_table(table: Mapping[str, dict], baseline: str = "baseline") -
         delta = (f"{100 * change['mean']:+.1f} [{100 * change['ci95'][0]:+.1f}, {100 * change['ci95'][1]:+.1f}]"
                  if change else "")
         cells = " ".join(f"{100 * s[a]:>{w}.1f}" if a in s else f"{'':>{w}}" for a, w in columns)
-        lines.append(f"{system:<34} {cells} {delta:>20} {row['aesthetic']:>9.2f}  {win}")
+        lines.append(f"{system:<34} {cells} {delta:>20} {row['aesthetic']:>{max(9, len(judge))}.2f}  {win}")
     return "\n".join(lines)

@@ -20,7 +20,8 @@ from ..rewards.following import Detection, GenEvalReward
 from ..rewards.questions import Question, QuestionReward, geneval_questions
 from .bundle import BUNDLE_DIR, load_judge
 
-__all__ = ["WorldDetector", "WorldGenEvalReward", "WorldVQA", "rule_agreement", "world_geneval_metadata"]
+__all__ = ["WorldDetector", "WorldGenEvalReward", "WorldQuestionReward", "WorldVQA", "rule_agreement",
+           "world_geneval_metadata"]
 
 CONTENT = ("kind", "color", "count")  # what GenEval's rules check of a world render
 
@@ -66,15 +67,10 @@ class WorldGenEvalReward(GenEvalReward):
         super().__init__({}, WorldDetector(judge_bundle, judge))
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        from ..world.prompts import parse_prompt
-
         for prompt in prompts:
             if prompt not in self.metadata:
-                expected = parse_prompt(prompt)
-                if expected.get("kind") is None:
-                    raise ValueError(f"world-geneval reads the kind of object a world prompt names; {prompt!r} names "
-                                     "none: score world prompt sets.")
-                self.metadata[prompt] = world_geneval_metadata({"prompt": prompt, "expected": expected})
+                self.metadata[prompt] = world_geneval_metadata({"prompt": prompt,
+                                                                "expected": _expected(prompt, "world-geneval")})
         return super().forward(images, prompts)
 
 
@@ -100,6 +96,35 @@ class WorldVQA(_JudgeReader):
 def world_questions(record: dict) -> list[Question]:
     """The questions of a world prompt: GenEval's, written from its metadata (`world_geneval_metadata`)."""
     return geneval_questions(world_geneval_metadata(record))
+
+
+class WorldQuestionReward(QuestionReward):
+    """The question judge on world prompts: each prompt's questions written from the attributes the world's parser
+    reads in it, answered by the attribute judge (`WorldVQA`)."""
+
+    def __init__(self, judge_bundle: Path | None = None, judge=None):
+        super().__init__({}, WorldVQA(judge_bundle, judge), "world prompts")
+
+    def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        for prompt in prompts:
+            if prompt not in self.questions:
+                self.questions[prompt] = world_questions({"prompt": prompt, "expected": _expected(prompt, "world-vqa")})
+        return super().forward(images, prompts)
+
+
+def _expected(prompt: str, judge: str) -> dict:
+    """What a world prompt names, as the world's parser reads it; a prompt naming no kind of object is refused."""
+    from ..world.prompts import parse_prompt
+
+    expected = parse_prompt(prompt)
+    if expected.get("kind") is None:
+        raise ValueError(f"{judge} reads the kind of object a world prompt names; {prompt!r} names none: score world "
+                         "prompt sets.")
+    return expected
+
+
+register_reward("world-vqa", help="Questions from world prompts (entity, count, colour) answered by the attribute judge.",
+                eval_only=True)(lambda bundle_dir=None: WorldQuestionReward(bundle_dir))
 
 
 @torch.no_grad()
