@@ -283,6 +283,53 @@ def systems_markdown(rows: dict) -> str:
                   "win rate vs base"], body)
 
 
+def category_markdown(cells: dict) -> str:
+    """A benchmark's category table (`evaluation.systems.category_table` / `question_table`): a row per category, then
+    overall; a column per system, the mean with its 95 % interval."""
+    systems = list(next(iter(cells.values())))
+    rows = [[category, *(f"{100 * c[s]['mean']:.1f}{interval(c[s]['ci95'])}" for s in systems)]
+            for category, c in cells.items()]
+    return table(["category", *systems], rows)
+
+
+def following_page(files: list[Path], crosscheck: Path | None) -> str:
+    """Prompt-following comparisons (`promptlift eval --system` with a following judge): the systems table, the
+    benchmark's category tables; then the rules checked on true renders (`benchmarks/following_crosscheck.py`)."""
+    parts = [HEAD + "# Prompt following\n\nEach table compares systems on the same prompts and seeds "
+             "(`promptlift eval --system`) by a prompt-following judge ([Prompt following](../prompt-following.md)); "
+             "means in %, bootstrap 95 % intervals over prompts.\n"]
+    for path in files:
+        record = json.loads(path.read_text())
+        parts.append(f"\n## {record.get('title', path.stem)}\n\n`benchmarks/results/{path.name}`: {run_line(record['run'])}; "
+                     f"{record['num_prompts']} prompts x {record['seeds']} seeds per set, {scenes(record)}.\n")
+        systems = ", ".join(f"`{name}` = {describe_system(spec)}" for name, spec in record["systems"].items())
+        parts.append(f"\nSystems: {systems}. Judge: `{record['judge']}`.\n")
+        for name, rows in record["sets"].items():
+            judged_with = record.get("judged_with", {}).get(name)
+            parts.append(f"\n{world_set(name)}" + (f", judged with {judged_with}" if judged_with else "") + ":\n\n"
+                         + systems_markdown(rows).replace("| aesthetic |", f"| {record['judge']} |"))
+            for key, what in (("by_category", "by prompt category (the mean score)"),
+                              ("by_question_category", "by question category (the share of questions answered right; "
+                                                       "overall: the mean image score)")):
+                if name in record.get(key, {}):
+                    parts.append(f"\n{world_set(name)} {what}:\n\n" + category_markdown(record[key][name]))
+    if crosscheck is not None:
+        r = json.loads(crosscheck.read_text())
+        rows = [[world_set(name), x["n"], f"{x['agreement']:.3f}", f"{x['vqa_agreement']:.3f}", pct(x["judge"]),
+                 pct(x["geneval"]), pct(x["vqa"])] for name, x in r["sets"].items()]
+        parts.append(f"""
+## {r['title']}
+
+`benchmarks/following_crosscheck.py` -> `benchmarks/results/{crosscheck.name}`: {run_line(r['run'])}. On the renderer's
+own image of each prompt's scene (the truth), the embedded attribute judge stands behind the detector and VQA
+interfaces: agreement is how often GenEval's verdict (and the questions' all-right) equals the judge's kind, colour
+and count all right, image by image; the shares are how often each reads the true image as right.
+
+{table(["prompt set", "renders", "GenEval rules vs judge", "questions vs judge", "judge right (%)",
+        "GenEval rules pass (%)", "all questions right (%)"], rows)}""")
+    return "".join(parts)
+
+
 def stack_section(files: list[Path]) -> str:
     """The stack's factorial and leave-one-out runs (`research/lift_factorial.py --results`): every cell, and what
     each lift gives (the factorial: its marginal effect; leave-one-out: the stack minus the stack without it)."""
@@ -486,9 +533,14 @@ def pages() -> dict[str, str]:
                                    overhead if (overhead := RESULTS / "lift_overhead.json").is_file() else None), "narrative.md": narrative_page(narrative, RESULTS / "narrative-notes.md",
                                           sorted(RESULTS.glob("teacher-probe-*.json")),
                                           sorted(RESULTS.glob("stack-*.json")))}
-    titles = {"narrative.md": "Narrative prompts: the SUR-adapter and the lifted stack", "bundle.md": "The embedded model",
+    crosscheck = RESULTS / "following-crosscheck.json"
+    following = sorted(p for p in RESULTS.glob("following-*.json") if p != crosscheck)
+    if following or crosscheck.is_file():
+        out["following.md"] = following_page(following, crosscheck if crosscheck.is_file() else None)
+    titles = {"narrative.md": "Narrative prompts: the SUR-adapter and the lifted stack",
+              "following.md": "Prompt following", "bundle.md": "The embedded model",
               "methods.md": "The methods in the world", "real-size.md": "Real size and memory", "speed.md": "Speed"}
-    out["index.md"] = index_page(titles)
+    out["index.md"] = index_page({name: title for name, title in titles.items() if name in out})
     return out
 
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from promptlift.cli import cli
 from promptlift.data import PROMPT_SETS, load_prompt_set
+from promptlift.evaluation.config import EvalConfig
 from promptlift.stats import bootstrap_mean, win_rate
 from helpers import run_cli
 
@@ -197,6 +198,11 @@ def test_missing_reward_weights_stop_before_generation(tmp_path, tiny_pipeline_d
                  "--reward_option", f"laion-aesthetic.weights={tmp_path / 'none.pth'}", "--output_dir", tmp_path / "r")
     assert result.exit_code != 0 and "missing" in result.output and "none.pth" in result.output
     assert not (tmp_path / "r" / "images").exists()
+
+
+def test_rewards_are_given_repeated_or_separated_by_commas():
+    config = EvalConfig(rewards=["world-aesthetic,world-clip", "world-vqa"], system=["base="], judge="world-vqa")
+    assert config.rewards == ["world-aesthetic", "world-clip", "world-vqa"]
 
 
 @needs_bench

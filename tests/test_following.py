@@ -217,3 +217,16 @@ def test_blip_vqa_answers_through_its_loading_code(tmp_path):
     answers = vqa.answer(torch.rand(2, 3, 40, 40), [[Question("is there a dog?", "entity"),
                                                      Question("is there a cat?", "entity")], []])
     assert len(answers[0]) == 2 and answers[1] == [] and all(a == a.lower() for a in answers[0])
+
+
+def test_vqascore_asks_whether_the_figure_shows_the_prompt():
+    from promptlift.rewards.questions import VQAScore
+
+    class Yes:
+        name = "fake"
+
+        def yes_probability(self, image, questions):
+            return [0.75 if "'two red boats'" in q and q.endswith("Please answer yes or no.") else 0.25 for q in questions]
+
+    scores = VQAScore(Yes())(torch.rand(2, 3, 32, 32), ["two red boats", "a cat"])
+    assert scores.tolist() == [0.75, 0.25]

@@ -121,6 +121,7 @@ def reward_options(tmp_path_factory, tiny_bundle_dir):
         "geneval": {"metadata": str(metadata), "detector": str(following / "owl"), "colors": str(following / "clip"),
                     "threshold": 0.0},
         "vqa": {"geneval": str(metadata), "model": str(save_tiny_blip_vqa(root / "blip-vqa"))},
+        "vqascore": {"model": str(root / "blip-vqa")},
         "t2i-compbench": {"prompts": str(compbench), "subset": "color,spatial,non_spatial", "vqa": str(root / "blip-vqa"),
                           "detector": str(following / "owl"), "clip": str(following / "clip"), "threshold": 0.0,
                           "split_sentences": True},

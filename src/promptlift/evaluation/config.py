@@ -26,7 +26,8 @@ class EvalConfig(SamplingConfig):
     num_prompts: int | None = field(default=None, metadata={"help": "Use the first N prompts only (default: all).", "min": 1})
     seeds: int = field(default=1, metadata={"help": "Images per prompt, with seeds 0..N-1.", "min": 1, "max": 10000})
     rewards: list[str] = field(default_factory=list, metadata={
-        "help": "Rewards to score with (see `promptlift rewards`); default: the world's on the embedded model, else "
+        "help": "Rewards to score with (see `promptlift rewards`; repeat the option or separate them by commas); "
+                "default: the world's on the embedded model, else "
                 "clip-score, laion-aesthetic, pickscore, hpsv2 and imagereward (their weights checked before any work)."})
     reward_option: list[str] = field(default_factory=list, metadata={"help": "REWARD.KEY=VALUE option of a reward; repeatable."})
     output_dir: Path = field(default=Path("runs/eval"), metadata={"help": "Run folder (resumed if it holds the same run)."})
@@ -55,7 +56,9 @@ class EvalConfig(SamplingConfig):
         self.prompts = prompts_or_default(self.prompts, defaults.eval_prompts, self.model, "prompts",
                                           ", or a named set such as partiprompts, drawbench, geneval or t2i-compbench "
                                           "with --prompts_path (its local copy)")
-        self.rewards = list(self.rewards) or list(defaults.eval_rewards)
+        # `--rewards a,b` as `--rewards a --rewards b` (no reward's name holds a comma)
+        self.rewards = [r.strip() for item in self.rewards for r in str(item).split(",") if r.strip()] or list(
+            defaults.eval_rewards)
         self.reward_option = list(self.reward_option) + self._benchmark_files()
         from ..rewards import parse_reward_options
 

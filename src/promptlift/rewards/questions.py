@@ -21,7 +21,7 @@ import torch
 
 from .base import Reward, WeightSource, register_reward
 
-__all__ = ["BlipVQA", "Question", "QuestionReward", "VQAModel", "geneval_questions", "read_dpg_questions"]
+__all__ = ["BlipVQA", "Question", "QuestionReward", "VQAModel", "VQAScore", "geneval_questions", "read_dpg_questions"]
 
 
 @dataclass(frozen=True)
@@ -198,3 +198,31 @@ def vqa_reward(questions: str | None = None, geneval: str | None = None,
     metadata = read_geneval_metadata(geneval)
     return QuestionReward({p: geneval_questions(m) for p, m in metadata.items()}, BlipVQA(model),
                           "questions written from GenEval's metadata")
+
+
+class VQAScore(Reward):
+    """VQAScore (Lin et al. 2024): the probability that a VQA model answers "yes" to "Does this figure show
+    '{prompt}'? Please answer yes or no." (not differentiable). The paper's model is CLIP-FlanT5 through the
+    `t2v-metrics` package, which pins torch 2.5 and transformers 4.49 and does not install beside promptlift: here the
+    answering model is BLIP-VQA (`BlipVQA.yes_probability`), so scores compare runs with each other, not with
+    published VQAScores."""
+
+    differentiable = False
+    score_range = (0.0, 1.0)
+    QUESTION = "Does this figure show '{}'? Please answer yes or no."
+
+    def __init__(self, vqa: BlipVQA):
+        super().__init__()
+        self.vqa = vqa
+        self.judged_with = f"VQAScore's question, P(yes) by {vqa.name}"
+
+    def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        self.check_inputs(images, prompts)
+        return torch.tensor([self.vqa.yes_probability(image, [self.QUESTION.format(prompt)])[0]
+                             for image, prompt in zip(images, prompts)])
+
+
+@register_reward("vqascore", help="VQAScore: P(yes) to 'Does this figure show {prompt}?' by BLIP-VQA (the paper's "
+                                  "CLIP-FlanT5 needs t2v-metrics' own environment).", sources=_vqa_sources, eval_only=True)
+def vqascore_reward(model: str = "Salesforce/blip-vqa-base") -> VQAScore:
+    return VQAScore(BlipVQA(model))
