@@ -156,6 +156,8 @@ def test_the_registered_judge_loads_each_model_its_categories_need(tmp_path, tin
     judge = load_reward("t2i-compbench", prompts=str(folder), subset="color,spatial,non_spatial",
                         vqa=str(tiny_models / "blip"), detector=str(tiny_models / "owl"),
                         clip=str(tiny_models / "clip"), threshold=0.0)
+    held = list(judge.modules())  # `reward.to(device)` moves every model with it
+    assert all(any(m is model for m in held) for model in (judge.vqa.model, judge.detector.model, judge.clip.model))
     probabilities = judge.vqa.yes_probability(torch.rand(3, 40, 40), ["a red dog?", "a blue cat?"])
     assert len(probabilities) == 2 and all(0 <= p <= 1 for p in probabilities)
     prompts = [r["prompt"] for r in records]

@@ -57,6 +57,8 @@ def test_the_geneval_judge_runs_owlv2_and_clip_through_their_loading_code(tiny_m
                 "a photo of four dogs": {"tag": "counting", "include": [{"class": "dog", "count": 4}],
                                          "exclude": [{"class": "dog", "count": 5}]}}
     judge = GenEvalReward(metadata, detector, colors)
+    held = list(judge.modules())  # `reward.to(device)` moves the detector and CLIP with it
+    assert any(m is detector.model for m in held) and any(m is colors.model for m in held)
     scores = judge(images, list(metadata))
     assert scores.tolist() == [1.0, 0.0]  # a detection at threshold 0 finds one dog, never exactly four of 3 at most
     assert judge.last_reasons == [[], ["expected dog >= 4, found 3"]]

@@ -149,6 +149,7 @@ class CompBenchReward(Reward):
         self.judged_with = "T2I-CompBench's methods: " + "; ".join(
             [*used, *(["non-spatial by CLIP cosine"] if clip is not None else []), f"noun phrases: {phrases}"])
         self.categories, self.vqa, self.detector, self.clip, self.nlp = categories, vqa, detector, clip, nlp
+        self.hold(vqa, detector)
         self.last_parts: list[dict[str, float]] = []
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:

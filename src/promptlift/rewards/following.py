@@ -175,6 +175,7 @@ class GenEvalReward(Reward):
     def __init__(self, metadata: dict[str, dict], detector: Detector, colors=None):
         super().__init__()
         self.metadata, self.detector, self.colors = metadata, detector, colors
+        self.hold(detector, colors)
         self.last_reasons: list[list[str]] = []
         self.judged_with = f"GenEval's rules on {detector.name}" + (f"; colours by {colors.name}" if colors else "")
 

@@ -156,6 +156,7 @@ class QuestionReward(Reward):
     def __init__(self, questions: dict[str, list[Question]], vqa: VQAModel, source: str = "the benchmark's file"):
         super().__init__()
         self.questions, self.vqa, self.source = questions, vqa, source
+        self.hold(vqa)
         self.last_answers: list[list[str]] = []
         self.last_categories: list[dict[str, float]] = []
         self.judged_with = f"{vqa.name} on questions from {source}"
@@ -214,6 +215,7 @@ class VQAScore(Reward):
     def __init__(self, vqa: BlipVQA):
         super().__init__()
         self.vqa = vqa
+        self.hold(vqa)
         self.judged_with = f"VQAScore's question, P(yes) by {vqa.name}"
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
