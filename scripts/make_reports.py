@@ -292,9 +292,10 @@ def category_markdown(cells: dict) -> str:
     return table(["category", *systems], rows)
 
 
-def following_page(files: list[Path], crosscheck: Path | None) -> str:
+def following_page(files: list[Path], crosscheck: Path | None, cost: Path | None) -> str:
     """Prompt-following comparisons (`promptlift eval --system` with a following judge): the systems table, the
-    benchmark's category tables; then the rules checked on true renders (`benchmarks/following_crosscheck.py`)."""
+    benchmark's category tables; then the rules checked on true renders (`benchmarks/following_crosscheck.py`) and
+    the judges' cost per image (`benchmarks/following_cost.py`)."""
     parts = [HEAD + "# Prompt following\n\nEach table compares systems on the same prompts and seeds "
              "(`promptlift eval --system`) by a prompt-following judge ([Prompt following](../prompt-following.md)); "
              "means in %, bootstrap 95 % intervals over prompts.\n"]
@@ -327,6 +328,19 @@ and count all right, image by image; the shares are how often each reads the tru
 
 {table(["prompt set", "renders", "GenEval rules vs judge", "questions vs judge", "judge right (%)",
         "GenEval rules pass (%)", "all questions right (%)"], rows)}""")
+    if cost is not None:
+        r = json.loads(cost.read_text())
+        g = r["generation"]
+        rows = [[name, f"{s:.2f}", f"{s / g['image_s']:.3f}x"] for name, s in r["per_image_s"].items()]
+        parts.append(f"""
+## {r['title']}
+
+`benchmarks/following_cost.py` -> `benchmarks/results/{cost.name}`: {run_line(r['run'])}. Full-size architectures with
+random weights (the same compute as the published weights), through promptlift's judge classes; the baseline, measured
+in the same process, is SD 1.5 at 512 px: {g['unet_step_s']:.2f} s a guided UNet step, {g['vae_decode_s']:.2f} s a VAE
+decode, {g['image_s']:.1f} s an image of {g['steps']} steps.
+
+{table(["judge, per image", f"seconds ({r['device']})", "vs generating the image"], rows)}""")
     return "".join(parts)
 
 
@@ -424,7 +438,7 @@ def final_check_note(settings: dict) -> str:
 
 
 # the benchmarks that write their results through benchmarks/record.py, in the order the page shows them
-BENCHMARKS = ("curation_throughput", "eval_overhead", "textcraftor_memory", "world_render", "cli_help")
+BENCHMARKS = ("curation_throughput", "eval_overhead", "following_cost", "textcraftor_memory", "world_render", "cli_help")
 
 
 def benchmark_sections() -> str:
@@ -535,8 +549,10 @@ def pages() -> dict[str, str]:
                                           sorted(RESULTS.glob("stack-*.json")))}
     crosscheck = RESULTS / "following-crosscheck.json"
     following = sorted(p for p in RESULTS.glob("following-*.json") if p != crosscheck)
+    cost = RESULTS / "following_cost.json"
     if following or crosscheck.is_file():
-        out["following.md"] = following_page(following, crosscheck if crosscheck.is_file() else None)
+        out["following.md"] = following_page(following, crosscheck if crosscheck.is_file() else None,
+                                             cost if cost.is_file() else None)
     titles = {"narrative.md": "Narrative prompts: the SUR-adapter and the lifted stack",
               "following.md": "Prompt following", "bundle.md": "The embedded model",
               "methods.md": "The methods in the world", "real-size.md": "Real size and memory", "speed.md": "Speed"}

@@ -1,8 +1,8 @@
 """`promptlift eval`: generate with fixed seeds, score with rewards and judges, summarise, report.
 
 A run folder holds config.json, images/, scores.jsonl (one line per image, appended as it goes; a judge's
-per-image details under "details"), judges.json (the models a judge scored with), summary.json and report.html. An interrupted run resumes without redoing finished images; nothing
-is held in memory beyond one batch.
+per-image details under "details"), judges.json (the models a judge scored with), summary.json and report.html. An
+interrupted run resumes without redoing finished images; nothing is held in memory beyond one batch.
 """
 
 from __future__ import annotations

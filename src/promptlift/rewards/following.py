@@ -177,7 +177,8 @@ class GenEvalReward(Reward):
         self.metadata, self.detector, self.colors = metadata, detector, colors
         self.hold(detector, colors)
         self.last_reasons: list[list[str]] = []
-        self.judged_with = f"GenEval's rules on {detector.name}" + (f"; colours by {colors.name}" if colors else "")
+        self.judged_with = f"GenEval's rules on {detector.name}" + (
+            f"; colours by {getattr(colors, 'name', type(colors).__name__)}" if colors else "")
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         self.check_inputs(images, prompts)
