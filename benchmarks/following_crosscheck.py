@@ -1,7 +1,7 @@
 """GenEval's rules and the question judge checked where the truth is known: on the renderer's own images of world
 prompts' scenes, the embedded bundle's attribute judge behind the detector and VQA interfaces.
 
-    .venv/bin/python benchmarks/following_crosscheck.py [--num_prompts 1000] [--sets literal,narrative-val]
+    .venv/bin/python benchmarks/following_crosscheck.py [--num_prompts 1000] [--sets literal,complex]
 
 Per prompt set: how often GenEval's verdict and the questions' all-right equal the attribute judge's kind, colour and
 count all right (the rules' agreement, 1.0 when they are implemented as the judge reads), and the share of the true
@@ -24,7 +24,9 @@ from record import RESULTS, write_results  # benchmarks/record.py
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_prompts", type=int, default=1000)
-    parser.add_argument("--sets", default="literal,narrative-val", help="World prompt styles, comma-separated.")
+    parser.add_argument("--sets", default="literal,complex", help="World prompt sets, comma-separated: their scenes "
+                        "(a style's words do not change its scenes: literal and narrative-val share theirs; complex "
+                        "draws its scenes at the best quality).")
     parser.add_argument("--results", default=RESULTS / "following-crosscheck.json")
     args = parser.parse_args()
     judge = load_judge(BUNDLE_DIR, "attributes")
