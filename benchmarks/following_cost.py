@@ -110,13 +110,13 @@ def sd15_generation(device: str, steps: int, repeats: int) -> dict:
     return {"unet_step_s": step, "vae_decode_s": decode, "image_s": steps * step + decode, "steps": steps}
 
 
-def geneval_counts() -> dict:
+def geneval_counts(path: Path) -> dict:
     """Per GenEval prompt on average: questions written from its metadata, and boxes its colour rules check."""
     from promptlift.rewards.questions import geneval_questions
 
-    path = BENCH / "geneval_evaluation_metadata.jsonl"
-    if not path.is_file():  # GenEval's averages of its 553 prompts, as measured from the file
-        return {"questions": None, "colour_boxes": None}
+    if not path.is_file():
+        raise SystemExit(f"GenEval's metadata {str(path)!r} is missing: pass --geneval_metadata PATH "
+                         "(evaluation_metadata.jsonl of GenEval's repository, prompts/).")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return {"questions": sum(len(geneval_questions(r)) for r in rows) / len(rows),
             "colour_boxes": sum(o["count"] for r in rows for o in r["include"] if "color" in o) / len(rows)}
@@ -126,8 +126,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=25, help="Denoising steps of the baseline generation.")
+    parser.add_argument("--geneval_metadata", type=Path, default=BENCH / "geneval_evaluation_metadata.jsonl",
+                        help="GenEval's metadata, for its prompts' mean questions and colour boxes.")
     add_results_option(parser, "following_cost")
     args = parser.parse_args()
+    counts = geneval_counts(args.geneval_metadata)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generation = sd15_generation(device, args.steps, args.repeats)
     print(f"SD 1.5, 512 px: {generation['unet_step_s']:.2f} s a guided step, {generation['vae_decode_s']:.2f} s a "
@@ -148,10 +151,9 @@ def main() -> None:
         "blip_yes_probability_s": seconds(lambda: vqa.yes_probability(image, ["a red dog?"]), args.repeats),
         "clip_b_score_s": seconds(lambda: clip_b(image[None].to(device), ["a dog is chasing a cat"]), args.repeats),
     }
-    counts = geneval_counts()
     per_image = {
-        "geneval": parts["owlv2_pass_s"] + (counts["colour_boxes"] or 1.0) * parts["clip_l_box_s"],
-        "vqa (GenEval's questions)": (counts["questions"] or 3.0) * parts["blip_answer_s"],
+        "geneval": parts["owlv2_pass_s"] + counts["colour_boxes"] * parts["clip_l_box_s"],
+        "vqa (GenEval's questions)": counts["questions"] * parts["blip_answer_s"],
         "vqa, per DPG-Bench question": parts["blip_answer_s"],
         "t2i-compbench attribute": 2 * parts["blip_yes_probability_s"],
         "t2i-compbench spatial": parts["owlv2_pass_s"],
