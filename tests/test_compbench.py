@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from promptlift.rewards.compbench import (IOU_THRESHOLD, TWO_OBJECTS, CompBenchReward, noun_phrases,
-                                          spatial_relation, spatial_score)
+                                          read_categories, spatial_relation, spatial_score)
 from promptlift.rewards.following import Detection
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "t2i_compbench"
@@ -169,6 +169,11 @@ def test_the_registered_judge_loads_each_model_its_categories_need(tmp_path, tin
     assert "no/blip" in str(e.value) and "no/owl" not in str(e.value)  # colour prompts need no detector
     with pytest.raises(ValueError, match="takes one subset, not 'a,b'"):
         load_prompt_set("drawbench", str(folder), "a,b")
+    assert read_categories(folder / "spatial_val.txt", "spatial") == {p: "spatial" for p in PROMPTS["spatial"]}
+    with pytest.raises(ValueError, match="shape prompts .*shape_val.txt' are missing"):
+        read_categories(folder, "color,shape")
+    with pytest.raises(ValueError, match="'None' is not their folder.*t2i-compbench.prompts=FOLDER"):
+        read_categories(None)
 
 
 def test_eval_prints_t2i_compbenchs_category_table(tmp_path, tiny_models, tiny_pipeline_dirs):

@@ -81,7 +81,10 @@ class EvalConfig(SamplingConfig):
         sets, given = str(self.prompts).split(","), {o.partition("=")[0] for o in self.reward_option}
         options = []
         if "t2i-compbench" in sets and "t2i-compbench" in self.rewards:
-            wanted = [("t2i-compbench.prompts", self.prompts_path), ("t2i-compbench.subset", self.prompts_subset)]
+            from ..data.prompt_sets import CACHE  # without a path, the files come from their address into the cache
+
+            folder = self.prompts_path or CACHE / "t2i-compbench"
+            wanted = [("t2i-compbench.prompts", folder), ("t2i-compbench.subset", self.prompts_subset)]
             options += [f"{key}={value}" for key, value in wanted if value and key not in given]
         if "geneval" in sets and self.prompts_path and Path(self.prompts_path).is_file():
             wanted = [("geneval", "geneval.metadata"), ("vqa", "vqa.geneval")]

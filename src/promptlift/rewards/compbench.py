@@ -20,6 +20,7 @@ approximation, named in the run), and the complex category always needs spaCy.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -27,7 +28,8 @@ import torch
 from .base import Reward, WeightSource, register_reward
 from .following import Detection, Detector
 
-__all__ = ["CATEGORIES", "RELATIONS", "TWO_OBJECTS", "CompBenchReward", "noun_phrases", "spatial_relation", "spatial_score"]
+__all__ = ["CATEGORIES", "RELATIONS", "TWO_OBJECTS", "CompBenchReward", "noun_phrases", "read_categories",
+           "spatial_relation", "spatial_score"]
 
 # a category's method: attribute (BLIP-VQA on noun phrases), spatial (detector), clip (CLIP cosine), or all three
 CATEGORIES = {"color": ("attribute",), "shape": ("attribute",), "texture": ("attribute",), "spatial": ("spatial",),
@@ -152,6 +154,7 @@ class CompBenchReward(Reward):
         self.hold(vqa, detector)
         self.last_parts: list[dict[str, float]] = []
 
+    @torch.no_grad()
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         self.check_inputs(images, prompts)
         missing = [p for p in prompts if p not in self.categories]
@@ -186,6 +189,25 @@ class CompBenchReward(Reward):
         return spatial_score(relation, first[a], first[b], float(max(image.shape[-2:])))
 
 
+def read_categories(prompts: str | Path | None, subset: str | None = None) -> dict[str, str]:
+    """{prompt: category} of T2I-CompBench's val files CATEGORY_val.txt in the folder `prompts` (or, for one category,
+    that file), the categories `subset` names (comma-separated, default color)."""
+    names = [s.strip() for s in (subset or "color").split(",") if s.strip()]
+    path = Path(prompts) if prompts else None
+    if path is None or not path.exists() or (path.is_file() and len(names) > 1):
+        raise ValueError(f"the t2i-compbench judge reads each prompt's category from T2I-CompBench's prompt files; "
+                         f"{str(prompts)!r} is not their folder: pass `--reward_option t2i-compbench.prompts=FOLDER` "
+                         "(examples/dataset of its repository; eval passes `--prompts_path`).")
+    categories = {}
+    for name in names:
+        file = path if path.is_file() else path / f"{name}_val.txt"
+        if not file.is_file():
+            raise ValueError(f"T2I-CompBench's {name} prompts {str(file)!r} are missing; pass the folder that holds "
+                             f"{name}_val.txt.")
+        categories.update({line.strip(): name for line in file.read_text(encoding="utf-8").splitlines() if line.strip()})
+    return categories
+
+
 def _needs(subset: str | None) -> set[str]:
     names = [s.strip() for s in (subset or "color").split(",") if s.strip()]
     return {method for name in names for method in CATEGORIES.get(name, ())}
@@ -207,14 +229,13 @@ def _compbench_sources(subset: str | None = None, vqa: str = "Salesforce/blip-vq
 def compbench_reward(prompts: str | None = None, subset: str | None = None, vqa: str = "Salesforce/blip-vqa-base",
                      detector: str = "google/owlv2-base-patch16-ensemble", clip: str = "openai/clip-vit-base-patch32",
                      threshold: float = 0.3, split_sentences: bool = False) -> CompBenchReward:
-    """`prompts`: T2I-CompBench's prompt files (a folder of CATEGORY_val.txt, as `--prompts_path`; default: from
-    their original address, once); `subset`: its categories, comma-separated (default color). Eval passes both."""
-    from ..data.prompt_sets import load_prompt_set
+    """`prompts`: T2I-CompBench's prompt files (a folder of CATEGORY_val.txt, or the one category's file); `subset`:
+    its categories, comma-separated (default color). Eval passes both."""
     from .clip import CLIPScore, load_clip
     from .following import OwlDetector
     from .questions import BlipVQA
 
-    categories = {r["prompt"]: r["category"] for r in load_prompt_set("t2i-compbench", prompts, subset)}
+    categories = read_categories(prompts, subset)
     needs = _needs(subset)
     return CompBenchReward(categories, vqa=BlipVQA(vqa) if "attribute" in needs else None,
                            detector=OwlDetector(detector, float(threshold)) if "spatial" in needs else None,
