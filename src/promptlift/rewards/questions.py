@@ -137,7 +137,10 @@ class BlipVQA:
         over the vocabulary, as T2I-CompBench's BLIP-VQA score reads it)."""
         from .following import _pil
 
-        yes = self.processor.tokenizer.convert_tokens_to_ids("yes")
+        tokenizer = self.processor.tokenizer
+        yes = tokenizer.convert_tokens_to_ids("yes")
+        if yes is None or yes == tokenizer.unk_token_id:
+            raise ValueError(f"{self.name}'s vocabulary has no token 'yes'; use a BLIP-VQA model whose answers are words.")
         inputs = self.processor(images=[_pil(image)] * len(questions), text=list(questions), return_tensors="pt",
                                 padding=True)
         out = self.model.generate(**{k: v.to(self.model.device) for k, v in inputs.items()}, max_new_tokens=1,
