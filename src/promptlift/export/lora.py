@@ -16,25 +16,45 @@ __all__ = ["ExportLoraConfig", "export_lora"]
 _COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
 
-def _base_pipeline(cfg: ExportLoraConfig):
-    """The pipeline the full weights in `cfg.source` changed."""
-    from ..pipeline import EMBEDDED_MODEL_NAME, load_pipeline, read_base_model
-    from ..pipeline.base_model import record_file
+def _base_model(cfg: ExportLoraConfig) -> str | None:
+    """The base model `cfg.source` changed: `cfg.model`, else the one its record names (None: the embedded model)."""
+    from ..pipeline import EMBEDDED_MODEL_NAME, read_base_model
 
     if cfg.model is not None:
-        return load_pipeline(cfg.model, device="cpu", dtype="float32", config=cfg.model_config)
-    record = read_base_model(Path(cfg.source)) or {}
-    name = record.get("pretrained_model_name_or_path")
+        return cfg.model
+    name = (read_base_model(Path(cfg.source)) or {}).get("pretrained_model_name_or_path")
     if name is None:
         raise ValueError(f"`source` {str(cfg.source)!r} holds full weights but no base model record (lift_config.json "
                          "or base_model.json); pass --model with the base model they were trained from.")
+    return None if name == EMBEDDED_MODEL_NAME else name
+
+
+def _base_pipeline(cfg: ExportLoraConfig):
+    """The pipeline the full weights in `cfg.source` changed."""
+    from ..pipeline import load_pipeline
+    from ..pipeline.base_model import record_file
+
+    name = _base_model(cfg)
     try:
-        return load_pipeline(None if name == EMBEDDED_MODEL_NAME else name, device="cpu", dtype="float32",
-                             config=cfg.model_config)
+        return load_pipeline(name, device="cpu", dtype="float32", config=cfg.model_config)
     except ValueError as err:
+        if cfg.model is not None:
+            raise
         raise ValueError(f"the base model {name!r} that {record_file(Path(cfg.source))} names could not be loaded "
                          f"({str(err).splitlines()[0]}); pass --model (and, for a single file, --model_config) to "
                          "name it here.") from None
+
+
+def _base_unet_config(cfg: ExportLoraConfig) -> dict:
+    """The base model's UNet config (its blocks name an SDXL LoRA's kohya keys): read from its folder, Hub id or
+    --model_config alone, the whole pipeline loaded only for a single file without one."""
+    from diffusers import UNet2DConditionModel
+
+    name = _base_model(cfg)
+    folder = cfg.model_config or name
+    if folder is None or Path(folder).is_file():
+        return dict(_base_pipeline(cfg).unet.config)
+    return dict(UNet2DConditionModel.load_config(folder, subfolder="unet"))
 
 
 def export_lora(cfg: ExportLoraConfig) -> tuple[Path, str]:
@@ -48,13 +68,12 @@ def export_lora(cfg: ExportLoraConfig) -> tuple[Path, str]:
 
     source = Path(cfg.source)
     record = read_base_model(source) or {}
-    pipe, extraction = None, None
+    extraction = None
     if (source / LORA_FILE).is_file():
         state, alphas = read_diffusers_lora(source / LORA_FILE)
         sdxl = record.get("pipeline_class") == StableDiffusionXLPipeline.__name__ or "text_encoder_2" in alphas
         note = "converted from the diffusers LoRA as it is"
-        if sdxl and any(k.startswith("unet.") for k in state):
-            pipe = _base_pipeline(cfg)  # the UNet's blocks name its keys
+        unet_config = _base_unet_config(cfg) if sdxl and any(k.startswith("unet.") for k in state) else None
     else:
         folders = [name for name in _COMPONENTS if (source / name / "config.json").is_file()]
         if not folders:
@@ -68,7 +87,8 @@ def export_lora(cfg: ExportLoraConfig) -> tuple[Path, str]:
             tuned = load_component_strict(type(base), source / name, f"`source` {str(source)!r}")
             extract_lora(name, base, tuned.float(), cfg.rank, extraction)
         state, alphas, note = extraction.state, extraction.alphas, extraction.summary()
-    kohya = diffusers_lora_to_kohya(state, alphas, sdxl, None if pipe is None else dict(pipe.unet.config))
+        unet_config = dict(pipe.unet.config)
+    kohya = diffusers_lora_to_kohya(state, alphas, sdxl, unet_config)
     if extraction is not None and cfg.num_check_prompts > 0:
         note += "; " + _image_check(pipe, cfg, kohya)
     from safetensors.torch import save_file
