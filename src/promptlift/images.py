@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["default_font", "image_grid", "images_to_tensor"]
+__all__ = ["default_font", "image_grid", "images_to_tensor", "tensor_to_images"]
+
+
+def tensor_to_images(images: torch.Tensor) -> list:
+    """(N, 3, H, W) float in [0, 1] -> PIL images."""
+    from PIL import Image
+
+    arr = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]
 
 
 def image_grid(images, cols: int = 8, scale: int = 1):
@@ -12,8 +20,7 @@ def image_grid(images, cols: int = 8, scale: int = 1):
     from PIL import Image
 
     if isinstance(images, torch.Tensor):
-        arr = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        images = [Image.fromarray(a) for a in arr]
+        images = tensor_to_images(images)
     w, h = images[0].size
     rows = (len(images) + cols - 1) // cols
     grid = Image.new("RGB", (cols * w * scale, rows * h * scale), (255, 255, 255))

@@ -15,6 +15,7 @@ so the module loads, and is tested, without ComfyUI; tests/test_comfyui.py runs 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -147,9 +148,7 @@ class RefinePrompt:
             if clip is None or model is None or vae is None:
                 raise ValueError(f"{node}: `pick_by` reward scores previews of the candidates: connect the checkpoint's "
                                  "MODEL, CLIP and VAE.")
-            from ..rewards import load_reward
-
-            score = load_reward(reward)
+            score = _reward(reward)
 
             def choose(round_, found):
                 images = _previews(model, clip, vae, found, seed, preview_steps, preview_size)
@@ -161,6 +160,14 @@ class RefinePrompt:
         result = refine_rounds(refiner, text, rounds, candidates, new_tokens, seed,
                                lambda round_, found: shown.append(found) or choose(round_, found))
         return result, "\n".join(shown[-1] if shown else [result])
+
+
+@functools.lru_cache(maxsize=4)
+def _reward(name: str):
+    """A reward, loaded once per ComfyUI process (not per queued prompt)."""
+    from ..rewards import load_reward
+
+    return load_reward(name)
 
 
 def _previews(model, clip, vae, prompts: list[str], seed: int, steps: int, size: int) -> torch.Tensor:

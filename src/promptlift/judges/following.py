@@ -47,6 +47,11 @@ class _JudgeReader:
     def __init__(self, judge_bundle: Path | None = None, judge=None):
         self.judge = judge if judge is not None else load_judge(judge_bundle or BUNDLE_DIR, "attributes")
 
+    @property
+    def model(self):
+        """The torch model a reward holds (`Reward.hold`): the judge."""
+        return self.judge
+
 
 class WorldDetector(_JudgeReader):
     """The attribute judge as a detector: per image, its predicted count of objects of its predicted kind, in its

@@ -51,10 +51,9 @@ class Reward(torch.nn.Module):
         return self.eval()
 
     def hold(self, *parts) -> None:
-        """Hold the torch models behind plug objects (a detector's or VQA model's `model`, a world reader's `judge`),
-        frozen, so that `reward.to(device)` moves them with the reward."""
-        modules = [m for part in parts for m in (part, getattr(part, "model", None), getattr(part, "judge", None))
-                   if isinstance(m, torch.nn.Module)]
+        """Hold the torch models behind plug objects (a detector's or VQA model's `model`), frozen, so that
+        `reward.to(device)` moves them with the reward."""
+        modules = [m for part in parts for m in (part, getattr(part, "model", None)) if isinstance(m, torch.nn.Module)]
         self.held = torch.nn.ModuleList(modules).requires_grad_(False).eval()
 
     @staticmethod

@@ -192,7 +192,7 @@ class CompBenchReward(Reward):
 def read_categories(prompts: str | Path | None, subset: str | None = None) -> dict[str, str]:
     """{prompt: category} of T2I-CompBench's val files CATEGORY_val.txt in the folder `prompts` (or, for one category,
     that file), the categories `subset` names (comma-separated, default color)."""
-    names = [s.strip() for s in (subset or "color").split(",") if s.strip()]
+    names = _categories(subset)
     path = Path(prompts) if prompts else None
     if path is None or not path.exists() or (path.is_file() and len(names) > 1):
         raise ValueError(f"the t2i-compbench judge reads each prompt's category from T2I-CompBench's prompt files; "
@@ -208,9 +208,14 @@ def read_categories(prompts: str | Path | None, subset: str | None = None) -> di
     return categories
 
 
+def _categories(subset: str | None) -> list[str]:
+    """The categories a comma-separated `subset` names (default color)."""
+    return [s.strip() for s in (subset or "color").split(",") if s.strip()]
+
+
 def _needs(subset: str | None) -> set[str]:
-    names = [s.strip() for s in (subset or "color").split(",") if s.strip()]
-    return {method for name in names for method in CATEGORIES.get(name, ())}
+    """The methods (attribute, spatial, clip) the categories of `subset` use."""
+    return {method for name in _categories(subset) for method in CATEGORIES.get(name, ())}
 
 
 def _compbench_sources(subset: str | None = None, vqa: str = "Salesforce/blip-vqa-base",

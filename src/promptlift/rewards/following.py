@@ -25,6 +25,7 @@ from typing import Protocol, Sequence
 
 import torch
 
+from ..images import tensor_to_images
 from .base import Reward, WeightSource, register_reward
 
 __all__ = ["COLORS", "ClipColors", "Detection", "Detector", "GenEvalReward", "OwlDetector", "geneval_verdict",
@@ -100,9 +101,8 @@ def geneval_verdict(metadata: dict, found: dict[str, list[Detection]], colors) -
 
 
 def _pil(image: torch.Tensor):
-    from PIL import Image
-
-    return Image.fromarray((image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+    """(3, H, W) in [0, 1] -> a PIL image."""
+    return tensor_to_images(image[None])[0]
 
 
 class OwlDetector:
