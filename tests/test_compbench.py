@@ -91,7 +91,7 @@ def test_each_category_is_scored_by_its_method():
     judge = CompBenchReward(categories, vqa=fakes, detector=fakes, clip=fakes.clip)
     scores = judge(torch.rand(5, 3, 64, 64), list(categories))
     assert scores.tolist() == pytest.approx([0.4, 1.0, 0.0, 0.0, 0.31])  # 0.8 x 0.5; right; wrong; no horse; cosine
-    assert judge.last_parts[0] == {"attribute": pytest.approx(0.4)}
+    assert judge.last_details[0] == {"parts": {"attribute": pytest.approx(0.4)}}
     with pytest.raises(ValueError, match="no category for the prompt 'a cow'.*--prompts t2i-compbench"):
         judge(torch.rand(1, 3, 64, 64), ["a cow"])
     with pytest.raises(ValueError, match="complex prompts need spaCy.*en_core_web_sm"):
@@ -116,7 +116,7 @@ def test_complex_prompts_average_the_three_methods():
                   boxes={"hat": at(0, 0, 10, 10, "hat"), "rack": at(0, 50, 10, 60, "rack")}, clip=30.0)
     judge = CompBenchReward({prompt: "complex"}, vqa=fakes, detector=fakes, clip=fakes.clip, nlp=Chunks())
     score = judge(torch.rand(1, 3, 64, 64), [prompt])
-    assert judge.last_parts[0] == pytest.approx({"attribute": 0.45, "spatial": 1.0, "clip": 0.3})
+    assert judge.last_details[0]["parts"] == pytest.approx({"attribute": 0.45, "spatial": 1.0, "clip": 0.3})
     assert score.item() == pytest.approx((0.45 + 1.0 + 0.3) / 3)
 
 
@@ -163,7 +163,7 @@ def test_the_registered_judge_loads_each_model_its_categories_need(tmp_path, tin
     prompts = [r["prompt"] for r in records]
     scores = judge(torch.rand(6, 3, 48, 48), prompts)
     assert scores.shape == (6,) and all(-1 <= s <= 1 for s in scores.tolist())
-    assert [set(p) for p in judge.last_parts] == [{"attribute"}] * 2 + [{"spatial"}] * 2 + [{"clip"}] * 2
+    assert [set(d["parts"]) for d in judge.last_details] == [{"attribute"}] * 2 + [{"spatial"}] * 2 + [{"clip"}] * 2
     with pytest.raises(MissingWeightsError) as e:
         check_rewards(["t2i-compbench"], {"t2i-compbench": {"subset": "color", "vqa": "no/blip", "detector": "no/owl"}})
     assert "no/blip" in str(e.value) and "no/owl" not in str(e.value)  # colour prompts need no detector

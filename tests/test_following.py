@@ -61,7 +61,7 @@ def test_the_geneval_judge_runs_owlv2_and_clip_through_their_loading_code(tiny_m
     assert any(m is detector.model for m in held) and any(m is colors.model for m in held)
     scores = judge(images, list(metadata))
     assert scores.tolist() == [1.0, 0.0]  # a detection at threshold 0 finds one dog, never exactly four of 3 at most
-    assert judge.last_reasons == [[], ["expected dog >= 4, found 3"]]
+    assert judge.last_details == [{"reasons": []}, {"reasons": ["expected dog >= 4, found 3"]}]
     with pytest.raises(ValueError, match="no GenEval metadata for the prompt 'a cat'.*--prompts geneval"):
         judge(images[:1], ["a cat"])
 
@@ -187,7 +187,8 @@ def test_questions_from_geneval_metadata_and_dsg_dependencies():
                                                        "Are there two dogs?": "yes", "Is the dog red?": "yes",
                                                        "Is the dog right of the cat?": "yes"}))
     assert reward(images[:1], ["p"]).tolist() == pytest.approx([0.2])  # a "yes" below a missing dog is wrong (DSG)
-    assert reward.last_categories == [{"entity": 0.5, "count": 0.0, "attribute": 0.0, "relation": 0.0}]
+    assert reward.last_details == [{"questions": {"entity": [1, 2], "count": [0, 1], "attribute": [0, 1],
+                                                  "relation": [0, 1]}}]
     with pytest.raises(ValueError, match="no questions for the prompt 'q'"):
         reward(images[:1], ["q"])
 

@@ -124,8 +124,8 @@ def spatial_score(relation: str, a: Detection, b: Detection, image_size: float) 
 class CompBenchReward(Reward):
     """T2I-CompBench's score of each image by its prompt's category (`categories`: {prompt: category}); not
     differentiable. `vqa` answers yes-probabilities (`BlipVQA`), `detector` finds objects, `clip` is a CLIP score
-    reward (100 x cosine); each is needed only by the categories that use it. `last_parts` keeps the last batch's
-    parts per image (attribute, spatial, clip)."""
+    reward (100 x cosine); each is needed only by the categories that use it. `last_details` keeps the last batch's
+    parts per image ({"parts": {"attribute", "spatial", "clip"}})."""
 
     differentiable = False
     score_range = (-1.0, 1.0)  # CLIP's cosine (non-spatial, complex) may be negative; the others are in [0, 1]
@@ -152,7 +152,6 @@ class CompBenchReward(Reward):
             [*used, *(["non-spatial by CLIP cosine"] if clip is not None else []), f"noun phrases: {phrases}"])
         self.categories, self.vqa, self.detector, self.clip, self.nlp = categories, vqa, detector, clip, nlp
         self.hold(vqa, detector)
-        self.last_parts: list[dict[str, float]] = []
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
@@ -161,7 +160,7 @@ class CompBenchReward(Reward):
         if missing:
             raise ValueError(f"the t2i-compbench judge has no category for the prompt {missing[0]!r}; score "
                              "T2I-CompBench's prompts (`--prompts t2i-compbench --prompts_subset color,...`).")
-        scores, self.last_parts = [], []
+        scores, self.last_details = [], []
         for image, prompt in zip(images, prompts):
             parts = {}
             for method in CATEGORIES[self.categories[prompt]]:
@@ -174,9 +173,8 @@ class CompBenchReward(Reward):
                     parts[method] = self._spatial(image, *relation)
                 elif len(CATEGORIES[self.categories[prompt]]) == 1:  # a spatial prompt naming no relation
                     parts[method] = 0.0
-            self.last_parts.append(parts)
+            self.last_details.append({"parts": parts})
             scores.append(sum(parts.values()) / len(parts))
-        self.last_details = [{"parts": p} for p in self.last_parts]
         return torch.tensor(scores)
 
     def _spatial(self, image: torch.Tensor, a: str, relation: str, b: str) -> float:

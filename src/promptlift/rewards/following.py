@@ -166,8 +166,8 @@ class ClipColors:
 
 class GenEvalReward(Reward):
     """1 where the image passes GenEval's rules for its prompt's metadata, else 0 (not differentiable). `metadata`:
-    {prompt: GenEval metadata}; a prompt without any is refused by name. `last_reasons` keeps why each of the last
-    batch's images failed."""
+    {prompt: GenEval metadata}; a prompt without any is refused by name. `last_details` keeps why each of the last
+    batch's images failed ({"reasons": [...]})."""
 
     differentiable = False
     score_range = (0.0, 1.0)
@@ -176,7 +176,6 @@ class GenEvalReward(Reward):
         super().__init__()
         self.metadata, self.detector, self.colors = metadata, detector, colors
         self.hold(detector, colors)
-        self.last_reasons: list[list[str]] = []
         self.judged_with = f"GenEval's rules on {detector.name}" + (
             f"; colours by {getattr(colors, 'name', type(colors).__name__)}" if colors else "")
 
@@ -190,7 +189,7 @@ class GenEvalReward(Reward):
         wanted = [sorted({o["class"] for k in ("include", "exclude") for o in self.metadata[p].get(k, [])})
                   for p in prompts]
         found = self.detector.detect(images, wanted)
-        scores, self.last_reasons = [], []
+        scores, self.last_details = [], []
         for image, prompt, detections in zip(images, prompts, found):
             by_class: dict[str, list[Detection]] = {}
             for d in detections:
@@ -203,8 +202,7 @@ class GenEvalReward(Reward):
 
             correct, reasons = geneval_verdict(self.metadata[prompt], by_class, colors)
             scores.append(float(correct))
-            self.last_reasons.append(reasons)
-        self.last_details = [{"reasons": r} for r in self.last_reasons]
+            self.last_details.append({"reasons": reasons})
         return torch.tensor(scores)
 
 

@@ -150,8 +150,8 @@ class BlipVQA:
 
 class QuestionReward(Reward):
     """The share of an image's questions answered as its prompt implies (DSG's rule: a question whose parent was
-    answered wrong is wrong); not differentiable. `last_answers` keeps the last batch's answers, `last_categories`
-    each image's share right per question category, `last_details` its questions right and asked per category."""
+    answered wrong is wrong); not differentiable. `last_answers` keeps the last batch's answers, `last_details` each
+    image's questions right and asked per question category."""
 
     differentiable = False
     score_range = (0.0, 1.0)
@@ -161,7 +161,6 @@ class QuestionReward(Reward):
         self.questions, self.vqa, self.source = questions, vqa, source
         self.hold(vqa)
         self.last_answers: list[list[str]] = []
-        self.last_categories: list[dict[str, float]] = []
         self.judged_with = f"{vqa.name} on questions from {source}"
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
@@ -172,7 +171,7 @@ class QuestionReward(Reward):
                              "score the benchmark's own prompts, or give its questions file.")
         asked = [self.questions[p] for p in prompts]
         self.last_answers = self.vqa.answer(images, asked)
-        scores, self.last_categories, self.last_details = [], [], []
+        scores, self.last_details = [], []
         for questions, answers in zip(asked, self.last_answers):
             right: list[bool] = []
             for q, a in zip(questions, answers):
@@ -180,7 +179,6 @@ class QuestionReward(Reward):
             by_category: dict[str, list[bool]] = {}
             for q, r in zip(questions, right):
                 by_category.setdefault(q.category, []).append(r)
-            self.last_categories.append({c: sum(v) / len(v) for c, v in by_category.items()})
             self.last_details.append({"questions": {c: [sum(v), len(v)] for c, v in by_category.items()}})
             scores.append(sum(right) / len(right))
         return torch.tensor(scores)
