@@ -270,8 +270,9 @@ def world_set(name: str) -> str:
     return name if name.startswith("world-") or "/" in name or "." in name else f"world-{name}"
 
 
-def systems_markdown(rows: dict) -> str:
-    """A table of systems against the base model (`evaluation.systems.system_table`'s rows)."""
+def systems_markdown(rows: dict, judge: str = "aesthetic") -> str:
+    """A table of systems against the base model (`evaluation.systems.system_table`'s rows; their "aesthetic" is the
+    mean of `judge`)."""
     body = []
     for system, r in rows.items():
         s, vs, change = r.get("semantic", {}), r.get("vs_baseline"), r.get("semantic_all_change")
@@ -279,7 +280,7 @@ def systems_markdown(rows: dict) -> str:
                      "" if not change else f"{100 * change['mean']:+.1f} ({100 * change['ci95'][0]:+.1f}, "
                                            f"{100 * change['ci95'][1]:+.1f})",
                      f"{r['aesthetic']:.2f}", "" if not vs else f"{pct(vs['win_rate'])}{interval(vs['ci95'])}"])
-    return table(["system", "setting", "kind", "colour", "count", "all four", "all four vs base", "aesthetic",
+    return table(["system", "setting", "kind", "colour", "count", "all four", "all four vs base", judge,
                   "win rate vs base"], body)
 
 
@@ -308,7 +309,7 @@ def following_page(files: list[Path], crosscheck: Path | None, cost: Path | None
         for name, rows in record["sets"].items():
             judged_with = record.get("judged_with", {}).get(name)
             parts.append(f"\n{world_set(name)}" + (f", judged with {judged_with}" if judged_with else "") + ":\n\n"
-                         + systems_markdown(rows).replace("| aesthetic |", f"| {record['judge']} |"))
+                         + systems_markdown(rows, record["judge"]))
             for key, what in (("by_category", "by prompt category (the mean score)"),
                               ("by_question_category", "by question category (the share of questions answered right; "
                                                        "overall: the mean image score)")):
